@@ -1,0 +1,277 @@
+// Package config defines Switchboard's configuration: its YAML shape, the
+// defaults, the demo configuration of `serve --dev`, and validation that
+// reports every problem at once with its key path.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration of one Switchboard node.
+type Config struct {
+	// HTTP is the Graph API listener.
+	HTTP HTTP `yaml:"http"`
+	// SIP is the SIP edge (used once the SIP gateway is enabled).
+	SIP SIP `yaml:"sip"`
+	// DataDir holds the embedded NATS JetStream store and the node's identity.
+	DataDir string `yaml:"dataDir"`
+	// NATS selects the embedded server (default) or an external cluster.
+	NATS NATS `yaml:"nats"`
+	// Identity configures token lifetimes and signing keys.
+	Identity Identity `yaml:"identity"`
+	// Calls holds call timers and limits.
+	Calls Calls `yaml:"calls"`
+	// Notifications configures delivery to bots.
+	Notifications Notifications `yaml:"notifications"`
+	// Outbound restricts where the server may send HTTP requests.
+	Outbound Outbound `yaml:"outbound"`
+	// Log configures logging.
+	Log Log `yaml:"log"`
+	// Tenants are the directories of users.
+	Tenants []Tenant `yaml:"tenants"`
+	// Applications are the bots.
+	Applications []Application `yaml:"applications"`
+}
+
+// HTTP configures the Graph API listener.
+type HTTP struct {
+	// Listen is the host:port to listen on.
+	Listen string `yaml:"listen"`
+	// PublicURL is the base of every URL Switchboard hands out.
+	PublicURL string `yaml:"publicUrl"`
+	// MaxBodyBytes limits request bodies after gzip decoding.
+	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
+	// RequestsPerSecond is the per-application request rate; beyond it 429.
+	RequestsPerSecond float64 `yaml:"requestsPerSecond"`
+	// Burst is the per-application burst above RequestsPerSecond.
+	Burst int `yaml:"burst"`
+}
+
+// SIP configures the SIP edge.
+type SIP struct {
+	// Listen is the host:port for SIP over UDP and TCP.
+	Listen string `yaml:"listen"`
+	// Domain is the SIP domain users register in.
+	Domain string `yaml:"domain"`
+}
+
+// NATS selects the state store's NATS.
+type NATS struct {
+	// URL of an external NATS cluster with JetStream; empty runs one embedded.
+	URL string `yaml:"url"`
+	// Listen exposes the embedded server on host:port (for tools such as the nats CLI); empty: in-process only.
+	Listen string `yaml:"listen"`
+	// Replicas of streams and buckets on an external cluster.
+	Replicas int `yaml:"replicas"`
+}
+
+// Identity configures tokens.
+type Identity struct {
+	// TokenLifetime is the lifetime of access tokens issued to bots.
+	TokenLifetime Duration `yaml:"tokenLifetime"`
+	// KeyRotation is how often the signing key is replaced; old keys stay published until their tokens expire.
+	KeyRotation Duration `yaml:"keyRotation"`
+	// NotificationIssuer is the iss claim of notification tokens; empty means http.publicUrl.
+	NotificationIssuer string `yaml:"notificationIssuer"`
+	// NotificationTokenLifetime is the lifetime of tokens on notifications.
+	NotificationTokenLifetime Duration `yaml:"notificationTokenLifetime"`
+}
+
+// Calls holds call timers and limits.
+type Calls struct {
+	// AnswerTimeout is how long an incoming call waits for answer, reject or redirect.
+	AnswerTimeout Duration `yaml:"answerTimeout"`
+	// KeepAliveTimeout ends a call that saw no keepAlive for this long.
+	KeepAliveTimeout Duration `yaml:"keepAliveTimeout"`
+	// RingTimeout ends an outbound call nobody answers.
+	RingTimeout Duration `yaml:"ringTimeout"`
+	// MaxConcurrentPerApp limits live calls per application and tenant.
+	MaxConcurrentPerApp int `yaml:"maxConcurrentPerApp"`
+	// OperationRetention keeps a finished call's record (for GET of its operations) this long; 0 deletes at once.
+	Retention Duration `yaml:"retention"`
+}
+
+// Notifications configures delivery to bots.
+type Notifications struct {
+	// Timeout of one POST to a bot.
+	Timeout Duration `yaml:"timeout"`
+	// MaxAge is how long a notification is retried before it is dropped.
+	MaxAge Duration `yaml:"maxAge"`
+	// Workers bounds the calls delivered to in parallel.
+	Workers int `yaml:"workers"`
+}
+
+// Outbound restricts the server's own HTTP requests (webhooks, prompt fetches).
+type Outbound struct {
+	// Allow lists CIDRs and host names that may be contacted; empty allows any.
+	Allow []string `yaml:"allow"`
+	// AllowInsecureCallbacks accepts http:// callback URIs to non-loopback hosts.
+	AllowInsecureCallbacks bool `yaml:"allowInsecureCallbacks"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// Tenant is a directory of users.
+type Tenant struct {
+	// ID is the tenant's GUID.
+	ID string `yaml:"id"`
+	// DisplayName names the tenant.
+	DisplayName string `yaml:"displayName"`
+	// Users of the tenant.
+	Users []User `yaml:"users"`
+}
+
+// User is a person who can be called.
+type User struct {
+	// ID is the user's object id (GUID).
+	ID string `yaml:"id"`
+	// DisplayName names the user.
+	DisplayName string `yaml:"displayName"`
+	// SIP holds the user's SIP credentials.
+	SIP SIPCredentials `yaml:"sip"`
+	// Phone is the user's E.164 number.
+	Phone string `yaml:"phone"`
+	// Simulated makes the built-in simulated endpoint answer for this user.
+	Simulated bool `yaml:"simulated"`
+	// Simulation tunes the simulated endpoint.
+	Simulation Simulation `yaml:"simulation"`
+}
+
+// SIPCredentials are a user's SIP digest credentials.
+type SIPCredentials struct {
+	// Username is the SIP user part.
+	Username string `yaml:"username"`
+	// Password is the digest password.
+	Password string `yaml:"password"`
+}
+
+// Simulation tunes how a simulated user behaves when called.
+type Simulation struct {
+	// Answer is accept (default), busy, decline, noAnswer or unreachable.
+	Answer string `yaml:"answer"`
+	// RingAfter is when the endpoint starts ringing.
+	RingAfter Duration `yaml:"ringAfter"`
+	// AnswerAfter is when it answers (or refuses).
+	AnswerAfter Duration `yaml:"answerAfter"`
+	// HangUpAfter hangs up that long after answering; 0 never.
+	HangUpAfter Duration `yaml:"hangUpAfter"`
+	// DTMF is pressed once the call is established, one key per DTMFInterval.
+	DTMF string `yaml:"dtmf"`
+	// DTMFInterval is the gap between simulated key presses.
+	DTMFInterval Duration `yaml:"dtmfInterval"`
+}
+
+// Application is a bot.
+type Application struct {
+	// ID is the app id (client_id).
+	ID string `yaml:"id"`
+	// DisplayName names the bot.
+	DisplayName string `yaml:"displayName"`
+	// Secret is the client secret.
+	Secret string `yaml:"secret"`
+	// Tenants the bot is provisioned in.
+	Tenants []string `yaml:"tenants"`
+	// Permissions are the application permissions granted (roles).
+	Permissions []string `yaml:"permissions"`
+	// CallbackURI receives incoming-call notifications.
+	CallbackURI string `yaml:"callbackUri"`
+	// MediaMode is service or app.
+	MediaMode string `yaml:"mediaMode"`
+	// Numbers are the numbers and SIP users that ring this bot.
+	Numbers []Number `yaml:"numbers"`
+}
+
+// Number is a number a bot owns: a plain string, or {number, tenant, instanceId}.
+type Number struct {
+	// Number is an E.164 number or a SIP user part.
+	Number string `yaml:"number"`
+	// Tenant is the tenant the number belongs to; needed when the app serves several.
+	Tenant string `yaml:"tenant"`
+	// InstanceID is the applicationInstance id; derived from app and number when empty.
+	InstanceID string `yaml:"instanceId"`
+}
+
+// UnmarshalYAML accepts a scalar number or a mapping.
+func (n *Number) UnmarshalYAML(v *yaml.Node) error {
+	if v.Kind == yaml.ScalarNode {
+		n.Number = v.Value
+		return nil
+	}
+	type plain Number
+	return v.Decode((*plain)(n))
+}
+
+// Duration is a time.Duration written as "15s", "45m".
+type Duration time.Duration
+
+// UnmarshalYAML parses Go duration syntax.
+func (d *Duration) UnmarshalYAML(v *yaml.Node) error {
+	p, err := time.ParseDuration(v.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use 15s, 45m, 1h)", v.Line, v.Value)
+	}
+	*d = Duration(p)
+	return nil
+}
+
+// MarshalYAML writes Go duration syntax.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Default returns the configuration every file is laid over.
+func Default() Config {
+	return Config{
+		HTTP: HTTP{Listen: "127.0.0.1:8080", PublicURL: "http://127.0.0.1:8080",
+			MaxBodyBytes: 1 << 20, RequestsPerSecond: 50, Burst: 100},
+		SIP:     SIP{Listen: "127.0.0.1:5060", Domain: "switchboard.local"},
+		DataDir: "./data",
+		NATS:    NATS{Replicas: 1},
+		Identity: Identity{TokenLifetime: Duration(time.Hour), KeyRotation: Duration(30 * 24 * time.Hour),
+			NotificationTokenLifetime: Duration(time.Hour)},
+		Calls: Calls{AnswerTimeout: Duration(15 * time.Second), KeepAliveTimeout: Duration(45 * time.Minute),
+			RingTimeout: Duration(60 * time.Second), MaxConcurrentPerApp: 100, Retention: Duration(5 * time.Minute)},
+		Notifications: Notifications{Timeout: Duration(5 * time.Second), MaxAge: Duration(10 * time.Minute), Workers: 256},
+		Outbound:      Outbound{},
+		Log:           Log{Level: "info", Format: "text"},
+	}
+}
+
+// Parse reads YAML over Default and validates the result.
+func Parse(data []byte) (Config, error) {
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return c, c.Validate()
+}
+
+// Load reads and validates the file at path.
+func Load(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return c, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}

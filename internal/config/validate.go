@@ -1,0 +1,257 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+var (
+	guidRE  = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	e164RE  = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
+	sipUser = regexp.MustCompile(`^[A-Za-z0-9._~+-]+$`)
+)
+
+// Permissions lists the application permissions Switchboard knows.
+var Permissions = []string{
+	"Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.JoinGroupCall.All",
+	"Calls.JoinGroupCallAsGuest.All", "Calls.AccessMedia.All", "OnlineMeetings.Read.All",
+	"OnlineMeetings.ReadWrite.All", "CallRecords.Read.All",
+}
+
+// IsGUID reports whether s is a GUID with dashes.
+func IsGUID(s string) bool { return guidRE.MatchString(s) }
+
+// Validate returns every problem in c, each naming its key path.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+		bad("http.listen", "%q is not host:port", c.HTTP.Listen)
+	}
+	if u, err := url.Parse(c.HTTP.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("http.publicUrl", "%q is not an http(s) URL", c.HTTP.PublicURL)
+	} else if strings.HasSuffix(c.HTTP.PublicURL, "/") {
+		c.HTTP.PublicURL = strings.TrimRight(c.HTTP.PublicURL, "/")
+	}
+	if c.HTTP.MaxBodyBytes < 1024 {
+		bad("http.maxBodyBytes", "must be at least 1024")
+	}
+	if c.HTTP.RequestsPerSecond <= 0 || c.HTTP.Burst < 1 {
+		bad("http.requestsPerSecond", "requestsPerSecond must be > 0 and burst >= 1")
+	}
+	if c.SIP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.SIP.Listen); err != nil {
+			bad("sip.listen", "%q is not host:port", c.SIP.Listen)
+		}
+	}
+	if c.DataDir == "" {
+		bad("dataDir", "must be set")
+	}
+	if c.NATS.URL != "" {
+		if u, err := url.Parse(c.NATS.URL); err != nil || u.Host == "" {
+			bad("nats.url", "%q is not a nats:// URL", c.NATS.URL)
+		}
+	}
+	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
+		bad("nats.replicas", "must be 1 to 5")
+	}
+	if c.Identity.TokenLifetime.D() < 60e9 {
+		bad("identity.tokenLifetime", "must be at least 1m")
+	}
+	if c.Identity.NotificationTokenLifetime.D() < 60e9 {
+		bad("identity.notificationTokenLifetime", "must be at least 1m")
+	}
+	if c.Identity.KeyRotation.D() <= c.Identity.TokenLifetime.D() {
+		bad("identity.keyRotation", "must be longer than identity.tokenLifetime")
+	}
+	if c.Calls.AnswerTimeout.D() <= 0 {
+		bad("calls.answerTimeout", "must be positive")
+	}
+	if c.Calls.KeepAliveTimeout.D() <= 0 {
+		bad("calls.keepAliveTimeout", "must be positive")
+	}
+	if c.Calls.RingTimeout.D() <= 0 {
+		bad("calls.ringTimeout", "must be positive")
+	}
+	if c.Calls.MaxConcurrentPerApp < 1 {
+		bad("calls.maxConcurrentPerApp", "must be at least 1")
+	}
+	if c.Notifications.Timeout.D() <= 0 || c.Notifications.MaxAge.D() <= 0 {
+		bad("notifications", "timeout and maxAge must be positive")
+	}
+	if c.Notifications.Workers < 1 {
+		bad("notifications.workers", "must be at least 1")
+	}
+	for i, a := range c.Outbound.Allow {
+		if _, _, err := net.ParseCIDR(a); err != nil && net.ParseIP(a) == nil && strings.ContainsAny(a, "/: ") {
+			bad(fmt.Sprintf("outbound.allow[%d]", i), "%q is neither a CIDR, an IP nor a host name", a)
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+
+	tenants := map[string]bool{}
+	users := map[string]string{}
+	sipNames := map[string]string{}
+	phones := map[string]string{}
+	for i, t := range c.Tenants {
+		p := fmt.Sprintf("tenants[%d]", i)
+		if !IsGUID(t.ID) {
+			bad(p+".id", "%q is not a GUID", t.ID)
+		} else if tenants[strings.ToLower(t.ID)] {
+			bad(p+".id", "%s appears twice", t.ID)
+		}
+		tenants[strings.ToLower(t.ID)] = true
+		for j, u := range t.Users {
+			up := fmt.Sprintf("%s.users[%d]", p, j)
+			if !IsGUID(u.ID) {
+				bad(up+".id", "%q is not a GUID", u.ID)
+			} else if prev, ok := users[strings.ToLower(u.ID)]; ok {
+				bad(up+".id", "%s is also %s", u.ID, prev)
+			}
+			users[strings.ToLower(u.ID)] = up
+			if u.DisplayName == "" {
+				bad(up+".displayName", "must be set")
+			}
+			if u.SIP.Username != "" {
+				if !sipUser.MatchString(u.SIP.Username) {
+					bad(up+".sip.username", "%q has characters a SIP user part cannot", u.SIP.Username)
+				} else if prev, ok := sipNames[u.SIP.Username]; ok {
+					bad(up+".sip.username", "%q is also %s's", u.SIP.Username, prev)
+				}
+				sipNames[u.SIP.Username] = up
+				if u.SIP.Password == "" {
+					bad(up+".sip.password", "must be set with sip.username")
+				}
+			}
+			if u.Phone != "" {
+				if !e164RE.MatchString(u.Phone) {
+					bad(up+".phone", "%q is not E.164 (+15550100)", u.Phone)
+				} else if prev, ok := phones[u.Phone]; ok {
+					bad(up+".phone", "%s is also %s", u.Phone, prev)
+				}
+				phones[u.Phone] = up
+			}
+			switch u.Simulation.Answer {
+			case "", "accept", "busy", "decline", "noAnswer", "unreachable":
+			default:
+				bad(up+".simulation.answer", "%q is not accept, busy, decline, noAnswer or unreachable", u.Simulation.Answer)
+			}
+			for _, ch := range u.Simulation.DTMF {
+				if !strings.ContainsRune("0123456789*#ABCD", ch) {
+					bad(up+".simulation.dtmf", "%q is not a DTMF key", ch)
+					break
+				}
+			}
+		}
+	}
+
+	apps := map[string]bool{}
+	for i, a := range c.Applications {
+		p := fmt.Sprintf("applications[%d]", i)
+		if !IsGUID(a.ID) {
+			bad(p+".id", "%q is not a GUID", a.ID)
+		} else if apps[strings.ToLower(a.ID)] {
+			bad(p+".id", "%s appears twice", a.ID)
+		}
+		apps[strings.ToLower(a.ID)] = true
+		if len(a.Secret) < 8 {
+			bad(p+".secret", "must be at least 8 characters")
+		}
+		if len(a.Tenants) == 0 {
+			bad(p+".tenants", "must list at least one tenant")
+		}
+		for j, t := range a.Tenants {
+			if !tenants[strings.ToLower(t)] {
+				bad(fmt.Sprintf("%s.tenants[%d]", p, j), "%q is not a configured tenant", t)
+			}
+		}
+		for j, perm := range a.Permissions {
+			if !knownPermission(perm) {
+				bad(fmt.Sprintf("%s.permissions[%d]", p, j), "%q is not one of %s", perm, strings.Join(Permissions, ", "))
+			}
+		}
+		if a.CallbackURI != "" {
+			if err := c.CheckCallbackURI(a.CallbackURI); err != nil {
+				bad(p+".callbackUri", "%v", err)
+			}
+		}
+		switch a.MediaMode {
+		case "", "service", "app":
+		default:
+			bad(p+".mediaMode", "%q is not service or app", a.MediaMode)
+		}
+		for j, n := range a.Numbers {
+			np := fmt.Sprintf("%s.numbers[%d]", p, j)
+			if !e164RE.MatchString(n.Number) && !sipUser.MatchString(n.Number) {
+				bad(np, "%q is neither E.164 nor a SIP user", n.Number)
+			}
+			if prev, ok := phones[n.Number]; ok {
+				bad(np, "%s is also %s", n.Number, prev)
+			}
+			phones[n.Number] = np
+			if n.Tenant == "" && len(a.Tenants) > 1 {
+				bad(np+".tenant", "must be set: the application serves several tenants")
+			}
+			if n.Tenant != "" && !contains(a.Tenants, n.Tenant) {
+				bad(np+".tenant", "%q is not one of the application's tenants", n.Tenant)
+			}
+			if n.InstanceID != "" && !IsGUID(n.InstanceID) {
+				bad(np+".instanceId", "%q is not a GUID", n.InstanceID)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// CheckCallbackURI reports why u cannot be a callback URI: it must be https,
+// or http to a loopback host, or http anywhere when the config allows it.
+func (c *Config) CheckCallbackURI(u string) error {
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", u)
+	}
+	switch p.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if c.Outbound.AllowInsecureCallbacks || isLoopback(p.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%q must be https (http is accepted only to loopback hosts or with outbound.allowInsecureCallbacks)", u)
+	}
+	return fmt.Errorf("%q must be an https URL", u)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func knownPermission(p string) bool { return contains(Permissions, p) }
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(v, s) {
+			return true
+		}
+	}
+	return false
+}

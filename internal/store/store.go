@@ -1,0 +1,234 @@
+// Package store is Switchboard's state store on NATS JetStream: key-value
+// buckets with compare-and-set for call state and signing keys, streams for
+// durable queues. By default it runs a NATS server with JetStream embedded in
+// the process, its files under the data directory; given a URL it connects to
+// an external cluster instead. Both take the same code path from here on.
+//
+// A Store is safe for concurrent use. Its owner calls Close.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Errors a bucket returns.
+var (
+	ErrNotFound = errors.New("store: key not found")
+	ErrConflict = errors.New("store: revision conflict")
+	ErrExists   = errors.New("store: key exists")
+)
+
+// Options configure Open.
+type Options struct {
+	// DataDir holds the embedded server's JetStream files.
+	DataDir string
+	// URL of an external NATS; empty embeds a server.
+	URL string
+	// Listen exposes the embedded server on host:port; empty keeps it in-process.
+	Listen string
+	// Replicas for buckets and streams (1 for the embedded server).
+	Replicas int
+	// Name identifies this node's connection.
+	Name string
+	// Logger receives the store's logs.
+	Logger *slog.Logger
+}
+
+// Store is an open connection to JetStream.
+type Store struct {
+	srv      *server.Server
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	replicas int
+	log      *slog.Logger
+}
+
+// Open starts the embedded server (or dials the external one) and returns
+// the store once JetStream is ready.
+func Open(ctx context.Context, o Options) (*Store, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Replicas < 1 {
+		o.Replicas = 1
+	}
+	s := &Store{replicas: o.Replicas, log: o.Logger}
+	opts := []nats.Option{nats.Name(o.Name), nats.MaxReconnects(-1)}
+	url := o.URL
+	if url == "" {
+		sopts := &server.Options{
+			ServerName: "switchboard-" + o.Name,
+			JetStream:  true,
+			StoreDir:   filepath.Join(o.DataDir, "jetstream"),
+			NoSigs:     true,
+			NoLog:      true,
+		}
+		if o.Listen == "" {
+			sopts.DontListen = true
+		} else {
+			host, port, err := net.SplitHostPort(o.Listen)
+			if err != nil {
+				return nil, fmt.Errorf("store: nats listen %q: %w", o.Listen, err)
+			}
+			sopts.Host = host
+			sopts.Port, _ = strconv.Atoi(port)
+		}
+		srv, err := server.NewServer(sopts)
+		if err != nil {
+			return nil, fmt.Errorf("store: embedded nats: %w", err)
+		}
+		srv.Start()
+		if !srv.ReadyForConnections(30 * time.Second) {
+			srv.Shutdown()
+			return nil, errors.New("store: embedded nats did not become ready in 30s")
+		}
+		s.srv = srv
+		opts = append(opts, nats.InProcessServer(srv))
+		url = ""
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: connect nats: %w", err)
+	}
+	s.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("store: jetstream: %w", err)
+	}
+	s.js = js
+	// JetStream may take a moment after a restart to recover its streams.
+	for {
+		if _, err := js.AccountInfo(ctx); err == nil {
+			break
+		} else if ctx.Err() != nil {
+			s.Close()
+			return nil, fmt.Errorf("store: jetstream not ready: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return s, nil
+}
+
+// Conn returns the NATS connection, for request/reply between nodes.
+func (s *Store) Conn() *nats.Conn { return s.nc }
+
+// JetStream returns the JetStream handle, for streams and consumers.
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// Replicas is the replica count for streams and buckets.
+func (s *Store) Replicas() int { return s.replicas }
+
+// Close drains the connection and stops the embedded server. It is idempotent.
+func (s *Store) Close() {
+	if s.nc != nil {
+		_ = s.nc.Drain()
+		for s.nc.IsDraining() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		s.nc.Close()
+		s.nc = nil
+	}
+	if s.srv != nil {
+		s.srv.Shutdown()
+		s.srv.WaitForShutdown()
+		s.srv = nil
+	}
+}
+
+// KV is a key-value bucket with compare-and-set updates.
+type KV struct {
+	kv jetstream.KeyValue
+}
+
+// Bucket opens (creating if needed) the named bucket. ttl > 0 expires keys.
+func (s *Store) Bucket(ctx context.Context, name string, ttl time.Duration) (*KV, error) {
+	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: name, History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: s.replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: bucket %s: %w", name, err)
+	}
+	return &KV{kv: kv}, nil
+}
+
+// Get returns the value and revision of key, or ErrNotFound.
+func (b *KV) Get(ctx context.Context, key string) ([]byte, uint64, error) {
+	e, err := b.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: get %s: %w", key, err)
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+// Create stores key only if it does not exist, else ErrExists.
+func (b *KV) Create(ctx context.Context, key string, val []byte) (uint64, error) {
+	rev, err := b.kv.Create(ctx, key, val)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, ErrExists
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: create %s: %w", key, err)
+	}
+	return rev, nil
+}
+
+// Update stores key only if its revision is still rev, else ErrConflict.
+func (b *KV) Update(ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
+	n, err := b.kv.Update(ctx, key, val, rev)
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			return 0, ErrConflict
+		}
+		return 0, fmt.Errorf("store: update %s: %w", key, err)
+	}
+	return n, nil
+}
+
+// Put stores key unconditionally.
+func (b *KV) Put(ctx context.Context, key string, val []byte) (uint64, error) {
+	n, err := b.kv.Put(ctx, key, val)
+	if err != nil {
+		return 0, fmt.Errorf("store: put %s: %w", key, err)
+	}
+	return n, nil
+}
+
+// Delete removes key. A missing key is not an error.
+func (b *KV) Delete(ctx context.Context, key string) error {
+	if err := b.kv.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("store: delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// Keys lists the bucket's keys.
+func (b *KV) Keys(ctx context.Context) ([]string, error) {
+	keys, err := b.kv.Keys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: keys: %w", err)
+	}
+	return keys, nil
+}
