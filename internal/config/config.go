@@ -35,6 +35,8 @@ type Config struct {
 	Outbound Outbound `yaml:"outbound"`
 	// Log configures logging.
 	Log Log `yaml:"log"`
+	// Simulator configures the simulated endpoint's control API.
+	Simulator Simulator `yaml:"simulator"`
 	// Tenants are the directories of users.
 	Tenants []Tenant `yaml:"tenants"`
 	// Applications are the bots.
@@ -95,8 +97,6 @@ type Calls struct {
 	RingTimeout Duration `yaml:"ringTimeout"`
 	// MaxConcurrentPerApp limits live calls per application and tenant.
 	MaxConcurrentPerApp int `yaml:"maxConcurrentPerApp"`
-	// OperationRetention keeps a finished call's record (for GET of its operations) this long; 0 deletes at once.
-	Retention Duration `yaml:"retention"`
 }
 
 // Notifications configures delivery to bots.
@@ -115,6 +115,12 @@ type Outbound struct {
 	Allow []string `yaml:"allow"`
 	// AllowInsecureCallbacks accepts http:// callback URIs to non-loopback hosts.
 	AllowInsecureCallbacks bool `yaml:"allowInsecureCallbacks"`
+}
+
+// Simulator configures the simulated endpoint's HTTP control API.
+type Simulator struct {
+	// Enabled mounts /simulator/v1/ (no authentication: for tests and demos).
+	Enabled bool `yaml:"enabled"`
 }
 
 // Log configures logging.
@@ -245,7 +251,7 @@ func Default() Config {
 		Identity: Identity{TokenLifetime: Duration(time.Hour), KeyRotation: Duration(30 * 24 * time.Hour),
 			NotificationTokenLifetime: Duration(time.Hour)},
 		Calls: Calls{AnswerTimeout: Duration(15 * time.Second), KeepAliveTimeout: Duration(45 * time.Minute),
-			RingTimeout: Duration(60 * time.Second), MaxConcurrentPerApp: 100, Retention: Duration(5 * time.Minute)},
+			RingTimeout: Duration(60 * time.Second), MaxConcurrentPerApp: 100},
 		Notifications: Notifications{Timeout: Duration(5 * time.Second), MaxAge: Duration(10 * time.Minute), Workers: 256},
 		Outbound:      Outbound{},
 		Log:           Log{Level: "info", Format: "text"},

@@ -20,6 +20,7 @@ func Dev() Config {
 	c := Default()
 	c.DataDir = "./data-dev"
 	c.Log.Level = "info"
+	c.Simulator.Enabled = true
 	c.Tenants = []Tenant{{
 		ID: DevTenantID, DisplayName: "Contoso (demo)",
 		Users: []User{

@@ -1,0 +1,339 @@
+package callctl
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+
+	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+// Permissions (graph-calls.md §10).
+const (
+	PermInitiate          = "Calls.Initiate.All"
+	PermInitiateGroupCall = "Calls.InitiateGroupCall.All"
+	PermJoinGroupCall     = "Calls.JoinGroupCall.All"
+	PermJoinAsGuest       = "Calls.JoinGroupCallAsGuest.All"
+	PermAccessMedia       = "Calls.AccessMedia.All"
+)
+
+func badRequest(format string, args ...any) error { return errs.E(errs.BadRequest, format, args...) }
+
+// Create places an outbound call (POST /communications/calls) and returns
+// the call as the 201 response shows it, in state establishing.
+func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph.Call, error) {
+	if req.TenantID != "" && !strings.EqualFold(req.TenantID, c.TenantID) {
+		return nil, errs.E(errs.Forbidden, "request authorization tenant mismatch")
+	}
+	if req.CallbackURI == "" {
+		return nil, badRequest("callbackUri is required.")
+	}
+	if err := m.cfg.CheckCallbackURI(req.CallbackURI); err != nil {
+		return nil, badRequest("callbackUri: %v", err)
+	}
+	if req.MediaConfig == nil {
+		return nil, badRequest("mediaConfig is required.")
+	}
+	req.MediaConfig.Normalize()
+	if req.MediaConfig.AppHosted() {
+		if err := c.require(PermAccessMedia); err != nil {
+			return nil, err
+		}
+	}
+	if req.MeetingInfo != nil || req.ChatInfo != nil {
+		if err := c.require(PermJoinGroupCall, PermJoinAsGuest); err != nil {
+			return nil, err
+		}
+		return nil, errs.E(errs.NotSupported, "Joining meetings is not supported by this Switchboard version yet.")
+	}
+	switch n := len(req.Targets); {
+	case n == 0:
+		return nil, badRequest("targets is required: a call needs at least one target.")
+	case n > 1:
+		if err := c.require(PermInitiateGroupCall); err != nil {
+			return nil, err
+		}
+		return nil, errs.E(errs.NotSupported, "Group calls (more than one target) are not supported by this Switchboard version yet.")
+	}
+	if err := c.require(PermInitiate); err != nil {
+		return nil, err
+	}
+	for i, mod := range req.RequestedModalities {
+		if mod != graph.ModalityAudio {
+			return nil, errs.E(errs.NotSupported, "requestedModalities[%d]: %q is not supported; Switchboard calls carry audio.", i, mod)
+		}
+	}
+	app, ok := m.dir.App(c.AppID)
+	if !ok {
+		return nil, errs.E(errs.Unauthenticated, "The application is not registered.")
+	}
+
+	source, err := m.resolveSource(c, app.DisplayName, req.Source)
+	if err != nil {
+		return nil, err
+	}
+	t0 := req.Targets[0]
+	target, err := m.resolveTarget(c, t0, source)
+	if err != nil {
+		return nil, err
+	}
+	if err := m.reserve(c); err != nil {
+		return nil, err
+	}
+
+	now := m.clk.Now()
+	id := newID()
+	t0.ODataType = graph.TypeInvitationParticipantInfo
+	normIdentitySet(t0.Identity)
+	call := graph.Call{
+		ID:                      id,
+		State:                   graph.StateEstablishing,
+		Direction:               graph.DirectionOutgoing,
+		CallbackURI:             req.CallbackURI,
+		CallChainID:             newID(),
+		CallOptions:             req.CallOptions,
+		MediaConfig:             req.MediaConfig,
+		MyParticipantID:         newID(),
+		RequestedModalities:     []graph.Modality{graph.ModalityAudio},
+		Source:                  source,
+		Subject:                 req.Subject,
+		Targets:                 []graph.InvitationParticipantInfo{t0},
+		TenantID:                c.TenantID,
+		RingingTimeoutInSeconds: req.RingingTimeoutInSeconds,
+	}
+	ringFor := m.cfg.Calls.RingTimeout.D()
+	if s := req.RingingTimeoutInSeconds; s != nil && *s > 0 && *s <= 115 {
+		ringFor = secs(*s)
+	}
+	rec := &Record{
+		Call: call, AppID: normID(c.AppID), TenantID: normID(c.TenantID), Node: m.o.Node,
+		Participants: []graph.Participant{
+			participant(call.MyParticipantID, source.Identity),
+			participant(newID(), t0.Identity),
+		},
+		Created: now, LastKeepAlive: now, RingBy: now.Add(ringFor),
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		m.release(c)
+		return nil, errs.Wrap(errs.Internal, err, "encode call")
+	}
+	rev, err := m.calls.Create(ctx, id, data)
+	if err != nil {
+		m.release(c)
+		return nil, errs.Wrap(errs.Unavailable, err, "The call store is unavailable.")
+	}
+	a := m.spawn(rec, rev)
+	if a == nil {
+		return nil, errs.E(errs.Unavailable, "This Switchboard node is shutting down.")
+	}
+	a.post(func(a *actor) { a.startOutbound(target) })
+	out := call
+	out.ODataType = graph.TypeCall
+	return &out, nil
+}
+
+// resolveSource fills in the bot's identity, checking an applicationInstance
+// source is one of the application's numbers.
+func (m *Manager) resolveSource(c Caller, appName string, src *graph.ParticipantInfo) (*graph.ParticipantInfo, error) {
+	out := &graph.ParticipantInfo{ODataType: graph.TypeParticipantInfo, ID: newID()}
+	if src != nil && src.Identity != nil && src.Identity.ApplicationInstance != nil {
+		inst := src.Identity.ApplicationInstance
+		if _, _, ok := m.dir.AppInstance(c.AppID, inst.ID); !ok {
+			return nil, badRequest("source.identity.applicationInstance.id: %q is not an application instance (number) of this application.", inst.ID)
+		}
+		set := &graph.IdentitySet{ApplicationInstance: &graph.Identity{ID: inst.ID, DisplayName: inst.DisplayName, TenantID: c.TenantID}}
+		normIdentitySet(set)
+		out.Identity = set
+		return out, nil
+	}
+	set := &graph.IdentitySet{Application: &graph.Identity{ID: c.AppID, DisplayName: appName}}
+	normIdentitySet(set)
+	out.Identity = set
+	return out, nil
+}
+
+// resolveTarget turns a Graph target into something the dialer can call.
+func (m *Manager) resolveTarget(c Caller, t graph.InvitationParticipantInfo, source *graph.ParticipantInfo) (Target, error) {
+	kind, ident := t.Identity.Primary()
+	switch kind {
+	case "user":
+		u, ok := m.dir.User(c.TenantID, ident.ID)
+		if !ok {
+			return Target{}, badRequest("targets[0].identity.user.id: %q is not a user of tenant %s.", ident.ID, c.TenantID)
+		}
+		if ident.DisplayName == "" {
+			ident.DisplayName = u.DisplayName
+		}
+		return Target{TenantID: c.TenantID, UserID: u.ID, DisplayName: u.DisplayName}, nil
+	case "phone":
+		if source.Identity.ApplicationInstance == nil {
+			return Target{}, errs.E(errs.NotSupported, "Calls to phone numbers need source.identity.applicationInstance: the application instance (number) the call comes from.")
+		}
+		if !validE164(ident.ID) {
+			return Target{}, badRequest("targets[0].identity.phone.id: %q is not an E.164 number (+15550100).", ident.ID)
+		}
+		return Target{TenantID: c.TenantID, Phone: ident.ID, DisplayName: ident.DisplayName}, nil
+	case "":
+		return Target{}, badRequest("targets[0].identity: no user or phone identity given.")
+	}
+	return Target{}, errs.E(errs.NotSupported, "targets[0].identity.%s: calling a %s is not supported; call a user or a phone number.", kind, kind)
+}
+
+func validE164(s string) bool {
+	if len(s) < 3 || len(s) > 16 || s[0] != '+' || s[1] == '0' {
+		return false
+	}
+	for _, r := range s[1:] {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Manager) reserve(c Caller) error {
+	key := normID(c.AppID) + "|" + normID(c.TenantID)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closing {
+		return errs.E(errs.Unavailable, "This Switchboard node is shutting down.")
+	}
+	if m.perApp[key] >= m.cfg.Calls.MaxConcurrentPerApp {
+		return errs.E(errs.Throttled, "The application has %d concurrent calls in this tenant, the limit (calls.maxConcurrentPerApp).", m.perApp[key])
+	}
+	m.perApp[key]++
+	return nil
+}
+
+func (m *Manager) release(c Caller) {
+	key := normID(c.AppID) + "|" + normID(c.TenantID)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.perApp[key]--; m.perApp[key] <= 0 {
+		delete(m.perApp, key)
+	}
+}
+
+// IncomingCall describes a call arriving for a bot.
+type IncomingCall struct {
+	TenantID string
+	AppID    string
+	// Caller is who is calling.
+	Caller *graph.IdentitySet
+	// Called is whom the caller dialed: the bot's applicationInstance or application.
+	Called *graph.IdentitySet
+	// NewLeg builds the caller's leg once the call exists, with the
+	// callback its events go to.
+	NewLeg func(callID string, ev func(LegEvent)) Leg
+}
+
+// ErrNoBot is returned by Incoming when the application cannot take calls.
+var ErrNoBot = errors.New("callctl: the application has no callbackUri")
+
+// Incoming creates an incoming call, announces it to the application's
+// webhook and waits for answer, reject or redirect.
+func (m *Manager) Incoming(ctx context.Context, in IncomingCall) (string, error) {
+	app, ok := m.dir.App(in.AppID)
+	if !ok || app.CallbackURI == "" {
+		return "", ErrNoBot
+	}
+	c := Caller{TenantID: in.TenantID, AppID: app.ID}
+	if err := m.reserve(c); err != nil {
+		return "", err
+	}
+	now := m.clk.Now()
+	id := newID()
+	caller := in.Caller
+	if !privileged(app.Permissions) {
+		caller = encrypted(caller)
+	}
+	normIdentitySet(caller)
+	normIdentitySet(in.Called)
+	src := &graph.ParticipantInfo{ODataType: graph.TypeParticipantInfo, ID: newID(), Identity: caller,
+		EndpointType: "default", LanguageID: "en-US"}
+	call := graph.Call{
+		ID: id, State: graph.StateIncoming, Direction: graph.DirectionIncoming,
+		CallbackURI: app.CallbackURI, CallChainID: newID(), MyParticipantID: newID(),
+		RequestedModalities: []graph.Modality{graph.ModalityAudio},
+		Source:              src,
+		Targets:             []graph.InvitationParticipantInfo{{ODataType: graph.TypeInvitationParticipantInfo, Identity: in.Called}},
+		TenantID:            normID(in.TenantID),
+	}
+	rec := &Record{
+		Call: call, AppID: normID(app.ID), TenantID: normID(in.TenantID), Node: m.o.Node,
+		Participants: []graph.Participant{
+			participant(call.MyParticipantID, in.Called),
+			participant(src.ID, caller),
+		},
+		Created: now, LastKeepAlive: now, AnswerBy: now.Add(m.cfg.Calls.AnswerTimeout.D()),
+	}
+	data, err := json.Marshal(rec)
+	if err != nil {
+		m.release(c)
+		return "", errs.Wrap(errs.Internal, err, "encode call")
+	}
+	rev, err := m.calls.Create(ctx, id, data)
+	if err != nil {
+		m.release(c)
+		return "", errs.Wrap(errs.Unavailable, err, "The call store is unavailable.")
+	}
+	a := m.spawn(rec, rev)
+	if a == nil {
+		return "", errs.E(errs.Unavailable, "This Switchboard node is shutting down.")
+	}
+	a.post(func(a *actor) { a.startIncoming(in.NewLeg) })
+	return id, nil
+}
+
+// privileged reports whether an app may see who calls it (graph-calls.md §2.4).
+func privileged(perms []string) bool {
+	for _, p := range perms {
+		for _, q := range []string{PermAccessMedia, PermInitiate, PermInitiateGroupCall, PermJoinGroupCall, PermJoinAsGuest} {
+			if strings.EqualFold(p, q) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func encrypted(s *graph.IdentitySet) *graph.IdentitySet {
+	_, id := s.Primary()
+	sum := sha256.Sum256([]byte("switchboard-encrypted:" + id.ID))
+	return &graph.IdentitySet{Encrypted: &graph.Identity{ID: hex.EncodeToString(sum[:16])}}
+}
+
+// normIdentitySet writes the odata types Graph clients expect: a set that
+// carries phone, applicationInstance, guest or encrypted identities is a
+// communicationsIdentitySet (DECISIONS.md), each identity an identity.
+func normIdentitySet(s *graph.IdentitySet) {
+	if s == nil {
+		return
+	}
+	s.ODataType = graph.TypeIdentitySet
+	if s.Phone != nil || s.ApplicationInstance != nil || s.Guest != nil || s.Encrypted != nil ||
+		s.AzureCommunicationServicesUser != nil || s.AssertedIdentity != nil {
+		s.ODataType = graph.TypeCommsIdentitySet
+	}
+	for _, id := range []*graph.Identity{s.User, s.Application, s.ApplicationInstance, s.Phone, s.Guest,
+		s.Encrypted, s.OnPremises, s.AssertedIdentity, s.AzureCommunicationServicesUser, s.Device} {
+		if id != nil {
+			id.ODataType = graph.TypeIdentity
+		}
+	}
+}
+
+func participant(id string, ident *graph.IdentitySet) graph.Participant {
+	return graph.Participant{
+		ODataType: graph.TypeParticipant,
+		ID:        id,
+		Info:      &graph.ParticipantInfo{ODataType: graph.TypeParticipantInfo, Identity: ident, LanguageID: "en-US"},
+		MediaStreams: []graph.MediaStream{{ODataType: graph.TypeMediaStream, MediaType: graph.ModalityAudio,
+			Label: "main-audio", SourceID: "1", Direction: graph.MediaSendReceive}},
+	}
+}

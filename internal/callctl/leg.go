@@ -1,0 +1,78 @@
+package callctl
+
+import (
+	"encoding/json"
+	"errors"
+
+	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+// Target is whom an outbound leg dials.
+type Target struct {
+	TenantID    string
+	UserID      string // set for a user target
+	Phone       string // E.164, set for a phone target
+	DisplayName string
+}
+
+// LegEventKind says what happened on a leg.
+type LegEventKind int
+
+// Leg events, in the order a leg usually reports them.
+const (
+	LegRinging  LegEventKind = iota + 1 // SIP 180
+	LegProgress                         // SIP 183: no call state change
+	LegAnswered                         // SIP 200
+	LegEnded                            // BYE, CANCEL, or a final failure
+	LegTone                             // a DTMF key from the far end
+)
+
+// LegEvent is reported by a leg to its call.
+type LegEvent struct {
+	Kind   LegEventKind
+	Reason errs.EndReason // for LegEnded
+	Tone   graph.Tone     // for LegTone
+}
+
+// Leg is the far end of a call: a simulated endpoint, a SIP dialog, a
+// browser. Its methods must not block on the call (events go through the
+// callback given at Dial, from the leg's own goroutines).
+type Leg interface {
+	// Answer accepts an incoming leg: the far end is the caller. The leg
+	// reports LegAnswered when media flows.
+	Answer() error
+	// Reject refuses an incoming leg with reason's SIP status.
+	Reject(reason errs.EndReason)
+	// HangUp ends the leg (BYE once answered, CANCEL before).
+	HangUp(reason errs.EndReason)
+	// SendTones plays DTMF toward the far end.
+	SendTones(tones []graph.Tone) error
+	// Ref identifies the leg so it can be resumed after a restart.
+	Ref() LegRef
+}
+
+// LegRef is the persisted identity of a leg.
+type LegRef struct {
+	Kind string          `json:"kind"`
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// ErrNoRoute is returned by Dial when no endpoint can take the target; the
+// wrapped EndReason says why.
+var ErrNoRoute = errors.New("no route to target")
+
+// RouteError carries why a target cannot be dialed.
+type RouteError struct{ Reason errs.EndReason }
+
+func (e *RouteError) Error() string { return "no route: " + e.Reason.Message }
+func (e *RouteError) Unwrap() error { return ErrNoRoute }
+
+// Dialer places outbound legs and resumes legs after a restart.
+type Dialer interface {
+	// Dial starts calling t. Events arrive through ev until LegEnded.
+	Dial(callID string, t Target, ev func(LegEvent)) (Leg, error)
+	// Resume rebuilds a leg of a call that was in state when the node
+	// stopped. It fails when the leg cannot outlive its process.
+	Resume(callID string, ref LegRef, state graph.CallState, ev func(LegEvent)) (Leg, error)
+}

@@ -1,0 +1,78 @@
+package callctl
+
+import (
+	"crypto/rand"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+// Record is everything about a live call, kept in the store under the call
+// id so that any node can read it and the owner can resume it after a
+// restart. Only the owning node's actor writes it, with compare-and-set.
+type Record struct {
+	Call         graph.Call          `json:"call"`
+	AppID        string              `json:"appId"`
+	TenantID     string              `json:"tenantId"`
+	Node         string              `json:"node"`
+	Participants []graph.Participant `json:"participants,omitempty"`
+	Operations   []graph.Operation   `json:"operations,omitempty"`
+	Leg          *LegRef             `json:"leg,omitempty"`
+	// Redirect is set while an incoming call is being redirected.
+	Redirect *RedirectState `json:"redirect,omitempty"`
+
+	Created        time.Time `json:"created"`
+	LastKeepAlive  time.Time `json:"lastKeepAlive"`
+	AnswerBy       time.Time `json:"answerBy,omitzero"`
+	RingBy         time.Time `json:"ringBy,omitzero"`
+	ToneSubscribed bool      `json:"toneSubscribed,omitempty"`
+	ToneSeq        int64     `json:"toneSeq,omitempty"`
+	Muted          bool      `json:"muted,omitempty"`
+}
+
+// RedirectState tracks the new leg of a redirected incoming call.
+type RedirectState struct {
+	Targets []graph.InvitationParticipantInfo `json:"targets"`
+	By      time.Time                         `json:"by"`
+	Leg     *LegRef                           `json:"leg,omitempty"`
+}
+
+// operation returns the call's operation with id, or nil.
+func (r *Record) operation(id string) *graph.Operation {
+	for i := range r.Operations {
+		if strings.EqualFold(r.Operations[i].ID, id) {
+			return &r.Operations[i]
+		}
+	}
+	return nil
+}
+
+// maxOperations bounds what a long call keeps: the oldest finished
+// operations are forgotten first.
+const maxOperations = 256
+
+func (r *Record) addOperation(op graph.Operation) {
+	if len(r.Operations) >= maxOperations {
+		for i, o := range r.Operations {
+			if o.Status.Terminal() {
+				r.Operations = append(r.Operations[:i], r.Operations[i+1:]...)
+				break
+			}
+		}
+	}
+	r.Operations = append(r.Operations, op)
+}
+
+// newID returns a random (version 4) GUID in Graph's lower-case form.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// normID is the form ids are stored and compared in.
+func normID(id string) string { return strings.ToLower(id) }

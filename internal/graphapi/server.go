@@ -1,0 +1,346 @@
+// Package graphapi serves the Microsoft Graph cloud-communications API
+// (/v1.0/communications/calls and its legacy /app/calls alias) over HTTP:
+// authentication, OData JSON in and out, Graph error bodies, request ids,
+// body limits, gzip request bodies and throttling. Call semantics live in
+// callctl; this package only translates.
+package graphapi
+
+import (
+	"compress/gzip"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/switchboard-voice/switchboard/internal/callctl"
+	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/identity"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+// Options configure the API.
+type Options struct {
+	Config     *config.Config
+	Identity   *identity.Service
+	Calls      *callctl.Manager
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Now is the clock used for error dates; time.Now when nil.
+	Now func() time.Time
+}
+
+// Server is the Graph API's http.Handler. It is safe for concurrent use.
+type Server struct {
+	o        Options
+	cfg      *config.Config
+	log      *slog.Logger
+	mux      *http.ServeMux
+	ready    atomic.Bool
+	draining atomic.Bool
+
+	limMu    sync.Mutex
+	limiters map[string]*rate.Limiter
+
+	latency *prometheus.HistogramVec
+}
+
+// New builds the API. Routes of other packages (identity's token endpoint,
+// the simulator) are added with Mux().
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	s := &Server{o: o, cfg: o.Config, log: o.Logger, mux: http.NewServeMux(), limiters: map[string]*rate.Limiter{},
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "switchboard_http_request_duration_seconds", Help: "Graph API request latency by route and status.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"route", "status"}),
+	}
+	if o.Registerer != nil {
+		_ = o.Registerer.Register(s.latency)
+	}
+	for _, base := range []string{"/v1.0/communications/calls", "/beta/communications/calls", "/v1.0/app/calls", "/beta/app/calls"} {
+		s.route(base, "calls", s.calls)
+		s.route(base+"/{id}", "call", s.call)
+		s.route(base+"/{id}/{action}", "action", s.action)
+		s.route(base+"/{id}/operations/{op}", "operation", s.operation)
+		s.route(base+"/{id}/participants", "participants", s.participants)
+		s.route(base+"/{id}/participants/{pid}", "participant", s.participant)
+	}
+	s.mux.HandleFunc("GET /healthz", s.health)
+	s.mux.HandleFunc("/", s.unknown)
+	return s
+}
+
+// Mux is where other packages register their routes.
+func (s *Server) Mux() *http.ServeMux { return s.mux }
+
+// SetReady marks the server ready (healthz 200).
+func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
+
+// Drain makes every Graph request answer 503 with Retry-After, for shutdown.
+func (s *Server) Drain() { s.draining.Store(true); s.ready.Store(false) }
+
+// ServeHTTP stamps request ids on every response and serves the request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rid := newRequestID()
+	h := w.Header()
+	h.Set("request-id", rid)
+	if c := r.Header.Get("client-request-id"); c != "" && len(c) <= 128 {
+		h.Set("client-request-id", c)
+	} else {
+		h.Set("client-request-id", rid)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p)
+			s.writeError(w, r, errs.E(errs.Internal, "An internal server error occurred."))
+		}
+	}()
+	s.mux.ServeHTTP(w, r)
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	x := hex.EncodeToString(b[:])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
+}
+
+type handler func(w http.ResponseWriter, r *http.Request, c callctl.Caller) error
+
+// route registers an authenticated Graph route. Methods are dispatched by
+// the handler so a wrong one gets a Graph-shaped 405.
+func (s *Server) route(pattern, name string, h handler) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		err := s.serve(sw, r, h)
+		if err != nil {
+			s.writeError(sw, r, err)
+		}
+		s.latency.WithLabelValues(name, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+	})
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, h handler) error {
+	if s.draining.Load() {
+		return errs.E(errs.Unavailable, "This Switchboard node is shutting down; retry on another node.")
+	}
+	p, err := s.o.Identity.Authenticate(r)
+	if err != nil {
+		return err
+	}
+	if err := s.throttle(p.AppID + "|" + p.TenantID); err != nil {
+		return err
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		body, err := s.body(w, r)
+		if err != nil {
+			return err
+		}
+		r.Body = body
+	}
+	return h(w, r, callctl.Caller{TenantID: p.TenantID, AppID: p.AppID, Roles: p.Roles})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// throttleError carries how long a throttled client should wait.
+type throttleError struct {
+	err   *errs.Error
+	after time.Duration
+}
+
+func (e *throttleError) Error() string { return e.err.Error() }
+func (e *throttleError) Unwrap() error { return e.err }
+
+func (s *Server) throttle(key string) error {
+	s.limMu.Lock()
+	lim := s.limiters[key]
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Limit(s.cfg.HTTP.RequestsPerSecond), s.cfg.HTTP.Burst)
+		s.limiters[key] = lim
+	}
+	s.limMu.Unlock()
+	res := lim.Reserve()
+	if d := res.Delay(); d > 0 {
+		res.Cancel()
+		return &throttleError{errs.E(errs.Throttled, "Please retry again later."), d}
+	}
+	return nil
+}
+
+// body applies Content-Encoding and the size limit (after decoding).
+func (s *Server) body(w http.ResponseWriter, r *http.Request) (io.ReadCloser, error) {
+	var rc io.ReadCloser = r.Body
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(http.MaxBytesReader(w, r.Body, s.cfg.HTTP.MaxBodyBytes))
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return http.NoBody, nil
+			}
+			return nil, errs.E(errs.BadRequest, "The request body is not valid gzip: %v", err)
+		}
+		rc = zr
+	default:
+		return nil, errs.E(errs.UnsupportedMedia, "Content-Encoding %q is not supported; send identity or gzip.", enc)
+	}
+	return http.MaxBytesReader(w, rc, s.cfg.HTTP.MaxBodyBytes), nil
+}
+
+// decode reads a JSON body into v. An empty body leaves v as is; unknown
+// properties are tolerated; wrongly typed ones are a 400 naming the field.
+func decode(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return errs.E(errs.UnsupportedMedia, "Content-Type %q is not supported; send application/json.", ct)
+		}
+	}
+	if r.Body == nil {
+		return nil
+	}
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errs.E(errs.TooLarge, "The request body exceeds %d bytes.", mbe.Limit)
+		}
+		if strings.Contains(err.Error(), "gzip") || strings.Contains(err.Error(), "flate") {
+			return errs.E(errs.BadRequest, "The request body is not valid gzip: %v", err)
+		}
+		return errs.Wrap(errs.BadRequest, err, "The request body could not be read.")
+	}
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return jsonError(err)
+	}
+	return nil
+}
+
+func jsonError(err error) error {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "(body)"
+		}
+		return errs.E(errs.BadRequest, "Invalid value for property '%s': expected %s, got JSON %s.", field, jsonKind(te.Type.Kind().String()), te.Value)
+	case errors.As(err, &se):
+		return errs.E(errs.BadRequest, "The request body is not valid JSON: %v (at byte %d).", se, se.Offset)
+	}
+	return errs.E(errs.BadRequest, "The request body is not valid: %v", err)
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "struct", "map":
+		return "an object"
+	case "slice", "array":
+		return "an array"
+	case "int", "int32", "int64", "uint", "uint64", "float64":
+		return "a number"
+	case "bool":
+		return "a boolean"
+	}
+	return "a " + k
+}
+
+// writeJSON writes v as OData JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError writes the Graph error body for err.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	k := errs.KindOf(err)
+	status := k.HTTPStatus()
+	inner := &graph.InnerError{
+		RequestID:       w.Header().Get("request-id"),
+		ClientRequestID: w.Header().Get("client-request-id"),
+		Date:            s.o.Now().UTC().Format("2006-01-02T15:04:05"),
+	}
+	switch k {
+	case errs.Unauthenticated:
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="", authorization_uri="%s/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"`, s.cfg.HTTP.PublicURL))
+	case errs.Throttled:
+		after := time.Second
+		var te *throttleError
+		if errors.As(err, &te) {
+			after = te.after
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(after.Seconds()))))
+		inner.Code, inner.Status, inner.Message = "429", "429", "Please retry after"
+	case errs.Unavailable:
+		w.Header().Set("Retry-After", "5")
+	case errs.Internal:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, status, graph.ErrorResponse{Error: graph.ODataError{Code: k.GraphCode(), Message: errs.Message(err), InnerError: inner}})
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting or draining"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) unknown(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, errs.E(errs.NotFound, "Resource not found for the segment '%s'.", lastSegment(r.URL.Path)))
+}
+
+func lastSegment(p string) string {
+	p = strings.TrimRight(p, "/")
+	return p[strings.LastIndex(p, "/")+1:]
+}

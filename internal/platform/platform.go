@@ -1,0 +1,248 @@
+// Package platform assembles one Switchboard node from its parts: the
+// state store, identity, the notification outbox, the simulated endpoint,
+// the call manager and the Graph API. cmd/switchboard and the calltest
+// harness both start nodes through it, so tests run what users run.
+package platform
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchboard-voice/switchboard/internal/callctl"
+	"github.com/switchboard-voice/switchboard/internal/clock"
+	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/internal/egress"
+	"github.com/switchboard-voice/switchboard/internal/graphapi"
+	"github.com/switchboard-voice/switchboard/internal/identity"
+	"github.com/switchboard-voice/switchboard/internal/simulated"
+	"github.com/switchboard-voice/switchboard/internal/store"
+	"github.com/switchboard-voice/switchboard/internal/webhook"
+)
+
+// Options tune a node beyond its configuration.
+type Options struct {
+	Logger *slog.Logger
+	// Clock drives call timers and simulated endpoints; the wall clock when
+	// nil. Tokens always use the wall clock: bots validate them on theirs.
+	Clock clock.Clock
+	// Listener serves HTTP; one on cfg.HTTP.Listen is opened when nil.
+	Listener net.Listener
+	// Simulator mounts the simulated endpoint's control API.
+	Simulator bool
+	// OnNotification observes every finished notification delivery.
+	OnNotification func(webhook.Result)
+}
+
+// Node is a running Switchboard node. Its owner calls Shutdown or Kill.
+type Node struct {
+	ID        string
+	Config    *config.Config
+	Store     *store.Store
+	Directory *identity.Directory
+	Keys      *identity.Keyring
+	Identity  *identity.Service
+	Outbox    *webhook.Outbox
+	Calls     *callctl.Manager
+	Sim       *simulated.Endpoint
+	API       *graphapi.Server
+	// URL is where the HTTP API listens (http://host:port).
+	URL string
+
+	log      *slog.Logger
+	http     *http.Server
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// Start brings up a node and returns once it serves requests.
+func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	clk := o.Clock
+	if clk == nil {
+		clk = clock.Real{}
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	nodeID, err := loadNodeID(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	log = log.With("node", nodeID)
+	runCtx, cancel := context.WithCancel(context.Background())
+	n = &Node{ID: nodeID, Config: cfg, log: log, cancel: cancel}
+	defer func() {
+		if err != nil {
+			n.Kill()
+		}
+	}()
+
+	n.Store, err = store.Open(ctx, store.Options{DataDir: cfg.DataDir, URL: cfg.NATS.URL, Listen: cfg.NATS.Listen,
+		Replicas: cfg.NATS.Replicas, Name: nodeID, Logger: log.With("component", "store")})
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	n.Directory = identity.NewDirectory(cfg)
+	keysKV, err := n.Store.Bucket(ctx, "sb_keys", 0)
+	if err != nil {
+		return nil, err
+	}
+	retain := max(cfg.Identity.TokenLifetime.D(), cfg.Identity.NotificationTokenLifetime.D()) + 5*time.Minute
+	n.Keys, err = identity.OpenKeyring(ctx, keysKV, identity.KeyringOptions{
+		Rotation: cfg.Identity.KeyRotation.D(), Retain: retain, Logger: log.With("component", "keys")})
+	if err != nil {
+		return nil, err
+	}
+	n.Identity = identity.New(cfg, n.Directory, n.Keys, time.Now)
+
+	policy, err := egress.NewPolicy(cfg.Outbound.Allow)
+	if err != nil {
+		return nil, err
+	}
+	n.Outbox, err = webhook.Open(ctx, n.Store, n.Identity, webhook.Options{
+		Node: nodeID, Timeout: cfg.Notifications.Timeout.D(), MaxAge: cfg.Notifications.MaxAge.D(),
+		Workers: cfg.Notifications.Workers, Client: policy.Client(cfg.Notifications.Timeout.D()),
+		Logger: log.With("component", "webhook"), Registerer: reg, OnResult: o.OnNotification,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	n.Sim = simulated.New(n.Directory, clk, log.With("component", "simulated"))
+	n.Calls, err = callctl.New(ctx, callctl.Options{
+		Node: nodeID, Config: cfg, Directory: n.Directory, Store: n.Store, Notifier: n.Outbox,
+		Dialer: n.Sim, Clock: clk, Logger: log.With("component", "calls"), Registerer: reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.Sim.Attach(n.Calls)
+
+	n.API = graphapi.New(graphapi.Options{Config: cfg, Identity: n.Identity, Calls: n.Calls,
+		Logger: log.With("component", "graphapi"), Registerer: reg})
+	mux := n.API.Mux()
+	n.Identity.Routes(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if o.Simulator {
+		n.Sim.Routes(mux)
+	}
+
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); n.Keys.Run(runCtx) }()
+	go func() {
+		defer n.wg.Done()
+		if err := n.Outbox.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("notification outbox stopped", "err", err)
+		}
+	}()
+	if err := n.Calls.Start(ctx); err != nil {
+		return nil, err
+	}
+
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+			return nil, fmt.Errorf("http listen: %w", err)
+		}
+	}
+	n.URL = "http://" + ln.Addr().String()
+	n.http = &http.Server{Handler: n.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http server stopped", "err", err)
+		}
+	}()
+	n.API.SetReady(true)
+	log.Info("switchboard node ready", "http", n.URL, "public", cfg.HTTP.PublicURL, "data", cfg.DataDir, "nats", natsMode(cfg))
+	return n, nil
+}
+
+func natsMode(cfg *config.Config) string {
+	if cfg.NATS.URL != "" {
+		return cfg.NATS.URL
+	}
+	return "embedded"
+}
+
+// Shutdown stops accepting work (HTTP 503), ends live calls with a
+// terminated notification, lets the outbox deliver until ctx is done, then
+// stops everything.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.API.Drain()
+	var err error
+	if n.Calls != nil {
+		err = n.Calls.Shutdown(ctx)
+	}
+	if n.http != nil {
+		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = n.http.Shutdown(hctx)
+		cancel()
+	}
+	n.stop()
+	return err
+}
+
+// Kill stops the node abruptly, leaving calls and undelivered notifications
+// in the store as a crash would.
+func (n *Node) Kill() {
+	if n.http != nil {
+		_ = n.http.Close()
+	}
+	if n.Calls != nil {
+		n.Calls.Stop()
+	}
+	n.stop()
+}
+
+func (n *Node) stop() {
+	n.stopOnce.Do(func() {
+		n.cancel()
+		n.wg.Wait()
+		if n.Store != nil {
+			n.Store.Close()
+		}
+	})
+}
+
+// loadNodeID returns the node's stable id, kept in the data directory so a
+// restarted node finds the calls it owned.
+func loadNodeID(dir string) (string, error) {
+	p := filepath.Join(dir, "node-id")
+	if b, err := os.ReadFile(p); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	id := "n" + hex.EncodeToString(b[:])
+	if err := os.WriteFile(p, []byte(id+"\n"), 0o640); err != nil {
+		return "", fmt.Errorf("node id: %w", err)
+	}
+	return id, nil
+}
