@@ -250,11 +250,7 @@ func (a *actor) legEvents() func(LegEvent) {
 func (a *actor) startOutbound(t Target) {
 	a.notifyCall(graph.ChangeUpdated, callChange(&a.rec.Call)) // establishing
 	a.armKeepAlive()
-	a.arm("ring", a.rec.RingBy, func(a *actor) {
-		if a.rec.Call.State == graph.StateEstablishing || a.rec.Call.State == graph.StateRinging {
-			a.end(errs.NoAnswer, true)
-		}
-	})
+	a.armRing()
 	leg, err := a.m.o.Dialer.Dial(a.rec.Call.ID, t, a.legEvents())
 	if err != nil {
 		reason := errs.CannotRoute
@@ -281,6 +277,15 @@ func (a *actor) startIncoming(newLeg func(string, func(LegEvent)) Leg) {
 	a.setLeg(newLeg(a.rec.Call.ID, a.legEvents()))
 	a.notifyCall(graph.ChangeCreated, fullCall(&a.rec.Call))
 	a.armAnswer()
+}
+
+// armRing ends an outbound call nobody answers by its RingBy deadline.
+func (a *actor) armRing() {
+	a.arm("ring", a.rec.RingBy, func(a *actor) {
+		if a.rec.Call.State == graph.StateEstablishing || a.rec.Call.State == graph.StateRinging {
+			a.end(errs.NoAnswer, true)
+		}
+	})
 }
 
 func (a *actor) armAnswer() {
@@ -718,7 +723,9 @@ func (a *actor) liveRedirects() int {
 
 func (a *actor) onRedirectLeg(i int, ev LegEvent) {
 	if a.deleted || a.rec.Call.State != graph.StateRedirecting || i >= len(a.redirects) || a.redirects[i] == nil {
-		if a.bridged != nil && ev.Kind == LegEnded && i < len(a.redirects) {
+		// After the redirect won, only the winner still reports (the
+		// others were hung up): its end releases the caller.
+		if a.bridged != nil && ev.Kind == LegEnded {
 			a.onLeg(ev)
 		}
 		return
@@ -788,11 +795,7 @@ func (m *Manager) resume(rec *Record, rev uint64) {
 		case graph.StateEstablishing, graph.StateRinging:
 			a.armKeepAlive()
 			if a.rec.Call.Direction == graph.DirectionOutgoing {
-				a.arm("ring", a.rec.RingBy, func(a *actor) {
-					if a.rec.Call.State == graph.StateEstablishing || a.rec.Call.State == graph.StateRinging {
-						a.end(errs.NoAnswer, true)
-					}
-				})
+				a.armRing()
 			}
 		default:
 			a.armKeepAlive()

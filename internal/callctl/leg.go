@@ -37,7 +37,8 @@ type LegEvent struct {
 
 // Leg is the far end of a call: a simulated endpoint, a SIP dialog, a
 // browser. Its methods must not block on the call (events go through the
-// callback given at Dial, from the leg's own goroutines).
+// callback given at Dial, from the leg's own goroutines). After the call
+// side ends a leg with HangUp or Reject, the leg reports nothing more.
 type Leg interface {
 	// Answer accepts an incoming leg: the far end is the caller. The leg
 	// reports LegAnswered when media flows.

@@ -244,17 +244,39 @@ func TestRedirectBridgesCallerToTarget(t *testing.T) {
 	}
 	// The caller hangs up: the redirected target's leg is released too.
 	p.Do(calltest.Req{Method: "DELETE", Path: "/simulator/v1/calls/" + legID})
+	for _, l := range redirectLegs(t, p, callID) {
+		if got := simLeg(t, p, l, "ended"); got["state"] != "ended" {
+			t.Fatalf("leg %v not ended", got)
+		}
+	}
+
+	// And the other way round: the target hangs up, the caller is released.
+	legID, callID = simCall(t, p, calltest.BotNumber)
+	p.Hook.WaitState(t, callID, graph.StateIncoming)
+	if r := p.Bot("POST", calls+"/"+callID+"/redirect", body); r.StatusCode != 202 {
+		t.Fatalf("redirect: %s %s", r.Status, r.Body)
+	}
+	p.Hook.WaitState(t, callID, graph.StateTerminated)
+	legs := redirectLegs(t, p, callID)
+	target := legs[1]
+	if legs[1] == legID {
+		target = legs[0]
+	}
+	p.Do(calltest.Req{Method: "DELETE", Path: "/simulator/v1/calls/" + target})
+	if got := simLeg(t, p, legID, "ended"); got["state"] != "ended" {
+		t.Fatalf("caller %v not released when the target hung up", got)
+	}
+}
+
+func redirectLegs(t *testing.T, p *calltest.Platform, callID string) []string {
+	t.Helper()
 	r := p.Do(calltest.Req{Method: "GET", Path: "/simulator/v1/calls?callId=" + callID})
-	var list struct{ Value []map[string]any }
+	var list struct{ Value []struct{ ID string } }
 	r.JSON(t, &list)
 	if len(list.Value) != 2 {
 		t.Fatalf("legs of the call: %s", r.Body)
 	}
-	for _, l := range list.Value {
-		if got := simLeg(t, p, l["id"].(string), "ended"); got["state"] != "ended" {
-			t.Fatalf("leg %v not ended", got)
-		}
-	}
+	return []string{list.Value[0].ID, list.Value[1].ID}
 }
 
 func TestAnswerTimeoutAndKeepAliveExpiry(t *testing.T) {

@@ -528,3 +528,9 @@ func (w *Webhook) States(t testing.TB, callID string) []graph.CallState {
 	}
 	return out
 }
+
+// Attach returns a Platform for a node running elsewhere (another process)
+// at url, whose bot webhook is hook.
+func Attach(t testing.TB, url string, hook *Webhook) *Platform {
+	return &Platform{t: t, URL: url, Hook: hook, Client: &http.Client{Timeout: 30 * time.Second}, tokens: map[string]string{}}
+}
