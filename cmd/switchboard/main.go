@@ -123,8 +123,9 @@ func serve(args []string) error {
 	}
 	<-ctx.Done()
 	stop()
-	log.Info("shutting down: draining calls (a second signal stops at once)")
-	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	drain := cfg.Calls.DrainTimeout.D()
+	log.Info("shutting down: letting calls finish, then ending them (a second signal ends them at once)", "drain", drain)
+	sctx, cancel := context.WithTimeout(context.Background(), drain+15*time.Second)
 	defer cancel()
 	go func() {
 		sig := make(chan os.Signal, 1)
@@ -132,7 +133,7 @@ func serve(args []string) error {
 		<-sig
 		cancel()
 	}()
-	return node.Shutdown(sctx)
+	return node.Shutdown(sctx, time.Now().Add(drain))
 }
 
 func printDev(cfg *config.Config) {

@@ -159,24 +159,38 @@ func (m *Manager) Start(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops accepting calls and ends the live ones (each with a
-// terminated notification), waiting until ctx is done at most.
-func (m *Manager) Shutdown(ctx context.Context) error {
+// Shutdown stops accepting calls, lets the live ones finish until drainBy,
+// then ends the rest (each with a terminated notification, 503/9007), and
+// waits for them until ctx is done.
+func (m *Manager) Shutdown(ctx context.Context, drainBy time.Time) error {
 	m.mu.Lock()
 	m.closing = true
+	m.mu.Unlock()
+	if m.sub != nil {
+		_ = m.sub.Unsubscribe()
+	}
+	done := make(chan struct{})
+	go func() { m.wg.Wait(); close(done) }()
+	drain := time.NewTimer(time.Until(drainBy))
+	defer drain.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	case <-drain.C:
+	}
+	m.mu.Lock()
 	actors := make([]*actor, 0, len(m.actors))
 	for _, a := range m.actors {
 		actors = append(actors, a)
 	}
 	m.mu.Unlock()
-	if m.sub != nil {
-		_ = m.sub.Unsubscribe()
+	if len(actors) > 0 {
+		m.log.Info("ending calls still up at shutdown", "calls", len(actors))
 	}
 	for _, a := range actors {
 		a.post(func(a *actor) { a.end(errs.ServerShutdown, true) })
 	}
-	done := make(chan struct{})
-	go func() { m.wg.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil

@@ -1,6 +1,7 @@
 package calltest_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -431,3 +432,21 @@ func TestManyCallsKeepPerCallOrder(t *testing.T) {
 
 var _ = json.Marshal
 var _ = http.StatusOK
+
+// A stopping node refuses new work, then ends the calls still up and
+// delivers their terminated notifications before it exits.
+func TestGracefulShutdownEndsCalls(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	call := p.CreateCall(calltest.AliceID)
+	p.Hook.WaitState(t, call.ID, graph.StateEstablished)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := p.Node.Shutdown(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	ns := p.Hook.For(call.ID)
+	last := ns[len(ns)-1].Call(t)
+	if last.State != graph.StateTerminated || last.ResultInfo.Code != 503 || last.ResultInfo.Subcode != 9007 {
+		t.Fatalf("last notification before exit: %+v", last)
+	}
+}

@@ -95,6 +95,8 @@ type Calls struct {
 	KeepAliveTimeout Duration `yaml:"keepAliveTimeout"`
 	// RingTimeout ends an outbound call nobody answers.
 	RingTimeout Duration `yaml:"ringTimeout"`
+	// DrainTimeout is how long a stopping node lets live calls finish before it ends them.
+	DrainTimeout Duration `yaml:"drainTimeout"`
 	// MaxConcurrentPerApp limits live calls per application and tenant.
 	MaxConcurrentPerApp int `yaml:"maxConcurrentPerApp"`
 }
@@ -251,7 +253,7 @@ func Default() Config {
 		Identity: Identity{TokenLifetime: Duration(time.Hour), KeyRotation: Duration(30 * 24 * time.Hour),
 			NotificationTokenLifetime: Duration(time.Hour)},
 		Calls: Calls{AnswerTimeout: Duration(15 * time.Second), KeepAliveTimeout: Duration(45 * time.Minute),
-			RingTimeout: Duration(60 * time.Second), MaxConcurrentPerApp: 100},
+			RingTimeout: Duration(60 * time.Second), DrainTimeout: Duration(10 * time.Second), MaxConcurrentPerApp: 100},
 		Notifications: Notifications{Timeout: Duration(5 * time.Second), MaxAge: Duration(10 * time.Minute), Workers: 256},
 		Outbound:      Outbound{},
 		Log:           Log{Level: "info", Format: "text"},

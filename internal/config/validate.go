@@ -79,6 +79,9 @@ func (c *Config) Validate() error {
 	if c.Calls.RingTimeout.D() <= 0 {
 		bad("calls.ringTimeout", "must be positive")
 	}
+	if c.Calls.DrainTimeout.D() < 0 {
+		bad("calls.drainTimeout", "must not be negative")
+	}
 	if c.Calls.MaxConcurrentPerApp < 1 {
 		bad("calls.maxConcurrentPerApp", "must be at least 1")
 	}

@@ -189,17 +189,33 @@ func natsMode(cfg *config.Config) string {
 	return "embedded"
 }
 
-// Shutdown stops accepting work (HTTP 503), ends live calls with a
-// terminated notification, lets the outbox deliver until ctx is done, then
-// stops everything.
-func (n *Node) Shutdown(ctx context.Context) error {
+// Shutdown stops accepting work (HTTP 503), lets live calls finish until
+// drainBy, ends the rest with a terminated notification, gives the outbox
+// until ctx is done to deliver what is left (anything undelivered stays in
+// the store for the next start), then stops everything.
+func (n *Node) Shutdown(ctx context.Context, drainBy time.Time) error {
 	n.API.Drain()
 	var err error
 	if n.Calls != nil {
-		err = n.Calls.Shutdown(ctx)
+		err = n.Calls.Shutdown(ctx, drainBy)
+	}
+	if n.Outbox != nil {
+		for delay := 10 * time.Millisecond; ; delay = min(2*delay, 250*time.Millisecond) {
+			left, berr := n.Outbox.Backlog(ctx)
+			if berr != nil || left == 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(delay):
+				continue
+			}
+			n.log.Warn("notifications left for the next start", "count", left)
+			break
+		}
 	}
 	if n.http != nil {
-		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		hctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = n.http.Shutdown(hctx)
 		cancel()
 	}

@@ -478,3 +478,14 @@ func newRequestID() string {
 	hex.Encode(s[24:], b[10:])
 	return string(s[:])
 }
+
+// Backlog reports how many of this node's notifications are not finished
+// yet (queued in the stream or being delivered). Shutdown uses it to give
+// the last notifications a chance to go out before the node stops.
+func (o *Outbox) Backlog(ctx context.Context) (int, error) {
+	info, err := o.cons.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("webhook: consumer info: %w", err)
+	}
+	return int(info.NumPending) + info.NumAckPending, nil
+}
