@@ -4,11 +4,10 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -21,6 +20,8 @@ type Config struct {
 	HTTP HTTP `yaml:"http"`
 	// SIP is the SIP edge (used once the SIP gateway is enabled).
 	SIP SIP `yaml:"sip"`
+	// Media configures RTP and the media engine.
+	Media Media `yaml:"media"`
 	// DataDir holds the embedded NATS JetStream store and the node's identity.
 	DataDir string `yaml:"dataDir"`
 	// NATS selects the embedded server (default) or an external cluster.
@@ -59,10 +60,54 @@ type HTTP struct {
 
 // SIP configures the SIP edge.
 type SIP struct {
-	// Listen is the host:port for SIP over UDP and TCP.
+	// Listen is the host:port for SIP over UDP and TCP; empty disables SIP.
 	Listen string `yaml:"listen"`
 	// Domain is the SIP domain users register in.
 	Domain string `yaml:"domain"`
+	// TLSListen is the host:port for SIP over TLS; used when TLSCert and TLSKey are set.
+	TLSListen string `yaml:"tlsListen"`
+	// TLSCert is a PEM certificate file for SIP over TLS.
+	TLSCert string `yaml:"tlsCert"`
+	// TLSKey is the PEM private key file of TLSCert.
+	TLSKey string `yaml:"tlsKey"`
+	// RegisterExpiry is the longest registration accepted.
+	RegisterExpiry Duration `yaml:"registerExpiry"`
+	// InvitesPerSecond limits new INVITEs per second; beyond it 503 with Retry-After.
+	InvitesPerSecond float64 `yaml:"invitesPerSecond"`
+	// Trunks are SIP peers for phone numbers (PSTN gateways).
+	Trunks []Trunk `yaml:"trunks"`
+}
+
+// Trunk is a SIP peer that carries calls to and from phone numbers.
+type Trunk struct {
+	// Name identifies the trunk in logs.
+	Name string `yaml:"name"`
+	// Address is host:port where calls to phone numbers are sent.
+	Address string `yaml:"address"`
+	// AllowFrom lists source IPs whose INVITEs are accepted without digest, as PSTN callers.
+	AllowFrom []string `yaml:"allowFrom"`
+	// Transport is udp (default) or tcp.
+	Transport string `yaml:"transport"`
+	// RedirectWith302 answers a bot's redirect with a 302 to the caller instead of a new leg.
+	RedirectWith302 bool `yaml:"redirectWith302"`
+}
+
+// Media configures the media engine.
+type Media struct {
+	// BindIP is the address RTP sockets bind to and SDP advertises.
+	BindIP string `yaml:"bindIp"`
+	// RTPPortMin is the lowest RTP port.
+	RTPPortMin int `yaml:"rtpPortMin"`
+	// RTPPortMax is the highest RTP port.
+	RTPPortMax int `yaml:"rtpPortMax"`
+	// InactivityTimeout ends a call whose far end sent no RTP for this long.
+	InactivityTimeout Duration `yaml:"inactivityTimeout"`
+	// RecordingRetention is how long recordings stay downloadable.
+	RecordingRetention Duration `yaml:"recordingRetention"`
+	// PromptCacheBytes bounds the decoded prompts kept in memory.
+	PromptCacheBytes int64 `yaml:"promptCacheBytes"`
+	// HoldMusic is a WAV URI played to held participants; a built-in tone pattern when empty.
+	HoldMusic string `yaml:"holdMusic"`
 }
 
 // NATS selects the state store's NATS.
@@ -247,7 +292,10 @@ func Default() Config {
 	return Config{
 		HTTP: HTTP{Listen: "127.0.0.1:8080", PublicURL: "http://127.0.0.1:8080",
 			MaxBodyBytes: 1 << 20, RequestsPerSecond: 50, Burst: 100},
-		SIP:     SIP{Listen: "127.0.0.1:5060", Domain: "switchboard.local"},
+		SIP: SIP{Listen: "127.0.0.1:5060", Domain: "switchboard.local", TLSListen: "127.0.0.1:5061",
+			RegisterExpiry: Duration(time.Hour), InvitesPerSecond: 200},
+		Media: Media{BindIP: "127.0.0.1", RTPPortMin: 20000, RTPPortMax: 29999, InactivityTimeout: Duration(30 * time.Second),
+			RecordingRetention: Duration(time.Hour), PromptCacheBytes: 64 << 20},
 		DataDir: "./data",
 		NATS:    NATS{Replicas: 1},
 		Identity: Identity{TokenLifetime: Duration(time.Hour), KeyRotation: Duration(30 * 24 * time.Hour),
@@ -260,15 +308,97 @@ func Default() Config {
 	}
 }
 
-// Parse reads YAML over Default and validates the result.
+// Parse reads YAML over Default and validates the result. Every problem is
+// reported at once, each naming its key path: keys that are no field, values
+// of the wrong type (a bad duration), then what Validate finds.
 func Parse(data []byte) (Config, error) {
 	c := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return c, fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	return c, c.Validate()
+	var problems []error
+	if len(doc.Content) > 0 {
+		prune(doc.Content[0], reflect.TypeOf(c), "", &problems)
+		if err := doc.Content[0].Decode(&c); err != nil {
+			problems = append(problems, fmt.Errorf("config: %s", strings.TrimPrefix(err.Error(), "yaml: ")))
+		}
+	}
+	if err := c.Validate(); err != nil {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			problems = append(problems, j.Unwrap()...)
+		} else {
+			problems = append(problems, err)
+		}
+	}
+	return c, errors.Join(problems...)
+}
+
+var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+
+// prune removes from n what cannot be decoded into t, recording each as a
+// problem at its key path, so the rest decodes and validates.
+func prune(n *yaml.Node, t reflect.Type, path string, problems *[]error) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := map[string]reflect.Type{}
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if k, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); k != "" && k != "-" {
+				fields[k] = f.Type
+			}
+		}
+		kept := n.Content[:0]
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			ft, ok := fields[k.Value]
+			if !ok {
+				*problems = append(*problems, fmt.Errorf("%s: unknown key (line %d)", p, k.Line))
+				continue
+			}
+			if !decodes(v, ft, p, problems) {
+				continue
+			}
+			prune(v, ft, p, problems)
+			kept = append(kept, k, v)
+		}
+		n.Content = kept
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		kept := n.Content[:0]
+		for i, e := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if decodes(e, t.Elem(), p, problems) {
+				prune(e, t.Elem(), p, problems)
+				kept = append(kept, e)
+			}
+		}
+		n.Content = kept
+	}
+}
+
+// decodes reports whether a scalar (or a value of a type that decodes
+// itself) fits t, recording why not.
+func decodes(n *yaml.Node, t reflect.Type, path string, problems *[]error) bool {
+	if n.Kind != yaml.ScalarNode && !reflect.PointerTo(t).Implements(unmarshalerType) {
+		return true // mappings and sequences are checked key by key
+	}
+	if n.Kind != yaml.ScalarNode && t.Kind() == reflect.Struct {
+		return true
+	}
+	if err := n.Decode(reflect.New(t).Interface()); err != nil {
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		msg = strings.TrimPrefix(msg, "unmarshal errors:\n  ")
+		*problems = append(*problems, fmt.Errorf("%s: %s", path, msg))
+		return false
+	}
+	return true
 }
 
 // Load reads and validates the file at path.

@@ -50,6 +50,50 @@ func (c *Config) Validate() error {
 			bad("sip.listen", "%q is not host:port", c.SIP.Listen)
 		}
 	}
+	if (c.SIP.TLSCert == "") != (c.SIP.TLSKey == "") {
+		bad("sip.tlsCert", "tlsCert and tlsKey go together")
+	}
+	if c.SIP.RegisterExpiry.D() < 60e9 {
+		bad("sip.registerExpiry", "must be at least 1m")
+	}
+	if c.SIP.InvitesPerSecond <= 0 {
+		bad("sip.invitesPerSecond", "must be positive")
+	}
+	trunkNames := map[string]bool{}
+	for i, t := range c.SIP.Trunks {
+		p := fmt.Sprintf("sip.trunks[%d]", i)
+		if t.Name == "" || trunkNames[t.Name] {
+			bad(p+".name", "must be set and unique")
+		}
+		trunkNames[t.Name] = true
+		if _, _, err := net.SplitHostPort(t.Address); err != nil {
+			bad(p+".address", "%q is not host:port", t.Address)
+		}
+		for j, a := range t.AllowFrom {
+			if net.ParseIP(a) == nil {
+				if _, _, err := net.ParseCIDR(a); err != nil {
+					bad(fmt.Sprintf("%s.allowFrom[%d]", p, j), "%q is neither an IP nor a CIDR", a)
+				}
+			}
+		}
+		switch t.Transport {
+		case "", "udp", "tcp":
+		default:
+			bad(p+".transport", "%q is not udp or tcp", t.Transport)
+		}
+	}
+	if net.ParseIP(c.Media.BindIP) == nil {
+		bad("media.bindIp", "%q is not an IP address", c.Media.BindIP)
+	}
+	if c.Media.RTPPortMin < 1024 || c.Media.RTPPortMax > 65535 || c.Media.RTPPortMax-c.Media.RTPPortMin < 2 {
+		bad("media.rtpPortMin", "the RTP port range %d-%d must lie in 1024-65535 and hold at least two ports", c.Media.RTPPortMin, c.Media.RTPPortMax)
+	}
+	if c.Media.InactivityTimeout.D() < 0 {
+		bad("media.inactivityTimeout", "must not be negative")
+	}
+	if c.Media.RecordingRetention.D() < 60e9 {
+		bad("media.recordingRetention", "must be at least 1m")
+	}
 	if c.DataDir == "" {
 		bad("dataDir", "must be set")
 	}

@@ -1,0 +1,348 @@
+package config_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/switchboard-voice/switchboard/internal/config"
+)
+
+const (
+	contoso   = "8f6e4b1a-0c2d-4e5f-9a1b-2c3d4e5f6a70"
+	fabrikam  = "0b6d1c2e-3f40-4a5b-8c6d-7e8f9a0b1c2d"
+	alice     = "a11ce000-0000-4000-8000-000000000001"
+	bob       = "b0b00000-0000-4000-8000-000000000002"
+	frank     = "f2a2c000-0000-4000-8000-000000000003"
+	ivrBot    = "b07ab07a-0000-4000-8000-00000000b07a"
+	reception = "2ece9710-0000-4000-8000-0000000002ec"
+	instance  = "1a57a2ce-0000-4000-8000-000000000001"
+)
+
+// fullYAML is a configuration in the shape the calls-API issue gives:
+// listeners, a data directory, tenants with users (SIP credentials, phone
+// numbers), and applications with tenants, permissions, a callback, a
+// media mode and numbers written both as plain strings and as
+// {number, tenant}.
+const fullYAML = `
+http:
+  listen: 0.0.0.0:8443
+  publicUrl: https://switchboard.example.com/
+  maxBodyBytes: 2097152
+  requestsPerSecond: 20
+  burst: 40
+sip:
+  listen: 0.0.0.0:5060
+  domain: sip.example.com
+dataDir: /var/lib/switchboard
+calls:
+  answerTimeout: 10s
+  keepAliveTimeout: 30m
+log:
+  level: debug
+  format: json
+tenants:
+  - id: ` + contoso + `
+    displayName: Contoso
+    users:
+      - id: ` + alice + `
+        displayName: Alice
+        sip: {username: alice, password: alice-secret}
+        phone: +15550100
+      - id: ` + bob + `
+        displayName: Bob
+        phone: "+15550101"
+        simulated: true
+        simulation:
+          answer: busy
+          ringAfter: 1500ms
+  - id: ` + fabrikam + `
+    displayName: Fabrikam
+    users:
+      - id: ` + frank + `
+        displayName: Frank
+        sip:
+          username: frank
+          password: frank-secret
+applications:
+  - id: ` + ivrBot + `
+    displayName: IVR bot
+    secret: ivr-secret-123
+    tenants: [` + contoso + `]
+    permissions: [Calls.Initiate.All, Calls.AccessMedia.All]
+    callbackUri: https://bot.example.com/callback
+    mediaMode: service
+    numbers: [+15550199, "ivr"]
+  - id: ` + reception + `
+    displayName: Reception
+    secret: reception-secret
+    tenants:
+      - ` + contoso + `
+      - ` + fabrikam + `
+    permissions:
+      - Calls.Initiate.All
+      - Calls.JoinGroupCall.All
+    callbackUri: http://127.0.0.1:9000/callback
+    mediaMode: app
+    numbers:
+      - {number: "+15550198", tenant: ` + contoso + `}
+      - number: "+4930123456"
+        tenant: ` + fabrikam + `
+        instanceId: ` + instance + `
+`
+
+func TestParseFullFile(t *testing.T) {
+	c, err := config.Parse([]byte(fullYAML))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := config.Default()
+	want.HTTP = config.HTTP{Listen: "0.0.0.0:8443", PublicURL: "https://switchboard.example.com",
+		MaxBodyBytes: 2 << 20, RequestsPerSecond: 20, Burst: 40}
+	want.SIP.Listen, want.SIP.Domain = "0.0.0.0:5060", "sip.example.com"
+	want.DataDir = "/var/lib/switchboard"
+	want.Calls.AnswerTimeout = config.Duration(10 * time.Second)
+	want.Calls.KeepAliveTimeout = config.Duration(30 * time.Minute)
+	want.Log = config.Log{Level: "debug", Format: "json"}
+	want.Tenants = []config.Tenant{
+		{ID: contoso, DisplayName: "Contoso", Users: []config.User{
+			{ID: alice, DisplayName: "Alice", SIP: config.SIPCredentials{Username: "alice", Password: "alice-secret"}, Phone: "+15550100"},
+			{ID: bob, DisplayName: "Bob", Phone: "+15550101", Simulated: true,
+				Simulation: config.Simulation{Answer: "busy", RingAfter: config.Duration(1500 * time.Millisecond)}},
+		}},
+		{ID: fabrikam, DisplayName: "Fabrikam", Users: []config.User{
+			{ID: frank, DisplayName: "Frank", SIP: config.SIPCredentials{Username: "frank", Password: "frank-secret"}},
+		}},
+	}
+	want.Applications = []config.Application{
+		{ID: ivrBot, DisplayName: "IVR bot", Secret: "ivr-secret-123", Tenants: []string{contoso},
+			Permissions: []string{"Calls.Initiate.All", "Calls.AccessMedia.All"},
+			CallbackURI: "https://bot.example.com/callback", MediaMode: "service",
+			Numbers: []config.Number{{Number: "+15550199"}, {Number: "ivr"}}},
+		{ID: reception, DisplayName: "Reception", Secret: "reception-secret", Tenants: []string{contoso, fabrikam},
+			Permissions: []string{"Calls.Initiate.All", "Calls.JoinGroupCall.All"},
+			CallbackURI: "http://127.0.0.1:9000/callback", MediaMode: "app",
+			Numbers: []config.Number{{Number: "+15550198", Tenant: contoso}, {Number: "+4930123456", Tenant: fabrikam, InstanceID: instance}}},
+	}
+	// Section by section, so a failure says where.
+	for _, f := range reflect.VisibleFields(reflect.TypeFor[config.Config]()) {
+		got, exp := reflect.ValueOf(c).FieldByIndex(f.Index).Interface(), reflect.ValueOf(want).FieldByIndex(f.Index).Interface()
+		if !reflect.DeepEqual(got, exp) {
+			t.Errorf("%s:\n got %+v\nwant %+v", f.Name, got, exp)
+		}
+	}
+}
+
+// problems returns the errors errors.Join put together, one per problem.
+func problems(t *testing.T, err error) []string {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	var out []string
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			out = append(out, e.Error())
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
+// badYAML has five problems Validate finds, one per line marked.
+const badYAML = `
+tenants:
+  - id: not-a-guid
+    displayName: Contoso
+    users:
+      - id: ` + alice + `
+        displayName: Alice
+        phone: "+15550100"
+      - id: ` + bob + `
+        displayName: Bob
+        phone: "+15550100"
+applications:
+  - id: ` + ivrBot + `
+    displayName: Bot
+    secret: long-enough-secret
+    tenants: [33333333-3333-4333-8333-333333333333]
+    permissions: [Calls.Initiate.All, Calls.MakeCoffee.All]
+    callbackUri: http://bot.example.com/callback
+`
+
+// badYAMLProblems are badYAML's problems: the key path each error must
+// start with, and a word of what is wrong.
+var badYAMLProblems = []struct{ path, says string }{
+	{"tenants[0].id", "not a GUID"},
+	{"tenants[0].users[1].phone", "tenants[0].users[0]"},
+	{"applications[0].tenants[0]", "not a configured tenant"},
+	{"applications[0].permissions[1]", "Calls.MakeCoffee.All"},
+	{"applications[0].callbackUri", "https"},
+}
+
+func TestParseReportsEveryProblemWithItsKeyPath(t *testing.T) {
+	_, err := config.Parse([]byte(badYAML))
+	got := problems(t, err)
+	checkProblems(t, got, badYAMLProblems)
+}
+
+func checkProblems(t *testing.T, got []string, want []struct{ path, says string }) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%d errors, want one per problem (%d):\n  %s", len(got), len(want), strings.Join(got, "\n  "))
+	}
+	for _, w := range want {
+		n := 0
+		for _, g := range got {
+			if strings.HasPrefix(g, w.path+": ") {
+				n++
+				if !strings.Contains(g, w.says) {
+					t.Errorf("%s: %q does not say %q", w.path, g, w.says)
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d errors name %s, want 1:\n  %s", n, w.path, strings.Join(got, "\n  "))
+		}
+	}
+}
+
+// What the YAML decoder rejects, a bad duration or a key that is no
+// configuration field, is reported with the line, and with the key or value.
+func TestParseDecodeProblems(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		says       []string
+	}{
+		{"bad duration", "calls:\n  answerTimeout: soon\n", []string{"line 2", `"soon"`, "not a duration"}},
+		{"unknown key", "http:\n  listen: 127.0.0.1:8080\n  colour: red\n", []string{"line 3", "colour"}},
+		{"unknown keys", "http:\n  colour: red\ntenants:\n  - id: " + contoso + "\n    flavour: mint\n", []string{"line 2", "colour", "line 5", "flavour"}},
+		{"not YAML", "http: [\n", []string{"line"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tc.yaml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, s := range tc.says {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("%q does not say %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+// The issue asks for one error per problem, each naming its key path, for
+// every problem in the file at once. Parse stops at the first YAML decode
+// error (a bad duration, or unknown keys) before Validate runs, and the
+// decoder's messages carry a line, not a key path; this test states the
+// behaviour wanted and is skipped until Parse gives it.
+func TestParseReportsDecodeAndValidationProblemsTogether(t *testing.T) {
+	yml := badYAML + "calls:\n  answerTimeout: soon\nhttp:\n  colour: red\n"
+	_, err := config.Parse([]byte(yml))
+	want := append(append([]struct{ path, says string }(nil), badYAMLProblems...),
+		struct{ path, says string }{"calls.answerTimeout", "soon"},
+		struct{ path, says string }{"http.colour", "unknown"})
+	checkProblems(t, problems(t, err), want)
+}
+
+func TestParseEmptyIsDefaults(t *testing.T) {
+	for name, text := range map[string]string{"empty": "", "blank": "\n  \n", "comments only": "# nothing yet\n", "empty document": "---\n"} {
+		c, err := config.Parse([]byte(text))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if want := config.Default(); !reflect.DeepEqual(c, want) {
+			t.Errorf("%s:\n got %+v\nwant %+v", name, c, want)
+		}
+	}
+}
+
+func TestDefaultAndDevValidate(t *testing.T) {
+	d := config.Default()
+	if err := d.Validate(); err != nil {
+		t.Errorf("Default(): %v", err)
+	}
+	dev := config.Dev()
+	if err := dev.Validate(); err != nil {
+		t.Fatalf("Dev(): %v", err)
+	}
+	if len(dev.Tenants) == 0 || len(dev.Applications) == 0 || !dev.Simulator.Enabled {
+		t.Errorf("Dev() is not a usable demo: %+v", dev)
+	}
+	// Dev() written out as YAML reads back as itself: every field has a
+	// YAML key Parse accepts. (Compared as YAML: a nil list comes back empty.)
+	out, err := yaml.Marshal(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := config.Parse(out)
+	if err != nil {
+		t.Fatalf("Parse(Marshal(Dev())): %v\n%s", err, out)
+	}
+	again, err := yaml.Marshal(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(again) != string(out) {
+		t.Errorf("Dev() does not survive YAML:\n%s\nread back as\n%s", out, again)
+	}
+}
+
+func TestLoadNamesTheFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte(fullYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.Load(good); err != nil {
+		t.Errorf("Load(good): %v", err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(badYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := config.Load(bad)
+	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "tenants[0].id") {
+		t.Errorf("Load(bad): %v, want the file's name and the problems", err)
+	}
+	if _, err := config.Load(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load(missing): %v, want os.ErrNotExist", err)
+	}
+}
+
+func TestCheckCallbackURI(t *testing.T) {
+	c := config.Default()
+	for uri, ok := range map[string]bool{
+		"https://bot.example.com/cb":   true,
+		"http://127.0.0.1:9000/cb":     true,
+		"http://127.0.0.2:9000/cb":     true,
+		"http://localhost:9000/cb":     true,
+		"http://[::1]:9000/cb":         true,
+		"http://bot.example.com/cb":    false,
+		"http://10.0.0.1/cb":           false,
+		"ftp://bot.example.com/cb":     false,
+		"/relative/callback":           false,
+		"https://":                     false,
+		"http://localhost.evil.com/cb": false,
+	} {
+		if err := c.CheckCallbackURI(uri); (err == nil) != ok {
+			t.Errorf("CheckCallbackURI(%q) = %v, want ok=%v", uri, err, ok)
+		}
+	}
+	c.Outbound.AllowInsecureCallbacks = true
+	if err := c.CheckCallbackURI("http://bot.example.com/cb"); err != nil {
+		t.Errorf("with outbound.allowInsecureCallbacks: %v", err)
+	}
+	if err := c.CheckCallbackURI("ftp://bot.example.com/cb"); err == nil {
+		t.Error("allowInsecureCallbacks lets ftp through")
+	}
+}
