@@ -148,8 +148,10 @@ Switchboard is running with the demo configuration (serve --dev).
   Bot secret      %[4]s
   Bot webhook     %[5]s   (run: switchboard webhook)
   Bot number      %[6]s
-  Users           Alice %[7]s (answers), Bob %[8]s (answers, presses 1 2 3 #),
-                  Carol %[9]s (busy) — all simulated
+  Users           Alice %[7]s  +15550100  answers
+                  Bob   %[8]s  +15550101  answers, presses 1 2 3 #
+                  Carol %[9]s  +15550102  always busy
+                  (all simulated; SIP logins alice/alice-secret, bob/bob-secret)
   Simulator API   %[1]s/simulator/v1/calls
 
 `, u, config.DevTenantID, config.DevAppID, config.DevAppSecret, cfg.Applications[0].CallbackURI, config.DevAppNumber,
