@@ -35,10 +35,14 @@ type actor struct {
 	stopped bool
 	quit    chan struct{}
 
-	timers  map[string]clock.Timer
-	dirty   bool
-	deleted bool // the record is gone from the store; the call has ended for the bot
-	pending []webhook.Notification
+	jobs    []*mediaJob // queued playPrompt/recordResponse
+	running *mediaJob   // the one playing or recording
+
+	timers     map[string]clock.Timer
+	dirty      bool
+	deleted    bool
+	afterFlush []func() // command replies, sent once the step is stored // the record is gone from the store; the call has ended for the bot
+	pending    []webhook.Notification
 }
 
 // spawn registers and starts an actor for rec; nil when the node is closing.
@@ -109,6 +113,10 @@ func (a *actor) run() {
 			a.mu.Unlock()
 			fn(a)
 			a.flush()
+			for _, f := range a.afterFlush {
+				f()
+			}
+			a.afterFlush = a.afterFlush[:0]
 			if a.finished() {
 				return
 			}
@@ -366,6 +374,7 @@ func (a *actor) end(reason errs.EndReason, hangLeg bool) {
 	if a.deleted {
 		return
 	}
+	a.endMedia()
 	for i := range a.rec.Operations {
 		op := &a.rec.Operations[i]
 		if op.Status.Terminal() {
@@ -501,6 +510,7 @@ func (a *actor) handle(cmd command) (*graph.Operation, error) {
 		}
 		a.rec.Call.MediaConfig = req.MediaConfig
 		a.rec.Call.CallOptions = req.CallOptions
+		a.m.prefetch(req.MediaConfig)
 		a.disarm("answer")
 		a.rec.LastKeepAlive = a.m.clk.Now()
 		a.armKeepAlive()
@@ -557,6 +567,9 @@ func (a *actor) handle(cmd command) (*graph.Operation, error) {
 		}
 		mute := cmd.Op == "mute"
 		a.rec.Muted = mute
+		if p := a.port(); p != nil {
+			p.SetMuted(mute)
+		}
 		for i := range a.rec.Participants {
 			if a.rec.Participants[i].ID == a.rec.Call.MyParticipantID {
 				a.rec.Participants[i].IsMuted = mute
@@ -589,7 +602,31 @@ func (a *actor) handle(cmd command) (*graph.Operation, error) {
 			return nil, a.conflict("subscribeToTone")
 		}
 		a.rec.ToneSubscribed = true
+		if p := a.port(); p != nil {
+			p.DetectTones(true)
+		}
 		return a.newOperation(graph.TypeSubscribeToToneOperation, req.ClientContext, graph.OperationCompleted), nil
+
+	case "playPrompt":
+		req, err := decode[graph.PlayPromptRequest](cmd.Body)
+		if err != nil {
+			return nil, err
+		}
+		return a.playPrompt(req)
+
+	case "recordResponse":
+		req, err := decode[graph.RecordResponseRequest](cmd.Body)
+		if err != nil {
+			return nil, err
+		}
+		return a.recordResponse(c, req)
+
+	case "cancelMediaProcessing":
+		req, err := decode[graph.ClientContextRequest](cmd.Body)
+		if err != nil {
+			return nil, err
+		}
+		return a.cancelMediaProcessing(req)
 
 	case "sendDtmfTones":
 		req, err := decode[graph.SendDtmfTonesRequest](cmd.Body)

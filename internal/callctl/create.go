@@ -2,6 +2,7 @@ package callctl
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -72,7 +73,8 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 		return nil, errs.E(errs.Unauthenticated, "The application is not registered.")
 	}
 
-	source, err := m.resolveSource(c, app.DisplayName, req.Source)
+	myID := newID()
+	source, err := m.resolveSource(c, myID, app.DisplayName, req.Source)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +99,7 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 		CallChainID:             newID(),
 		CallOptions:             req.CallOptions,
 		MediaConfig:             req.MediaConfig,
-		MyParticipantID:         newID(),
+		MyParticipantID:         myID,
 		RequestedModalities:     []graph.Modality{graph.ModalityAudio},
 		Source:                  source,
 		Subject:                 req.Subject,
@@ -112,8 +114,8 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 	rec := &Record{
 		Call: call, AppID: normID(c.AppID), TenantID: normID(c.TenantID), Node: m.o.Node,
 		Participants: []graph.Participant{
-			participant(call.MyParticipantID, source.Identity),
-			participant(newID(), t0.Identity),
+			participant(call.MyParticipantID, source.Identity, "1"),
+			participant(newID(), t0.Identity, "2"),
 		},
 		Created: now, LastKeepAlive: now, RingBy: now.Add(ringFor),
 	}
@@ -131,7 +133,18 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 	if a == nil {
 		return nil, errs.E(errs.Unavailable, "This Switchboard node is shutting down.")
 	}
-	a.post(func(a *actor) { a.startOutbound(target) })
+	m.prefetch(req.MediaConfig)
+	// Reply once the far end is being dialed, so what follows the 201
+	// (a bot's next request, a test's clock) finds the leg under way.
+	dialed := make(chan struct{})
+	a.post(func(a *actor) {
+		a.startOutbound(target)
+		a.afterFlush = append(a.afterFlush, func() { close(dialed) })
+	})
+	select {
+	case <-dialed:
+	case <-ctx.Done():
+	}
 	out := call
 	out.ODataType = graph.TypeCall
 	return &out, nil
@@ -139,8 +152,8 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 
 // resolveSource fills in the bot's identity, checking an applicationInstance
 // source is one of the application's numbers.
-func (m *Manager) resolveSource(c Caller, appName string, src *graph.ParticipantInfo) (*graph.ParticipantInfo, error) {
-	out := &graph.ParticipantInfo{ODataType: graph.TypeParticipantInfo, ID: newID()}
+func (m *Manager) resolveSource(c Caller, myID, appName string, src *graph.ParticipantInfo) (*graph.ParticipantInfo, error) {
+	out := &graph.ParticipantInfo{ODataType: graph.TypeParticipantInfo, ID: myID}
 	if src != nil && src.Identity != nil && src.Identity.ApplicationInstance != nil {
 		inst := src.Identity.ApplicationInstance
 		if _, _, ok := m.dir.AppInstance(c.AppID, inst.ID); !ok {
@@ -250,7 +263,7 @@ func (m *Manager) Incoming(ctx context.Context, in IncomingCall) (string, error)
 	id := newID()
 	caller := in.Caller
 	if !privileged(app.Permissions) {
-		caller = encrypted(caller)
+		caller = encrypted(m.pepper, caller)
 	}
 	normIdentitySet(caller)
 	normIdentitySet(in.Called)
@@ -267,8 +280,8 @@ func (m *Manager) Incoming(ctx context.Context, in IncomingCall) (string, error)
 	rec := &Record{
 		Call: call, AppID: normID(app.ID), TenantID: normID(in.TenantID), Node: m.o.Node,
 		Participants: []graph.Participant{
-			participant(call.MyParticipantID, in.Called),
-			participant(src.ID, caller),
+			participant(call.MyParticipantID, in.Called, "1"),
+			participant(src.ID, caller, "2"),
 		},
 		Created: now, LastKeepAlive: now, AnswerBy: now.Add(m.cfg.Calls.AnswerTimeout.D()),
 	}
@@ -302,10 +315,14 @@ func privileged(perms []string) bool {
 	return false
 }
 
-func encrypted(s *graph.IdentitySet) *graph.IdentitySet {
+// encrypted hides a caller behind a keyed hash: stable for the same caller
+// (a bot can recognise a repeat caller) but not reversible by trying every
+// phone number.
+func encrypted(pepper []byte, s *graph.IdentitySet) *graph.IdentitySet {
 	_, id := s.Primary()
-	sum := sha256.Sum256([]byte("switchboard-encrypted:" + id.ID))
-	return &graph.IdentitySet{Encrypted: &graph.Identity{ID: hex.EncodeToString(sum[:16])}}
+	mac := hmac.New(sha256.New, pepper)
+	mac.Write([]byte(id.ID))
+	return &graph.IdentitySet{Encrypted: &graph.Identity{ID: hex.EncodeToString(mac.Sum(nil)[:16])}}
 }
 
 // normIdentitySet writes the odata types Graph clients expect: a set that
@@ -328,12 +345,22 @@ func normIdentitySet(s *graph.IdentitySet) {
 	}
 }
 
-func participant(id string, ident *graph.IdentitySet) graph.Participant {
+// participant is a roster entry with one audio stream; sourceID tells the
+// streams of a call apart.
+func participant(id string, ident *graph.IdentitySet, sourceID string) graph.Participant {
 	return graph.Participant{
 		ODataType: graph.TypeParticipant,
 		ID:        id,
 		Info:      &graph.ParticipantInfo{ODataType: graph.TypeParticipantInfo, Identity: ident, LanguageID: "en-US"},
 		MediaStreams: []graph.MediaStream{{ODataType: graph.TypeMediaStream, MediaType: graph.ModalityAudio,
-			Label: "main-audio", SourceID: "1", Direction: graph.MediaSendReceive}},
+			Label: "main-audio", SourceID: sourceID, Direction: graph.MediaSendReceive}},
 	}
+}
+
+// prefetch starts fetching a media config's preFetchMedia.
+func (m *Manager) prefetch(mc *graph.MediaConfig) {
+	if m.o.Prompts == nil || mc == nil || mc.AppHosted() || len(mc.PreFetchMedia) == 0 {
+		return
+	}
+	go m.o.Prompts.Prefetch(context.Background(), mc.PreFetchMedia)
 }

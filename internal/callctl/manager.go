@@ -11,6 +11,7 @@ package callctl
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,6 +72,8 @@ type Options struct {
 	Store      *store.Store
 	Notifier   Notifier
 	Dialer     Dialer
+	Prompts    PromptSource
+	Recordings RecordingStore
 	Clock      clock.Clock
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -84,6 +87,9 @@ type Manager struct {
 	calls *store.KV
 	log   *slog.Logger
 	clk   clock.Clock
+	// pepper keys the hash that hides callers from apps without calls
+	// permissions; shared by the nodes through the store.
+	pepper []byte
 
 	mu      sync.Mutex
 	actors  map[string]*actor
@@ -109,9 +115,13 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	pepper, err := loadPepper(ctx, o.Store)
+	if err != nil {
+		return nil, err
+	}
 	m := &Manager{
 		o: o, cfg: o.Config, dir: o.Directory, calls: kv, log: o.Logger, clk: o.Clock,
-		actors: map[string]*actor{}, perApp: map[string]int{},
+		actors: map[string]*actor{}, perApp: map[string]int{}, pepper: pepper,
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_calls_active", Help: "Calls live on this node."}),
 		ended:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_calls_ended_total", Help: "Calls ended, by resultInfo code and subcode."}, []string{"code", "subcode"}),
 	}
@@ -404,7 +414,9 @@ func (m *Manager) execLocal(ctx context.Context, cmd command) (*graph.Operation,
 			return
 		}
 		op, err := a.handle(cmd)
-		done <- result{op, err}
+		// Answer only once the step is in the store: a client that
+		// follows the reply (GET the operation) must find it there.
+		a.afterFlush = append(a.afterFlush, func() { done <- result{op, err} })
 	}) {
 		return nil, notFound(cmd.CallID)
 	}
@@ -475,4 +487,40 @@ func (m *Manager) SubscribeToTone(ctx context.Context, c Caller, callID string, 
 // SendDtmfTones plays DTMF toward the far end.
 func (m *Manager) SendDtmfTones(ctx context.Context, c Caller, callID string, req *graph.SendDtmfTonesRequest) (*graph.Operation, error) {
 	return m.do(ctx, c, callID, "sendDtmfTones", req)
+}
+
+// PlayPrompt queues prompts to play to the far end.
+func (m *Manager) PlayPrompt(ctx context.Context, c Caller, callID string, req *graph.PlayPromptRequest) (*graph.Operation, error) {
+	return m.do(ctx, c, callID, "playPrompt", req)
+}
+
+// RecordResponse queues a recording of the far end.
+func (m *Manager) RecordResponse(ctx context.Context, c Caller, callID string, req *graph.RecordResponseRequest) (*graph.Operation, error) {
+	return m.do(ctx, c, callID, "recordResponse", req)
+}
+
+// CancelMediaProcessing cancels running and queued prompts and recordings.
+func (m *Manager) CancelMediaProcessing(ctx context.Context, c Caller, callID string, req *graph.ClientContextRequest) (*graph.Operation, error) {
+	return m.do(ctx, c, callID, "cancelMediaProcessing", req)
+}
+
+// loadPepper returns the deployment's secret for encrypted identities,
+// creating it on first start.
+func loadPepper(ctx context.Context, st *store.Store) ([]byte, error) {
+	kv, err := st.Bucket(ctx, "sb_meta", 0)
+	if err != nil {
+		return nil, err
+	}
+	if v, _, err := kv.Get(ctx, "identity-pepper"); err == nil {
+		return v, nil
+	}
+	p := make([]byte, 32)
+	_, _ = rand.Read(p)
+	if _, err := kv.Create(ctx, "identity-pepper", p); errors.Is(err, store.ErrExists) {
+		v, _, err := kv.Get(ctx, "identity-pepper")
+		return v, err
+	} else if err != nil {
+		return nil, err
+	}
+	return p, nil
 }

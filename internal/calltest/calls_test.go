@@ -295,7 +295,9 @@ func TestAnswerTimeoutAndKeepAliveExpiry(t *testing.T) {
 	}
 
 	call := p.CreateCall(calltest.AliceID)
-	p.Clock.Advance(time.Second) // ring and answer
+	p.Clock.Advance(time.Second) // ring
+	p.Hook.WaitState(t, call.ID, graph.StateRinging)
+	p.Clock.Advance(time.Second) // answer
 	p.Hook.WaitState(t, call.ID, graph.StateEstablished)
 	p.Clock.Advance(44 * time.Minute)
 	if r := p.Bot("POST", calls+"/"+call.ID+"/keepAlive", nil); r.StatusCode != 200 || len(r.Body) != 0 {

@@ -91,8 +91,8 @@ func (c *Config) Validate() error {
 	if c.Media.InactivityTimeout.D() < 0 {
 		bad("media.inactivityTimeout", "must not be negative")
 	}
-	if c.Media.RecordingRetention.D() < 60e9 {
-		bad("media.recordingRetention", "must be at least 1m")
+	if c.Media.RecordingRetention.D() < 10*60e9 {
+		bad("media.recordingRetention", "must be at least 10m (a recording's first chunks would expire before a long one ends)")
 	}
 	if c.DataDir == "" {
 		bad("dataDir", "must be set")

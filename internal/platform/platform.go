@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,9 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/egress"
 	"github.com/switchboard-voice/switchboard/internal/graphapi"
 	"github.com/switchboard-voice/switchboard/internal/identity"
+	"github.com/switchboard-voice/switchboard/internal/media"
+	"github.com/switchboard-voice/switchboard/internal/media/prompt"
+	"github.com/switchboard-voice/switchboard/internal/media/record"
 	"github.com/switchboard-voice/switchboard/internal/simulated"
 	"github.com/switchboard-voice/switchboard/internal/store"
 	"github.com/switchboard-voice/switchboard/internal/webhook"
@@ -59,6 +63,9 @@ type Node struct {
 	Outbox    *webhook.Outbox
 	Calls     *callctl.Manager
 	Sim       *simulated.Endpoint
+	Media     *media.Engine
+	Prompts   *prompt.Cache
+	Records   *record.Store
 	API       *graphapi.Server
 	// URL is where the HTTP API listens (http://host:port).
 	URL string
@@ -130,10 +137,25 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		return nil, err
 	}
 
+	bindIP, err := netip.ParseAddr(cfg.Media.BindIP)
+	if err != nil {
+		return nil, fmt.Errorf("media.bindIp: %w", err)
+	}
+	n.Media, err = media.NewEngine(media.EngineOptions{BindIP: bindIP, PortMin: cfg.Media.RTPPortMin, PortMax: cfg.Media.RTPPortMax,
+		InactivityTimeout: cfg.Media.InactivityTimeout.D(), Logger: log.With("component", "media"), Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	n.Prompts = prompt.NewCache(policy.Client(prompt.FetchTimeout), cfg.Media.PromptCacheBytes, log.With("component", "prompts"))
+	n.Records, err = record.NewStore(ctx, n.Store, cfg.HTTP.PublicURL, cfg.Media.RecordingRetention.D(), log.With("component", "recordings"))
+	if err != nil {
+		return nil, err
+	}
+
 	n.Sim = simulated.New(n.Directory, clk, log.With("component", "simulated"))
 	n.Calls, err = callctl.New(ctx, callctl.Options{
 		Node: nodeID, Config: cfg, Directory: n.Directory, Store: n.Store, Notifier: n.Outbox,
-		Dialer: n.Sim, Clock: clk, Logger: log.With("component", "calls"), Registerer: reg,
+		Dialer: dialers{dir: n.Directory, sim: n.Sim}, Prompts: n.Prompts, Recordings: recordings{n.Records}, Clock: clk, Logger: log.With("component", "calls"), Registerer: reg,
 	})
 	if err != nil {
 		return nil, err
@@ -144,13 +166,20 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		Logger: log.With("component", "graphapi"), Registerer: reg})
 	mux := n.API.Mux()
 	n.Identity.Routes(mux)
+	n.Records.Routes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if o.Simulator {
 		n.Sim.Routes(mux)
 	}
 
-	n.wg.Add(2)
+	n.wg.Add(3)
 	go func() { defer n.wg.Done(); n.Keys.Run(runCtx) }()
+	go func() {
+		defer n.wg.Done()
+		if err := n.Media.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("media clock stopped", "err", err)
+		}
+	}()
 	go func() {
 		defer n.wg.Done()
 		if err := n.Outbox.Run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
@@ -239,6 +268,12 @@ func (n *Node) stop() {
 	n.stopOnce.Do(func() {
 		n.cancel()
 		n.wg.Wait()
+		if n.Prompts != nil {
+			n.Prompts.Close()
+		}
+		if n.Records != nil {
+			n.Records.Close()
+		}
 		if n.Store != nil {
 			n.Store.Close()
 		}
@@ -261,4 +296,15 @@ func loadNodeID(dir string) (string, error) {
 		return "", fmt.Errorf("node id: %w", err)
 	}
 	return id, nil
+}
+
+// recordings adapts record.Store to callctl.RecordingStore.
+type recordings struct{ s *record.Store }
+
+func (r recordings) Begin(ctx context.Context, callID, opID string) (callctl.Recording, error) {
+	rec, err := r.s.Begin(ctx, callID, opID)
+	if err != nil {
+		return nil, err
+	}
+	return rec, nil
 }

@@ -90,6 +90,9 @@ type Leg struct {
 	reason    *errs.EndReason
 	sipStatus int
 	received  []graph.Tone
+	media     *simMedia
+	played    int
+	playedFor time.Duration
 	timers    []clock.Timer
 	changed   chan struct{}
 }
@@ -103,6 +106,9 @@ type LegState struct {
 	Direction     string `json:"direction"` // incoming: the simulated user placed the call
 	State         string `json:"state"`
 	TonesReceived string `json:"tonesReceived"`
+	// PromptsHeard counts the prompts (and beeps) played to the simulated user; PromptSeconds their length.
+	PromptsHeard  int     `json:"promptsHeard"`
+	PromptSeconds float64 `json:"promptSeconds"`
 	// SIPStatus is the final response the platform refused the leg with (486, 603, 480...); 0 after a BYE.
 	SIPStatus  int    `json:"sipStatus,omitempty"`
 	EndCode    int    `json:"endCode,omitempty"`
@@ -229,19 +235,28 @@ func (l *Leg) ring() {
 		})
 		return
 	}
-	l.after(orDefault(l.sim.RingAfter, DefaultRingAfter), func() { l.emit(callctl.LegEvent{Kind: callctl.LegRinging}) })
-	l.after(orDefault(l.sim.AnswerAfter, DefaultAnswerAfter), func() {
-		switch l.sim.Answer {
-		case "busy":
-			l.finish(errs.RemoteBusy, true)
-		case "decline":
-			l.finish(errs.RemoteDeclined, true)
-		case "noAnswer":
-		default:
-			l.connected()
-			l.emit(callctl.LegEvent{Kind: callctl.LegAnswered})
-		}
+	ringAt := orDefault(l.sim.RingAfter, DefaultRingAfter)
+	answerAt := max(orDefault(l.sim.AnswerAfter, DefaultAnswerAfter), ringAt)
+	// The answer is scheduled from the ring, so the two are reported in
+	// order however late the timers fire.
+	l.after(ringAt, func() {
+		l.after(answerAt-ringAt, l.answerOrRefuse) // armed before ringing is reported
+		l.emit(callctl.LegEvent{Kind: callctl.LegRinging})
 	})
+}
+
+// answerOrRefuse is the simulated user picking up, or not.
+func (l *Leg) answerOrRefuse() {
+	switch l.sim.Answer {
+	case "busy":
+		l.finish(errs.RemoteBusy, true)
+	case "decline":
+		l.finish(errs.RemoteDeclined, true)
+	case "noAnswer":
+	default:
+		l.connected()
+		l.emit(callctl.LegEvent{Kind: callctl.LegAnswered})
+	}
 }
 
 // connected starts what a simulated user does once the call is up.
@@ -346,6 +361,7 @@ func (l *Leg) State() LegState {
 		b.WriteByte(t.Char())
 	}
 	s.TonesReceived = b.String()
+	s.PromptsHeard, s.PromptSeconds = l.played, l.playedFor.Seconds()
 	if l.reason != nil {
 		s.EndCode, s.EndSubcode, s.EndReason, s.SIPStatus = l.reason.Code, l.reason.Subcode, l.reason.Message, l.sipStatus
 	}

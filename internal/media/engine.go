@@ -1,0 +1,394 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// EngineOptions configures an Engine.
+type EngineOptions struct {
+	// BindIP is the address sockets bind to and SDP advertises.
+	BindIP netip.Addr
+	// PortMin and PortMax bound the RTP ports; only even ports are used
+	// and RTCP (port+1) is not bound. Both 0 lets the OS pick any port,
+	// which is what tests use.
+	PortMin, PortMax int
+	// InactivityTimeout: when no RTP has arrived for this long on a
+	// session with a remote, the session reports EventInactive (again
+	// only after RTP has resumed). 0 turns it off.
+	InactivityTimeout time.Duration
+	// Logger receives the engine's rare logs; nil discards them.
+	Logger *slog.Logger
+	// Registerer, when not nil, gets the engine's metrics.
+	Registerer prometheus.Registerer
+}
+
+// EngineStats are an Engine's counters since NewEngine.
+type EngineStats struct {
+	Sessions        int           // open sessions
+	Ticks           uint64        // media clock ticks
+	LateTicks       uint64        // ticks in which a shard started more than 5 ms late, or was skipped
+	MaxLateness     time.Duration // worst lateness of a tick
+	PacketsSent     uint64        // RTP packets sent by all sessions
+	PacketsReceived uint64        // RTP packets received by all sessions
+}
+
+// testShards overrides the shard count in experiments.
+var testShards int
+
+// lateThreshold is when a tick counts as late in EngineStats.
+const lateThreshold = 5 * time.Millisecond
+
+// Errors of the engine.
+var (
+	ErrNoPorts       = errors.New("media: no free RTP port in range")
+	ErrEngineRunning = errors.New("media: engine already running")
+)
+
+// Engine owns the RTP sessions of a process and the shared media clock that
+// paces them: one clock goroutine (Run) wakes a few tick workers, each
+// every 20 ms at its own phase, and each ticks its shard of the sessions.
+// There is no timer per call. An Engine is safe for concurrent use.
+type Engine struct {
+	o     EngineOptions
+	log   *slog.Logger
+	epoch time.Time // monotonic origin for nanotime
+	ports portPool
+
+	shards    []*shard
+	nextShard atomic.Uint32
+	running   atomic.Bool
+
+	ticks       atomic.Uint64
+	lateTicks   atomic.Uint64
+	lastLate    atomic.Uint64 // tick number last counted late, to count a tick once across workers
+	maxLateness atomic.Int64
+	maxWork     atomic.Int64 // longest a worker took for one tick
+	workTotal   atomic.Int64
+	workCount   atomic.Int64
+	// Counters of closed sessions; open ones are summed on demand so no
+	// counter is shared between sessions on the hot path.
+	closedSent, closedRecv atomic.Uint64
+}
+
+// shard is a set of sessions one tick worker serves.
+type shard struct {
+	mu       sync.Mutex
+	sessions []*Session // guarded by mu
+	tick     chan tickMsg
+	snap     []*Session // the worker's copy; owned by the worker
+}
+
+type tickMsg struct {
+	n        uint64    // tick number since Run started
+	deadline time.Time // when the tick was due
+}
+
+// NewEngine returns an engine; call Run to start its clock.
+func NewEngine(o EngineOptions) (*Engine, error) {
+	if !o.BindIP.IsValid() {
+		return nil, errors.New("new media engine: BindIP is required")
+	}
+	if err := validatePorts(o.PortMin, o.PortMax); err != nil {
+		return nil, fmt.Errorf("new media engine: %w", err)
+	}
+	if o.InactivityTimeout < 0 {
+		return nil, errors.New("new media engine: InactivityTimeout is negative")
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	e := &Engine{o: o, log: log.With("component", "media"), epoch: time.Now()}
+	e.ports.init(o.PortMin, o.PortMax)
+	n := min(max(4*runtime.GOMAXPROCS(0), 8), 32)
+	if testShards > 0 {
+		n = testShards
+	}
+	for range n {
+		e.shards = append(e.shards, &shard{tick: make(chan tickMsg, 1)})
+	}
+	if o.Registerer != nil {
+		if err := e.register(o.Registerer); err != nil {
+			return nil, fmt.Errorf("new media engine: register metrics: %w", err)
+		}
+	}
+	return e, nil
+}
+
+func validatePorts(lo, hi int) error {
+	switch {
+	case lo == 0 && hi == 0:
+		return nil
+	case lo < 1 || hi > 65535 || lo > hi:
+		return fmt.Errorf("RTP port range %d-%d is invalid", lo, hi)
+	case (lo+1)&^1 > hi:
+		return fmt.Errorf("RTP port range %d-%d holds no even port", lo, hi)
+	}
+	return nil
+}
+
+// nanotime is the engine's monotonic clock in nanoseconds.
+func (e *Engine) nanotime() int64 { return int64(time.Since(e.epoch)) }
+
+// Run is the shared media clock. Every 20 ms it ticks every session; the
+// sessions are sharded over a few workers (four per CPU, 8 to 32), and the
+// shards are ticked at staggered phases across the 20 ms (with 8 shards,
+// one every 2.5 ms) so that sends, and the receive work they cause, are
+// spread over the period instead of arriving in one burst. Each session
+// does a bounded amount of work per tick (drain at most a ring of received
+// packets, play out one frame, send at most one packet), and a worker still
+// busy with its previous tick skips the next one rather than bursting to
+// catch up, so pacing degrades gracefully under CPU pressure. Run returns
+// nil when ctx is done; sessions stay open (their owners close them). Run
+// may be called once at a time.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return ErrEngineRunning
+	}
+	defer e.running.Store(false)
+	var wg sync.WaitGroup
+	for _, sh := range e.shards {
+		sh.tick = make(chan tickMsg, 1)
+		wg.Add(1)
+		go func(sh *shard, ch <-chan tickMsg) {
+			defer wg.Done()
+			e.work(sh, ch)
+		}(sh, sh.tick)
+	}
+	defer func() {
+		for _, sh := range e.shards {
+			close(sh.tick)
+		}
+		wg.Wait()
+	}()
+
+	nsh := uint64(len(e.shards))
+	step := FrameDuration / time.Duration(nsh)
+	var m uint64 // phases since start: shard m%nsh, its tick m/nsh
+	next := time.Now().Add(step)
+	timer := time.NewTimer(step)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		// Dispatch every phase now due: a timer a little late runs the
+		// phases it missed back to back; a phase a whole period late is
+		// skipped, because the same shard's next tick is already due.
+		now := time.Now()
+		for !next.After(now) {
+			late := now.Sub(next)
+			e.noteLateness(late)
+			sh := e.shards[m%nsh]
+			if late >= FrameDuration {
+				e.countLate(m / nsh)
+			} else {
+				select {
+				case sh.tick <- tickMsg{n: m / nsh, deadline: next}:
+				default:
+					// The worker is still on its previous tick: skip this
+					// one for its sessions (their RTP timestamps still
+					// advance).
+					e.countLate(m / nsh)
+				}
+			}
+			if m%nsh == nsh-1 {
+				e.ticks.Add(1)
+			}
+			m++
+			next = next.Add(step)
+		}
+		timer.Reset(next.Sub(now))
+	}
+}
+
+// work is a tick worker: it ticks its shard's sessions for every tick.
+func (e *Engine) work(sh *shard, ch <-chan tickMsg) {
+	for m := range ch {
+		start := time.Now()
+		if late := start.Sub(m.deadline); late > 0 {
+			e.noteLateness(late)
+			if late > lateThreshold {
+				e.countLate(m.n)
+			}
+		}
+		sh.mu.Lock()
+		sh.snap = append(sh.snap[:0], sh.sessions...)
+		sh.mu.Unlock()
+		now := e.nanotime()
+		for _, s := range sh.snap {
+			s.tick(m.n, now)
+		}
+		clear(sh.snap) // let closed sessions go
+		work := time.Since(start)
+		for {
+			cur := e.maxWork.Load()
+			if int64(work) <= cur || e.maxWork.CompareAndSwap(cur, int64(work)) {
+				break
+			}
+		}
+		e.workTotal.Add(int64(work))
+		e.workCount.Add(1)
+	}
+}
+
+func (e *Engine) noteLateness(d time.Duration) {
+	for {
+		cur := e.maxLateness.Load()
+		if int64(d) <= cur || e.maxLateness.CompareAndSwap(cur, int64(d)) {
+			return
+		}
+	}
+}
+
+// countLate counts tick n as late once, however many of its shards were
+// late (a shard reporting a tick older than one already counted is not
+// counted again).
+func (e *Engine) countLate(n uint64) {
+	for {
+		cur := e.lastLate.Load()
+		if n+1 <= cur {
+			return
+		}
+		if e.lastLate.CompareAndSwap(cur, n+1) {
+			e.lateTicks.Add(1)
+			return
+		}
+	}
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() EngineStats {
+	st := EngineStats{
+		Ticks:           e.ticks.Load(),
+		LateTicks:       e.lateTicks.Load(),
+		MaxLateness:     time.Duration(e.maxLateness.Load()),
+		PacketsSent:     e.closedSent.Load(),
+		PacketsReceived: e.closedRecv.Load(),
+	}
+	for _, sh := range e.shards {
+		sh.mu.Lock()
+		st.Sessions += len(sh.sessions)
+		for _, s := range sh.sessions {
+			st.PacketsSent += s.sent.Load()
+			st.PacketsReceived += s.rcvd.Load()
+		}
+		sh.mu.Unlock()
+	}
+	return st
+}
+
+func (e *Engine) register(r prometheus.Registerer) error {
+	const ns, sub = "switchboard", "media"
+	stat := func(f func(EngineStats) float64) func() float64 {
+		return func() float64 { return f(e.Stats()) }
+	}
+	cs := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "sessions",
+			Help: "Open RTP sessions."}, stat(func(s EngineStats) float64 { return float64(s.Sessions) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "ticks_total",
+			Help: "Media clock ticks."}, func() float64 { return float64(e.ticks.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "late_ticks_total",
+			Help: "Media clock ticks started more than 5 ms late or skipped."}, func() float64 { return float64(e.lateTicks.Load()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "tick_lateness_max_seconds",
+			Help: "Worst media clock tick lateness since start."}, func() float64 { return time.Duration(e.maxLateness.Load()).Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rtp_packets_sent_total",
+			Help: "RTP packets sent."}, stat(func(s EngineStats) float64 { return float64(s.PacketsSent) })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rtp_packets_received_total",
+			Help: "RTP packets received."}, stat(func(s EngineStats) float64 { return float64(s.PacketsReceived) })),
+	}
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// bind opens a UDP socket on a free port of the range.
+func (e *Engine) bind() (*net.UDPConn, int, error) {
+	network := "udp4"
+	if e.o.BindIP.Is6() && !e.o.BindIP.Is4In6() {
+		network = "udp6"
+	}
+	listen := func(port int) (*net.UDPConn, error) {
+		return net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(e.o.BindIP, uint16(port))))
+	}
+	if e.ports.any() {
+		c, err := listen(0)
+		if err != nil {
+			return nil, 0, err
+		}
+		return c, c.LocalAddr().(*net.UDPAddr).Port, nil
+	}
+	return e.ports.acquire(listen)
+}
+
+// portPool hands out the even ports of a range, next-fit so a port just
+// released is the last to be reused.
+type portPool struct {
+	mu     sync.Mutex
+	lo, hi int // even bounds, inclusive; 0, 0 = any
+	next   int
+	used   map[int]bool
+}
+
+func (p *portPool) init(lo, hi int) {
+	if lo == 0 && hi == 0 {
+		return
+	}
+	p.lo, p.hi = (lo+1)&^1, hi&^1
+	p.next = p.lo
+	p.used = make(map[int]bool)
+}
+
+func (p *portPool) any() bool { return p.lo == 0 }
+
+func (p *portPool) acquire(listen func(int) (*net.UDPConn, error)) (*net.UDPConn, int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := (p.hi-p.lo)/2 + 1
+	for range n {
+		port := p.next
+		p.next += 2
+		if p.next > p.hi {
+			p.next = p.lo
+		}
+		if p.used[port] {
+			continue
+		}
+		c, err := listen(port)
+		if err != nil {
+			if errors.Is(err, syscall.EADDRINUSE) {
+				continue // another process has it
+			}
+			return nil, 0, err
+		}
+		p.used[port] = true
+		return c, port, nil
+	}
+	return nil, 0, ErrNoPorts
+}
+
+func (p *portPool) release(port int) {
+	if p.any() {
+		return
+	}
+	p.mu.Lock()
+	delete(p.used, port)
+	p.mu.Unlock()
+}
