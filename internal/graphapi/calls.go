@@ -149,7 +149,40 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request, c callctl.Caller
 		}
 		s.writeOperation(w, r, id, op, http.StatusOK)
 		return nil
-	case "playPrompt", "recordResponse", "cancelMediaProcessing", "transfer", "updateRecordingStatus",
+	case "playPrompt":
+		var req graph.PlayPromptRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		op, err := s.o.Calls.PlayPrompt(ctx, c, id, &req)
+		if err != nil {
+			return err
+		}
+		s.writeOperation(w, r, id, op, http.StatusOK)
+		return nil
+	case "recordResponse":
+		var req graph.RecordResponseRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		op, err := s.o.Calls.RecordResponse(ctx, c, id, &req)
+		if err != nil {
+			return err
+		}
+		s.writeOperation(w, r, id, op, http.StatusOK)
+		return nil
+	case "cancelMediaProcessing":
+		var req graph.ClientContextRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		op, err := s.o.Calls.CancelMediaProcessing(ctx, c, id, &req)
+		if err != nil {
+			return err
+		}
+		s.writeOperation(w, r, id, op, http.StatusOK)
+		return nil
+	case "transfer", "updateRecordingStatus",
 		"changeScreenSharingRole", "addLargeGalleryView":
 		// Check the call exists and is the caller's before saying what is missing.
 		if _, err := s.o.Calls.Get(ctx, c, id); err != nil {
