@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"runtime"
 	"sync"
 	"syscall"
@@ -145,28 +146,37 @@ func BenchmarkPacing(b *testing.B) {
 	}
 }
 
-func BenchmarkShards(b *testing.B) {
-	for range 3 {
-		for _, sh := range []int{4, 8, 16} {
-			for _, n := range []int{1000} {
-				b.Run(fmt.Sprintf("shards=%d/sessions=%d", sh, n), func(b *testing.B) {
-					testShards = sh
-					defer func() { testShards = 0 }()
-					for b.Loop() {
-						pacing(b, n, 3*time.Second)
-					}
-				})
+// BenchmarkDesign compares the choices the engine made: raw sendto
+// against net.UDPConn's WriteTo (which gives up the worker's P on every
+// send), and the number of staggered shards.
+func BenchmarkDesign(b *testing.B) {
+	for _, c := range []struct {
+		name    string
+		shards  int
+		netSend bool
+	}{
+		{"netsend/shards=8", 8, true},
+		{"rawsend/shards=2", 2, false},
+		{"rawsend/shards=8", 8, false},
+		{"rawsend/shards=16", 16, false},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				pacingWith(b, 2000, 3*time.Second, c.shards, c.netSend)
 			}
-		}
+		})
 	}
 }
 
-func pacing(b *testing.B, n int, d time.Duration) {
+func pacing(b *testing.B, n int, d time.Duration) { pacingWith(b, n, d, 0, false) }
+
+func pacingWith(b *testing.B, n int, d time.Duration, shards int, netSend bool) {
 	b.Helper()
-	e, err := NewEngine(EngineOptions{BindIP: loopback})
+	e, err := newEngine(EngineOptions{BindIP: loopback}, shards)
 	if err != nil {
 		b.Fatal(err)
 	}
+	e.netSend = netSend
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -176,6 +186,7 @@ func pacing(b *testing.B, n int, d time.Duration) {
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	prompt := NewAudio(speechLike(5*time.Second, 5))
+	rss0 := rssKB(b)
 	ss := make([]*Session, n)
 	for i := range ss {
 		if ss[i], err = e.NewSession(func(Event) {}); err != nil {
@@ -194,6 +205,9 @@ func pacing(b *testing.B, n int, d time.Duration) {
 	}
 	// Let playout settle, then measure.
 	time.Sleep(200 * time.Millisecond)
+	rss1 := rssKB(b)
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
 	st0 := e.Stats()
 	ru0 := rusage(b)
 	start := time.Now()
@@ -201,6 +215,7 @@ func pacing(b *testing.B, n int, d time.Duration) {
 	elapsed := time.Since(start)
 	ru1 := rusage(b)
 	st1 := e.Stats()
+	runtime.ReadMemStats(&ms1)
 	for _, s := range ss {
 		s.Close()
 	}
@@ -222,6 +237,8 @@ func pacing(b *testing.B, n int, d time.Duration) {
 	b.ReportMetric(tx.pct(0.99), "tx-p99-gap-ms")
 	b.ReportMetric(float64(st1.LateTicks-st0.LateTicks), "late-ticks")
 	b.ReportMetric(float64(m1.HeapInuse-m0.HeapInuse)/float64(n)/1024, "heap-KB/session")
+	b.ReportMetric(float64(ms1.Mallocs-ms0.Mallocs)/float64(pkts), "allocs/pkt")
+	b.Logf("RSS growth per session %.1f KB (meaningful in the first run of a process)", float64(rss1-rss0)/float64(n))
 	b.Logf("tick work: max %v, mean %v", time.Duration(e.maxWork.Load()), time.Duration(e.workTotal.Load()/max(e.workCount.Load(), 1)))
 	b.Logf("%d sessions, %v: sent %d, received %d, cpu %v (%.0f%% of one core), late ticks %d, max lateness %v",
 		n, elapsed.Round(time.Millisecond), st1.PacketsSent-st0.PacketsSent, st1.PacketsReceived-st0.PacketsReceived,
@@ -254,6 +271,17 @@ func (h *gapHist) pct(p float64) float64 {
 		}
 	}
 	return gapBuckets
+}
+
+// rssKB is the process's resident set size.
+func rssKB(b *testing.B) int {
+	data, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		b.Skip("no /proc/self/statm")
+	}
+	var size, resident int
+	fmt.Sscan(string(data), &size, &resident)
+	return resident * os.Getpagesize() / 1024
 }
 
 // rusage is the process's user+system CPU time.

@@ -44,9 +44,6 @@ type EngineStats struct {
 	PacketsReceived uint64        // RTP packets received by all sessions
 }
 
-// testShards overrides the shard count in experiments.
-var testShards int
-
 // lateThreshold is when a tick counts as late in EngineStats.
 const lateThreshold = 5 * time.Millisecond
 
@@ -67,6 +64,7 @@ type Engine struct {
 	ports portPool
 
 	shards    []*shard
+	netSend   bool // send through net.UDPConn, not raw sendto (benchmarks compare)
 	nextShard atomic.Uint32
 	running   atomic.Bool
 
@@ -75,7 +73,7 @@ type Engine struct {
 	lastLate    atomic.Uint64 // tick number last counted late, to count a tick once across workers
 	maxLateness atomic.Int64
 	maxWork     atomic.Int64 // longest a worker took for one tick
-	workTotal   atomic.Int64
+	workTotal   atomic.Int64 // for benchmarks: mean tick work
 	workCount   atomic.Int64
 	// Counters of closed sessions; open ones are summed on demand so no
 	// counter is shared between sessions on the hot path.
@@ -96,7 +94,11 @@ type tickMsg struct {
 }
 
 // NewEngine returns an engine; call Run to start its clock.
-func NewEngine(o EngineOptions) (*Engine, error) {
+func NewEngine(o EngineOptions) (*Engine, error) { return newEngine(o, 0) }
+
+// newEngine is NewEngine with the shard count fixed (0: from GOMAXPROCS),
+// for benchmarks that compare.
+func newEngine(o EngineOptions, shards int) (*Engine, error) {
 	if !o.BindIP.IsValid() {
 		return nil, errors.New("new media engine: BindIP is required")
 	}
@@ -112,12 +114,12 @@ func NewEngine(o EngineOptions) (*Engine, error) {
 	}
 	e := &Engine{o: o, log: log.With("component", "media"), epoch: time.Now()}
 	e.ports.init(o.PortMin, o.PortMax)
-	n := min(max(4*runtime.GOMAXPROCS(0), 8), 32)
-	if testShards > 0 {
-		n = testShards
+	n := min(max(4*runtime.GOMAXPROCS(0), 8), 16)
+	if shards > 0 {
+		n = shards
 	}
 	for range n {
-		e.shards = append(e.shards, &shard{tick: make(chan tickMsg, 1)})
+		e.shards = append(e.shards, &shard{})
 	}
 	if o.Registerer != nil {
 		if err := e.register(o.Registerer); err != nil {
@@ -143,7 +145,7 @@ func validatePorts(lo, hi int) error {
 func (e *Engine) nanotime() int64 { return int64(time.Since(e.epoch)) }
 
 // Run is the shared media clock. Every 20 ms it ticks every session; the
-// sessions are sharded over a few workers (four per CPU, 8 to 32), and the
+// sessions are sharded over a few workers (four per CPU, 8 to 16), and the
 // shards are ticked at staggered phases across the 20 ms (with 8 shards,
 // one every 2.5 ms) so that sends, and the receive work they cause, are
 // spread over the period instead of arriving in one burst. Each session
@@ -306,6 +308,8 @@ func (e *Engine) register(r prometheus.Registerer) error {
 			Help: "Media clock ticks started more than 5 ms late or skipped."}, func() float64 { return float64(e.lateTicks.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "tick_lateness_max_seconds",
 			Help: "Worst media clock tick lateness since start."}, func() float64 { return time.Duration(e.maxLateness.Load()).Seconds() }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "tick_work_max_seconds",
+			Help: "Longest a worker took for its shard's tick since start (the budget is 20 ms)."}, func() float64 { return time.Duration(e.maxWork.Load()).Seconds() }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rtp_packets_sent_total",
 			Help: "RTP packets sent."}, stat(func(s EngineStats) float64 { return float64(s.PacketsSent) })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "rtp_packets_received_total",
@@ -317,6 +321,25 @@ func (e *Engine) register(r prometheus.Registerer) error {
 		}
 	}
 	return nil
+}
+
+// join adds s to the shard with the fewest sessions.
+func (e *Engine) join(s *Session) {
+	var best *shard
+	bestN := -1
+	for _, sh := range e.shards {
+		sh.mu.Lock()
+		n := len(sh.sessions)
+		sh.mu.Unlock()
+		if bestN < 0 || n < bestN {
+			best, bestN = sh, n
+		}
+	}
+	s.shard = best
+	best.mu.Lock()
+	s.shardIdx = len(best.sessions)
+	best.sessions = append(best.sessions, s)
+	best.mu.Unlock()
 }
 
 // bind opens a UDP socket on a free port of the range.

@@ -70,7 +70,7 @@ type rxState struct {
 	lastSeq     uint16
 	gaps        [gapBuckets]uint32
 
-	// RFC 4733 events, identified by their RTP timestamp (§2.5.2.1).
+	// RFC 4733 events, identified by their RTP timestamp (§2.2.1).
 	haveEvent bool
 	evTS      uint32
 	evCode    uint8
@@ -114,8 +114,8 @@ func (s *Session) receive(b []byte, from netip.AddrPort, now int64) {
 		// SetRemote (again): latch afresh.
 		r.gen, r.latched = cfg.gen, false
 	}
-	if r.latched && from != r.src {
-		return
+	if r.latched && from != r.src && from != cfg.remote {
+		return // once latched, only the latched source or the signalled one
 	}
 	hlen, err := r.hdr.Unmarshal(b)
 	if err != nil {
@@ -128,7 +128,10 @@ func (s *Session) receive(b []byte, from netip.AddrPort, now int64) {
 		}
 		payload = payload[:len(payload)-int(payload[len(payload)-1])]
 	}
-	if !r.latched {
+	if !r.latched || from != r.src {
+		// The first packet latches; the address SDP gave may take over
+		// later (a packet of the old remote still in flight after a
+		// re-INVITE must not keep the new one out).
 		r.latched, r.src = true, from
 		s.latch(from)
 	}
@@ -209,12 +212,12 @@ func (r *rxState) updateJitter(now int64, ts uint32) {
 }
 
 // event decides whether an RFC 4733 packet starts a new event. Events are
-// identified by their RTP timestamp (§2.5.2.1): the first packet of a new
+// identified by their RTP timestamp (§2.2.1): the first packet of a new
 // timestamp reports the tone, whatever its duration (carriers and sipp
 // send a first packet of duration 0), and every later packet of that
 // event, including the three end packets (§2.5.1.4), is absorbed. A packet
 // older than the current event (reordered) is ignored, as is the next
-// segment of a long event (§2.5.2.3: same code, timestamp = previous
+// segment of a long event (§2.5.1.3, §2.5.2.3: same code, timestamp = previous
 // timestamp + previous duration, previous not ended).
 func (r *rxState) event(ts uint32, ev dtmf.Event) (byte, bool) {
 	if r.haveEvent {

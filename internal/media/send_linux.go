@@ -39,7 +39,7 @@ func (s *Session) initSender() {
 // send writes one datagram to the remote.
 func (s *Session) send(b []byte, to netip.AddrPort) error {
 	r := &s.snd
-	if r.fd < 0 {
+	if r.fd < 0 || s.e.netSend {
 		_, err := s.conn.WriteToUDPAddrPort(b, to)
 		return err
 	}

@@ -288,12 +288,7 @@ func (e *Engine) NewSession(ev func(Event)) (*Session, error) {
 
 	s.initSender()
 
-	sh := e.shards[int(e.nextShard.Add(1))%len(e.shards)]
-	s.shard = sh
-	sh.mu.Lock()
-	s.shardIdx = len(sh.sessions)
-	sh.sessions = append(sh.sessions, s)
-	sh.mu.Unlock()
+	e.join(s)
 
 	go s.read()
 	return s, nil
@@ -307,7 +302,7 @@ func (s *Session) LocalAddr() netip.AddrPort { return s.addr }
 // sent in-band). It may be called again (re-INVITE). RTP is symmetric
 // (RFC 4961): the first packet received after SetRemote fixes the remote
 // address, and if it differs from remote (NAT) replies go there; packets
-// from any other source are then dropped.
+// from any other source than that one or remote are then dropped.
 func (s *Session) SetRemote(remote netip.AddrPort, c Codec, dtmfPT uint8) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -324,6 +319,7 @@ func (s *Session) SetRemote(remote netip.AddrPort, c Codec, dtmfPT uint8) {
 	}
 	s.cfg.Store(&remoteConfig{gen: gen, remote: remote, codec: c, dtmfPT: dtmfPT, silence: silence})
 	s.st.sendTo = remote
+	s.sawEvents.Store(false) // a new remote may not send RFC 4733
 	s.st.remoteAt = s.e.nanotime()
 	s.st.inactive = false
 }

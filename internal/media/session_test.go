@@ -408,8 +408,35 @@ func TestLatching(t *testing.T) {
 	if got := bev.tones(t, '9'); got != "9" {
 		t.Fatalf("B got %q", got)
 	}
-	if got, want := b.Stats().PacketsReceived, a.Stats().PacketsSent; got != want {
-		t.Fatalf("B received %d packets, A sent %d", got, want)
+	// A counts a packet once sendto returns, which can be after B got it.
+	got := b.Stats().PacketsReceived
+	if sent := a.Stats().PacketsSent; got > sent+1 {
+		t.Fatalf("B received %d packets, A sent %d: the intruder's got in", got, sent)
+	}
+
+	// A re-INVITE moves B's remote to peer while A's packets are still
+	// arriving: B latches onto A again, but the signalled address takes
+	// over as soon as it sends.
+	peer := newRawPeer(t, b.LocalAddr())
+	b.SetRemote(peer.addr(), PCMU, 101)
+	a.SendTones("1", 0, nil)
+	if got := bev.tones(t, '1'); got != "1" {
+		t.Fatalf("B got %q", got)
+	}
+	peer.event(777, '6', false, 0, true)
+	if got := bev.tones(t, '6'); got != "6" {
+		t.Fatalf("B got %q from the signalled remote", got)
+	}
+	b.SendTones("B", 0, nil) // goes to peer now
+	buf := make([]byte, 1500)
+	peer.conn.SetReadDeadline(time.Now().Add(wait))
+	n, _, err := peer.conn.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatalf("peer got nothing from B: %v", err)
+	}
+	var h rtp.Header
+	if _, err := h.Unmarshal(buf[:n]); err != nil || h.PayloadType != 101 {
+		t.Fatalf("peer got %+v, %v", h, err)
 	}
 }
 
@@ -581,7 +608,8 @@ func TestEngineStatsAndMetrics(t *testing.T) {
 		names[mf.GetName()] = true
 	}
 	for _, n := range []string{"switchboard_media_sessions", "switchboard_media_ticks_total", "switchboard_media_late_ticks_total",
-		"switchboard_media_rtp_packets_sent_total", "switchboard_media_rtp_packets_received_total", "switchboard_media_tick_lateness_max_seconds"} {
+		"switchboard_media_rtp_packets_sent_total", "switchboard_media_rtp_packets_received_total", "switchboard_media_tick_lateness_max_seconds",
+		"switchboard_media_tick_work_max_seconds"} {
 		if !names[n] {
 			t.Errorf("metric %s missing", n)
 		}

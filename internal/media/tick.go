@@ -10,7 +10,7 @@ import (
 // RFC 4733 sending (§2.5.1): a 100 ms tone is five updates 20 ms apart
 // with growing duration, the fifth with the E bit, which is then sent
 // twice more (three end packets, §2.5.1.4). All carry the event's start
-// timestamp; the first has the marker bit (§2.5.1.3).
+// timestamp (§2.2.1); the first has the marker bit (§2.2.2).
 const (
 	toneFrames    = 5  // 100 ms
 	rfcEndRepeats = 2  // extra end packets
@@ -135,16 +135,18 @@ func (s *Session) tickReceive(cfg *remoteConfig, now int64, p *pending) {
 
 // detectFrame feeds the in-band detector the audio as the sender timed it
 // (RTP timestamps), not as it was played out: a jitter-buffer underrun in
-// the middle of a tone must not split it into two presses, while a gap in
-// the sender's timestamps (it stopped sending between tones) ends a press.
-// A lost frame is skipped for the same reason.
+// the middle of a tone must not split it into two presses, while a gap of
+// more than a frame in the sender's timestamps (it stopped sending between
+// tones) ends a press. A lost frame is skipped for the same reason.
 func (s *Session) detectFrame(p *pending, kind frameKind, pcm []int16) {
 	st := &s.st
 	switch kind {
 	case frameLost:
 		st.detTS += SamplesPerFrame
 	case frameAudio:
-		if !st.detHave || st.jb.ts != st.detTS+SamplesPerFrame {
+		// One missing frame is tolerated: a sender's clock may skip a
+		// tick under load (ours does), which is no pause between presses.
+		if gap := int32(st.jb.ts - st.detTS - SamplesPerFrame); !st.detHave || gap < 0 || gap > SamplesPerFrame {
 			st.det.Reset()
 		}
 		if st.detFresh {

@@ -11,7 +11,7 @@ const (
 	// toneShare: the two tones hold at least this share of the block's
 	// energy; speech and noise spread theirs over the band.
 	toneShare = 0.6
-	// Twist limits (Q.24 §4.2.3, as most receivers apply them): the row
+	// Twist limits (as most receivers apply Q.24): the row
 	// tone may be up to 8 dB stronger than the column tone (normal twist),
 	// the column tone up to 4 dB stronger than the row (reverse twist).
 	maxNormalTwist  = 6.31 // 8 dB

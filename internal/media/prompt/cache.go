@@ -230,7 +230,8 @@ func (c *Cache) fetch(e *entry) {
 	}
 	prefetch := e.prefetch
 	c.mu.Unlock()
-	close(e.done)
+	// Log before waking the waiters: one that returns finds the log written.
+	defer close(e.done)
 
 	switch {
 	case err != nil && prefetch:

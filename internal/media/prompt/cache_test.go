@@ -410,6 +410,8 @@ func TestPrefetch(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkTone(t, a.PCM(), 1000, 0.5)
+	// Joining (or repeating) the failed download returns after its log line.
+	_, _ = c.Get(ctxT(t), graph.MediaInfo{URI: missing})
 	c.Close()
 	c.Close() // idempotent
 	if n := ps.hitsOf("/a.wav"); n != 1 {
