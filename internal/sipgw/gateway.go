@@ -1,0 +1,592 @@
+// Package sipgw is Switchboard's SIP edge, built on sipgo's transport and
+// transaction layers: a registrar with digest authentication for the
+// configured users, outbound legs (callctl.Dialer) that fork to every
+// registered contact of a user or go out through a trunk to phone numbers,
+// and incoming INVITEs from trunks and registered users that become calls
+// for the bots owning the dialed numbers. Each answered leg carries a media
+// session of the media engine; SDP offer/answer picks G.711 and RFC 4733
+// telephone-events.
+//
+// Dialogs are kept by the gateway itself (RFC 3261 §12): sipgo gives
+// transactions, the gateway owns forking, CANCEL, 2xx retransmission,
+// in-dialog requests and session teardown.
+//
+// A Gateway is safe for concurrent use. Its owner calls Close.
+package sipgw
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+
+	"github.com/switchboard-voice/switchboard/internal/callctl"
+	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/identity"
+	"github.com/switchboard-voice/switchboard/internal/media"
+	"github.com/switchboard-voice/switchboard/internal/store"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+// Incoming is how the gateway hands an incoming call to the call manager
+// (*callctl.Manager).
+type Incoming interface {
+	Incoming(ctx context.Context, in callctl.IncomingCall) (string, error)
+}
+
+// Options configure New.
+type Options struct {
+	Config     *config.Config
+	Directory  *identity.Directory
+	Store      *store.Store
+	Media      *media.Engine
+	Calls      Incoming
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	// Now is the clock for nonces and registrations; time.Now when nil.
+	Now func() time.Time
+}
+
+// RegistrationsBucket is the JetStream key-value bucket holding every
+// user's registered contacts, shared by all nodes.
+const RegistrationsBucket = "sb_registrations"
+
+// allowed is the Allow header of our responses and requests.
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+
+// Gateway is the SIP edge of one node.
+type Gateway struct {
+	cfg     *config.Config
+	dir     *identity.Directory
+	media   *media.Engine
+	calls   Incoming
+	log     *slog.Logger
+	now     func() time.Time
+	regs    *store.KV
+	auth    *digester
+	trunks  []*trunk
+	limiter *rate.Limiter
+	m       *metrics
+
+	// RFC 3261 timers of the gateway's own dialog layer (2xx retransmission
+	// of answers, the wait for their ACK). Fields, not package settings, so
+	// tests can shorten them.
+	t1, t2 time.Duration
+
+	ua      *sipgo.UserAgent
+	srv     *sipgo.Server
+	cli     *sipgo.Client
+	udp     net.PacketConn
+	tcp     net.Listener
+	tls     net.Listener
+	addr    netip.AddrPort // the bound UDP (and TCP) address, as advertised
+	tlsPort int
+	laddr   sip.Addr // the UDP listener: requests over UDP leave from it
+
+	runCtx context.Context
+	stop   context.CancelFunc
+	wg     sync.WaitGroup // the listeners' serve loops
+
+	closeOnce sync.Once
+	mu        sync.Mutex
+	started   bool
+	closing   bool
+	legs      map[*Leg]struct{}
+	dialogs   map[string]*Leg // dialogKey → leg
+	active    int             // goroutines of legs (goTracked)
+	idle      chan struct{}   // closed when active drops to 0
+}
+
+var _ callctl.Dialer = (*Gateway)(nil)
+
+// trunk is a configured SIP peer for phone numbers.
+type trunk struct {
+	name      string
+	address   string
+	transport string // UDP or TCP
+	allow     []netip.Prefix
+}
+
+// New prepares a gateway: it opens the registrations bucket and the nonce
+// secret every node shares. Start opens the listeners.
+func New(ctx context.Context, o Options) (*Gateway, error) {
+	if o.Config == nil || o.Directory == nil || o.Store == nil || o.Media == nil || o.Calls == nil {
+		return nil, errors.New("sipgw: Config, Directory, Store, Media and Calls are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	cfg := o.Config
+	g := &Gateway{
+		cfg: cfg, dir: o.Directory, media: o.Media, calls: o.Calls, log: o.Logger, now: o.Now,
+		t1: 500 * time.Millisecond, t2: 4 * time.Second,
+		legs: map[*Leg]struct{}{}, dialogs: map[string]*Leg{},
+	}
+	for _, t := range cfg.SIP.Trunks {
+		tr := &trunk{name: t.Name, address: t.Address, transport: "UDP"}
+		if strings.EqualFold(t.Transport, "tcp") {
+			tr.transport = "TCP"
+		}
+		for _, a := range t.AllowFrom {
+			p, err := netip.ParsePrefix(a)
+			if err != nil {
+				ip, err := netip.ParseAddr(a)
+				if err != nil {
+					return nil, fmt.Errorf("sipgw: trunk %s: allowFrom %q is neither an IP nor a CIDR", t.Name, a)
+				}
+				p = netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen())
+			}
+			tr.allow = append(tr.allow, p.Masked())
+		}
+		g.trunks = append(g.trunks, tr)
+	}
+	ips := cfg.SIP.InvitesPerSecond
+	if ips <= 0 {
+		ips = 200
+	}
+	g.limiter = rate.NewLimiter(rate.Limit(ips), max(1, int(ips)))
+
+	var err error
+	g.regs, err = o.Store.Bucket(ctx, RegistrationsBucket, 0)
+	if err != nil {
+		return nil, fmt.Errorf("sipgw: %w", err)
+	}
+	secret, err := sharedSecret(ctx, g.regs)
+	if err != nil {
+		return nil, fmt.Errorf("sipgw: nonce secret: %w", err)
+	}
+	realm := cfg.SIP.Domain
+	if realm == "" {
+		realm = "switchboard"
+	}
+	g.auth = &digester{realm: realm, secret: secret, now: o.Now}
+	g.m = newMetrics(o.Registerer)
+	return g, nil
+}
+
+// sharedSecret returns the nonce HMAC key every node uses, creating it on
+// first start.
+func sharedSecret(ctx context.Context, kv *store.KV) ([]byte, error) {
+	const key = "nonce-secret"
+	for range 3 {
+		v, _, err := kv.Get(ctx, key)
+		if err == nil && len(v) >= 32 {
+			return v, nil
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		fresh := make([]byte, 32)
+		_, _ = rand.Read(fresh)
+		if _, err := kv.Create(ctx, key, fresh); err == nil {
+			return fresh, nil
+		} else if !errors.Is(err, store.ErrExists) {
+			return nil, err
+		}
+	}
+	return nil, errors.New("the secret keeps changing")
+}
+
+// Start opens the listeners: UDP and TCP on sip.listen (the same port; port
+// 0 picks one), TLS on sip.tlsListen when a certificate is configured. It
+// returns once they serve.
+func (g *Gateway) Start(ctx context.Context) error {
+	g.mu.Lock()
+	if g.started || g.closing {
+		g.mu.Unlock()
+		return errors.New("sipgw: already started or closed")
+	}
+	g.started = true
+	g.mu.Unlock()
+
+	udp, tcp, err := listenPair(ctx, g.cfg.SIP.Listen)
+	if err != nil {
+		return err
+	}
+	g.udp, g.tcp = udp, tcp
+	bound := udp.LocalAddr().(*net.UDPAddr).AddrPort()
+	ip := bound.Addr().Unmap()
+	if ip.IsUnspecified() {
+		// Contact and Via must name an address peers can reach: the media
+		// address when it is specific, else loopback.
+		ip = netip.MustParseAddr("127.0.0.1")
+		if b, err := netip.ParseAddr(g.cfg.Media.BindIP); err == nil && !b.IsUnspecified() {
+			ip = b.Unmap()
+		}
+		g.log.Warn("sip.listen is a wildcard address: advertising " + ip.String() + " in Contact and Via")
+	}
+	g.addr = netip.AddrPortFrom(ip, bound.Port())
+	host, port, _ := sip.ParseAddr(udp.LocalAddr().String())
+	g.laddr = sip.Addr{IP: net.ParseIP(host), Port: port, Hostname: host}
+
+	var tlsConf *tls.Config
+	if g.cfg.SIP.TLSCert != "" && g.cfg.SIP.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(g.cfg.SIP.TLSCert, g.cfg.SIP.TLSKey)
+		if err != nil {
+			udp.Close()
+			tcp.Close()
+			return fmt.Errorf("sipgw: tls certificate: %w", err)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		var lc net.ListenConfig
+		ln, err := lc.Listen(ctx, "tcp", g.cfg.SIP.TLSListen)
+		if err != nil {
+			udp.Close()
+			tcp.Close()
+			return fmt.Errorf("sipgw: listen tls %s: %w", g.cfg.SIP.TLSListen, err)
+		}
+		g.tlsPort = ln.Addr().(*net.TCPAddr).Port
+		g.tls = tls.NewListener(ln, tlsConf)
+	}
+
+	sipLog := g.log.With("component", "sipgo")
+	g.ua, err = sipgo.NewUA(
+		sipgo.WithUserAgent("Switchboard"),
+		sipgo.WithUserAgentHostname(ip.String()),
+		sipgo.WithUserAgenTLSConfig(tlsConf),
+		sipgo.WithUserAgentDNSResolver(resolver()),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerLogger(sipLog),
+			sip.WithTransportLayerTransports(sip.TransportsConfig{
+				TCP: &sip.TransportTCP{DialerCreate: dialer},
+				TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{DialerCreate: dialer}},
+			}),
+		),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(sipLog),
+			sip.WithTransactionLayerUnhandledResponseHandler(func(r *sip.Response) {
+				g.log.Debug("stray response", "status", r.StatusCode, "call-id", callIDOf(r))
+			}),
+		),
+	)
+	if err == nil {
+		g.srv, err = sipgo.NewServer(g.ua, sipgo.WithServerLogger(sipLog))
+	}
+	if err == nil {
+		g.cli, err = sipgo.NewClient(g.ua, sipgo.WithClientLogger(sipLog),
+			sipgo.WithClientHostname(ip.String()), sipgo.WithClientPort(int(bound.Port())))
+	}
+	if err != nil {
+		g.closeListeners()
+		return fmt.Errorf("sipgw: user agent: %w", err)
+	}
+	for method, h := range map[sip.RequestMethod]sipgo.RequestHandler{
+		sip.INVITE:   g.onInvite,
+		sip.ACK:      g.onAck,
+		sip.BYE:      g.onInDialog,
+		sip.CANCEL:   g.onCancel,
+		sip.REGISTER: g.onRegister,
+		sip.OPTIONS:  g.onOptions,
+		sip.UPDATE:   g.onInDialog,
+		sip.INFO:     g.onInDialog,
+	} {
+		g.srv.OnRequest(method, g.guard(h))
+	}
+	g.srv.OnNoRoute(g.guard(g.onOther))
+
+	g.runCtx, g.stop = context.WithCancel(context.Background())
+	ready := &readyConn{PacketConn: udp, ready: make(chan struct{})}
+	udpDone := g.serve(func() error { return g.srv.ServeUDP(ready) })
+	g.serve(func() error { return g.srv.ServeTCP(tcp) })
+	if g.tls != nil {
+		g.serve(func() error { return g.srv.ServeTLS(g.tls) })
+	}
+	// sipgo registers the UDP listener for outgoing requests just before
+	// its first read; requests sent earlier would open another socket.
+	select {
+	case <-ready.ready:
+	case <-udpDone:
+		g.Close()
+		return errors.New("sipgw: the UDP listener stopped at once")
+	case <-ctx.Done():
+		g.Close()
+		return ctx.Err()
+	}
+	g.log.Info("sip listening", "udp", g.addr.String(), "tcp", g.addr.String(), "tls", g.tlsPort)
+	return nil
+}
+
+// serve runs a listener's loop; the channel closes when it returns.
+func (g *Gateway) serve(f func() error) <-chan struct{} {
+	done := make(chan struct{})
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		defer close(done)
+		if err := f(); err != nil && !errors.Is(err, net.ErrClosed) && g.runCtx.Err() == nil {
+			g.log.Error("sip listener stopped", "err", err)
+		}
+	}()
+	return done
+}
+
+// readyConn reports when sipgo starts reading the UDP listener.
+type readyConn struct {
+	net.PacketConn
+	once  sync.Once
+	ready chan struct{}
+}
+
+func (c *readyConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	c.once.Do(func() { close(c.ready) })
+	return c.PacketConn.ReadFrom(b)
+}
+
+// listenPair binds UDP and TCP on the same address; with port 0 it retries
+// until both get the same free port.
+func listenPair(ctx context.Context, addr string) (net.PacketConn, net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sipgw: sip.listen %q: %w", addr, err)
+	}
+	var lc net.ListenConfig
+	for attempt := 0; ; attempt++ {
+		udp, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, port))
+		if err != nil {
+			return nil, nil, fmt.Errorf("sipgw: listen udp %s: %w", addr, err)
+		}
+		p := udp.LocalAddr().(*net.UDPAddr).Port
+		tcp, err := lc.Listen(ctx, "tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err == nil {
+			return udp, tcp, nil
+		}
+		udp.Close()
+		if port != "0" || attempt >= 20 {
+			return nil, nil, fmt.Errorf("sipgw: listen tcp %s: %w", net.JoinHostPort(host, strconv.Itoa(p)), err)
+		}
+	}
+}
+
+// Addr is the address SIP listens on over UDP and TCP, as advertised in
+// Contact and Via.
+func (g *Gateway) Addr() netip.AddrPort { return g.addr }
+
+// TLSPort is the SIP-over-TLS port, 0 without TLS.
+func (g *Gateway) TLSPort() int { return g.tlsPort }
+
+// Close stops accepting calls (new INVITEs get 503), ends every leg
+// (pending incoming calls get 503, outgoing ones are cancelled, established
+// ones get a BYE, each reported to its call as ended by the shutdown),
+// waits a bounded time for those to be sent, then closes the listeners. It
+// is idempotent.
+func (g *Gateway) Close() error {
+	g.closeOnce.Do(func() {
+		g.mu.Lock()
+		g.closing = true
+		legs := make([]*Leg, 0, len(g.legs))
+		for l := range g.legs {
+			legs = append(legs, l)
+		}
+		started := g.started && g.stop != nil
+		g.mu.Unlock()
+		if !started {
+			g.closeListeners()
+			if g.ua != nil {
+				g.ua.Close()
+			}
+			return
+		}
+		for _, l := range legs {
+			l.shutdown()
+		}
+		// Let the CANCELs, BYEs and final responses go out, within bounds.
+		g.waitIdle(3 * time.Second)
+		g.stop()
+		g.closeListeners()
+		if g.ua != nil {
+			g.ua.Close()
+		}
+		g.waitIdle(-1)
+		g.wg.Wait()
+		// A datagram read just before the listener closed is handled after
+		// sipgo cleared its sockets, and sipgo answers it from a socket it
+		// opens then: sweep those too (best effort; sipgo has no hook).
+		_ = g.ua.TransportLayer().Close()
+	})
+	return nil
+}
+
+func (g *Gateway) closeListeners() {
+	for _, c := range []interface{ Close() error }{g.udp, g.tcp, g.tls} {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+}
+
+// Resume fails: a SIP dialog and its RTP cannot outlive the process that
+// held them, so callctl ends such calls after a restart.
+func (g *Gateway) Resume(callID string, ref callctl.LegRef, state graph.CallState, ev func(callctl.LegEvent)) (callctl.Leg, error) {
+	return nil, fmt.Errorf("sipgw: SIP legs cannot be resumed after a restart (call %s)", callID)
+}
+
+// guard validates what sipgo parsed before a handler sees it, and keeps a
+// bug in one request's handling from taking the process down.
+func (g *Gateway) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		defer func() {
+			if r := recover(); r != nil {
+				g.log.Error("sip handler panic", "method", req.Method, "panic", r)
+				if !req.IsAck() {
+					g.respond(tx, req, 500, "Server Internal Error")
+				}
+			}
+		}()
+		if code, phrase, hdrs := validate(req); code != 0 {
+			if !req.IsAck() {
+				g.respond(tx, req, code, phrase, hdrs...)
+			}
+			return
+		}
+		h(req, tx)
+	}
+}
+
+// validate applies the checks RFC 3261 §8.2 asks of a UAS before it acts
+// on a request, and those the RFC 4475 torture cases need that sipgo's
+// parser lets through. A non-zero status is the answer.
+func validate(req *sip.Request) (int, string, []sip.Header) {
+	switch {
+	case req.SipVersion != "SIP/2.0":
+		return 505, "Version Not Supported", nil
+	case req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil:
+		return 400, "Bad Request (missing From, To, Call-ID, CSeq or Via)", nil
+	case !strings.EqualFold(string(req.CSeq().MethodName), string(req.Method)):
+		// sipgo upper-cases the request method; CSeq keeps its spelling.
+		return 400, "Bad Request (CSeq method does not match)", nil
+	case len(req.GetHeaders("From")) > 1 || len(req.GetHeaders("To")) > 1 || len(req.GetHeaders("Call-ID")) > 1 ||
+		len(req.GetHeaders("CSeq")) > 1 || len(req.GetHeaders("Content-Length")) > 1:
+		return 400, "Bad Request (duplicate From, To, Call-ID, CSeq or Content-Length)", nil
+	case req.CSeq().SeqNo > 1<<31-1:
+		return 400, "Bad Request (CSeq out of range)", nil
+	}
+	scheme := strings.ToLower(req.Recipient.Scheme)
+	if scheme != "sip" && scheme != "sips" && scheme != "tel" {
+		return 416, "Unsupported URI Scheme", nil
+	}
+	if len(req.Recipient.Headers) > 0 {
+		// §19.1.5: a Request-URI carries no headers.
+		return 400, "Bad Request (headers in the Request-URI)", nil
+	}
+	if cl := req.ContentLength(); cl != nil && int(*cl) != len(req.Body()) {
+		return 400, "Bad Request (Content-Length does not match the body)", nil
+	}
+	if !req.IsAck() && !req.IsCancel() {
+		// §8.2.2.3: Switchboard supports no extension a request may require.
+		var tags []string
+		for _, h := range req.GetHeaders("Require") {
+			for _, t := range strings.Split(h.Value(), ",") {
+				if t = strings.TrimSpace(t); t != "" {
+					tags = append(tags, t)
+				}
+			}
+		}
+		if len(tags) > 0 {
+			return 420, "Bad Extension", []sip.Header{sip.NewHeader("Unsupported", strings.Join(tags, ", "))}
+		}
+	}
+	return 0, "", nil
+}
+
+// respond answers req statelessly on its transaction.
+func (g *Gateway) respond(tx sip.ServerTransaction, req *sip.Request, code int, phrase string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, phrase, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
+		g.log.Debug("respond", "status", code, "method", req.Method, "err", err)
+	}
+}
+
+// onOptions answers OPTIONS, in or out of a dialog: 200 with what we
+// support (RFC 3261 §11).
+func (g *Gateway) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	g.respond(tx, req, 200, "OK", sip.NewHeader("Allow", allowed), sip.NewHeader("Accept", "application/sdp"))
+}
+
+// onOther answers methods the gateway does not implement: 481 inside a
+// dialog it does not know, else 405 with Allow (RFC 3261 §8.2.1).
+func (g *Gateway) onOther(req *sip.Request, tx sip.ServerTransaction) {
+	if req.IsAck() {
+		return
+	}
+	if toTag(req) != "" && g.dialog(req) == nil {
+		g.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	g.respond(tx, req, 405, "Method Not Allowed", sip.NewHeader("Allow", allowed))
+}
+
+// onCancel answers a CANCEL that matched no pending INVITE (sipgo's
+// transaction layer handles those that do, RFC 3261 §9.2).
+func (g *Gateway) onCancel(req *sip.Request, tx sip.ServerTransaction) {
+	g.respond(tx, req, 481, "Call/Transaction Does Not Exist")
+}
+
+// sipStatusOf maps a failure to create an incoming call to the final
+// response the caller gets: the errs table's one mapping to SIP.
+func sipStatusOf(err error) (int, string) {
+	if errors.Is(err, callctl.ErrNoBot) {
+		return 480, "Temporarily Unavailable"
+	}
+	switch errs.KindOf(err) {
+	case errs.Throttled:
+		return 486, "Busy Here"
+	case errs.Unavailable:
+		return 503, "Service Unavailable"
+	case errs.NotFound:
+		return 404, "Not Found"
+	case errs.Forbidden, errs.Unauthenticated:
+		return 403, "Forbidden"
+	case errs.BadRequest:
+		return 400, "Bad Request"
+	}
+	return 500, "Server Internal Error"
+}
+
+// phrase is the reason phrase of a status Switchboard sends.
+func phrase(code int) string {
+	switch code {
+	case 403:
+		return "Forbidden"
+	case 404:
+		return "Not Found"
+	case 408:
+		return "Request Timeout"
+	case 480:
+		return "Temporarily Unavailable"
+	case 486:
+		return "Busy Here"
+	case 487:
+		return "Request Terminated"
+	case 488:
+		return "Not Acceptable Here"
+	case 500:
+		return "Server Internal Error"
+	case 503:
+		return "Service Unavailable"
+	case 600:
+		return "Busy Everywhere"
+	case 603:
+		return "Decline"
+	}
+	return "Error"
+}
