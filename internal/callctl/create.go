@@ -83,6 +83,7 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 	if err != nil {
 		return nil, err
 	}
+	target.From, target.FromName = m.presented(c, source)
 	if err := m.reserve(c); err != nil {
 		return nil, err
 	}
@@ -363,4 +364,18 @@ func (m *Manager) prefetch(mc *graph.MediaConfig) {
 		return
 	}
 	go m.o.Prompts.Prefetch(context.Background(), mc.PreFetchMedia)
+}
+
+// presented is the identity an outbound leg shows the far end: the number
+// of an applicationInstance source, else the application's id.
+func (m *Manager) presented(c Caller, source *graph.ParticipantInfo) (string, string) {
+	if inst := source.Identity.ApplicationInstance; inst != nil {
+		if num, _, ok := m.dir.AppInstance(c.AppID, inst.ID); ok {
+			return num, inst.DisplayName
+		}
+	}
+	if app := source.Identity.Application; app != nil {
+		return app.ID, app.DisplayName
+	}
+	return "", ""
 }

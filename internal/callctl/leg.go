@@ -14,6 +14,9 @@ type Target struct {
 	UserID      string // set for a user target
 	Phone       string // E.164, set for a phone target
 	DisplayName string
+	// From is who the call presents: the bot's number (applicationInstance)
+	// or app id; FromName its display name.
+	From, FromName string
 }
 
 // LegEventKind says what happened on a leg.

@@ -37,15 +37,17 @@ const (
 // use and never block on the network: SIP requests go out from the
 // gateway's goroutines. Events reach the call in order, one at a time.
 type Leg struct {
-	g      *Gateway
-	id     string
-	dir    string // "in" or "out"
-	pstn   bool   // the far end is a trunk
-	sdp    localSDP
-	sess   *media.Session
-	in     *inbound  // set for incoming legs
-	out    *outbound // set for outgoing legs
-	closed sync.Once
+	g    *Gateway
+	id   string
+	dir  string // "in" or "out"
+	pstn bool   // the far end is a trunk
+	// from and fromName are what an outgoing leg presents (callctl.Target.From).
+	from, fromName string
+	sdp            localSDP
+	sess           *media.Session
+	in             *inbound  // set for incoming legs
+	out            *outbound // set for outgoing legs
+	closed         sync.Once
 
 	logp atomic.Pointer[slog.Logger] // gains the call id once known
 

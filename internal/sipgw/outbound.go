@@ -135,6 +135,7 @@ func (g *Gateway) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent
 
 	l := g.newLeg("out")
 	l.pstn = tr != nil
+	l.from, l.fromName = t.From, t.FromName
 	l.callID = callID
 	l.ev = ev
 	l.logp.Store(l.lg().With("call", callID))
@@ -163,18 +164,22 @@ func (g *Gateway) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent
 	return l, nil
 }
 
-// fromUser is the user part of our From on outgoing INVITEs.
-//
-// TODO(callctl): callctl.Target does not carry the bot's identity yet, so
-// PSTN calls cannot present the bot's number (applicationInstance) as the
-// brief asks; they present "switchboard" until Target grows a From.
+// fromUser is the user part of our From on outgoing INVITEs when the call
+// presents no number.
 const fromUser = "switchboard"
 
 func (g *Gateway) newBranch(l *Leg, d destination, to sip.Uri, toName string, offer []byte) *branch {
 	seq := uint32(rand.IntN(1<<16) + 1)
+	user, name := fromUser, "Switchboard"
+	if l.from != "" {
+		user = l.from // the bot's number (applicationInstance) or app id
+	}
+	if l.fromName != "" {
+		name = l.fromName
+	}
 	dlg := &dialog{
 		callID: sip.GenerateTagN(24) + "@" + g.addr.Addr().String(), localTag: sip.GenerateTagN(16),
-		local: sip.Uri{Scheme: "sip", User: fromUser, Host: g.auth.realm}, localName: "Switchboard",
+		local: sip.Uri{Scheme: "sip", User: user, Host: g.auth.realm}, localName: name,
 		remote: to, remoteName: toName, target: d.uri, transport: d.transport, dest: d.addr, localSeq: seq,
 	}
 	if l.pstn {
