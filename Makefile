@@ -17,10 +17,9 @@ ifeq ($(strip $(HOME)),)
 export HOME := $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 endif
 
-# Debian packages the end-to-end tests drive (real SIP peers, audio tools).
-# None are needed yet; the SIP and media work adds them here, e.g.:
-#   TEST_DEBS := sip-tester baresip sox espeak-ng
-TEST_DEBS :=
+# Debian packages the end-to-end tests drive: real SIP peers (sipp from
+# sip-tester, with its pcaps; baresip, a softphone).
+TEST_DEBS := sip-tester baresip
 
 RUN_ARGS ?=
 
@@ -39,7 +38,7 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-## deps: install the Debian packages in TEST_DEBS that are missing (no-op while it is empty)
+## deps: install the Debian packages in TEST_DEBS that are missing
 deps:
 	@bash scripts/test-deps.sh $(TEST_DEBS)
 

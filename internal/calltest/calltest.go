@@ -40,7 +40,7 @@ const (
 	BobID         = "b0000000-0000-4000-8000-00000000000b" // answers and presses 1 2 #
 	CarolID       = "c0000000-0000-4000-8000-00000000000c" // busy
 	DaveID        = "d0000000-0000-4000-8000-00000000000d" // never answers
-	EveID         = "e0000000-0000-4000-8000-00000000000e" // not simulated: no endpoint
+	EveID         = "e0000000-0000-4000-8000-00000000000e" // not simulated: a SIP user (eve), no endpoint until registered
 	BotID         = "b0700000-0000-4000-8000-0000000000b1" // every calls permission
 	Bot2ID        = "b0700000-0000-4000-8000-0000000000b2" // another app in the same tenant
 	WeakBotID     = "b0700000-0000-4000-8000-0000000000b3" // no permissions at all
@@ -49,6 +49,8 @@ const (
 	BotNumber     = "+15550199"
 	WeakBotNumber = "+15550198"
 	AlicePhone    = "+15550100"
+	EvePhone      = "+15550104"
+	EvePassword   = "eve-secret-42"
 )
 
 // Config returns the test directory with loopback callback URIs filled
@@ -61,6 +63,8 @@ func Config(dataDir, publicURL, botHook, weakHook string) *config.Config {
 	c.HTTP.Burst = 10000
 	c.Log.Level = "debug"
 	c.Notifications.Timeout = config.Duration(2 * time.Second)
+	c.SIP.Listen = "127.0.0.1:0"
+	c.SIP.TLSListen = ""
 	fast := config.Simulation{RingAfter: config.Duration(20 * time.Millisecond), AnswerAfter: config.Duration(60 * time.Millisecond)}
 	bob := fast
 	bob.DTMF, bob.DTMFInterval = "12#", config.Duration(30*time.Millisecond)
@@ -74,7 +78,7 @@ func Config(dataDir, publicURL, botHook, weakHook string) *config.Config {
 			{ID: BobID, DisplayName: "Bob", Phone: "+15550101", Simulated: true, Simulation: bob},
 			{ID: CarolID, DisplayName: "Carol", Simulated: true, Simulation: busy},
 			{ID: DaveID, DisplayName: "Dave", Simulated: true, Simulation: never},
-			{ID: EveID, DisplayName: "Eve"},
+			{ID: EveID, DisplayName: "Eve", Phone: EvePhone, SIP: config.SIPCredentials{Username: "eve", Password: EvePassword}},
 		}},
 		{ID: OtherTenantID, DisplayName: "Other"},
 	}

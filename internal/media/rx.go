@@ -70,6 +70,17 @@ type rxState struct {
 	lastSeq     uint16
 	gaps        [gapBuckets]uint32
 
+	// Reframing of packets that are not 20 ms (ptime 10, 30, 40...): the
+	// samples are cut into 20 ms frames by timestamp, each queued with a
+	// sequence number derived from its timestamp, so the jitter buffer and
+	// everything after it keep working in 20 ms frames.
+	reframe   bool
+	partial   [SamplesPerFrame]byte
+	filled    int    // samples in partial
+	partialTS uint32 // timestamp of partial[0]
+	nextTS    uint32 // timestamp the next sample of partial would have
+	partialM  bool   // partial starts a talkspurt
+
 	// RFC 4733 events, identified by their RTP timestamp (§2.2.1).
 	haveEvent bool
 	evTS      uint32
@@ -143,6 +154,7 @@ func (s *Session) receive(b []byte, from netip.AddrPort, now int64) {
 		newStream = r.haveSSRC
 		r.haveSSRC, r.ssrc = true, r.hdr.SSRC
 		r.haveTransit, r.haveEvent = false, false
+		r.reframe, r.filled = false, 0
 	}
 
 	switch {
@@ -153,16 +165,28 @@ func (s *Session) receive(b []byte, from netip.AddrPort, now int64) {
 				s.remoteTone(tone)
 			}
 		}
-		s.queue(r.hdr.SequenceNumber, r.hdr.Timestamp, false, true, newStream, nil, cfg.silence)
+		if !r.reframe {
+			s.queue(r.hdr.SequenceNumber, r.hdr.Timestamp, false, true, newStream, nil, cfg.silence)
+		}
 	case pt == cfg.codec.PayloadType:
-		s.queue(r.hdr.SequenceNumber, r.hdr.Timestamp, r.hdr.Marker, false, newStream, payload, cfg.silence)
+		if !r.reframe && len(payload) != SamplesPerFrame && len(payload) > 0 {
+			r.reframe, r.filled = true, 0
+			newStream = true // sequence numbers change meaning from here
+		}
+		if r.reframe {
+			s.reframeAudio(r.hdr.Timestamp, r.hdr.Marker, newStream, payload, cfg.silence)
+		} else {
+			s.queue(r.hdr.SequenceNumber, r.hdr.Timestamp, r.hdr.Marker, false, newStream, payload, cfg.silence)
+		}
 		r.updateJitter(now, r.hdr.Timestamp)
 		r.updateGaps(now, r.hdr.SequenceNumber)
 		s.jitter.Store(r.jitter)
 	default:
 		// Comfort noise or a codec we did not offer: its sequence number
 		// is not audio loss.
-		s.queue(r.hdr.SequenceNumber, r.hdr.Timestamp, false, true, newStream, nil, cfg.silence)
+		if !r.reframe {
+			s.queue(r.hdr.SequenceNumber, r.hdr.Timestamp, false, true, newStream, nil, cfg.silence)
+		}
 	}
 
 	if !r.started {
@@ -186,6 +210,44 @@ func (s *Session) queue(seq uint16, ts uint32, marker, skip, reset bool, payload
 		}
 	}
 	s.ring.publish()
+}
+
+// reframeAudio cuts a packet of any length into 20 ms frames by timestamp.
+// A frame's sequence number is its timestamp / 160: consecutive frames
+// count up by one, as the jitter buffer expects. A packet that does not
+// continue the partial frame (loss, reordering, a new talkspurt) flushes
+// it, padded with silence.
+func (s *Session) reframeAudio(ts uint32, marker, reset bool, payload []byte, silence byte) {
+	r := &s.rx
+	if r.filled > 0 && ts != r.nextTS {
+		s.flushPartial(silence, reset)
+		reset = false
+	}
+	if r.filled == 0 {
+		r.partialTS, r.partialM = ts, marker
+	}
+	for len(payload) > 0 {
+		n := copy(r.partial[r.filled:], payload)
+		r.filled += n
+		payload = payload[n:]
+		if r.filled == SamplesPerFrame {
+			s.queue(uint16(r.partialTS/SamplesPerFrame), r.partialTS, r.partialM, false, reset, r.partial[:], silence)
+			reset = false
+			r.partialTS += SamplesPerFrame
+			r.partialM = false
+			r.filled = 0
+		}
+	}
+	r.nextTS = r.partialTS + uint32(r.filled)
+}
+
+func (s *Session) flushPartial(silence byte, reset bool) {
+	r := &s.rx
+	for i := r.filled; i < SamplesPerFrame; i++ {
+		r.partial[i] = silence
+	}
+	s.queue(uint16(r.partialTS/SamplesPerFrame), r.partialTS, r.partialM, false, reset, r.partial[:], silence)
+	r.filled = 0
 }
 
 const gapBuckets = 128
@@ -259,19 +321,37 @@ func (s *Session) report(e Event) {
 
 // remoteTone handles the start of an RFC 4733 event: report it if tones
 // are being detected, end a recording it is a stop tone of.
+// A bridged session's peer sends the tone on (Bridge); not under this
+// session's locks, so that two bridged sessions never wait for each other.
 func (s *Session) remoteTone(tone byte) {
 	s.sawEvents.Store(true)
 	s.cbMu.Lock()
-	defer s.cbMu.Unlock()
 	var p pending
 	s.mu.Lock()
 	if s.st.closed {
 		s.mu.Unlock()
+		s.cbMu.Unlock()
 		return
 	}
 	s.toneLocked(&p, tone)
+	peer := s.bridgePeerLocked()
 	s.mu.Unlock()
 	p.run(s.ev)
+	s.cbMu.Unlock()
+	if peer != nil {
+		peer.SendTones(toneString(tone), 0, nil)
+	}
+}
+
+// toneString is a one-character string without an allocation.
+func toneString(tone byte) string {
+	const all = dtmf.Tones
+	for i := range len(all) {
+		if all[i] == tone {
+			return all[i : i+1]
+		}
+	}
+	return ""
 }
 
 // toneLocked reacts to a detected tone, RFC 4733 or in-band.
