@@ -269,5 +269,93 @@ func TestTrunkCallerWithSipp(t *testing.T) {
 	if len(tones) != 3 {
 		t.Fatalf("extra tones reported: %+v", tones)
 	}
-	_ = fmt.Sprint
+}
+
+// A registered baresip calls the bot's number (digest-authenticated, so
+// the bot sees the user), presses keys the bot sees in order, and leaves a
+// message the bot downloads.
+func TestBaresipCallsBotPressesKeysLeavesMessage(t *testing.T) {
+	calltest.NeedPeer(t, "baresip", "baresip")
+	p := calltest.Start(t, calltest.Options{})
+	voice := calltest.Pattern(500, 60, 3)
+	src := filepath.Join(t.TempDir(), "src.wav")
+	if err := calltest.WriteWAV(src, voice, 8000); err != nil {
+		t.Fatal(err)
+	}
+	bs := calltest.StartBaresip(t, calltest.BaresipOptions{User: "eve", Password: calltest.EvePassword,
+		Registrar: p.Node.SIP.Addr().String(), Source: src})
+	bs.Command(t, "dial", "sip:"+calltest.BotNumber+"@"+p.Node.SIP.Addr().String())
+
+	created := p.Hook.Wait(t, "", 20*time.Second, "incoming call", func(ns []calltest.Notification) bool {
+		for _, n := range ns {
+			if n.ChangeType == graph.ChangeCreated {
+				return true
+			}
+		}
+		return false
+	})
+	var in graph.Call
+	for _, n := range created {
+		if n.ChangeType == graph.ChangeCreated {
+			in = n.Call(t)
+		}
+	}
+	if in.Source == nil || in.Source.Identity.User == nil || in.Source.Identity.User.ID != calltest.EveID {
+		t.Fatalf("caller identity: %+v", in.Source)
+	}
+	c := calls + "/" + in.ID
+	ans := map[string]any{"acceptedModalities": []string{"audio"},
+		"mediaConfig": map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}}
+	if r := p.Bot("POST", c+"/answer", ans); r.StatusCode != 202 {
+		t.Fatalf("answer: %s %s", r.Status, r.Body)
+	}
+	p.Hook.WaitState(t, in.ID, graph.StateEstablished)
+	if r := p.Bot("POST", c+"/subscribeToTone", map[string]string{}); r.StatusCode != 200 {
+		t.Fatalf("subscribeToTone: %s", r.Status)
+	}
+	for _, k := range []string{"4", "2"} {
+		bs.Command(t, "sndcode", k)
+		p.Hook.Wait(t, in.ID, 10*time.Second, "tone "+k, func(ns []calltest.Notification) bool {
+			for _, n := range ns {
+				if n.ResourceURL == "/communications/calls/"+in.ID {
+					if ci := n.Call(t); ci.ToneInfo != nil && ci.ToneInfo.Tone == graph.Tone("tone"+k) {
+						return true
+					}
+				}
+			}
+			return false
+		})
+	}
+	var seq []string
+	for _, n := range p.Hook.For(in.ID) {
+		if n.ResourceURL == "/communications/calls/"+in.ID {
+			if ci := n.Call(t); ci.ToneInfo != nil {
+				seq = append(seq, fmt.Sprintf("%s#%d", ci.ToneInfo.Tone, ci.ToneInfo.SequenceID))
+			}
+		}
+	}
+	if strings.Join(seq, " ") != "tone4#1 tone2#2" {
+		t.Fatalf("tones %v, want tone4#1 tone2#2", seq)
+	}
+	op := opDone(t, p, in.ID, p.Bot("POST", c+"/recordResponse", map[string]any{
+		"maxRecordDurationInSeconds": 3, "playBeep": true}))
+	if op.Status != graph.OperationCompleted || op.CompletionReason != "maxRecordDurationReached" {
+		t.Fatalf("record: %+v %+v", op, op.ResultInfo)
+	}
+	rec := download(t, p, op)
+	srcEnv := calltest.Envelope(voice)
+	if corr, lag := calltest.BestCorrelation(calltest.Envelope(rec), srcEnv, len(srcEnv), 100); corr < 0.8 {
+		re := calltest.Envelope(rec)
+		var b strings.Builder
+		for i := range re {
+			fmt.Fprintf(&b, " %d/%d", int(re[i]), int(srcEnv[min(len(srcEnv)-1, max(0, i+lag))]))
+		}
+		t.Fatalf("the message does not sound like what the phone sent: correlation %.2f at lag %d\n%s", corr, lag, b.String())
+	}
+	// The caller hangs up.
+	bs.Command(t, "hangup", "")
+	end := p.Hook.WaitState(t, in.ID, graph.StateTerminated).Call(t)
+	if end.ResultInfo.Code != 200 || end.ResultInfo.Subcode != 4521 {
+		t.Fatalf("caller hang-up ended with %+v", end.ResultInfo)
+	}
 }
