@@ -1,7 +1,3 @@
-// Package sdk is the Go SDK for bots that drive calls through Switchboard
-// (or Microsoft Graph): it validates the signed notifications the platform
-// POSTs to a bot. Wire types are in sdk/graph. The SDK never imports
-// Switchboard's internal packages.
 package sdk
 
 import (

@@ -203,7 +203,7 @@ func captureShapes(t *testing.T, p *calltest.Platform) *shapes {
 	// An incoming call from a Teams user (graph-calls.md §5.4's example),
 	// answered; then a key press after subscribeToTone.
 	var leg struct{ ID, CallID string }
-	r = p.Do(calltest.Req{Method: "POST", Path: "/simulator/v1/calls", Body: map[string]string{"from": calltest.EveID, "to": calltest.BotNumber}})
+	r = p.Do(calltest.Req{Method: "POST", Path: "/simulator/v1/calls", Body: map[string]string{"from": calltest.CarolID, "to": calltest.BotNumber}})
 	expectStatus(t, "simulated call from Eve", r, 201)
 	r.JSON(t, &leg)
 	legID, inID := leg.ID, leg.CallID
@@ -1019,7 +1019,7 @@ func specIncoming(t *testing.T, s *shapes) {
 	wantEqual(t, shape, "resourceData.id", data["id"], id)
 	wantEqual(t, shape, "resourceData.@odata.id", data["@odata.id"], "/communications/calls/"+id)
 	wantEqual(t, shape, "resourceData.tenantId", data["tenantId"], calltest.TenantID)
-	wantEqual(t, shape, "resourceData.source.identity.user.id", str(data, "source.identity.user.id"), calltest.EveID)
+	wantEqual(t, shape, "resourceData.source.identity.user.id", str(data, "source.identity.user.id"), calltest.CarolID)
 	wantEqual(t, shape, "resourceData.source.identity.user.tenantId", str(data, "source.identity.user.tenantId"), calltest.TenantID)
 	wantEqual(t, shape, "resourceData.targets[0].identity.@odata.type", str(data, "targets[0].identity.@odata.type"), "#microsoft.graph.communicationsIdentitySet")
 	if str(data, "targets[0].identity.applicationInstance.id") == "" {

@@ -276,10 +276,10 @@ func readData(br *bufio.Reader, f wavFormat, size uint32) ([]int16, error) {
 	// 0 and 0xFFFFFFFF are what streaming writers put in a header they
 	// cannot seek back to: read to the end.
 	known := size != 0 && size != math.MaxUint32
-	if known {
-		if frames := int64(size) / int64(f.blockAlign); frames > maxFrames {
-			return nil, tooLong(frames, f.rate, false)
-		}
+	if known && int64(size)/int64(f.blockAlign) > maxFrames {
+		// Other streaming writers (espeak-ng --stdout, sox to a pipe) put
+		// a huge size there: read to the end, still bounded by the limit.
+		known = false
 	}
 
 	// A declared length sizes the buffer, within reason: a header may lie.

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/calltest"
+	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/internal/media/prompt"
+)
+
+// The README's IVR scenario end to end: a registered baresip calls the
+// sample bot, hears the menu, presses 1, leaves a message the bot downloads
+// and plays back.
+func TestIVRWithBaresip(t *testing.T) {
+	calltest.NeedPeer(t, "baresip", "baresip")
+	var hook *httptest.Server
+	bot := new(*Bot)
+	hook = httptest.NewServer(nil)
+	hook.Config.Handler = nil
+	t.Cleanup(hook.Close)
+	prompts := httptest.NewServer(nil)
+	t.Cleanup(prompts.Close)
+	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
+		c.Applications[0].CallbackURI = hook.URL + "/callback"
+	}})
+	saved := make(chan string, 1)
+	b, err := New(Options{BaseURL: p.URL + "/v1.0", TenantID: calltest.TenantID, AppID: calltest.BotID, Secret: calltest.Secret,
+		CallbackURL: hook.URL + "/callback", PromptsURL: prompts.URL, MessagesDir: t.TempDir(), MaxRecordSeconds: 3,
+		OnMessage: func(path string) { saved <- path }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	*bot = b
+	hook.Config.Handler = b.Handler()
+	prompts.Config.Handler = b.Prompts()
+	t.Cleanup(func() { _ = b.Handler().Shutdown(t.Context()) })
+
+	voice := calltest.Pattern(600, 60, 5)
+	src := filepath.Join(t.TempDir(), "voice.wav")
+	if err := calltest.WriteWAV(src, voice, 8000); err != nil {
+		t.Fatal(err)
+	}
+	bs := calltest.StartBaresip(t, calltest.BaresipOptions{User: "eve", Password: calltest.EvePassword,
+		Registrar: p.Node.SIP.Addr().String(), Source: src})
+	bs.Command(t, "dial", "sip:"+calltest.BotNumber+"@"+p.Node.SIP.Addr().String())
+	bs.WaitOutput(t, "Call established", 20*time.Second)
+	bs.Command(t, "sndcode", "1")
+
+	var path string
+	select {
+	case path = <-saved:
+	case <-time.After(90 * time.Second):
+		t.Fatalf("no message was saved; baresip:\n%s", bs.Output())
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := prompt.DecodeWAV(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("saved message is not a WAV: %v", err)
+	}
+	env := calltest.Envelope(voice)
+	if corr, _ := calltest.BestCorrelation(calltest.Envelope(msg), env, len(env), 100); corr < 0.8 {
+		t.Fatalf("the saved message does not sound like the caller: correlation %.2f", corr)
+	}
+	// The bot plays the message back, says goodbye and hangs up.
+	bs.WaitOutput(t, "terminated", 60*time.Second)
+}
