@@ -8,13 +8,14 @@ const (
 	DevAliceID   = "a11ce000-0000-4000-8000-000000000001"
 	DevBobID     = "b0b00000-0000-4000-8000-000000000002"
 	DevCarolID   = "ca201000-0000-4000-8000-000000000003"
+	DevEveID     = "e0e00000-0000-4000-8000-000000000004"
 	DevAppID     = "b07ab07a-0000-4000-8000-00000000b07a"
 	DevAppSecret = "dev-secret-change-me"
 	DevAppNumber = "+15550199"
 )
 
 // Dev returns the configuration of `serve --dev`: one tenant with simulated
-// users, and a bot application holding every calls permission whose webhook
+// users and one SIP user (eve) for a real phone, and a bot application holding every calls permission whose webhook
 // is the one `switchboard webhook` listens on.
 func Dev() Config {
 	c := Default()
@@ -31,6 +32,8 @@ func Dev() Config {
 				SIP:        SIPCredentials{Username: "bob", Password: "bob-secret"}},
 			{ID: DevCarolID, DisplayName: "Carol (always busy)", Phone: "+15550102", Simulated: true,
 				Simulation: Simulation{Answer: "busy"}},
+			{ID: DevEveID, DisplayName: "Eve (your SIP phone)", Phone: "+15550103",
+				SIP: SIPCredentials{Username: "eve", Password: "eve-secret"}},
 		},
 	}}
 	c.Applications = []Application{{
