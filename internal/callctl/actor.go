@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/clock"
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/internal/store"
 	"github.com/switchboard-voice/switchboard/internal/webhook"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
@@ -26,8 +27,9 @@ type actor struct {
 	log *slog.Logger
 
 	leg       Leg
-	redirects []Leg // legs dialed by a redirect, first to answer wins
-	bridged   Leg   // after a successful redirect: the winning leg
+	redirects []Leg  // legs dialed by a redirect, first to answer wins
+	bridged   Leg    // after a successful redirect: the winning leg
+	unbridge  func() // stops the media bridge between leg and bridged, if any
 
 	mu      sync.Mutex
 	queue   []func(*actor)
@@ -37,6 +39,7 @@ type actor struct {
 
 	jobs    []*mediaJob // queued playPrompt/recordResponse
 	running *mediaJob   // the one playing or recording
+	hold    *mediaJob   // the hold music, while a participant is held; jobs wait for it
 
 	timers     map[string]clock.Timer
 	dirty      bool
@@ -145,6 +148,7 @@ func (a *actor) exit() {
 	for _, t := range a.timers {
 		t.Stop()
 	}
+	a.stopBridge()
 	m := a.m
 	m.mu.Lock()
 	if m.actors[a.rec.Call.ID] == a {
@@ -320,9 +324,7 @@ func (a *actor) onLeg(ev LegEvent) {
 		// After a redirect the bot's call is over: the caller and the new
 		// target talk through Switchboard until either hangs up.
 		if ev.Kind == LegEnded {
-			a.leg.HangUp(errs.EndedByRemote)
-			a.bridged.HangUp(errs.EndedByRemote)
-			a.bridged = nil
+			a.endBridged(errs.EndedByRemote)
 		}
 		return
 	}
@@ -628,6 +630,20 @@ func (a *actor) handle(cmd command) (*graph.Operation, error) {
 		}
 		return a.cancelMediaProcessing(req)
 
+	case "startHoldMusic":
+		req, err := decode[graph.StartHoldMusicRequest](cmd.Body)
+		if err != nil {
+			return nil, err
+		}
+		return a.startHoldMusic(cmd.Participant, req)
+
+	case "stopHoldMusic":
+		req, err := decode[graph.ClientContextRequest](cmd.Body)
+		if err != nil {
+			return nil, err
+		}
+		return a.stopHoldMusic(cmd.Participant, req)
+
 	case "sendDtmfTones":
 		req, err := decode[graph.SendDtmfTonesRequest](cmd.Body)
 		if err != nil {
@@ -786,12 +802,44 @@ func (a *actor) onRedirectLeg(i int, ev LegEvent) {
 		a.rec.Call.CallRoutes = []graph.CallRoute{{RoutingType: "forwarded", Original: a.rec.Call.Targets[0].Identity, Final: t.Identity}}
 		a.end(errs.Redirected, false)
 		a.bridged = winner
+		a.bridgeMedia()
 	case LegEnded:
 		a.redirects[i] = nil
 		if a.liveRedirects() == 0 {
 			a.end(ev.Reason, true)
 		}
 	}
+}
+
+// bridgeMedia connects the caller's audio to the redirect target's: the
+// two legs' RTP sessions, back to back (DECISIONS.md: Switchboard stays
+// in the media path). Legs whose media the platform does not carry
+// (simulated endpoints) are connected in signalling only.
+func (a *actor) bridgeMedia() {
+	x, y := sessionOf(a.leg), sessionOf(a.bridged)
+	if x == nil || y == nil {
+		a.log.Debug("redirected call without RTP on both legs: no media bridge")
+		return
+	}
+	a.unbridge = media.Bridge(x, y)
+}
+
+func (a *actor) stopBridge() {
+	if a.unbridge != nil {
+		a.unbridge()
+		a.unbridge = nil
+	}
+}
+
+// endBridged ends a redirected call that is still up: the media bridge
+// first, then both legs.
+func (a *actor) endBridged(reason errs.EndReason) {
+	a.stopBridge()
+	if a.leg != nil {
+		a.leg.HangUp(reason)
+	}
+	a.bridged.HangUp(reason)
+	a.bridged = nil
 }
 
 func secs(n int) time.Duration { return time.Duration(n) * time.Second }
@@ -836,6 +884,7 @@ func (m *Manager) resume(rec *Record, rev uint64) {
 			}
 		default:
 			a.armKeepAlive()
+			a.resumeHold()
 		}
 	})
 }

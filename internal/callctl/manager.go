@@ -27,6 +27,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/identity"
+	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/internal/store"
 	"github.com/switchboard-voice/switchboard/internal/webhook"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
@@ -143,6 +144,12 @@ func (m *Manager) Start(ctx context.Context) error {
 		return fmt.Errorf("callctl: subscribe: %w", err)
 	}
 	m.sub = sub
+	// The hold music is ready before the first call needs it: the
+	// built-in chime made, the configured one being fetched.
+	media.HoldChime()
+	if uri := m.cfg.Media.HoldMusic; uri != "" && m.o.Prompts != nil {
+		go m.o.Prompts.Prefetch(context.Background(), []graph.MediaInfo{{URI: uri}})
+	}
 	keys, err := m.calls.Keys(ctx)
 	if err != nil {
 		return err
@@ -199,7 +206,12 @@ func (m *Manager) Shutdown(ctx context.Context, drainBy time.Time) error {
 		m.log.Info("ending calls still up at shutdown", "calls", len(actors))
 	}
 	for _, a := range actors {
-		a.post(func(a *actor) { a.end(errs.ServerShutdown, true) })
+		a.post(func(a *actor) {
+			a.end(errs.ServerShutdown, true)
+			if a.bridged != nil {
+				a.endBridged(errs.ServerShutdown) // a redirected call the bot no longer sees
+			}
+		})
 	}
 	select {
 	case <-done:
@@ -333,10 +345,11 @@ func (m *Manager) Operation(ctx context.Context, c Caller, callID, opID string) 
 
 // command is what travels to the call's owner, locally or over NATS.
 type command struct {
-	Op     string          `json:"op"`
-	CallID string          `json:"callId"`
-	Caller Caller          `json:"caller"`
-	Body   json.RawMessage `json:"body,omitempty"`
+	Op          string          `json:"op"`
+	CallID      string          `json:"callId"`
+	Participant string          `json:"participant,omitempty"` // for participant actions
+	Caller      Caller          `json:"caller"`
+	Body        json.RawMessage `json:"body,omitempty"`
 }
 
 // reply is the owner's answer to a command.
@@ -429,6 +442,10 @@ func (m *Manager) execLocal(ctx context.Context, cmd command) (*graph.Operation,
 }
 
 func (m *Manager) do(ctx context.Context, c Caller, callID, op string, body any) (*graph.Operation, error) {
+	return m.doParticipant(ctx, c, callID, "", op, body)
+}
+
+func (m *Manager) doParticipant(ctx context.Context, c Caller, callID, pid, op string, body any) (*graph.Operation, error) {
 	var raw json.RawMessage
 	if body != nil {
 		var err error
@@ -436,7 +453,7 @@ func (m *Manager) do(ctx context.Context, c Caller, callID, op string, body any)
 			return nil, errs.Wrap(errs.Internal, err, "encode %s", op)
 		}
 	}
-	return m.exec(ctx, command{Op: op, CallID: callID, Caller: c, Body: raw})
+	return m.exec(ctx, command{Op: op, CallID: callID, Participant: pid, Caller: c, Body: raw})
 }
 
 // HangUp ends the bot's call (DELETE /communications/calls/{id}).
@@ -502,6 +519,19 @@ func (m *Manager) RecordResponse(ctx context.Context, c Caller, callID string, r
 // CancelMediaProcessing cancels running and queued prompts and recordings.
 func (m *Manager) CancelMediaProcessing(ctx context.Context, c Caller, callID string, req *graph.ClientContextRequest) (*graph.Operation, error) {
 	return m.do(ctx, c, callID, "cancelMediaProcessing", req)
+}
+
+// StartHoldMusic plays hold music to a participant (POST
+// .../participants/{pid}/startHoldMusic); the operation is running and
+// completes by notification once the music plays.
+func (m *Manager) StartHoldMusic(ctx context.Context, c Caller, callID, pid string, req *graph.StartHoldMusicRequest) (*graph.Operation, error) {
+	return m.doParticipant(ctx, c, callID, pid, "startHoldMusic", req)
+}
+
+// StopHoldMusic takes a participant off hold; the operation completes by
+// notification once the music has stopped.
+func (m *Manager) StopHoldMusic(ctx context.Context, c Caller, callID, pid string, req *graph.ClientContextRequest) (*graph.Operation, error) {
+	return m.doParticipant(ctx, c, callID, pid, "stopHoldMusic", req)
 }
 
 // loadPepper returns the deployment's secret for encrypted identities,

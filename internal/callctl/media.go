@@ -40,6 +40,15 @@ func mediaPortOf(l Leg) MediaPort {
 	return nil
 }
 
+// sessionOf returns the leg's RTP session, or nil when the platform does
+// not carry the leg's media as RTP.
+func sessionOf(l Leg) *media.Session {
+	if v, ok := l.(interface{ Media() *media.Session }); ok {
+		return v.Media()
+	}
+	return nil
+}
+
 // PromptSource fetches and caches prompts (media/prompt.Cache).
 type PromptSource interface {
 	Get(ctx context.Context, m graph.MediaInfo) (*media.Audio, error)
@@ -88,7 +97,8 @@ const (
 )
 
 // mediaJob is a queued or running playPrompt or recordResponse (they run
-// one at a time, in order: graph-calls.md §2.10).
+// one at a time, in order: graph-calls.md §2.10), or the hold music
+// (jobHold, see hold.go), which the others wait for.
 type mediaJob struct {
 	kind    jobKind
 	opID    string
@@ -100,6 +110,17 @@ type mediaJob struct {
 	beeped  bool
 	rec     Recording
 	started time.Time
+	// gen counts the job's starts: a job the hold music interrupted runs
+	// again later, and callbacks of its earlier run must not advance it.
+	gen int
+	// finishing: the recording ended and is being stored; the port is no
+	// longer used.
+	finishing bool
+
+	// jobHold
+	pid     string // the participant on hold
+	stopOp  string // the stopHoldMusic operation, once asked
+	playing bool   // the music is on the port
 }
 
 func (a *actor) port() MediaPort {
@@ -217,13 +238,15 @@ func (a *actor) enqueue(j *mediaJob, bargeIn bool) {
 
 // pump starts the next job when none runs.
 func (a *actor) pump() {
-	if a.running != nil || len(a.jobs) == 0 || a.deleted {
+	if a.running != nil || a.hold != nil || len(a.jobs) == 0 || a.deleted {
 		return
 	}
 	j := a.jobs[0]
 	a.jobs = a.jobs[1:]
 	a.running = j
 	j.started = a.m.clk.Now()
+	j.gen++
+	gen := j.gen
 	if len(j.prompts) == 0 {
 		a.step(j)
 		return
@@ -245,8 +268,8 @@ func (a *actor) pump() {
 			audios[i], err = src.Get(ctx, infos[i])
 		}
 		a.post(func(a *actor) {
-			if a.running != j {
-				return // cancelled meanwhile
+			if a.running != j || j.gen != gen {
+				return // cancelled or interrupted meanwhile
 			}
 			if err != nil {
 				a.log.Info("prompt unavailable", "op", j.opID, "err", err)
@@ -271,9 +294,10 @@ func (a *actor) step(j *mediaJob) {
 		a.pump()
 		return
 	}
+	gen := j.gen
 	played := func(completed bool) {
 		a.post(func(a *actor) {
-			if a.running != j || !completed {
+			if a.running != j || j.gen != gen || !completed {
 				return
 			}
 			a.step(j)
@@ -324,6 +348,7 @@ func (a *actor) startRecording(j *mediaJob, port MediaPort) {
 		return
 	}
 	j.rec = rec
+	gen := j.gen
 	var stops strings.Builder
 	for _, s := range j.record.StopTones {
 		t, _ := graph.ParseTone(s)
@@ -335,7 +360,11 @@ func (a *actor) startRecording(j *mediaJob, port MediaPort) {
 		MaxSilence:     secsOr(j.record.MaxSilenceTimeoutInSeconds, 5),
 		StopTones:      stops.String(),
 	}, rec.Write, func(res media.RecordResult) {
-		a.post(func(a *actor) { a.recorded(j, res) })
+		a.post(func(a *actor) {
+			if j.gen == gen {
+				a.recorded(j, res)
+			}
+		})
 	})
 }
 
@@ -360,6 +389,7 @@ func (a *actor) recorded(j *mediaJob, res media.RecordResult) {
 		return // stopped: cancel or call end handles the operation
 	}
 	rec := j.rec
+	j.finishing = true
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -446,7 +476,9 @@ func (a *actor) stopRunning() {
 		return
 	}
 	if p := a.port(); p != nil {
-		p.StopPlay()
+		if a.hold == nil { // else the port plays the music, not this job
+			p.StopPlay()
+		}
 		if a.running.kind == jobRecord {
 			p.StopRecord()
 		}
@@ -474,6 +506,10 @@ var resultHungUp = graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 200, 
 // endMedia settles media work when the call ends: a recording in progress
 // is kept and its operation completes; everything else is failed by end.
 func (a *actor) endMedia() {
+	if a.hold != nil {
+		a.hold = nil // its operations fail with the others
+		a.rec.Hold = nil
+	}
 	j := a.running
 	a.running = nil
 	if j != nil && j.kind == jobRecord && j.rec != nil {

@@ -22,6 +22,8 @@ type Record struct {
 	Leg          *LegRef             `json:"leg,omitempty"`
 	// Redirect is set while an incoming call is being redirected.
 	Redirect *RedirectState `json:"redirect,omitempty"`
+	// Hold is set while a participant hears hold music.
+	Hold *HoldState `json:"hold,omitempty"`
 
 	Created        time.Time `json:"created"`
 	LastKeepAlive  time.Time `json:"lastKeepAlive"`
@@ -37,6 +39,14 @@ type RedirectState struct {
 	Targets []graph.InvitationParticipantInfo `json:"targets"`
 	By      time.Time                         `json:"by"`
 	Leg     *LegRef                           `json:"leg,omitempty"`
+}
+
+// HoldState is who is on hold and what they hear (graph-calls.md §3.4).
+type HoldState struct {
+	Participant string `json:"participant"`
+	// Prompt is the bot's customPrompt; nil plays media.holdMusic or the
+	// built-in chime.
+	Prompt *graph.MediaInfo `json:"prompt,omitempty"`
 }
 
 // operation returns the call's operation with id, or nil.

@@ -106,7 +106,7 @@ type Media struct {
 	RecordingRetention Duration `yaml:"recordingRetention"`
 	// PromptCacheBytes bounds the decoded prompts kept in memory.
 	PromptCacheBytes int64 `yaml:"promptCacheBytes"`
-	// HoldMusic is a WAV URI played to held participants; a built-in tone pattern when empty.
+	// HoldMusic is a WAV URI (http or https) played, looped, to participants on hold when the bot names no customPrompt; a built-in chime when empty or unreachable.
 	HoldMusic string `yaml:"holdMusic"`
 }
 

@@ -346,3 +346,17 @@ func TestCheckCallbackURI(t *testing.T) {
 		t.Error("allowInsecureCallbacks lets ftp through")
 	}
 }
+
+// media.holdMusic is fetched like a prompt: an absolute http(s) URL.
+func TestHoldMusicIsAnHTTPURL(t *testing.T) {
+	c := config.Default()
+	for _, u := range []string{"file:///srv/hold.wav", "hold.wav", "http://", "ftp://music.test/hold.wav"} {
+		c.Media.HoldMusic = u
+		got := problems(t, c.Validate())
+		checkProblems(t, got, []struct{ path, says string }{{"media.holdMusic", "http(s) URL"}})
+	}
+	c.Media.HoldMusic = "https://music.test/hold.wav"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}

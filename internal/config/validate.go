@@ -94,6 +94,11 @@ func (c *Config) Validate() error {
 	if c.Media.RecordingRetention.D() < 10*60e9 {
 		bad("media.recordingRetention", "must be at least 10m (a recording's first chunks would expire before a long one ends)")
 	}
+	if h := c.Media.HoldMusic; h != "" {
+		if u, err := url.Parse(h); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("media.holdMusic", "%q is not an http(s) URL of a WAV file", h)
+		}
+	}
 	if c.DataDir == "" {
 		bad("dataDir", "must be set")
 	}

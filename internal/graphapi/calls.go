@@ -250,3 +250,40 @@ func (s *Server) participant(w http.ResponseWriter, r *http.Request, c callctl.C
 	writeJSON(w, http.StatusOK, &out)
 	return nil
 }
+
+// participantAction serves POST /communications/calls/{id}/participants/
+// {pid}/{action} (graph-calls.md §3), bare or microsoft.graph.-prefixed.
+func (s *Server) participantAction(w http.ResponseWriter, r *http.Request, c callctl.Caller) error {
+	id, pid := r.PathValue("id"), r.PathValue("pid")
+	name := strings.TrimPrefix(r.PathValue("action"), "microsoft.graph.")
+	switch name {
+	case "startHoldMusic", "stopHoldMusic":
+	default:
+		return errs.E(errs.NotFound, "Resource not found for the segment '%s'.", r.PathValue("action"))
+	}
+	if r.Method != http.MethodPost {
+		return methodNotAllowed(r)
+	}
+	ctx := r.Context()
+	var op *graph.Operation
+	var err error
+	if name == "startHoldMusic" {
+		var req graph.StartHoldMusicRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		op, err = s.o.Calls.StartHoldMusic(ctx, c, id, pid, &req)
+	} else {
+		var req graph.ClientContextRequest
+		if err := decode(r, &req); err != nil {
+			return err
+		}
+		op, err = s.o.Calls.StopHoldMusic(ctx, c, id, pid, &req)
+	}
+	if err != nil {
+		return err
+	}
+	// 202 with the running operation and its Location (§3.4, §12.1).
+	s.writeOperation(w, r, id, op, http.StatusAccepted)
+	return nil
+}

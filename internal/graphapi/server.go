@@ -84,6 +84,7 @@ func New(o Options) *Server {
 		s.route(base+"/{id}/operations/{op}", "operation", s.operation)
 		s.route(base+"/{id}/participants", "participants", s.participants)
 		s.route(base+"/{id}/participants/{pid}", "participant", s.participant)
+		s.route(base+"/{id}/participants/{pid}/{action}", "participantAction", s.participantAction)
 	}
 	s.mux.HandleFunc("GET /healthz", s.health)
 	s.mux.HandleFunc("/", s.unknown)

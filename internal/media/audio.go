@@ -2,6 +2,7 @@ package media
 
 import (
 	"math"
+	"sync"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/media/g711"
@@ -85,3 +86,43 @@ func Tone(freq float64, amplitude float64, d time.Duration) *Audio {
 
 // Beep is the tone played before a recording (recordResponse playBeep).
 var Beep = Tone(1000, 0.3, 300*time.Millisecond)
+
+// HoldChime is the built-in hold music (graph-calls.md §3.4), played looped
+// to a held participant when neither the bot's customPrompt nor the
+// media.holdMusic setting names any: a soft two-note chime, C5 then A4 like
+// a doorbell, then quiet, four seconds to a loop. Every partial lies below
+// 1100 Hz, so no pair of them can pass for a DTMF key (whose column tones
+// start at 1209 Hz) at the far end. It is made once, on first use, and
+// shared.
+func HoldChime() *Audio { return holdChime() }
+
+var holdChime = sync.OnceValue(func() *Audio {
+	const (
+		loop   = 4 * SampleRate     // samples
+		second = SampleRate / 2     // the second note starts 0.5 s in
+		ring   = 1.8 * SampleRate   // each note rings this long
+		peak   = 0.16 * 32767       // about -16 dBFS: soft
+		attack = 0.008 * SampleRate // no click at the strike
+	)
+	pcm := make([]float64, loop)
+	note := func(start int, f float64) {
+		// A bell-like tone: the fundamental, a softer octave that
+		// fades faster, and a trace of the fifth above it.
+		for i := 0; i < ring && start+i < loop; i++ {
+			t := float64(i) / SampleRate
+			env := math.Exp(-t / 0.5)
+			if float64(i) < attack {
+				env *= float64(i) / attack
+			}
+			ph := 2 * math.Pi * f * t
+			pcm[start+i] += peak * env * (math.Sin(ph) + 0.3*math.Exp(-t/0.25)*math.Sin(2*ph) + 0.08*math.Exp(-t/0.15)*math.Sin(1.5*ph))
+		}
+	}
+	note(0, 523.25)      // C5
+	note(second, 440.00) // A4
+	out := make([]int16, loop)
+	for i, v := range pcm {
+		out[i] = int16(max(-32767, min(32767, v)))
+	}
+	return NewAudio(out)
+})

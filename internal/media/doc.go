@@ -59,6 +59,18 @@
 // event. Sending uses RFC 4733 when a payload
 // type was negotiated, else dual-tone audio.
 //
+// # Bridges
+//
+// Bridge connects two sessions back to back (a redirected call: the
+// caller's leg and the new target's). Each session's tick, after playing
+// out a frame from its jitter buffer, hands the frame to its peer through
+// a single-producer, single-consumer ring of a few frames; the peer's next
+// tick sends it, transcoded PCMU↔PCMA by table lookup when the two sides
+// differ. The sessions tick at different phases of the clock, so a frame
+// waits less than a tick, at worst two when a tick runs late; more is
+// trimmed. RFC 4733 tones one side receives are sent on by the other with
+// SendTones; in-band tones are audio and simply cross.
+//
 // # Callbacks
 //
 // Event, done and sink callbacks run on the engine's goroutines, one at a

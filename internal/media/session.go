@@ -161,6 +161,11 @@ type sessionState struct {
 	txPCM                [SamplesPerFrame]int16 // an in-band tone frame being sent
 	txFrame              [SamplesPerFrame]byte
 	pend                 pending
+	// Bridge (see Bridge): brOut takes the frames played out, brIn gives
+	// the frames to send, in brFrame.
+	br          *bridge
+	brOut, brIn *bridgeLink
+	brFrame     [SamplesPerFrame]byte
 }
 
 type playState struct {
@@ -502,7 +507,11 @@ func (s *Session) Close() error {
 	s.stopRecordLocked(&p, RecordStopped, 0)
 	tones := s.st.tones
 	s.st.tones = nil
+	br := s.st.br
 	s.mu.Unlock()
+	if br != nil {
+		br.stop() // the peer sends nothing more of ours, and forwards nothing to us
+	}
 
 	// A tick that began before closed was set may still be sending on
 	// the socket's descriptor: wait for it before closing the socket.

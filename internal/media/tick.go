@@ -96,6 +96,14 @@ func (s *Session) tickReceive(cfg *remoteConfig, now int64, p *pending) {
 	}
 	r.tail.Store(tail)
 	kind := st.jb.pop(st.frame[:])
+	if l := st.brOut; l != nil {
+		switch kind {
+		case frameAudio:
+			l.put(st.frame[:], st.codec.Name == PCMA.Name)
+		case frameLost:
+			l.putSilence(st.codec.Name == PCMA.Name)
+		}
+	}
 
 	detect := (st.detect || st.rec.needDetect) && !s.sawEvents.Load()
 	if detect && !st.detRunning {
@@ -193,9 +201,10 @@ func (s *Session) recordFrame(p *pending, pcm []int16) {
 }
 
 // tickSend builds this tick's packet, if any, in tx.buf and returns its
-// size. Tones go first, then played audio; idle sends nothing. The RTP
-// timestamp follows the media clock whether or not anything is sent, and
-// the sequence number counts packets sent (RFC 3550 §5.1).
+// size. Tones go first, then played audio, then bridged audio; idle sends
+// nothing. The RTP timestamp follows the media clock whether or not
+// anything is sent, and the sequence number counts packets sent (RFC 3550
+// §5.1).
 func (s *Session) tickSend(cfg *remoteConfig, n uint64, p *pending) int {
 	st := &s.st
 	tx := &st.tx
@@ -203,10 +212,16 @@ func (s *Session) tickSend(cfg *remoteConfig, n uint64, p *pending) int {
 		tx.started, tx.tick0 = true, n
 	}
 	ts := tx.tsBase + uint32(n-tx.tick0)*SamplesPerFrame
+	// A bridged frame is taken every tick, sent or not, so that what
+	// the peer received never queues behind tones or a prompt.
+	bridged := st.brIn != nil && st.brIn.take(st.brFrame[:], cfg != nil && cfg.codec.Name == PCMA.Name)
 	if size, sent := s.sendTone(cfg, n, ts, p); sent {
 		return size
 	}
 	if !st.play.playing {
+		if bridged && cfg != nil && !st.muted {
+			return s.audioPacket(cfg, ts, st.brFrame[:])
+		}
 		tx.lastAudio = false
 		return 0
 	}

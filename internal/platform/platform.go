@@ -28,12 +28,14 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/clock"
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/egress"
+	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/graphapi"
 	"github.com/switchboard-voice/switchboard/internal/identity"
 	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/internal/media/prompt"
 	"github.com/switchboard-voice/switchboard/internal/media/record"
 	"github.com/switchboard-voice/switchboard/internal/simulated"
+	"github.com/switchboard-voice/switchboard/internal/sipgw"
 	"github.com/switchboard-voice/switchboard/internal/store"
 	"github.com/switchboard-voice/switchboard/internal/webhook"
 )
@@ -66,6 +68,7 @@ type Node struct {
 	Media     *media.Engine
 	Prompts   *prompt.Cache
 	Records   *record.Store
+	SIP       *sipgw.Gateway // nil when sip.listen is empty
 	API       *graphapi.Server
 	// URL is where the HTTP API listens (http://host:port).
 	URL string
@@ -153,14 +156,25 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	}
 
 	n.Sim = simulated.New(n.Directory, clk, log.With("component", "simulated"))
+	calls := &lateCalls{}
+	dial := dialers{dir: n.Directory, sim: n.Sim}
+	if cfg.SIP.Listen != "" {
+		n.SIP, err = sipgw.New(ctx, sipgw.Options{Config: cfg, Directory: n.Directory, Store: n.Store, Media: n.Media,
+			Calls: calls, Logger: log.With("component", "sip"), Registerer: reg})
+		if err != nil {
+			return nil, err
+		}
+		dial.sip = n.SIP
+	}
 	n.Calls, err = callctl.New(ctx, callctl.Options{
 		Node: nodeID, Config: cfg, Directory: n.Directory, Store: n.Store, Notifier: n.Outbox,
-		Dialer: dialers{dir: n.Directory, sim: n.Sim}, Prompts: n.Prompts, Recordings: recordings{n.Records}, Clock: clk, Logger: log.With("component", "calls"), Registerer: reg,
+		Dialer: dial, Prompts: n.Prompts, Recordings: recordings{n.Records}, Clock: clk, Logger: log.With("component", "calls"), Registerer: reg,
 	})
 	if err != nil {
 		return nil, err
 	}
 	n.Sim.Attach(n.Calls)
+	calls.m = n.Calls
 
 	n.API = graphapi.New(graphapi.Options{Config: cfg, Identity: n.Identity, Calls: n.Calls,
 		Logger: log.With("component", "graphapi"), Registerer: reg})
@@ -189,6 +203,11 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	if err := n.Calls.Start(ctx); err != nil {
 		return nil, err
 	}
+	if n.SIP != nil {
+		if err := n.SIP.Start(ctx); err != nil {
+			return nil, err
+		}
+	}
 
 	ln := o.Listener
 	if ln == nil {
@@ -207,7 +226,11 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		}
 	}()
 	n.API.SetReady(true)
-	log.Info("switchboard node ready", "http", n.URL, "public", cfg.HTTP.PublicURL, "data", cfg.DataDir, "nats", natsMode(cfg))
+	sipAddr := "off"
+	if n.SIP != nil {
+		sipAddr = n.SIP.Addr().String()
+	}
+	log.Info("switchboard node ready", "sip", sipAddr, "http", n.URL, "public", cfg.HTTP.PublicURL, "data", cfg.DataDir, "nats", natsMode(cfg))
 	return n, nil
 }
 
@@ -227,6 +250,9 @@ func (n *Node) Shutdown(ctx context.Context, drainBy time.Time) error {
 	var err error
 	if n.Calls != nil {
 		err = n.Calls.Shutdown(ctx, drainBy)
+	}
+	if n.SIP != nil {
+		_ = n.SIP.Close()
 	}
 	if n.Outbox != nil {
 		for delay := 10 * time.Millisecond; ; delay = min(2*delay, 250*time.Millisecond) {
@@ -257,6 +283,9 @@ func (n *Node) Shutdown(ctx context.Context, drainBy time.Time) error {
 func (n *Node) Kill() {
 	if n.http != nil {
 		_ = n.http.Close()
+	}
+	if n.SIP != nil {
+		_ = n.SIP.Close()
 	}
 	if n.Calls != nil {
 		n.Calls.Stop()
@@ -307,4 +336,15 @@ func (r recordings) Begin(ctx context.Context, callID, opID string) (callctl.Rec
 		return nil, err
 	}
 	return rec, nil
+}
+
+// lateCalls lets the SIP gateway, built before the call manager (which
+// dials through it), hand incoming calls to the manager once it exists.
+type lateCalls struct{ m *callctl.Manager }
+
+func (l *lateCalls) Incoming(ctx context.Context, in callctl.IncomingCall) (string, error) {
+	if l.m == nil {
+		return "", errs.E(errs.Unavailable, "the node is starting")
+	}
+	return l.m.Incoming(ctx, in)
 }

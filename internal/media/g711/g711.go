@@ -8,6 +8,8 @@ var (
 	alawDecode [256]int16
 	ulawEncode [1 << 14]byte // indexed by sample >> 2 (14-bit magnitude with sign)
 	alawEncode [1 << 13]byte // indexed by sample >> 3
+	ulawToAlaw [256]byte
+	alawToUlaw [256]byte
 )
 
 func init() {
@@ -22,6 +24,12 @@ func init() {
 	for i := range alawEncode {
 		s := int16(uint16(i) << 3)
 		alawEncode[i] = encodeAlaw(s)
+	}
+	// Transcoding through the linear value: what decoding then encoding
+	// would give, in one lookup.
+	for i := range 256 {
+		ulawToAlaw[i] = alawEncode[uint16(ulawDecode[i])>>3]
+		alawToUlaw[i] = ulawEncode[uint16(alawDecode[i])>>2]
 	}
 }
 
@@ -129,6 +137,24 @@ func DecodeAlaw(dst []int16, src []byte) {
 	dst = dst[:len(src)]
 	for i, b := range src {
 		dst[i] = alawDecode[b]
+	}
+}
+
+// UlawToAlaw transcodes len(src) µ-law bytes to A-law into dst, which
+// must be as long. dst and src may be the same slice.
+func UlawToAlaw(dst, src []byte) {
+	dst = dst[:len(src)]
+	for i, b := range src {
+		dst[i] = ulawToAlaw[b]
+	}
+}
+
+// AlawToUlaw transcodes len(src) A-law bytes to µ-law into dst, which
+// must be as long. dst and src may be the same slice.
+func AlawToUlaw(dst, src []byte) {
+	dst = dst[:len(src)]
+	for i, b := range src {
+		dst[i] = alawToUlaw[b]
 	}
 }
 

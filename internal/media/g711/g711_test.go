@@ -94,3 +94,43 @@ func BenchmarkDecodeAlaw(b *testing.B) {
 		DecodeAlaw(dst, src)
 	}
 }
+
+// Transcoding is decoding then encoding, and a round trip through the
+// other law stays within that law's quantisation step.
+func TestTranscode(t *testing.T) {
+	var src, mid, back [256]byte
+	for i := range src {
+		src[i] = byte(i)
+	}
+	UlawToAlaw(mid[:], src[:])
+	AlawToUlaw(back[:], mid[:])
+	for i := range src {
+		u := ulawDecode[i]
+		if want := alawEncode[uint16(u)>>3]; mid[i] != want {
+			t.Fatalf("µ-law %#x → A-law %#x, want %#x", i, mid[i], want)
+		}
+		a, r := float64(alawDecode[mid[i]]), float64(ulawDecode[back[i]])
+		step := math.Max(16, math.Abs(float64(u))/16) // A-law's step at this level
+		if math.Abs(a-float64(u)) > step || math.Abs(r-float64(u)) > 2*step {
+			t.Fatalf("µ-law %#x (%d): A-law %v, back %v", i, u, a, r)
+		}
+	}
+	if ulawToAlaw[UlawSilence] != AlawSilence {
+		t.Errorf("µ-law silence → %#x, want A-law silence", ulawToAlaw[UlawSilence])
+	}
+	// In place.
+	buf := []byte{UlawSilence, 0x80, 0x00}
+	UlawToAlaw(buf, buf)
+	if buf[0] != AlawSilence {
+		t.Errorf("in place: %#x", buf)
+	}
+}
+
+func BenchmarkUlawToAlaw(b *testing.B) {
+	src := make([]byte, 160)
+	dst := make([]byte, 160)
+	b.ReportAllocs()
+	for b.Loop() {
+		UlawToAlaw(dst, src)
+	}
+}
