@@ -128,6 +128,10 @@ func (b *Bot) answer(ctx context.Context, c *sdk.Call) {
 		log.Error("answer", "err", err)
 		return
 	}
+	// Subscribe at once: keys pressed before the subscription are not reported.
+	if _, err := c.SubscribeToTone(ctx); err != nil {
+		log.Error("subscribeToTone", "err", err)
+	}
 	if err := c.WaitState(ctx, graph.StateEstablished); err != nil {
 		return
 	}
@@ -150,7 +154,7 @@ func caller(call graph.Call) string {
 // menu is the IVR: a menu, a key, then a message or the time.
 func (b *Bot) menu(ctx context.Context, c *sdk.Call, log *slog.Logger) {
 	defer func() { _ = c.HangUp(context.WithoutCancel(ctx)) }()
-	if _, err := c.SubscribeToTone(ctx); err != nil {
+	if _, err := c.SubscribeToTone(ctx); err != nil { // again for outbound calls; harmless twice
 		log.Error("subscribeToTone", "err", err)
 		return
 	}

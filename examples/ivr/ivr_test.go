@@ -18,26 +18,27 @@ import (
 // and plays back.
 func TestIVRWithBaresip(t *testing.T) {
 	calltest.NeedPeer(t, "baresip", "baresip")
-	var hook *httptest.Server
-	bot := new(*Bot)
-	hook = httptest.NewServer(nil)
-	hook.Config.Handler = nil
+	// Servers whose addresses are known before their handlers exist.
+	hook := httptest.NewUnstartedServer(nil)
 	t.Cleanup(hook.Close)
-	prompts := httptest.NewServer(nil)
+	hookURL := "http://" + hook.Listener.Addr().String()
+	prompts := httptest.NewUnstartedServer(nil)
 	t.Cleanup(prompts.Close)
+	promptsURL := "http://" + prompts.Listener.Addr().String()
 	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
-		c.Applications[0].CallbackURI = hook.URL + "/callback"
+		c.Applications[0].CallbackURI = hookURL + "/callback"
 	}})
 	saved := make(chan string, 1)
 	b, err := New(Options{BaseURL: p.URL + "/v1.0", TenantID: calltest.TenantID, AppID: calltest.BotID, Secret: calltest.Secret,
-		CallbackURL: hook.URL + "/callback", PromptsURL: prompts.URL, MessagesDir: t.TempDir(), MaxRecordSeconds: 3,
+		CallbackURL: hookURL + "/callback", PromptsURL: promptsURL, MessagesDir: t.TempDir(), MaxRecordSeconds: 3,
 		OnMessage: func(path string) { saved <- path }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	*bot = b
 	hook.Config.Handler = b.Handler()
 	prompts.Config.Handler = b.Prompts()
+	hook.Start()
+	prompts.Start()
 	t.Cleanup(func() { _ = b.Handler().Shutdown(t.Context()) })
 
 	voice := calltest.Pattern(600, 60, 5)
@@ -49,6 +50,9 @@ func TestIVRWithBaresip(t *testing.T) {
 		Registrar: p.Node.SIP.Addr().String(), Source: src})
 	bs.Command(t, "dial", "sip:"+calltest.BotNumber+"@"+p.Node.SIP.Addr().String())
 	bs.WaitOutput(t, "Call established", 20*time.Second)
+	// The menu's audio reaching the phone means the bot has subscribed to
+	// tones (it subscribes before it plays anything).
+	bs.WaitOutput(t, "incoming rtp for 'audio' established", 20*time.Second)
 	bs.Command(t, "sndcode", "1")
 
 	var path string
