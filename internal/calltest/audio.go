@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/media/g711"
 )
@@ -93,8 +94,8 @@ func Pattern(freq float64, seconds float64, seed int) []int16 {
 	return pcm
 }
 
-// WriteWAV writes 16-bit mono PCM at rate as a WAV file.
-func WriteWAV(path string, pcm []int16, rate int) error {
+// WAV encodes 16-bit mono PCM at rate as a WAV file.
+func WAV(pcm []int16, rate int) []byte {
 	b := make([]byte, 44+2*len(pcm))
 	copy(b[0:], "RIFF")
 	binary.LittleEndian.PutUint32(b[4:], uint32(36+2*len(pcm)))
@@ -111,7 +112,21 @@ func WriteWAV(path string, pcm []int16, rate int) error {
 	for i, v := range pcm {
 		binary.LittleEndian.PutUint16(b[44+2*i:], uint16(v))
 	}
-	return os.WriteFile(path, b, 0o644)
+	return b
+}
+
+// WriteWAV writes 16-bit mono PCM at rate as a WAV file.
+func WriteWAV(path string, pcm []int16, rate int) error {
+	return os.WriteFile(path, WAV(pcm, rate), 0o644)
+}
+
+// ToneWAV is a 16 kHz mono 16-bit WAV of a sine, as Graph's prompts are.
+func ToneWAV(freq float64, d time.Duration) []byte {
+	pcm := make([]int16, int(d.Seconds()*16000))
+	for i := range pcm {
+		pcm[i] = int16(8000 * math.Sin(2*math.Pi*freq*float64(i)/16000))
+	}
+	return WAV(pcm, 16000)
 }
 
 // PcapAudio extracts the G.711 audio of the first RTP stream with payload

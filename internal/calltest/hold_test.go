@@ -139,7 +139,7 @@ func TestHoldMusic(t *testing.T) {
 	// A prompt playing when the hold starts is interrupted and plays
 	// again, whole, once the music stops; a custom prompt is the music.
 	two := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Write(toneWAV(520, 2*time.Second))
+		w.Write(calltest.ToneWAV(520, 2*time.Second))
 	}))
 	defer two.Close()
 	r = p.Bot("POST", base+"/playPrompt", prompts(two.URL+"/two.wav"))

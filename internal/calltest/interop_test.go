@@ -38,19 +38,6 @@ func wavServer(t *testing.T, files map[string][]byte) string {
 	return srv.URL
 }
 
-func wavBytes(t *testing.T, pcm []int16) []byte {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "x.wav")
-	if err := calltest.WriteWAV(p, pcm, 8000); err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // download fetches a recording with its access token and decodes it.
 func download(t *testing.T, p *calltest.Platform, op graph.Operation) []int16 {
 	t.Helper()
@@ -97,7 +84,7 @@ func TestBaresipAnswersHearsPromptAndIsRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	promptPCM := calltest.Pattern(1100, 3, 2)
-	base := wavServer(t, map[string][]byte{"/prompt.wav": wavBytes(t, promptPCM)})
+	base := wavServer(t, map[string][]byte{"/prompt.wav": calltest.WAV(promptPCM, 8000)})
 
 	bs := calltest.StartBaresip(t, calltest.BaresipOptions{User: "eve", Password: calltest.EvePassword,
 		Registrar: p.Node.SIP.Addr().String(), Source: src})

@@ -1,9 +1,6 @@
 package calltest_test
 
 import (
-	"bytes"
-	"encoding/binary"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,31 +12,11 @@ import (
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
-// toneWAV is a 16 kHz mono 16-bit WAV of a sine, as Graph's prompts are.
-func toneWAV(freq float64, d time.Duration) []byte {
-	n := int(d.Seconds() * 16000)
-	var pcm bytes.Buffer
-	for i := range n {
-		_ = binary.Write(&pcm, binary.LittleEndian, int16(8000*math.Sin(2*math.Pi*freq*float64(i)/16000)))
-	}
-	var b bytes.Buffer
-	b.WriteString("RIFF")
-	_ = binary.Write(&b, binary.LittleEndian, uint32(36+pcm.Len()))
-	b.WriteString("WAVEfmt ")
-	for _, v := range []any{uint32(16), uint16(1), uint16(1), uint32(16000), uint32(32000), uint16(2), uint16(16)} {
-		_ = binary.Write(&b, binary.LittleEndian, v)
-	}
-	b.WriteString("data")
-	_ = binary.Write(&b, binary.LittleEndian, uint32(pcm.Len()))
-	b.Write(pcm.Bytes())
-	return b.Bytes()
-}
-
 // promptServer serves WAV prompts on loopback and counts requests.
 func promptServer(t *testing.T) (*httptest.Server, *int) {
 	count := new(int)
-	short := toneWAV(440, 200*time.Millisecond)
-	long := toneWAV(660, 10*time.Second)
+	short := calltest.ToneWAV(440, 200*time.Millisecond)
+	long := calltest.ToneWAV(660, 10*time.Second)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		*count++
 		switch r.URL.Path {

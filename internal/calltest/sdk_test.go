@@ -3,11 +3,9 @@ package calltest_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -84,26 +82,6 @@ func startSDKBot(t *testing.T) *sdkBot {
 		}
 	}})
 	return b
-}
-
-// sdkToneWAV is a 16 kHz mono 16-bit WAV of a sine, as Graph's prompts are.
-func sdkToneWAV(freq float64, d time.Duration) []byte {
-	n := int(d.Seconds() * 16000)
-	var pcm bytes.Buffer
-	for i := range n {
-		_ = binary.Write(&pcm, binary.LittleEndian, int16(8000*math.Sin(2*math.Pi*freq*float64(i)/16000)))
-	}
-	var b bytes.Buffer
-	b.WriteString("RIFF")
-	_ = binary.Write(&b, binary.LittleEndian, uint32(36+pcm.Len()))
-	b.WriteString("WAVEfmt ")
-	for _, v := range []any{uint32(16), uint16(1), uint16(1), uint32(16000), uint32(32000), uint16(2), uint16(16)} {
-		_ = binary.Write(&b, binary.LittleEndian, v)
-	}
-	b.WriteString("data")
-	_ = binary.Write(&b, binary.LittleEndian, uint32(pcm.Len()))
-	b.Write(pcm.Bytes())
-	return b.Bytes()
 }
 
 // The SDK against a real node: a bot calls Alice, waits until established,
@@ -193,7 +171,7 @@ func TestSDKBotEndToEnd(t *testing.T) {
 	}
 
 	// A prompt, awaited.
-	wav := sdkToneWAV(440, 200*time.Millisecond)
+	wav := calltest.ToneWAV(440, 200*time.Millisecond)
 	prompts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(wav) }))
 	defer prompts.Close()
 	play, err := out.PlayPrompt(ctx, prompts.URL+"/menu.wav")
