@@ -23,7 +23,7 @@ TEST_DEBS := sip-tester baresip
 
 RUN_ARGS ?=
 
-.PHONY: help run test deps build bench fmt lint
+.PHONY: help run test deps build bench bench-ivr fmt lint
 
 ## help: list the targets (the default)
 help:
@@ -49,6 +49,10 @@ build:
 ## bench: run every benchmark once (no tests), with allocations
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+## bench-ivr: end-to-end IVR benchmark (SIPp → SIP edge → bot over Graph → media; needs sip-tester); see docs/benchmarks.md
+bench-ivr: deps
+	bash scripts/bench-ivr.sh $(BENCH_OUT)
 
 ## fmt: rewrite Go files in place with gofmt
 fmt:

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// env is one run's world: the output folder, the node, the bot, and the
+// ports SIPp uses.
+type env struct {
+	c         *common
+	out       string
+	dataDir   string
+	node      *node
+	bot       *bot
+	sippPort  int
+	ctrlPort  int
+	mediaPort int
+	sippPID   atomic.Int64
+}
+
+// setupEnv builds (or takes) the node's binary, starts the bot, writes the
+// node's configuration and starts it, and gets the bot its token.
+func setupEnv(ctx context.Context, c *common, mode string, recordSecs int, inactivity time.Duration) (_ *env, err error) {
+	raiseNoFile()
+	for _, ip := range []string{sippIP, probeIP} {
+		if _, err := freeUDP(ip, false); err != nil {
+			return nil, fmt.Errorf("loopback address %s is not usable: %w", ip, err)
+		}
+	}
+	if _, err := exec.LookPath(c.sipp); err != nil {
+		return nil, fmt.Errorf("sipp not found (Debian package sip-tester): %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(c.pcapDir, "g711a.pcap")); err != nil {
+		return nil, fmt.Errorf("SIPp's pcaps: %w", err)
+	}
+	rtpMin, rtpMax, err := c.portRange()
+	if err != nil {
+		return nil, err
+	}
+	e := &env{c: c, out: c.out}
+	if e.out == "" {
+		if e.out, err = os.MkdirTemp("", "sbbench-"+time.Now().Format("20060102-150405")+"-"); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(e.out, 0o755); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			e.close()
+		}
+	}()
+	logf("output in %s", e.out)
+	bin := c.server
+	if bin == "" && !c.inprocess {
+		repo := c.repo
+		if repo == "" {
+			if repo, err = findRepo(); err != nil {
+				return nil, err
+			}
+		}
+		logf("building the switchboard binary from %s", repo)
+		if bin, err = buildServer(ctx, repo, e.out); err != nil {
+			return nil, err
+		}
+	}
+	if e.bot, err = newBot(mode, c.botWorkers, promptWAV(promptSecs), recordSecs); err != nil {
+		return nil, err
+	}
+	httpPort, err1 := freeTCP("127.0.0.1")
+	sipPort, err2 := freeUDP("127.0.0.1", true)
+	sippPort, err3 := freeUDP(sippIP, false)
+	ctrlPort, err4 := freeUDP("127.0.0.1", false)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return nil, err
+	}
+	e.sippPort, e.ctrlPort = sippPort, ctrlPort
+	// SIPp's [auto_media_port] hands out ports upward from -mp; keep them
+	// clear of the node's RTP range.
+	e.mediaPort = 6000
+	if rtpMin <= 16000 && rtpMax >= 6000 {
+		e.mediaPort = 40000
+	}
+	if e.dataDir, err = os.MkdirTemp("", "sbbench-data-"); err != nil {
+		return nil, err
+	}
+	nc := nodeConfig{httpPort: httpPort, sipPort: sipPort, sippPort: sippPort, callback: e.bot.callback,
+		dataDir: e.dataDir, logLevel: c.logLevel, rtpMin: rtpMin, rtpMax: rtpMax, inactivity: inactivity}
+	if c.inprocess {
+		e.node, err = startNodeInProcess(ctx, e.out, nc)
+	} else {
+		e.node, err = startNode(ctx, bin, e.out, nc)
+	}
+	if err != nil {
+		return nil, err
+	}
+	logf("switchboard pid %d: http %s, sip %s; bot webhook %s", e.node.pid(), e.node.httpURL, e.node.sipAddr, e.bot.callback)
+	if err := e.bot.connect(ctx, e.node.httpURL, c.verify); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// close stops the node and the bot and removes the node's data.
+func (e *env) close() {
+	if e.node != nil {
+		e.node.stop()
+	}
+	if e.bot != nil {
+		e.bot.close()
+	}
+	if e.dataDir != "" && !e.c.keepData {
+		_ = os.RemoveAll(e.dataDir)
+	}
+}
+
+// sippRun prepares a SIPp run in the output folder.
+func (e *env) sippRun(name, scenario string, rate float64, limit, calls int, pause, timeout time.Duration) *sippRun {
+	return &sippRun{bin: e.c.sipp, dir: e.out, pcapDir: e.c.pcapDir, scenario: scenario, target: e.node.sipAddr,
+		localIP: sippIP, port: e.sippPort, ctrlPort: e.ctrlPort, mediaPort: e.mediaPort,
+		rate: rate, limit: limit, calls: calls, pause: pause, timeout: timeout, name: name,
+		started: func(pid int) { e.sippPID.Store(int64(pid)) }}
+}
+
+// sample starts sampling the node, SIPp and the machine every second.
+func (e *env) sample() *sampler {
+	return startSampler(e.node.pid(), e.bot.Live, func() int { return int(e.sippPID.Load()) }, e.node.metrics)
+}
+
+// settle waits until the bot has seen every call end and the node has no
+// media session left, or until max has passed.
+func (e *env) settle(ctx context.Context, max time.Duration) error {
+	deadline := time.Now().Add(max)
+	for {
+		live := e.bot.Live()
+		sessions := -1.0
+		if m, err := e.node.metrics(); err == nil {
+			sessions = m["switchboard_media_sessions"]
+		}
+		if live == 0 && sessions == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("after %v the bot still sees %d live calls and the node has %v media sessions", max, live, sessions)
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(250 * time.Millisecond):
+		}
+		if !e.node.alive() {
+			return fmt.Errorf("switchboard exited (%v); see %s:\n%s", e.node.waitErr, e.node.logPath, tail(e.node.logPath, 20))
+		}
+	}
+}
+
+// idleRSS is the median of three readings a second apart.
+func (e *env) idleRSS(ctx context.Context) (int64, error) {
+	var v []int64
+	for i := range 3 {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return 0, context.Cause(ctx)
+			case <-time.After(time.Second):
+			}
+		}
+		rss, _, err := readRSS(e.node.pid())
+		if err != nil {
+			return 0, err
+		}
+		v = append(v, rss)
+	}
+	slices.Sort(v)
+	return v[1], nil
+}
+
+// failureSummary groups the bot's failed calls by reason.
+func failureSummary(calls []botCall, mode string) (failed int, reasons map[string]int) {
+	reasons = map[string]int{}
+	for i := range calls {
+		if f := calls[i].failure(mode); f != "" {
+			failed++
+			if len(f) > 140 {
+				f = f[:140] + "…"
+			}
+			reasons[f]++
+		}
+	}
+	return failed, reasons
+}
+
+// sippVersion is the first line sipp -v prints.
+func sippVersion(bin string) string {
+	out, _ := exec.Command(bin, "-v").CombinedOutput()
+	for l := range strings.SplitSeq(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return "unknown"
+}
+
+// waitQuiet waits, up to -quiet-wait, until the machine's CPU use other
+// than the node's is below a fifth of a core over two seconds: the figures
+// are for the node alone, but it shares the cores with whatever else runs.
+// It returns the last background load seen, in percent of one core.
+func (e *env) waitQuiet(ctx context.Context) float64 {
+	deadline := time.Now().Add(e.c.quietWait)
+	warned := false
+	for {
+		b0, _, err1 := readMachineCPU()
+		n0, err2 := readCPU(e.node.pid())
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(2 * time.Second):
+		}
+		b1, _, err3 := readMachineCPU()
+		n1, err4 := readCPU(e.node.pid())
+		if err := errors.Join(err1, err2, err3, err4); err != nil {
+			return 0
+		}
+		other := 100 * ((b1 - b0) - (n1.Total() - n0.Total())).Seconds() / n1.At.Sub(n0.At).Seconds()
+		if other < 20 || time.Now().After(deadline) {
+			if other >= 20 {
+				logf("WARNING: other processes use %.0f%% of a core; the figures share the machine with them", other)
+			}
+			return other
+		}
+		if !warned {
+			logf("other processes use %.0f%% of a core: waiting up to %v for the machine to go quiet", other, e.c.quietWait)
+			warned = true
+		}
+	}
+}
