@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -125,7 +126,11 @@ ctrl_tcp_listen %s
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b.cmd = exec.CommandContext(ctx, "timeout", "-k", "5", "300", bin, "-f", dir)
+	// baresip itself, not under timeout(1): killing a wrapper would orphan
+	// it. Cleanup asks it to stop (SIGTERM) and kills it 5 s later if it
+	// ignores that, as it can while a call is stuck.
+	b.cmd = exec.CommandContext(ctx, bin, "-f", dir)
+	b.cmd.Cancel = func() error { return b.cmd.Process.Signal(syscall.SIGTERM) }
 	b.cmd.WaitDelay = 5 * time.Second
 	out, _ := b.cmd.StdoutPipe()
 	b.cmd.Stderr = b.cmd.Stdout
