@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/clock"
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/ids"
 	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/internal/store"
 	"github.com/switchboard-voice/switchboard/internal/webhook"
@@ -425,7 +426,7 @@ func (a *actor) notifyOperation(op *graph.Operation) {
 }
 
 func (a *actor) newOperation(typ, clientContext string, status graph.OperationStatus) *graph.Operation {
-	op := graph.Operation{ODataType: typ, ID: newID(), ClientContext: clientContext, Status: status}
+	op := graph.Operation{ODataType: typ, ID: ids.New(), ClientContext: clientContext, Status: status}
 	if status == graph.OperationCompleted {
 		op.ResultInfo = &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 200, Subcode: 0, Message: "Action completed successfully."}
 	}

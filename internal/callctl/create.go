@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/ids"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -73,7 +74,7 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 		return nil, errs.E(errs.Unauthenticated, "The application is not registered.")
 	}
 
-	myID := newID()
+	myID := ids.New()
 	source, err := m.resolveSource(c, myID, app.DisplayName, req.Source)
 	if err != nil {
 		return nil, err
@@ -89,7 +90,7 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 	}
 
 	now := m.clk.Now()
-	id := newID()
+	id := ids.New()
 	t0.ODataType = graph.TypeInvitationParticipantInfo
 	normIdentitySet(t0.Identity)
 	call := graph.Call{
@@ -97,7 +98,7 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 		State:                   graph.StateEstablishing,
 		Direction:               graph.DirectionOutgoing,
 		CallbackURI:             req.CallbackURI,
-		CallChainID:             newID(),
+		CallChainID:             ids.New(),
 		CallOptions:             req.CallOptions,
 		MediaConfig:             req.MediaConfig,
 		MyParticipantID:         myID,
@@ -116,7 +117,7 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 		Call: call, AppID: normID(c.AppID), TenantID: normID(c.TenantID), Node: m.o.Node,
 		Participants: []graph.Participant{
 			participant(call.MyParticipantID, source.Identity, "1"),
-			participant(newID(), t0.Identity, "2"),
+			participant(ids.New(), t0.Identity, "2"),
 		},
 		Created: now, LastKeepAlive: now, RingBy: now.Add(ringFor),
 	}
@@ -261,18 +262,18 @@ func (m *Manager) Incoming(ctx context.Context, in IncomingCall) (string, error)
 		return "", err
 	}
 	now := m.clk.Now()
-	id := newID()
+	id := ids.New()
 	caller := in.Caller
 	if !privileged(app.Permissions) {
 		caller = encrypted(m.pepper, caller)
 	}
 	normIdentitySet(caller)
 	normIdentitySet(in.Called)
-	src := &graph.ParticipantInfo{ODataType: graph.TypeParticipantInfo, ID: newID(), Identity: caller,
+	src := &graph.ParticipantInfo{ODataType: graph.TypeParticipantInfo, ID: ids.New(), Identity: caller,
 		EndpointType: "default", LanguageID: "en-US"}
 	call := graph.Call{
 		ID: id, State: graph.StateIncoming, Direction: graph.DirectionIncoming,
-		CallbackURI: app.CallbackURI, CallChainID: newID(), MyParticipantID: newID(),
+		CallbackURI: app.CallbackURI, CallChainID: ids.New(), MyParticipantID: ids.New(),
 		RequestedModalities: []graph.Modality{graph.ModalityAudio},
 		Source:              src,
 		Targets:             []graph.InvitationParticipantInfo{{ODataType: graph.TypeInvitationParticipantInfo, Identity: in.Called}},

@@ -1,8 +1,6 @@
 package callctl
 
 import (
-	"crypto/rand"
-	"fmt"
 	"strings"
 	"time"
 
@@ -73,15 +71,6 @@ func (r *Record) addOperation(op graph.Operation) {
 		}
 	}
 	r.Operations = append(r.Operations, op)
-}
-
-// newID returns a random (version 4) GUID in Graph's lower-case form.
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // normID is the form ids are stored and compared in.

@@ -7,8 +7,6 @@ package graphapi
 
 import (
 	"compress/gzip"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,6 +28,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/identity"
+	"github.com/switchboard-voice/switchboard/internal/ids"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -102,7 +101,7 @@ func (s *Server) Drain() { s.draining.Store(true); s.ready.Store(false) }
 
 // ServeHTTP stamps request ids on every response and serves the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	rid := newRequestID()
+	rid := ids.New()
 	h := w.Header()
 	h.Set("request-id", rid)
 	if c := r.Header.Get("client-request-id"); c != "" && len(c) <= 128 {
@@ -120,15 +119,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	s.mux.ServeHTTP(w, r)
-}
-
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	x := hex.EncodeToString(b[:])
-	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
 }
 
 type handler func(w http.ResponseWriter, r *http.Request, c callctl.Caller) error

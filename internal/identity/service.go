@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/internal/ids"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -292,10 +293,10 @@ func unknownTenant(t string) *tokenError {
 // writeTokenError writes e in the identity platform's shape, with the trace
 // and correlation ids and timestamp it appends to every description.
 func writeTokenError(w http.ResponseWriter, r *http.Request, now time.Time, e *tokenError) {
-	trace := randomGUID()
+	trace := ids.New()
 	corr := r.Header.Get("client-request-id")
 	if !config.IsGUID(corr) {
-		corr = randomGUID()
+		corr = ids.New()
 	}
 	ts := now.UTC().Format("2006-01-02 15:04:05Z")
 	writeJSON(w, e.status, graph.TokenError{
@@ -400,12 +401,4 @@ func randomID(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func randomGUID() string {
-	var u [16]byte
-	_, _ = rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return formatUUID(u)
 }

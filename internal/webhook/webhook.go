@@ -69,9 +69,7 @@ package webhook
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,6 +87,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/egress"
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/ids"
 	"github.com/switchboard-voice/switchboard/internal/store"
 )
 
@@ -366,7 +365,7 @@ func (o *Outbox) Enqueue(ctx context.Context, n Notification) error {
 	if err := validate(n); err != nil {
 		return err
 	}
-	reqID := newRequestID()
+	reqID := ids.New()
 	m := &nats.Msg{
 		Subject: o.subject + subjectToken(n.CallID),
 		Header:  nats.Header{},
@@ -428,7 +427,7 @@ func parseItem(msg jetstream.Msg, seq uint64, log *slog.Logger) (*item, error) {
 		return it, fmt.Errorf("%w: stream sequence %d: %w", ErrMalformed, seq, err)
 	}
 	if it.requestID == "" {
-		it.requestID = newRequestID()
+		it.requestID = ids.New()
 	}
 	return it, nil
 }
@@ -458,25 +457,6 @@ func subjectToken(callID string) string {
 		return callID
 	}
 	return "b64_" + base64.RawURLEncoding.EncodeToString([]byte(callID))
-}
-
-// newRequestID returns a random UUID (version 4).
-func newRequestID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	var s [36]byte
-	hex.Encode(s[0:8], b[0:4])
-	s[8] = '-'
-	hex.Encode(s[9:13], b[4:6])
-	s[13] = '-'
-	hex.Encode(s[14:18], b[6:8])
-	s[18] = '-'
-	hex.Encode(s[19:23], b[8:10])
-	s[23] = '-'
-	hex.Encode(s[24:], b[10:])
-	return string(s[:])
 }
 
 // Backlog reports how many of this node's notifications are not finished
