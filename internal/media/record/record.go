@@ -513,7 +513,11 @@ type source struct {
 	silence int64  // samples of silence to emit before pending
 	pending []byte // encoded audio not yet returned
 	buf     [frameSamples * 2]byte
+	wait    *time.Timer
 }
+
+// batchWait is how long the upload sleeps when no frame is queued.
+const batchWait = 200 * time.Millisecond
 
 func (src *source) Read(p []byte) (int, error) {
 	r := src.r
@@ -535,6 +539,20 @@ func (src *source) Read(p []byte) (int, error) {
 		select {
 		case f := <-r.frames:
 			src.take(f)
+			continue
+		default:
+		}
+		// Nothing queued: wait for a batch of frames rather than waking for
+		// each 20 ms frame (a wake-up per frame per recording was most of
+		// the scheduler delay the media clock saw under load). The queue
+		// holds a second; this drains it five times a second.
+		if src.wait == nil {
+			src.wait = time.NewTimer(batchWait)
+		} else {
+			src.wait.Reset(batchWait)
+		}
+		select {
+		case <-src.wait.C:
 		case <-r.abort:
 			return 0, errAborted
 		case <-r.finish:
