@@ -171,6 +171,40 @@ func TestSDKDoesNotImportInternal(t *testing.T) {
 	}
 }
 
+// TestSamplesUseOnlyTheSDK keeps the sample bots under examples/ honest:
+// they show what a bot author can write, so their code imports only the
+// standard library, third-party modules, sdk/... and the samples' own
+// examples/internal/... (which follows the same rule). Their tests may use
+// the module's internal packages (calltest runs a node for them).
+func TestSamplesUseOnlyTheSDK(t *testing.T) {
+	m := findModule(t)
+	allowed := func(p string) bool {
+		rel, ok := strings.CutPrefix(p, m.path+"/")
+		return !ok || inSDK(rel) || rel == "examples/internal" || strings.HasPrefix(rel, "examples/internal/")
+	}
+	files := 0
+	for dir, fs := range packageDirs(t, m, parser.ImportsOnly) {
+		if dir != "examples" && !strings.HasPrefix(dir, "examples/") {
+			continue
+		}
+		for _, f := range fs {
+			if strings.HasSuffix(f.rel, "_test.go") {
+				continue
+			}
+			files++
+			for _, imp := range f.file.Imports {
+				if p, _ := strconv.Unquote(imp.Path.Value); !allowed(p) {
+					t.Errorf("%s:%d imports %s: a sample bot may import only the standard library, third-party modules, sdk/... and examples/internal/...",
+						f.rel, f.fset.Position(imp.Pos()).Line, p)
+				}
+			}
+		}
+	}
+	if files == 0 {
+		t.Fatal("no Go files under examples/: have the samples moved? Update this test")
+	}
+}
+
 // listedPackage is the part of `go list -json` this test reads.
 type listedPackage struct {
 	ImportPath string
