@@ -221,6 +221,9 @@ func (b *Bot) save(callID string, data []byte) (string, error) {
 		return "", fmt.Errorf("save recording: %w", err)
 	}
 	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(0o644) // CreateTemp makes it private; a saved recording is an ordinary file
+	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
