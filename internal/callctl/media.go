@@ -29,13 +29,15 @@ var _ MediaPort = (*media.Session)(nil)
 // mediaPortOf returns the leg's media, or nil when the leg has none the
 // platform hosts.
 func mediaPortOf(l Leg) MediaPort {
+	// A leg's own MediaPort wins over its bare session (a simulated
+	// handset's counts what it is played).
 	switch v := l.(type) {
+	case interface{ MediaPort() MediaPort }:
+		return v.MediaPort()
 	case interface{ Media() *media.Session }:
 		if s := v.Media(); s != nil {
 			return s
 		}
-	case interface{ MediaPort() MediaPort }:
-		return v.MediaPort()
 	}
 	return nil
 }

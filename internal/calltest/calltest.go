@@ -65,6 +65,7 @@ func Config(dataDir, publicURL, botHook, weakHook string) *config.Config {
 	c.Notifications.Timeout = config.Duration(2 * time.Second)
 	c.SIP.Listen = "127.0.0.1:0"
 	c.SIP.TLSListen = ""
+	c.Simulator.Audio = false // timed simulated media: the fake clock drives it
 	fast := config.Simulation{RingAfter: config.Duration(20 * time.Millisecond), AnswerAfter: config.Duration(60 * time.Millisecond)}
 	bob := fast
 	bob.DTMF, bob.DTMFInterval = "12#", config.Duration(30*time.Millisecond)

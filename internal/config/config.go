@@ -168,6 +168,10 @@ type Outbound struct {
 type Simulator struct {
 	// Enabled mounts /simulator/v1/ (no authentication: for tests and demos).
 	Enabled bool `yaml:"enabled"`
+	// Audio gives simulated users real RTP handsets on the media engine
+	// (the default): they hear prompts as audio, speak and press keys over
+	// RTP. Off, their media is only timed: prompts are counted, not heard.
+	Audio bool `yaml:"audio"`
 }
 
 // Log configures logging.
@@ -304,6 +308,7 @@ func Default() Config {
 			RingTimeout: Duration(60 * time.Second), DrainTimeout: Duration(10 * time.Second), MaxConcurrentPerApp: 100},
 		Notifications: Notifications{Timeout: Duration(5 * time.Second), MaxAge: Duration(10 * time.Minute), Workers: 256},
 		Outbound:      Outbound{},
+		Simulator:     Simulator{Audio: true},
 		Log:           Log{Level: "info", Format: "text"},
 	}
 }

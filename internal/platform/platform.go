@@ -156,6 +156,9 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	}
 
 	n.Sim = simulated.New(n.Directory, clk, log.With("component", "simulated"))
+	if cfg.Simulator.Audio {
+		n.Sim.UseMedia(n.Media)
+	}
 	calls := &lateCalls{}
 	dial := dialers{dir: n.Directory, sim: n.Sim}
 	if cfg.SIP.Listen != "" {

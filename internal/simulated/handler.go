@@ -3,10 +3,13 @@ package simulated
 import (
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/media"
+	"github.com/switchboard-voice/switchboard/internal/media/prompt"
 )
 
 // Routes registers the control API under /simulator/v1/. It is meant for
@@ -18,7 +21,14 @@ import (
 //	GET    /simulator/v1/calls/{id}       → leg; ?waitFor=connected|ended&timeout=10s blocks until then
 //	POST   /simulator/v1/calls/{id}/keys  {"keys":"12#","interval":"300ms"} → 202
 //	DELETE /simulator/v1/calls/{id}       → 204 (the simulated user hangs up)
+//
+// With simulator.audio (the default) the user has a real RTP handset:
+//
+//	GET    /simulator/v1/calls/{id}/audio → audio/wav: what the user has heard (8 kHz mono)
+//	POST   /simulator/v1/calls/{id}/say   body: any WAV → 202, the user says it
 func (e *Endpoint) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /simulator/v1/calls/{id}/audio", e.handleAudio)
+	mux.HandleFunc("POST /simulator/v1/calls/{id}/say", e.handleSay)
 	mux.HandleFunc("POST /simulator/v1/calls", e.handleCall)
 	mux.HandleFunc("GET /simulator/v1/calls", e.handleList)
 	mux.HandleFunc("GET /simulator/v1/calls/{id}", e.handleGet)
@@ -175,4 +185,36 @@ func (e *Endpoint) handleHangUp(w http.ResponseWriter, r *http.Request) {
 	}
 	l.HangUpNow()
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (e *Endpoint) handleAudio(w http.ResponseWriter, r *http.Request) {
+	l := e.leg(w, r)
+	if l == nil {
+		return
+	}
+	if !l.HasAudio() {
+		writeErr(w, errs.E(errs.Conflict, "the simulated user has no audio: simulator.audio is off"))
+		return
+	}
+	wav := prompt.EncodeWAV(l.Heard(), media.SampleRate)
+	w.Header().Set("Content-Type", "audio/wav")
+	w.Header().Set("Content-Length", strconv.Itoa(len(wav)))
+	_, _ = w.Write(wav)
+}
+
+func (e *Endpoint) handleSay(w http.ResponseWriter, r *http.Request) {
+	l := e.leg(w, r)
+	if l == nil {
+		return
+	}
+	pcm, err := prompt.DecodeWAV(http.MaxBytesReader(w, r.Body, 32<<20))
+	if err != nil {
+		writeErr(w, errs.E(errs.BadRequest, "the body is not a usable WAV file: %v", err))
+		return
+	}
+	if err := l.Say(pcm); err != nil {
+		writeErr(w, errs.Wrap(errs.Conflict, err, "%v", err))
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
 }

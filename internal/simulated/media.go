@@ -1,12 +1,16 @@
 package simulated
 
 import (
+	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/clock"
+	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/media"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
 // simMedia is a simulated user's ear and mouth: prompts take their real
@@ -67,6 +71,9 @@ func (m *simMedia) swap(slot **pending, next *pending) *pending {
 
 // MediaPort returns the leg's simulated media.
 func (l *Leg) MediaPort() callctl.MediaPort {
+	if l.audio != nil {
+		return countingPort{Session: l.audio.sess, l: l}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.media == nil {
@@ -114,3 +121,136 @@ func (m *simMedia) StopRecord() { m.swap(&m.rec, nil).finish(true) }
 
 func (m *simMedia) DetectTones(bool) {}
 func (m *simMedia) SetMuted(bool)    {}
+
+// legAudio is a leg's real media (simulator.audio): the platform's RTP
+// session for the leg and the simulated user's handset facing it.
+type legAudio struct {
+	sess *media.Session
+	hs   *handset
+	leg  atomic.Pointer[Leg] // set once the leg exists
+	once sync.Once
+}
+
+// openAudio opens a media session and a handset when the endpoint has a
+// media engine; nil (timed media) otherwise.
+func (e *Endpoint) openAudio() (*legAudio, error) {
+	e.mu.Lock()
+	eng := e.engine
+	e.mu.Unlock()
+	if eng == nil {
+		return nil, nil
+	}
+	a := &legAudio{}
+	sess, err := eng.NewSession(func(ev media.Event) {
+		if l := a.leg.Load(); l != nil {
+			l.onMedia(ev)
+		}
+	})
+	if err != nil {
+		return nil, &callctl.RouteError{Reason: errs.NoMediaPorts}
+	}
+	hs, err := newHandset(sess.LocalAddr(), func(c byte) {
+		if l := a.leg.Load(); l != nil {
+			l.heardTone(c)
+		}
+	})
+	if err != nil {
+		_ = sess.Close()
+		return nil, &callctl.RouteError{Reason: errs.NoMediaPorts}
+	}
+	a.sess, a.hs = sess, hs
+	sess.SetRemote(hs.Addr(), media.PCMU, eventPT)
+	return a, nil
+}
+
+func (a *legAudio) close() {
+	a.once.Do(func() {
+		a.hs.Close()
+		_ = a.sess.Close()
+	})
+}
+
+// onMedia receives the session's events: keys the handset pressed, as the
+// platform detected them.
+func (l *Leg) onMedia(ev media.Event) {
+	if ev.Kind != media.EventTone || l.State().State != "connected" {
+		return
+	}
+	if t, ok := graph.ParseTone(string(ev.Tone)); ok {
+		l.emit(callctl.LegEvent{Kind: callctl.LegTone, Tone: t})
+	}
+}
+
+// heardTone records a tone the platform sent to the handset.
+func (l *Leg) heardTone(c byte) {
+	t, ok := graph.ParseTone(string(c))
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	l.received = append(l.received, t)
+	close(l.changed)
+	l.changed = make(chan struct{})
+	l.mu.Unlock()
+}
+
+// press is the simulated user pressing a key: on the handset (RFC 4733,
+// detected by the platform) or, with timed media, reported directly.
+func (l *Leg) press(t graph.Tone) {
+	if l.audio != nil {
+		if c := t.Char(); c != 0 {
+			l.audio.hs.Press(c)
+		}
+		return
+	}
+	l.emit(callctl.LegEvent{Kind: callctl.LegTone, Tone: t})
+}
+
+// Media returns the leg's RTP session (nil with timed media), so the
+// platform can bridge it like a phone's.
+func (l *Leg) Media() *media.Session {
+	if l.audio == nil {
+		return nil
+	}
+	return l.audio.sess
+}
+
+// HasAudio says whether the leg has a handset (simulator.audio).
+func (l *Leg) HasAudio() bool { return l.audio != nil }
+
+// Heard returns the audio the simulated user has heard, 8 kHz PCM (nil
+// with timed media).
+func (l *Leg) Heard() []int16 {
+	if l.audio == nil {
+		return nil
+	}
+	pcm, _ := l.audio.hs.Heard()
+	return pcm
+}
+
+// Say makes the simulated user speak 8 kHz PCM, after anything queued.
+func (l *Leg) Say(pcm []int16) error {
+	if l.audio == nil {
+		return errors.New("the simulated user has no audio (simulator.audio is off)")
+	}
+	if l.State().State != "connected" {
+		return errors.New("the leg is not connected")
+	}
+	l.audio.hs.Say(pcm)
+	return nil
+}
+
+// countingPort is a handset leg's service-hosted media: the real session,
+// counting what is played as timed media does.
+type countingPort struct {
+	*media.Session
+	l *Leg
+}
+
+func (p countingPort) Play(a *media.Audio, loop bool, done func(bool)) {
+	p.l.mu.Lock()
+	p.l.played++
+	p.l.playedFor += a.Duration()
+	p.l.mu.Unlock()
+	p.Session.Play(a, loop, done)
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/identity"
+	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -49,6 +50,8 @@ type Endpoint struct {
 
 	mu       sync.Mutex
 	incoming Incoming
+	engine   *media.Engine   // simulated users have RTP handsets when set
+	added    chan struct{}   // closed when a leg is added
 	legs     map[string]*Leg // by leg id
 	order    []string
 }
@@ -63,7 +66,17 @@ func New(dir *identity.Directory, clk clock.Clock, log *slog.Logger) *Endpoint {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Endpoint{dir: dir, clk: clk, log: log, legs: map[string]*Leg{}}
+	return &Endpoint{dir: dir, clk: clk, log: log, legs: map[string]*Leg{}, added: make(chan struct{})}
+}
+
+// UseMedia gives simulated users real RTP handsets on eng (simulator.audio):
+// prompts are heard as audio, speech and keys go through the media engine.
+// Without it, media is timed: prompts take their length and are counted,
+// and the user is silent.
+func (e *Endpoint) UseMedia(eng *media.Engine) {
+	e.mu.Lock()
+	e.engine = eng
+	e.mu.Unlock()
 }
 
 // Attach sets where simulated callers' calls go (the call manager).
@@ -91,6 +104,7 @@ type Leg struct {
 	sipStatus int
 	received  []graph.Tone
 	media     *simMedia
+	audio     *legAudio // nil with timed media
 	played    int
 	playedFor time.Duration
 	timers    []clock.Timer
@@ -109,6 +123,10 @@ type LegState struct {
 	// PromptsHeard counts the prompts (and beeps) played to the simulated user; PromptSeconds their length.
 	PromptsHeard  int     `json:"promptsHeard"`
 	PromptSeconds float64 `json:"promptSeconds"`
+	// Audio says the user has an RTP handset (simulator.audio); SoundSeconds
+	// is how much sound (not silence) it has heard.
+	Audio        bool    `json:"audio"`
+	SoundSeconds float64 `json:"soundSeconds"`
 	// SIPStatus is the final response the platform refused the leg with (486, 603, 480...); 0 after a BYE.
 	SIPStatus  int    `json:"sipStatus,omitempty"`
 	EndCode    int    `json:"endCode,omitempty"`
@@ -149,7 +167,11 @@ func (e *Endpoint) Dial(callID string, t callctl.Target, ev func(callctl.LegEven
 	if !u.Simulated {
 		return nil, &callctl.RouteError{Reason: errs.NoEndpoints}
 	}
-	l := e.newLeg(callID, u, tid, false, u.Simulation, ev)
+	a, err := e.openAudio()
+	if err != nil {
+		return nil, err
+	}
+	l := e.newLeg(callID, u, tid, false, u.Simulation, ev, a)
 	l.ring()
 	return l, nil
 }
@@ -167,7 +189,11 @@ func (e *Endpoint) Resume(callID string, r callctl.LegRef, state graph.CallState
 	if !ok {
 		return nil, fmt.Errorf("simulated: user %s is gone from the configuration", rf.UserID)
 	}
-	l := e.newLeg(callID, u, rf.TenantID, rf.Incoming, rf.Sim, ev)
+	a, err := e.openAudio()
+	if err != nil {
+		return nil, err
+	}
+	l := e.newLeg(callID, u, rf.TenantID, rf.Incoming, rf.Sim, ev, a)
 	l.id = rf.LegID
 	switch {
 	case state == graph.StateEstablished || state == graph.StateHold:
@@ -178,12 +204,17 @@ func (e *Endpoint) Resume(callID string, r callctl.LegRef, state graph.CallState
 	return l, nil
 }
 
-func (e *Endpoint) newLeg(callID string, u *config.User, tid string, incoming bool, sim config.Simulation, ev func(callctl.LegEvent)) *Leg {
+func (e *Endpoint) newLeg(callID string, u *config.User, tid string, incoming bool, sim config.Simulation, ev func(callctl.LegEvent), a *legAudio) *Leg {
 	l := &Leg{e: e, id: newLegID(), callID: callID, user: u, tenantID: tid, incoming: incoming,
-		sim: sim, ev: ev, state: "ringing", changed: make(chan struct{})}
+		sim: sim, ev: ev, state: "ringing", changed: make(chan struct{}), audio: a}
+	if a != nil {
+		a.leg.Store(l)
+	}
 	e.mu.Lock()
 	e.legs[l.id] = l
 	e.order = append(e.order, l.id)
+	close(e.added)
+	e.added = make(chan struct{})
 	if len(e.order) > 10000 { // forget the oldest ended legs
 		old := e.order[0]
 		if ol := e.legs[old]; ol != nil && ol.State().State == "ended" {
@@ -262,11 +293,14 @@ func (l *Leg) answerOrRefuse() {
 // connected starts what a simulated user does once the call is up.
 func (l *Leg) connected() {
 	l.setState("connected")
+	if l.audio != nil {
+		l.audio.hs.Start()
+	}
 	if l.sim.DTMF != "" {
 		iv := orDefault(l.sim.DTMFInterval, DefaultDTMFInterval)
 		for i, ch := range l.sim.DTMF {
 			t, _ := graph.ParseTone(string(ch))
-			l.after(time.Duration(i+1)*iv, func() { l.emit(callctl.LegEvent{Kind: callctl.LegTone, Tone: t}) })
+			l.after(time.Duration(i+1)*iv, func() { l.press(t) })
 		}
 	}
 	if d := l.sim.HangUpAfter.D(); d > 0 {
@@ -300,6 +334,9 @@ func (l *Leg) finish(reason errs.EndReason, report bool) {
 	close(l.changed)
 	l.changed = make(chan struct{})
 	l.mu.Unlock()
+	if l.audio != nil {
+		l.audio.close()
+	}
 	if report {
 		l.ev(callctl.LegEvent{Kind: callctl.LegEnded, Reason: reason})
 	}
@@ -329,12 +366,23 @@ func (l *Leg) Reject(reason errs.EndReason) {
 // HangUp ends the leg from the platform's side.
 func (l *Leg) HangUp(reason errs.EndReason) { l.finish(reason, false) }
 
-// SendTones records tones the platform played to the simulated user.
+// SendTones records tones the platform played to the simulated user. With
+// a handset they go as RFC 4733 events and are recorded as it hears them.
 func (l *Leg) SendTones(tones []graph.Tone) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.state != "connected" {
 		return errors.New("simulated: the leg is not connected")
+	}
+	if l.audio != nil {
+		var b strings.Builder
+		for _, t := range tones {
+			if c := t.Char(); c != 0 && c != '!' {
+				b.WriteByte(c)
+			}
+		}
+		l.audio.sess.SendTones(b.String(), 100*time.Millisecond, nil)
+		return nil
 	}
 	l.received = append(l.received, tones...)
 	close(l.changed)
@@ -362,6 +410,10 @@ func (l *Leg) State() LegState {
 	}
 	s.TonesReceived = b.String()
 	s.PromptsHeard, s.PromptSeconds = l.played, l.playedFor.Seconds()
+	if l.audio != nil {
+		s.Audio = true
+		_, s.SoundSeconds = l.audio.hs.Heard()
+	}
 	if l.reason != nil {
 		s.EndCode, s.EndSubcode, s.EndReason, s.SIPStatus = l.reason.Code, l.reason.Subcode, l.reason.Message, l.sipStatus
 	}
@@ -386,16 +438,23 @@ func (l *Leg) PressKeys(keys string, interval time.Duration) error {
 			return fmt.Errorf("%q is not a DTMF key", ch)
 		}
 		if i == 0 {
-			l.emit(callctl.LegEvent{Kind: callctl.LegTone, Tone: t})
+			l.press(t)
 			continue
 		}
-		l.after(time.Duration(i)*interval, func() { l.emit(callctl.LegEvent{Kind: callctl.LegTone, Tone: t}) })
+		l.after(time.Duration(i)*interval, func() { l.press(t) })
 	}
 	return nil
 }
 
 // HangUpNow makes the simulated user hang up.
 func (l *Leg) HangUpNow() { l.finish(errs.EndedByRemote, true) }
+
+// LegAdded returns a channel closed when the next leg is added.
+func (e *Endpoint) LegAdded() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.added
+}
 
 // Leg returns a leg by id.
 func (e *Endpoint) Leg(id string) (*Leg, bool) {
@@ -458,15 +517,22 @@ func (e *Endpoint) Call(ctx context.Context, o CallOptions) (*Leg, error) {
 		caller = &graph.IdentitySet{Phone: &graph.Identity{ID: u.Phone, DisplayName: u.DisplayName}}
 	}
 	called := &graph.IdentitySet{ApplicationInstance: &graph.Identity{ID: instanceID, DisplayName: app.DisplayName, TenantID: appTenant}}
+	a, err := e.openAudio()
+	if err != nil {
+		return nil, errs.Wrap(errs.Unavailable, err, "the simulated caller has no media: %v", err)
+	}
 	got := make(chan *Leg, 1)
-	_, err := in.Incoming(ctx, callctl.IncomingCall{
+	_, err = in.Incoming(ctx, callctl.IncomingCall{
 		TenantID: appTenant, AppID: app.ID, Caller: caller, Called: called,
 		NewLeg: func(callID string, ev func(callctl.LegEvent)) callctl.Leg {
-			l := e.newLeg(callID, u, tid, true, sim, ev)
+			l := e.newLeg(callID, u, tid, true, sim, ev, a)
 			got <- l
 			return l
 		},
 	})
+	if err != nil && a != nil {
+		a.close()
+	}
 	if errors.Is(err, callctl.ErrNoBot) {
 		return nil, errs.E(errs.Unavailable, "the application owning %s has no callbackUri: nobody would hear the call", o.To)
 	}

@@ -456,3 +456,37 @@ func printable(b []byte) bool {
 	}
 	return true
 }
+
+// WAVHeaderLen is the size of the canonical RIFF/WAVE header WAVHeader writes.
+const WAVHeaderLen = 44
+
+// WAVHeader is the canonical header of a WAV file holding dataBytes of
+// 16-bit mono PCM at rate.
+func WAVHeader(dataBytes int64, rate int) [WAVHeaderLen]byte {
+	var h [WAVHeaderLen]byte
+	le := binary.LittleEndian
+	copy(h[0:], "RIFF")
+	le.PutUint32(h[4:], uint32(36+dataBytes))
+	copy(h[8:], "WAVEfmt ")
+	le.PutUint32(h[16:], 16)             // fmt chunk size
+	le.PutUint16(h[20:], 1)              // PCM
+	le.PutUint16(h[22:], 1)              // mono
+	le.PutUint32(h[24:], uint32(rate))   // sample rate
+	le.PutUint32(h[28:], uint32(rate*2)) // byte rate
+	le.PutUint16(h[32:], 2)              // block align
+	le.PutUint16(h[34:], 16)             // bits per sample
+	copy(h[36:], "data")
+	le.PutUint32(h[40:], uint32(dataBytes))
+	return h
+}
+
+// EncodeWAV returns 16-bit mono PCM at rate as a WAV file.
+func EncodeWAV(pcm []int16, rate int) []byte {
+	h := WAVHeader(int64(2*len(pcm)), rate)
+	b := make([]byte, WAVHeaderLen+2*len(pcm))
+	copy(b, h[:])
+	for i, v := range pcm {
+		binary.LittleEndian.PutUint16(b[WAVHeaderLen+2*i:], uint16(v))
+	}
+	return b
+}

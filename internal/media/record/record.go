@@ -53,6 +53,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/media"
+	"github.com/switchboard-voice/switchboard/internal/media/prompt"
 	"github.com/switchboard-voice/switchboard/internal/store"
 )
 
@@ -80,7 +81,7 @@ const (
 	// partial upload before giving up on it.
 	abortWait = 5 * time.Second
 	// wavHeaderLen is the canonical 44-byte RIFF/WAVE header.
-	wavHeaderLen = 44
+	wavHeaderLen = prompt.WAVHeaderLen
 )
 
 // The object store's layout (NATS ADR-20), as nats.go writes it.
@@ -749,22 +750,6 @@ func writeError(w http.ResponseWriter, err error) {
 	_, _ = w.Write(b)
 }
 
-// wavHeader is the 44-byte header of a WAV file holding size bytes of
-// 8 kHz 16-bit mono PCM.
-func wavHeader(size int64) [wavHeaderLen]byte {
-	var h [wavHeaderLen]byte
-	le := binary.LittleEndian
-	copy(h[0:], "RIFF")
-	le.PutUint32(h[4:], uint32(36+size))
-	copy(h[8:], "WAVEfmt ")
-	le.PutUint32(h[16:], 16)                 // fmt chunk size
-	le.PutUint16(h[20:], 1)                  // PCM
-	le.PutUint16(h[22:], 1)                  // mono
-	le.PutUint32(h[24:], media.SampleRate)   // sample rate
-	le.PutUint32(h[28:], media.SampleRate*2) // byte rate
-	le.PutUint16(h[32:], 2)                  // block align
-	le.PutUint16(h[34:], 16)                 // bits per sample
-	copy(h[36:], "data")
-	le.PutUint32(h[40:], uint32(size))
-	return h
-}
+// wavHeader is the header of a WAV file holding size bytes of 8 kHz
+// 16-bit mono PCM.
+func wavHeader(size int64) [wavHeaderLen]byte { return prompt.WAVHeader(size, media.SampleRate) }
