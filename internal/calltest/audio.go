@@ -7,69 +7,22 @@ import (
 	"os"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/bottest"
 	"github.com/switchboard-voice/switchboard/internal/media/g711"
+	"github.com/switchboard-voice/switchboard/internal/media/prompt"
 )
 
 // Audio is checked as audio (STYLE.md): by the energy envelope of 20 ms
 // frames at 8 kHz, compared by normalised cross-correlation.
 
 // Envelope returns the RMS of each 20 ms frame of 8 kHz PCM.
-func Envelope(pcm []int16) []float64 {
-	const n = 160
-	env := make([]float64, 0, len(pcm)/n)
-	for i := 0; i+n <= len(pcm); i += n {
-		var s float64
-		for _, v := range pcm[i : i+n] {
-			s += float64(v) * float64(v)
-		}
-		env = append(env, math.Sqrt(s/n))
-	}
-	return env
-}
+func Envelope(pcm []int16) []float64 { return bottest.Envelope(pcm) }
 
 // BestCorrelation slides b over a by up to maxLag frames either way and
 // returns the highest normalised correlation of the overlap (≥ minOverlap
 // frames), and the lag where it is.
 func BestCorrelation(a, b []float64, maxLag, minOverlap int) (float64, int) {
-	best, at := -1.0, 0
-	for lag := -maxLag; lag <= maxLag; lag++ {
-		var x, y []float64
-		for i := range a {
-			j := i + lag
-			if j >= 0 && j < len(b) {
-				x = append(x, a[i])
-				y = append(y, b[j])
-			}
-		}
-		if len(x) < minOverlap {
-			continue
-		}
-		if c := correlation(x, y); c > best {
-			best, at = c, lag
-		}
-	}
-	return best, at
-}
-
-func correlation(x, y []float64) float64 {
-	var mx, my float64
-	for i := range x {
-		mx += x[i]
-		my += y[i]
-	}
-	mx /= float64(len(x))
-	my /= float64(len(y))
-	var sxy, sxx, syy float64
-	for i := range x {
-		dx, dy := x[i]-mx, y[i]-my
-		sxy += dx * dy
-		sxx += dx * dx
-		syy += dy * dy
-	}
-	if sxx == 0 || syy == 0 {
-		return 0
-	}
-	return sxy / math.Sqrt(sxx*syy)
+	return bottest.BestCorrelation(a, b, maxLag, minOverlap)
 }
 
 // Pattern is 8 kHz PCM of a tone switched on and off in an irregular
@@ -95,25 +48,7 @@ func Pattern(freq float64, seconds float64, seed int) []int16 {
 }
 
 // WAV encodes 16-bit mono PCM at rate as a WAV file.
-func WAV(pcm []int16, rate int) []byte {
-	b := make([]byte, 44+2*len(pcm))
-	copy(b[0:], "RIFF")
-	binary.LittleEndian.PutUint32(b[4:], uint32(36+2*len(pcm)))
-	copy(b[8:], "WAVEfmt ")
-	binary.LittleEndian.PutUint32(b[16:], 16)
-	binary.LittleEndian.PutUint16(b[20:], 1)
-	binary.LittleEndian.PutUint16(b[22:], 1)
-	binary.LittleEndian.PutUint32(b[24:], uint32(rate))
-	binary.LittleEndian.PutUint32(b[28:], uint32(rate*2))
-	binary.LittleEndian.PutUint16(b[32:], 2)
-	binary.LittleEndian.PutUint16(b[34:], 16)
-	copy(b[36:], "data")
-	binary.LittleEndian.PutUint32(b[40:], uint32(2*len(pcm)))
-	for i, v := range pcm {
-		binary.LittleEndian.PutUint16(b[44+2*i:], uint16(v))
-	}
-	return b
-}
+func WAV(pcm []int16, rate int) []byte { return prompt.EncodeWAV(pcm, rate) }
 
 // WriteWAV writes 16-bit mono PCM at rate as a WAV file.
 func WriteWAV(path string, pcm []int16, rate int) error {

@@ -1,0 +1,335 @@
+package bottest_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/bottest"
+	"github.com/switchboard-voice/switchboard/sdk"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+// pattern is 8 kHz PCM of a tone switched on and off irregularly, so its
+// envelope is unmistakable (a stand-in for speech).
+func pattern(freq float64, seconds float64, seed int) []int16 {
+	pcm := make([]int16, int(seconds*8000))
+	on, left := true, 0
+	for i := range pcm {
+		if left == 0 {
+			seed = (seed*1103515245 + 12345) & 0x7fffffff
+			left = 800 + seed%2400 // 100–400 ms
+			on = !on
+		}
+		left--
+		if on {
+			pcm[i] = int16(8000 * math.Sin(2*math.Pi*freq*float64(i)/8000))
+		}
+	}
+	return pcm
+}
+
+// menuBot answers, plays a menu and, on 1, records a message (kept in
+// messages) and thanks the caller. Its prompts are served by prompts.
+type menuBot struct {
+	h       *sdk.Handler
+	prompts string
+
+	mu       sync.Mutex
+	messages [][]int16
+	tones    []graph.Tone
+}
+
+func newMenuBot(t *testing.T, sb *bottest.Switchboard, prompts string) *menuBot {
+	client, err := sdk.NewClient(sb.ClientOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := sdk.NewHandler(sdk.HandlerOptions{Client: client, CallbackURL: sb.CallbackURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &menuBot{h: h, prompts: prompts}
+	h.OnIncomingCall(b.incoming)
+	return b
+}
+
+func (b *menuBot) incoming(ctx context.Context, call *sdk.Call) {
+	defer call.HangUp(context.Background())
+	if call.Answer(ctx, nil) != nil || call.WaitState(ctx, graph.StateEstablished) != nil {
+		return
+	}
+	if _, err := call.SubscribeToTone(ctx); err != nil {
+		return
+	}
+	if op, err := call.PlayPrompt(ctx, b.prompts+"/menu.wav"); err != nil || b.await(ctx, call, op) != nil {
+		return
+	}
+	var tone graph.ToneInfo
+	select {
+	case tone = <-call.Tones():
+	case <-call.Done():
+		return
+	case <-time.After(10 * time.Second):
+		return
+	}
+	b.mu.Lock()
+	b.tones = append(b.tones, tone.Tone)
+	b.mu.Unlock()
+	if tone.Tone != graph.Tone1 {
+		return
+	}
+	silence, most := 1, 10
+	op, err := call.RecordResponse(ctx, &graph.RecordResponseRequest{MaxSilenceTimeoutInSeconds: &silence, MaxRecordDurationInSeconds: &most})
+	if err != nil {
+		return
+	}
+	done, err := call.Await(ctx, op)
+	if err != nil || done.RecordingLocation == nil || done.RecordingAccessToken == nil {
+		return
+	}
+	body, err := call.Client().DownloadRecording(ctx, *done.RecordingLocation, *done.RecordingAccessToken)
+	if err != nil {
+		return
+	}
+	wav, _ := io.ReadAll(body)
+	body.Close()
+	if pcm, err := bottest.DecodeWAV(wav); err == nil {
+		b.mu.Lock()
+		b.messages = append(b.messages, pcm)
+		b.mu.Unlock()
+	}
+	if op, err := call.PlayPrompt(ctx, b.prompts+"/thanks.wav"); err == nil {
+		_ = b.await(ctx, call, op)
+	}
+}
+
+func (b *menuBot) await(ctx context.Context, call *sdk.Call, op *graph.Operation) error {
+	_, err := call.Await(ctx, op)
+	return err
+}
+
+func servePrompts(t *testing.T, files map[string][]int16) string {
+	mux := http.NewServeMux()
+	for name, pcm := range files {
+		wav := bottest.EncodeWAV(pcm)
+		mux.HandleFunc("GET /"+name, func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "audio/wav")
+			_, _ = w.Write(wav)
+		})
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// The README's "test your bot in CI", in full: a simulated caller hears
+// the menu as audio, presses 1, leaves a message the bot records, and hears
+// the thanks.
+func TestCallerHearsMenuPressesKeyAndIsRecorded(t *testing.T) {
+	menu, thanks, speech := pattern(440, 2, 1), pattern(660, 1.5, 2), pattern(300, 2.5, 3)
+	sb := bottest.Start(t)
+	bot := newMenuBot(t, sb, servePrompts(t, map[string][]int16{"menu.wav": menu, "thanks.wav": thanks}))
+	sb.Serve(bot.h)
+
+	alice := sb.Call(t, "Alice")
+	alice.WaitConnected()
+	alice.WaitHeardPCM(menu)
+	alice.Press("1")
+	alice.SayPCM(speech)
+	alice.WaitHeardPCM(thanks)
+	end := alice.WaitEnded()
+	if end.State != "ended" {
+		t.Fatalf("leg: %+v", end)
+	}
+
+	bot.mu.Lock()
+	defer bot.mu.Unlock()
+	if len(bot.tones) != 1 || bot.tones[0] != graph.Tone1 {
+		t.Errorf("the bot saw tones %v, want [1]", bot.tones)
+	}
+	if len(bot.messages) != 1 {
+		t.Fatalf("the bot recorded %d messages, want 1", len(bot.messages))
+	}
+	if s := bottest.Similarity(bot.messages[0], speech); s < 0.8 {
+		t.Errorf("the recording resembles what Alice said by %.2f, want ≥ 0.8", s)
+	}
+	if s := bottest.Similarity(alice.Heard(), speech); s > 0.5 {
+		t.Errorf("Alice heard her own speech (similarity %.2f): media is looped back", s)
+	}
+}
+
+// A bot's outgoing calls reach simulated users: Bob answers, hears the
+// prompt and the tones the bot sends; Carol is busy.
+func TestBotCallsUsers(t *testing.T) {
+	hello := pattern(520, 1.5, 4)
+	sb := bottest.Start(t, bottest.Options{Users: []bottest.User{{DisplayName: "Dave", Answer: "decline"}}})
+	prompts := servePrompts(t, map[string][]int16{"hello.wav": hello})
+	client, err := sdk.NewClient(sb.ClientOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := sdk.NewHandler(sdk.HandlerOptions{Client: client, CallbackURL: sb.CallbackURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb.Serve(h)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	call, err := h.CreateCall(ctx, sdk.NewCall(sdk.UserTarget(bottest.BobID, "Bob")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := sb.WaitCalled(t, "Bob")
+	bob.WaitConnected()
+	if err := call.WaitState(ctx, graph.StateEstablished); err != nil {
+		t.Fatal(err)
+	}
+	op, err := call.PlayPrompt(ctx, prompts+"/hello.wav")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := call.Await(ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	bob.WaitHeardPCM(hello)
+	if _, err := call.SendDtmfTones(ctx, graph.Tone4, graph.Tone2); err != nil {
+		t.Fatal(err)
+	}
+	bob.WaitTones("42")
+	bob.HangUp()
+	select {
+	case <-call.Done():
+	case <-ctx.Done():
+		t.Fatal("the bot never heard Bob hang up")
+	}
+
+	for _, who := range []struct {
+		name, id string
+		code     int
+	}{{"Carol", bottest.CarolID, 486}, {"Dave", "", 603}} {
+		id := who.id
+		if id == "" {
+			id = "5e000000-0000-4000-8000-000000000001"
+		}
+		c, err := h.CreateCall(ctx, sdk.NewCall(sdk.UserTarget(id, who.name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-c.Done():
+		case <-ctx.Done():
+			t.Fatalf("the call to %s never ended", who.name)
+		}
+		ri := c.Snapshot().ResultInfo
+		if ri == nil || ri.Code != who.code {
+			t.Errorf("%s: resultInfo %+v, want code %d", who.name, ri, who.code)
+		}
+	}
+}
+
+func TestSimilarity(t *testing.T) {
+	speech := pattern(300, 2, 7)
+	pad := make([]int16, 8000)
+	heard := append(append(append([]int16(nil), pad...), speech...), pad...)
+	if s := bottest.Similarity(heard, speech); s < 0.95 {
+		t.Errorf("speech inside silence: %.2f", s)
+	}
+	if s := bottest.Similarity(heard[8000+2400:], speech); s < 0.8 {
+		t.Errorf("speech whose leading silence was cut: %.2f", s)
+	}
+	if s := bottest.Similarity(heard, pattern(300, 2, 8)); s > 0.6 {
+		t.Errorf("another pattern: %.2f", s)
+	}
+	tone := make([]int16, 8000)
+	for i := range tone {
+		tone[i] = int16(8000 * math.Sin(2*math.Pi*1000*float64(i)/8000))
+	}
+	withTone := append(append(append([]int16(nil), pad...), tone...), pad...)
+	if s := bottest.Similarity(withTone, tone); s < 0.9 {
+		t.Errorf("a steady tone: %.2f", s)
+	}
+	if s := bottest.Similarity(pad, tone); s > 0 {
+		t.Errorf("a steady tone in silence: %.2f", s)
+	}
+	beep := tone[:2400] // 300 ms of 1 kHz, like the recording beep
+	if n := bottest.Beeps(append(append(append([]int16(nil), speech...), beep...), pad[:800]...)); n != 1 {
+		t.Errorf("speech then a beep: %d beeps", n)
+	}
+	if n := bottest.Beeps(append(append(append([]int16(nil), beep...), pad[:800]...), beep...)); n != 2 {
+		t.Errorf("two beeps: %d", n)
+	}
+	if n := bottest.Beeps(append(speech, pattern(1300, 1, 9)...)); n != 0 {
+		t.Errorf("no beep: %d", n)
+	}
+}
+
+// The same simulated callers from outside Go: the /simulator/v1 control
+// API places the call, downloads what the caller heard as WAV, presses
+// keys and says a WAV.
+func TestControlAPIHearsAndSpeaks(t *testing.T) {
+	menu, thanks, speech := pattern(440, 2, 11), pattern(660, 1.5, 12), pattern(300, 2.5, 13)
+	sb := bottest.Start(t)
+	bot := newMenuBot(t, sb, servePrompts(t, map[string][]int16{"menu.wav": menu, "thanks.wav": thanks}))
+	sb.Serve(bot.h)
+	api := sb.URL + "/simulator/v1/calls"
+	do := func(method, url, ctype string, body []byte, want int) []byte {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: %d %s, want %d", method, url, resp.StatusCode, b, want)
+		}
+		return b
+	}
+	var leg struct {
+		ID    string `json:"id"`
+		Audio bool   `json:"audio"`
+	}
+	if err := json.Unmarshal(do("POST", api, "application/json", []byte(`{"from":"+15550100","to":"`+bottest.BotNumber+`"}`), 201), &leg); err != nil || !leg.Audio {
+		t.Fatalf("leg %+v: %v", leg, err)
+	}
+	do("GET", api+"/"+leg.ID+"?waitFor=connected&timeout=10s", "", nil, 200)
+	heard := func(want []int16) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			pcm, _ := bottest.DecodeWAV(do("GET", api+"/"+leg.ID+"/audio", "", nil, 200)) // empty at first
+			if bottest.Similarity(pcm, want) >= 0.8 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the prompt was never heard")
+			}
+			<-tick.C
+		}
+	}
+	heard(menu)
+	do("POST", api+"/"+leg.ID+"/keys", "application/json", []byte(`{"keys":"1"}`), 202)
+	do("POST", api+"/"+leg.ID+"/say", "audio/wav", bottest.EncodeWAV(speech), 202)
+	do("POST", api+"/"+leg.ID+"/say", "audio/wav", []byte("not a wav"), 400)
+	heard(thanks)
+	bot.mu.Lock()
+	defer bot.mu.Unlock()
+	if len(bot.messages) != 1 || bottest.Similarity(bot.messages[0], speech) < 0.8 {
+		t.Fatalf("the bot recorded %d messages, not what the caller said", len(bot.messages))
+	}
+}
