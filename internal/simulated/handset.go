@@ -126,12 +126,18 @@ func (h *handset) Press(key byte) {
 	h.mu.Unlock()
 }
 
-// Heard returns a copy of the audio heard so far (8 kHz PCM) and how many
-// seconds of it were sound rather than silence.
-func (h *handset) Heard() ([]int16, float64) {
+// Heard returns a copy of the audio heard so far (8 kHz PCM).
+func (h *handset) Heard() []int16 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]int16(nil), h.heard...), (time.Duration(h.loud) * media.FrameDuration).Seconds()
+	return append([]int16(nil), h.heard...)
+}
+
+// Sound is how many seconds of what was heard were sound, not silence.
+func (h *handset) Sound() float64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return (time.Duration(h.loud) * media.FrameDuration).Seconds()
 }
 
 func (h *handset) send() {

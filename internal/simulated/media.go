@@ -224,8 +224,7 @@ func (l *Leg) Heard() []int16 {
 	if l.audio == nil {
 		return nil
 	}
-	pcm, _ := l.audio.hs.Heard()
-	return pcm
+	return l.audio.hs.Heard()
 }
 
 // Say makes the simulated user speak 8 kHz PCM, after anything queued.

@@ -412,7 +412,7 @@ func (l *Leg) State() LegState {
 	s.PromptsHeard, s.PromptSeconds = l.played, l.playedFor.Seconds()
 	if l.audio != nil {
 		s.Audio = true
-		_, s.SoundSeconds = l.audio.hs.Heard()
+		s.SoundSeconds = l.audio.hs.Sound()
 	}
 	if l.reason != nil {
 		s.EndCode, s.EndSubcode, s.EndReason, s.SIPStatus = l.reason.Code, l.reason.Subcode, l.reason.Message, l.sipStatus
