@@ -85,7 +85,9 @@ func (b *Bot) Handler() *sdk.Handler { return b.handler }
 // Prompts serves the prompt WAVs.
 func (b *Bot) Prompts() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.mu.Lock() // takeMessage adds recordings while calls fetch prompts
 		data, ok := b.prompts[strings.TrimPrefix(r.URL.Path, "/")]
+		b.mu.Unlock()
 		if !ok {
 			http.NotFound(w, r)
 			return
