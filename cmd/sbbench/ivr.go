@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
 // The IVR the bot runs: a prompt of promptSecs, then a recording of
@@ -386,7 +388,7 @@ func fillIVR(rep *ivrReport, sr *sippResult, b *bot, cpu0, cpu1 procCPU, m0, m1 
 		if !c.established.IsZero() {
 			establish = append(establish, c.established.Sub(c.incoming))
 		}
-		if c.prompt.status == "completed" {
+		if c.prompt.status == graph.OperationCompleted {
 			completedPrompts++
 		}
 		if dtmf && c.caller == "sipp" && c.failure(botIVR) == "" && !slices.Contains(c.tones, "tone1") && !slices.Contains(c.tones, "1") {

@@ -749,10 +749,13 @@ func wantEqual(t checkT, shape, path string, got, want any) {
 }
 
 // Graph's canonical enum spellings (graph-calls.md §1.2, §1.8, §5.3).
+// Operation statuses are spelled as Graph's schema spells them: the
+// examples' lower case is what Graph's generated clients do not parse
+// (docs/msgraph-compat.md).
 var (
 	callStates       = []string{"incoming", "establishing", "ringing", "established", "hold", "transferring", "transferAccepted", "redirecting", "terminating", "terminated"}
 	changeTypes      = []string{"created", "updated", "deleted"}
-	operationStatus  = []string{"notStarted", "running", "completed", "failed"}
+	operationStatus  = []string{"NotStarted", "Running", "Completed", "Failed"}
 	toneNames        = []string{"tone0", "tone1", "tone2", "tone3", "tone4", "tone5", "tone6", "tone7", "tone8", "tone9", "star", "pound", "a", "b", "c", "d", "flash"}
 	completionReason = []string{"unknown", "completedSuccessfully", "mediaOperationCanceled", "unknownFutureValue"}
 )
@@ -918,9 +921,9 @@ func specOperations(t *testing.T, p *calltest.Platform, s *shapes) {
 	for _, tc := range []struct {
 		shape, spec, typ, status, callID string
 	}{
-		{"operation_mute", exMute, "#microsoft.graph.muteParticipantOperation", "completed", s.outCall},
-		{"operation_sendDtmfTones", exSendDtmf, "#microsoft.graph.sendDtmfTonesOperation", "running", s.outCall},
-		{"operation_subscribeToTone", exSubscribeToTone, "#microsoft.graph.subscribeToToneOperation", "completed", s.inCall},
+		{"operation_mute", exMute, "#microsoft.graph.muteParticipantOperation", "Completed", s.outCall},
+		{"operation_sendDtmfTones", exSendDtmf, "#microsoft.graph.sendDtmfTonesOperation", "Running", s.outCall},
+		{"operation_subscribeToTone", exSubscribeToTone, "#microsoft.graph.subscribeToToneOperation", "Completed", s.inCall},
 	} {
 		doc := s.get(t, tc.shape)
 		body := doc["body"]
@@ -937,7 +940,7 @@ func specOperations(t *testing.T, p *calltest.Platform, s *shapes) {
 		}
 		// §1.8: a terminal status in the response means no notification
 		// follows; the result is in the body.
-		if tc.status == "completed" {
+		if tc.status == "Completed" {
 			wantResultInfo(t, tc.shape, "resultInfo", at(body, "resultInfo"), 200, 0)
 		}
 	}
@@ -1058,7 +1061,7 @@ func specOperationCompleted(t *testing.T, s *shapes) {
 	data := specEnvelopeOf(t, shape, s.get(t, shape), "deleted", "/communications"+path, "/app"+path)
 	conform(t, shape, operationType, specDoc(t, "sendDtmfTones completed", exDtmfCompleted), data, "resourceData", nil)
 	wantEqual(t, shape, "resourceData.id", data["id"], s.dtmfOp)
-	wantEqual(t, shape, "resourceData.status", data["status"], "completed")
+	wantEqual(t, shape, "resourceData.status", data["status"], "Completed")
 	wantEqual(t, shape, "resourceData.clientContext", data["clientContext"], "dtmf-ctx")
 	wantEnum(t, shape, "resourceData.completionReason", data["completionReason"], completionReason)
 	wantResultInfo(t, shape, "resourceData.resultInfo", data["resultInfo"], 200, 0)

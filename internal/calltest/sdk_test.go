@@ -281,14 +281,14 @@ func TestSDKBotEndToEnd(t *testing.T) {
 
 	// Every event, in order per call.
 	wantOut := []string{"state establishing", "state ringing", "state established",
-		"operation sendDtmfTonesOperation completed", "operation playPromptOperation completed",
+		"operation sendDtmfTonesOperation Completed", "operation playPromptOperation Completed",
 		"state terminating", "state terminated", "terminated"}
 	if got := b.eventsOf(out.ID()); !slices.Equal(got, wantOut) {
 		t.Errorf("outbound call events\n got %q\nwant %q", got, wantOut)
 	}
 	wantIn := []string{"incoming", "state establishing", "state established",
 		"tone 1 tone1", "tone 2 tone2", "tone 3 star", "tone 4 pound",
-		"operation recordOperation failed", "state terminated", "terminated"}
+		"operation recordOperation Failed", "state terminated", "terminated"}
 	if got := b.eventsOf(in.ID()); !slices.Equal(got, wantIn) {
 		t.Errorf("inbound call events\n got %q\nwant %q", got, wantIn)
 	}

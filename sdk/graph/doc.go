@@ -6,5 +6,6 @@
 // bots built with the SDK use them. Field names, odata types and enum
 // spellings follow the Graph v1.0 reference. Enum values parse
 // case-insensitively (Graph's own payloads drift between "Running" and
-// "running"); they are always written in Graph's canonical lower camel case.
+// "running"); they are written as Graph's schema spells them: lower camel
+// case, except operation statuses (NotStarted, Running, Completed, Failed).
 package graph

@@ -90,19 +90,26 @@ func (m *Modality) UnmarshalJSON(b []byte) error {
 }
 
 // OperationStatus is the lifecycle of a commsOperation.
+//
+// Graph's schema (v1.0 $metadata, enum operationStatus) spells the members
+// NotStarted, Running, Completed and Failed, and that is how they are
+// written: the Graph clients generated from the schema (msgraph-sdk-go and
+// the other Kiota SDKs) match them case-sensitively and read "completed" as
+// no status at all. The reference pages' examples lower-case them; any
+// casing is accepted on input (docs/msgraph-compat.md).
 type OperationStatus string
 
 // Operation statuses.
 const (
-	OperationNotStarted OperationStatus = "notStarted"
-	OperationRunning    OperationStatus = "running"
-	OperationCompleted  OperationStatus = "completed"
-	OperationFailed     OperationStatus = "failed"
+	OperationNotStarted OperationStatus = "NotStarted"
+	OperationRunning    OperationStatus = "Running"
+	OperationCompleted  OperationStatus = "Completed"
+	OperationFailed     OperationStatus = "Failed"
 )
 
-// UnmarshalJSON accepts any casing ("Running" appears in Graph's own docs).
+// UnmarshalJSON accepts any casing: Graph's payloads and docs use both.
 func (s *OperationStatus) UnmarshalJSON(b []byte) error {
-	v, err := unmarshalEnum(b, []string{"notStarted", "running", "completed", "failed", "unknownFutureValue"})
+	v, err := unmarshalEnum(b, []string{"NotStarted", "Running", "Completed", "Failed", "unknownFutureValue"})
 	*s = OperationStatus(v)
 	return err
 }
