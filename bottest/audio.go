@@ -65,24 +65,67 @@ func correlation(x, y []float64) float64 {
 	return sxy / math.Sqrt(sxx*syy)
 }
 
-// Similarity says how well want (8 kHz PCM) is found whole inside heard:
-// the best correlation of want's envelope with any stretch of heard's, from
-// -1 to 1. Above 0.8 it was heard; 0 when heard is shorter than want.
-// Silence at want's start and end is not looked for (a recording that
-// began late or a prompt padded with silence still match).
+// Similarity says how well want (8 kHz PCM) is found whole inside heard,
+// from -1 to 1; above 0.8 it was heard. Silence at want's start and end is
+// not looked for (a recording that began late or a padded prompt still
+// match). It tolerates slips: a loaded media path drops or delays a frame
+// now and then (jitter buffers do, to catch up), which shifts all that
+// follows; so where want as a whole matches poorly, its halves are matched
+// each near where the other ends, down to half-second pieces, and the
+// worst piece counts.
 func Similarity(heard, want []int16) float64 {
 	h, w := Envelope(heard), trimSilence(Envelope(want))
-	if len(w) == 0 || len(h) < len(w) {
+	if len(w) == 0 || len(h) < len(w)*9/10 {
 		return 0
 	}
-	// b = heard, a = want: lags 0..len(h)-len(w) put want wholly inside.
-	best := -1.0
-	for lag := 0; lag+len(w) <= len(h); lag++ {
-		if c := correlation(w, h[lag:lag+len(w)]); c > best {
-			best = c
+	c, _, _ := match(h, w, 0, len(h))
+	return c
+}
+
+// Pieces of want are at least minPiece frames long (half a second) and
+// found within slip frames of where they should be.
+const (
+	minPiece = 25
+	slip     = 15
+)
+
+// match finds w in h starting within [lo, hi) and returns its correlation
+// there, where it starts and where it ends.
+func match(h, w []float64, lo, hi int) (c float64, start, end int) {
+	c, start = bestAt(h, w, lo, min(len(h), hi+len(w)))
+	end = start + len(w)
+	n := len(w) / 2
+	if c >= 0.9 || n < minPiece || flat(w[:n]) || flat(w[n:]) {
+		return c, start, end
+	}
+	cl, sl, el := match(h, w[:n], max(0, start-slip), start+slip)
+	cr, _, er := match(h, w[n:], max(0, el-slip), el+slip)
+	if split := min(cl, cr); split > c {
+		return split, sl, er
+	}
+	return c, start, end
+}
+
+// bestAt is the best correlation of w with a stretch of h starting in
+// [lo, hi-len(w)], and where it starts.
+func bestAt(h, w []float64, lo, hi int) (float64, int) {
+	best, at := -1.0, lo
+	for i := lo; i+len(w) <= hi; i++ {
+		if c := correlation(w, h[i:i+len(w)]); c > best {
+			best, at = c, i
 		}
 	}
-	return best
+	return max(best, 0), at
+}
+
+// flat says whether env barely varies (a steady tone, or silence):
+// correlation cannot place it.
+func flat(env []float64) bool {
+	lo, hi := env[0], env[0]
+	for _, v := range env {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return hi-lo <= hi/10
 }
 
 // DecodeWAV reads any PCM (or G.711) WAV file as 8 kHz mono PCM, as
