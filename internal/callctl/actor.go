@@ -670,16 +670,9 @@ func (a *actor) handle(cmd command) (*graph.Operation, error) {
 		}
 		op := a.newOperation(graph.TypeSendDtmfTonesOperation, req.ClientContext, graph.OperationRunning)
 		resp := *op
-		if err := a.leg.SendTones(req.Tones); err != nil {
-			op.Status = graph.OperationFailed
-			op.ResultInfo = &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 500, Subcode: 9011, Message: "Sending the tones failed: " + err.Error()}
-			resp = *op
-			return &resp, nil
-		}
 		id := op.ID
-		// A tone lasts 100 ms on the wire; completion follows the last one.
-		at := a.m.clk.Now().Add(time.Duration(len(req.Tones)) * (100*time.Millisecond + delay))
-		a.arm("dtmf:"+id, at, func(a *actor) {
+		sent := func(a *actor) {
+			a.disarm("dtmf:" + id)
 			if op := a.rec.operation(id); op != nil && !op.Status.Terminal() {
 				op.Status = graph.OperationCompleted
 				op.CompletionReason = "completedSuccessfully"
@@ -687,7 +680,17 @@ func (a *actor) handle(cmd command) (*graph.Operation, error) {
 				a.dirty = true
 				a.notifyOperation(op)
 			}
-		})
+		}
+		// The leg says when the last tone has gone out; the timer (a tone is
+		// 100 ms on the wire, then the gap) bounds the wait should it not.
+		a.arm("dtmf:"+id, a.m.clk.Now().Add(time.Duration(len(req.Tones))*(100*time.Millisecond+delay)+time.Second), sent)
+		if err := a.leg.SendTones(req.Tones, delay, func() { a.post(sent) }); err != nil {
+			a.disarm("dtmf:" + id)
+			op.Status = graph.OperationFailed
+			op.ResultInfo = &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 500, Subcode: 9011, Message: "Sending the tones failed: " + err.Error()}
+			resp = *op
+			return &resp, nil
+		}
 		return &resp, nil
 	}
 	return nil, errs.E(errs.NotSupported, "%s is not supported.", cmd.Op)

@@ -3,6 +3,7 @@ package callctl
 import (
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
@@ -50,8 +51,9 @@ type Leg interface {
 	Reject(reason errs.EndReason)
 	// HangUp ends the leg (BYE once answered, CANCEL before).
 	HangUp(reason errs.EndReason)
-	// SendTones plays DTMF toward the far end.
-	SendTones(tones []graph.Tone) error
+	// SendTones plays DTMF toward the far end, 100 ms each and gap apart; done (never nil) is called, on any goroutine, once the last
+	// has been sent or the leg has ended.
+	SendTones(tones []graph.Tone, gap time.Duration, done func()) error
 	// Ref identifies the leg so it can be resumed after a restart.
 	Ref() LegRef
 }

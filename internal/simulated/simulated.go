@@ -368,7 +368,7 @@ func (l *Leg) HangUp(reason errs.EndReason) { l.finish(reason, false) }
 
 // SendTones records tones the platform played to the simulated user. With
 // a handset they go as RFC 4733 events and are recorded as it hears them.
-func (l *Leg) SendTones(tones []graph.Tone) error {
+func (l *Leg) SendTones(tones []graph.Tone, gap time.Duration, done func()) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.state != "connected" {
@@ -381,10 +381,12 @@ func (l *Leg) SendTones(tones []graph.Tone) error {
 				b.WriteByte(c)
 			}
 		}
-		l.audio.sess.SendTones(b.String(), 100*time.Millisecond, nil)
+		l.audio.sess.SendTones(b.String(), gap, done)
 		return nil
 	}
 	l.received = append(l.received, tones...)
+	// Timed media takes as long as the wire would: 100 ms a tone, then the gap.
+	l.timers = append(l.timers, l.e.clk.AfterFunc(time.Duration(len(tones))*(100*time.Millisecond+gap), done))
 	close(l.changed)
 	l.changed = make(chan struct{})
 	return nil

@@ -97,7 +97,7 @@ func TestInDialogRequests(t *testing.T) {
 	if res := caller.inDialog(t, s, sip.INVITE, "application/sdp", []byte(moved)); res.StatusCode != 200 || !strings.Contains(string(res.Body()), "a=sendrecv") {
 		t.Fatalf("resume: %d\n%s", res.StatusCode, res.Body())
 	}
-	if err := c.leg.SendTones([]graph.Tone{graph.ToneStar}); err != nil {
+	if err := c.leg.SendTones([]graph.Tone{graph.ToneStar}, 100*time.Millisecond, func() {}); err != nil {
 		t.Fatal(err)
 	}
 	buf := make([]byte, 1500)

@@ -214,7 +214,7 @@ func (l *Leg) remoteEnd() errs.EndReason {
 
 // SendTones plays DTMF to the far end, as RFC 4733 events when the far
 // end negotiated them, else in-band.
-func (l *Leg) SendTones(tones []graph.Tone) error {
+func (l *Leg) SendTones(tones []graph.Tone, gap time.Duration, done func()) error {
 	l.mu.Lock()
 	st := l.state
 	l.mu.Unlock()
@@ -230,7 +230,7 @@ func (l *Leg) SendTones(tones []graph.Tone) error {
 	if b.Len() == 0 {
 		return errors.New("sipgw: no tone can be sent as DTMF")
 	}
-	l.sess.SendTones(b.String(), 100*time.Millisecond, nil)
+	l.sess.SendTones(b.String(), gap, done)
 	return nil
 }
 

@@ -56,7 +56,7 @@ func TestDialRegisteredUserAnswers(t *testing.T) {
 	if pt, from := p.rtpPacket(); pt != 0 || from != l.Media().LocalAddr() {
 		t.Errorf("RTP payload type %d from %s, want PCMU from %s", pt, from, l.Media().LocalAddr())
 	}
-	if err := l.SendTones([]graph.Tone{graph.Tone("tone1")}); err != nil {
+	if err := l.SendTones([]graph.Tone{graph.Tone("tone1")}, 100*time.Millisecond, func() {}); err != nil {
 		t.Fatal(err)
 	}
 	for {
