@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/bottest"
 	"github.com/switchboard-voice/switchboard/internal/calltest"
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/media/prompt"
@@ -106,9 +107,8 @@ func TestBaresipAnswersHearsPromptAndIsRecorded(t *testing.T) {
 	if len(rec) < 2*8000 {
 		t.Fatalf("recording has %d samples", len(rec))
 	}
-	srcEnv := calltest.Envelope(voice)
-	if corr, _ := calltest.BestCorrelation(calltest.Envelope(rec), srcEnv, len(srcEnv), 100); corr < 0.8 {
-		t.Fatalf("the recording does not sound like what the phone sent: correlation %.2f", corr)
+	if corr := bottest.Similarity(voice, rec); corr < 0.8 {
+		t.Fatalf("the recording does not sound like what the phone sent: similarity %.2f", corr)
 	}
 
 	if r := p.Bot("DELETE", c, nil); r.StatusCode != 204 {
@@ -135,6 +135,8 @@ func TestBaresipAnswersHearsPromptAndIsRecorded(t *testing.T) {
 	if len(heard) == 0 {
 		t.Fatalf("baresip recorded nothing it heard: %v", bs.Recordings(t))
 	}
+	// baresip starts writing what it hears some way into the call, so the
+	// prompt's start may be missing: two thirds of it must be there.
 	heardEnv := calltest.Envelope(heard)
 	if corr, _ := calltest.BestCorrelation(calltest.Envelope(promptPCM), heardEnv, len(heardEnv), 100); corr < 0.8 {
 		t.Fatalf("the phone did not hear the prompt: correlation %.2f", corr)
@@ -235,9 +237,8 @@ func TestTrunkCallerWithSipp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	speechEnv := calltest.Envelope(speech)
-	if corr, lag := calltest.BestCorrelation(speechEnv, calltest.Envelope(rec), len(calltest.Envelope(rec)), 200); corr < 0.8 {
-		t.Fatalf("the recording does not sound like the caller's speech: correlation %.2f at lag %d", corr, lag)
+	if corr := bottest.Similarity(speech, rec); corr < 0.8 {
+		t.Fatalf("the recording does not sound like the caller's speech: similarity %.2f", corr)
 	}
 
 	end := p.Hook.WaitState(t, incoming.ID, graph.StateTerminated).Call(t)
@@ -330,14 +331,8 @@ func TestBaresipCallsBotPressesKeysLeavesMessage(t *testing.T) {
 		t.Fatalf("record: %+v %+v", op, op.ResultInfo)
 	}
 	rec := download(t, p, op)
-	srcEnv := calltest.Envelope(voice)
-	if corr, lag := calltest.BestCorrelation(calltest.Envelope(rec), srcEnv, len(srcEnv), 100); corr < 0.8 {
-		re := calltest.Envelope(rec)
-		var b strings.Builder
-		for i := range re {
-			fmt.Fprintf(&b, " %d/%d", int(re[i]), int(srcEnv[min(len(srcEnv)-1, max(0, i+lag))]))
-		}
-		t.Fatalf("the message does not sound like what the phone sent: correlation %.2f at lag %d\n%s", corr, lag, b.String())
+	if corr := bottest.Similarity(voice, rec); corr < 0.8 {
+		t.Fatalf("the message does not sound like what the phone sent: similarity %.2f", corr)
 	}
 	// The caller hangs up.
 	bs.Command(t, "hangup", "")
