@@ -16,22 +16,17 @@ import (
 	"context"
 	"flag"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/examples/internal/sample"
 )
 
 func main() {
+	conn := sample.Flags(flag.CommandLine, false)
 	var o Options
-	flag.StringVar(&o.BaseURL, "graph", "http://127.0.0.1:8080/v1.0", "Switchboard's (or Graph's) base URL")
-	flag.StringVar(&o.TenantID, "tenant", "8f6e4b1a-0c2d-4e5f-9a1b-2c3d4e5f6a70", "tenant id")
-	flag.StringVar(&o.AppID, "app", "b07ab07a-0000-4000-8000-00000000b07a", "the bot's app id")
-	flag.StringVar(&o.Secret, "secret", "dev-secret-change-me", "the bot's client secret")
-	listen := flag.String("listen", "127.0.0.1:9000", "where the bot's webhook listens")
-	flag.StringVar(&o.CallbackURL, "callback", "http://127.0.0.1:9000/callback", "the webhook's URL as the platform reaches it")
 	users := flag.String("users", strings.Join([]string{
 		"a11ce000-0000-4000-8000-000000000001", // Alice
 		"b0b00000-0000-4000-8000-000000000002", // Bob
@@ -43,30 +38,26 @@ func main() {
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	o.BaseURL, o.TenantID, o.AppID, o.Secret, o.CallbackURL = conn.BaseURL, conn.TenantID, conn.AppID, conn.Secret, conn.CallbackURL
 	o.Logger = log
-	if err := run(o, *listen, strings.Split(*users, ",")); err != nil {
+	if err := run(o, conn, strings.Split(*users, ",")); err != nil {
 		log.Error("groupcall", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(o Options, listen string, users []string) error {
+func run(o Options, conn *sample.Conn, users []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	bot, err := New(o)
 	if err != nil {
 		return err
 	}
-	hl, err := net.Listen("tcp", listen)
+	shutdown, err := conn.ServeWebhook(bot.Handler())
 	if err != nil {
 		return err
 	}
-	go func() { _ = http.Serve(hl, bot.Handler()) }()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = bot.Handler().Shutdown(sctx)
-	}()
+	defer shutdown()
 	rep, err := bot.Run(ctx, users)
 	if werr := rep.Write(os.Stdout); err == nil {
 		err = werr

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/switchboard-voice/switchboard/bottest"
+	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
 	"github.com/switchboard-voice/switchboard/internal/calltest"
 )
 
@@ -14,29 +15,32 @@ import (
 // played back; the bot saved what she said.
 func TestIVRWithSimulatedCaller(t *testing.T) {
 	sb := bottest.Start(t)
-	prompts := httptest.NewUnstartedServer(nil) // the bot serves its own prompts
+	promptSrv := httptest.NewUnstartedServer(nil) // the bot serves its own prompts
+	served := prompts.NewServer("http://" + promptSrv.Listener.Addr().String())
 	o := sb.ClientOptions()
 	saved := make(chan string, 1)
 	bot, err := New(Options{BaseURL: o.BaseURL, TenantID: o.TenantID, AppID: o.ClientID, Secret: o.ClientSecret,
-		CallbackURL: sb.CallbackURL, PromptsURL: "http://" + prompts.Listener.Addr().String(),
+		CallbackURL: sb.CallbackURL, Prompts: served,
 		MessagesDir: t.TempDir(), OnMessage: func(path string) { saved <- path }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	prompts.Config.Handler = bot.Prompts()
-	prompts.Start()
-	defer prompts.Close()
+	promptSrv.Config.Handler = served
+	promptSrv.Start()
+	defer promptSrv.Close()
 	sb.Serve(bot.Handler())
 
 	alice := sb.Call(t, "Alice")
 	alice.WaitConnected()
-	alice.WaitHeard(bot.prompts["menu.wav"])
+	menu, _ := served.File("menu.wav")
+	alice.WaitHeard(menu)
 	alice.Press("1")
 	alice.WaitBeep()                        // after "leave your message after the tone"
 	message := calltest.Pattern(330, 3, 21) // 3 s of "speech"
 	alice.SayPCM(message)
 	alice.Press("#") // done
-	alice.WaitHeard(bot.prompts["goodbye.wav"])
+	goodbye, _ := served.File("goodbye.wav")
+	alice.WaitHeard(goodbye)
 	alice.WaitEnded()
 
 	wav, err := os.ReadFile(<-saved)

@@ -6,15 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
 	"github.com/switchboard-voice/switchboard/sdk"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
@@ -23,7 +21,7 @@ import (
 type Options struct {
 	BaseURL, TenantID, AppID, Secret string
 	CallbackURL                      string
-	PromptsURL                       string // where Prompts() is served, as Switchboard reaches it
+	Prompts                          *prompts.Server // serves the prompts and the messages played back
 	MessagesDir                      string
 	FromInstance                     string // applicationInstance for calls to phone numbers
 	MaxRecordSeconds                 int    // longest message; 30 when zero
@@ -37,7 +35,6 @@ type Bot struct {
 	o       Options
 	client  *sdk.Client
 	handler *sdk.Handler
-	prompts map[string][]byte
 	log     *slog.Logger
 
 	mu       sync.Mutex
@@ -68,9 +65,12 @@ func New(o Options) (*Bot, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &Bot{o: o, client: client, handler: h, prompts: map[string][]byte{}, log: o.Logger}
+	if o.Prompts == nil {
+		return nil, errors.New("ivr: no prompt server")
+	}
+	b := &Bot{o: o, client: client, handler: h, log: o.Logger}
 	for name, text := range texts {
-		b.prompts[name] = speak(text)
+		o.Prompts.Say(name, text)
 	}
 	if err := os.MkdirAll(o.MessagesDir, 0o755); err != nil {
 		return nil, err
@@ -82,21 +82,6 @@ func New(o Options) (*Bot, error) {
 // Handler is the bot's webhook.
 func (b *Bot) Handler() *sdk.Handler { return b.handler }
 
-// Prompts serves the prompt WAVs.
-func (b *Bot) Prompts() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b.mu.Lock() // takeMessage adds recordings while calls fetch prompts
-		data, ok := b.prompts[strings.TrimPrefix(r.URL.Path, "/")]
-		b.mu.Unlock()
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "audio/wav")
-		_, _ = w.Write(data)
-	})
-}
-
 // Messages lists the files of the messages recorded so far.
 func (b *Bot) Messages() []string {
 	b.mu.Lock()
@@ -104,23 +89,9 @@ func (b *Bot) Messages() []string {
 	return append([]string(nil), b.messages...)
 }
 
-func (b *Bot) prompt(name string) string { return b.o.PromptsURL + "/" + name }
-
 // say plays prompts and waits until they have played.
 func (b *Bot) say(ctx context.Context, c *sdk.Call, names ...string) error {
-	uris := make([]string, len(names))
-	for i, n := range names {
-		uris[i] = b.prompt(n)
-	}
-	op, err := c.PlayPrompt(ctx, uris...)
-	if err != nil {
-		return err
-	}
-	done, err := c.Await(ctx, op)
-	if err == nil && done.Status == graph.OperationFailed {
-		err = fmt.Errorf("prompt failed: %s", done.ResultInfo.Message)
-	}
-	return err
+	return b.o.Prompts.Play(ctx, c, names...)
 }
 
 func (b *Bot) answer(ctx context.Context, c *sdk.Call) {
@@ -218,9 +189,7 @@ func (b *Bot) takeMessage(ctx context.Context, c *sdk.Call, log *slog.Logger) {
 	// Play it back: serve the saved file as a prompt.
 	name := filepath.Base(path)
 	data, _ := os.ReadFile(path)
-	b.mu.Lock()
-	b.prompts[name] = data
-	b.mu.Unlock()
+	b.o.Prompts.Add(name, data)
 	_ = b.say(ctx, c, "playback.wav", name, "goodbye.wav")
 }
 
@@ -273,41 +242,3 @@ func (b *Bot) Call(ctx context.Context, target string) error {
 	<-c.Done()
 	return nil
 }
-
-// speak renders text as a 16 kHz WAV with espeak-ng, or, without it, a
-// tone pattern as long as the text would take to say.
-func speak(text string) []byte {
-	if bin, err := exec.LookPath("espeak-ng"); err == nil {
-		if out, err := exec.Command(bin, "--stdout", "-s", "150", text).Output(); err == nil && len(out) > 44 {
-			return out
-		}
-	}
-	n := 16000 * len(strings.Fields(text)) * 2 / 5 // ~2.5 words a second
-	pcm := make([]byte, 2*n)
-	for i := range n {
-		on := (i/1600)%3 != 2
-		var v int16
-		if on {
-			v = int16(6000 * math.Sin(2*math.Pi*float64(440+40*((i/1600)%5))*float64(i)/16000))
-		}
-		pcm[2*i], pcm[2*i+1] = byte(v), byte(uint16(v)>>8)
-	}
-	return wav(pcm, 16000)
-}
-
-func wav(pcm []byte, rate int) []byte {
-	h := make([]byte, 44)
-	copy(h, "RIFF")
-	le32(h[4:], uint32(36+len(pcm)))
-	copy(h[8:], "WAVEfmt ")
-	le32(h[16:], 16)
-	h[20], h[22] = 1, 1
-	le32(h[24:], uint32(rate))
-	le32(h[28:], uint32(2*rate))
-	h[32], h[34] = 2, 16
-	copy(h[36:], "data")
-	le32(h[40:], uint32(len(pcm)))
-	return append(h, pcm...)
-}
-
-func le32(b []byte, v uint32) { b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24) }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/bottest"
+	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
 	"github.com/switchboard-voice/switchboard/internal/calltest"
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/media/prompt"
@@ -23,23 +24,23 @@ func TestIVRWithBaresip(t *testing.T) {
 	hook := httptest.NewUnstartedServer(nil)
 	t.Cleanup(hook.Close)
 	hookURL := "http://" + hook.Listener.Addr().String()
-	prompts := httptest.NewUnstartedServer(nil)
-	t.Cleanup(prompts.Close)
-	promptsURL := "http://" + prompts.Listener.Addr().String()
+	promptSrv := httptest.NewUnstartedServer(nil)
+	t.Cleanup(promptSrv.Close)
+	served := prompts.NewServer("http://" + promptSrv.Listener.Addr().String())
 	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
 		c.Applications[0].CallbackURI = hookURL + "/callback"
 	}})
 	saved := make(chan string, 1)
 	b, err := New(Options{BaseURL: p.URL + "/v1.0", TenantID: calltest.TenantID, AppID: calltest.BotID, Secret: calltest.Secret,
-		CallbackURL: hookURL + "/callback", PromptsURL: promptsURL, MessagesDir: t.TempDir(), MaxRecordSeconds: 3,
+		CallbackURL: hookURL + "/callback", Prompts: served, MessagesDir: t.TempDir(), MaxRecordSeconds: 3,
 		OnMessage: func(path string) { saved <- path }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hook.Config.Handler = b.Handler()
-	prompts.Config.Handler = b.Prompts()
+	promptSrv.Config.Handler = served
 	hook.Start()
-	prompts.Start()
+	promptSrv.Start()
 	t.Cleanup(func() { _ = b.Handler().Shutdown(t.Context()) })
 
 	voice := calltest.Pattern(600, 60, 5)

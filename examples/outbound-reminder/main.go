@@ -22,24 +22,18 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
+	"github.com/switchboard-voice/switchboard/examples/internal/sample"
 )
 
 func main() {
+	conn := sample.Flags(flag.CommandLine, true)
 	var o Options
-	flag.StringVar(&o.BaseURL, "graph", "http://127.0.0.1:8080/v1.0", "Switchboard's (or Graph's) base URL")
-	flag.StringVar(&o.TenantID, "tenant", "8f6e4b1a-0c2d-4e5f-9a1b-2c3d4e5f6a70", "tenant id")
-	flag.StringVar(&o.AppID, "app", "b07ab07a-0000-4000-8000-00000000b07a", "the bot's app id")
-	flag.StringVar(&o.Secret, "secret", "dev-secret-change-me", "the bot's client secret")
-	listen := flag.String("listen", "127.0.0.1:9000", "where the bot's webhook listens")
-	flag.StringVar(&o.CallbackURL, "callback", "http://127.0.0.1:9000/callback", "the webhook's URL as the platform reaches it")
-	promptsAddr := flag.String("prompts", "127.0.0.1:9001", "where the bot serves its prompts")
 	to := flag.String("to", "+15550103", "the E.164 number to call (the dev node's +15550103 rings eve's SIP phone)")
 	flag.StringVar(&o.FromInstance, "from-instance", "b8982d3a-ded3-5631-9d1d-38fe159a01e3",
 		"applicationInstance id of the number to call from (the dev node's +15550199; configured as applications[].numbers[].instanceId, else derived)")
@@ -51,6 +45,7 @@ func main() {
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	o.BaseURL, o.TenantID, o.AppID, o.Secret, o.CallbackURL = conn.BaseURL, conn.TenantID, conn.AppID, conn.Secret, conn.CallbackURL
 	o.Logger = log
 	if *wav != "" {
 		data, err := os.ReadFile(*wav)
@@ -60,35 +55,30 @@ func main() {
 		}
 		o.WAV = data
 	}
-	if err := run(o, *listen, *promptsAddr, *to); err != nil {
+	if err := run(o, conn, *to); err != nil {
 		log.Error("reminder", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(o Options, listen, promptsAddr, to string) error {
+func run(o Options, conn *sample.Conn, to string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	pl, err := net.Listen("tcp", promptsAddr)
+	pl, base, err := conn.ListenPrompts()
 	if err != nil {
 		return err
 	}
-	o.Prompts = prompts.NewServer("http://" + pl.Addr().String())
+	o.Prompts = prompts.NewServer(base)
 	bot, err := New(o)
 	if err != nil {
 		return err
 	}
 	go func() { _ = http.Serve(pl, o.Prompts) }()
-	hl, err := net.Listen("tcp", listen)
+	shutdown, err := conn.ServeWebhook(bot.Handler())
 	if err != nil {
 		return err
 	}
-	go func() { _ = http.Serve(hl, bot.Handler()) }()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = bot.Handler().Shutdown(sctx)
-	}()
+	defer shutdown()
 	r, err := bot.Remind(ctx, to)
 	if err != nil {
 		return err

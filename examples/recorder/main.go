@@ -17,60 +17,49 @@ import (
 	"context"
 	"flag"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"time"
 
 	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
+	"github.com/switchboard-voice/switchboard/examples/internal/sample"
 )
 
 func main() {
+	conn := sample.Flags(flag.CommandLine, true)
 	var o Options
-	flag.StringVar(&o.BaseURL, "graph", "http://127.0.0.1:8080/v1.0", "Switchboard's (or Graph's) base URL")
-	flag.StringVar(&o.TenantID, "tenant", "8f6e4b1a-0c2d-4e5f-9a1b-2c3d4e5f6a70", "tenant id")
-	flag.StringVar(&o.AppID, "app", "b07ab07a-0000-4000-8000-00000000b07a", "the bot's app id")
-	flag.StringVar(&o.Secret, "secret", "dev-secret-change-me", "the bot's client secret")
-	listen := flag.String("listen", "127.0.0.1:9000", "where the bot's webhook listens")
-	flag.StringVar(&o.CallbackURL, "callback", "http://127.0.0.1:9000/callback", "the webhook's URL as the platform reaches it")
-	promptsAddr := flag.String("prompts", "127.0.0.1:9001", "where the bot serves its prompts and recordings")
 	flag.StringVar(&o.Dir, "dir", "recordings", "folder for the recordings")
 	flag.IntVar(&o.MaxRecordSeconds, "max", 30, "longest recording, in seconds")
 	call := flag.String("call", "", "call this user id instead of waiting for calls")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	o.BaseURL, o.TenantID, o.AppID, o.Secret, o.CallbackURL = conn.BaseURL, conn.TenantID, conn.AppID, conn.Secret, conn.CallbackURL
 	o.Logger = log
-	if err := run(o, *listen, *promptsAddr, *call); err != nil {
+	if err := run(o, conn, *call); err != nil {
 		log.Error("recorder", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(o Options, listen, promptsAddr, call string) error {
+func run(o Options, conn *sample.Conn, call string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	pl, err := net.Listen("tcp", promptsAddr)
+	pl, base, err := conn.ListenPrompts()
 	if err != nil {
 		return err
 	}
-	o.Prompts = prompts.NewServer("http://" + pl.Addr().String())
+	o.Prompts = prompts.NewServer(base)
 	bot, err := New(o)
 	if err != nil {
 		return err
 	}
 	go func() { _ = http.Serve(pl, o.Prompts) }()
-	hl, err := net.Listen("tcp", listen)
+	shutdown, err := conn.ServeWebhook(bot.Handler())
 	if err != nil {
 		return err
 	}
-	go func() { _ = http.Serve(hl, bot.Handler()) }()
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = bot.Handler().Shutdown(sctx)
-	}()
+	defer shutdown()
 	o.Logger.Info("recorder bot ready", "webhook", o.CallbackURL, "prompts", o.Prompts.URL(""), "dir", o.Dir)
 	if call != "" {
 		r, err := bot.Call(ctx, call)
