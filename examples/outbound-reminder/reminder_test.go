@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +9,6 @@ import (
 	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
 	"github.com/switchboard-voice/switchboard/internal/calltest"
 	"github.com/switchboard-voice/switchboard/internal/config"
-	"github.com/switchboard-voice/switchboard/internal/media/prompt"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -90,18 +87,7 @@ func TestReminderThroughTrunk(t *testing.T) {
 		t.Errorf("baresip does not show the caller as %s:\n%s", calltest.BotNumber, bs.Output())
 	}
 	bs.WaitOutput(t, "terminated", 10*time.Second)
-	var heard []int16
-	for _, f := range bs.Recordings(t) {
-		if strings.HasSuffix(f, "-dec.wav") {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if heard, err = prompt.DecodeWAV(bytes.NewReader(data)); err != nil {
-				t.Fatalf("%s: %v", f, err)
-			}
-		}
-	}
+	heard := bs.Heard(t)
 	want, got2 := calltest.Notes(reminder), calltest.Notes(heard)
 	if len(want) < 8 || !calltest.NotesIn(want, got2) {
 		t.Fatalf("the callee did not hear the reminder: its notes %v, heard %v", want, got2)

@@ -2,6 +2,7 @@ package calltest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/media/prompt"
 )
 
 // NeedPeer skips the test when the Debian package providing bin is not
@@ -207,4 +210,28 @@ func (b *Baresip) Recordings(t testing.TB) []string {
 	t.Helper()
 	m, _ := filepath.Glob(filepath.Join(b.RecDir, "*.wav"))
 	return m
+}
+
+// Heard is what baresip heard in its last call, as 8 kHz PCM: the
+// …-dec.wav sndfile writes when the call closes (wait for "terminated"
+// first). It fails the test when there is none.
+func (b *Baresip) Heard(t testing.TB) []int16 {
+	t.Helper()
+	var heard []int16
+	for _, f := range b.Recordings(t) {
+		if !strings.HasSuffix(f, "-dec.wav") {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if heard, err = prompt.DecodeWAV(bytes.NewReader(data)); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	if len(heard) == 0 {
+		t.Fatalf("baresip recorded nothing it heard: %v", b.Recordings(t))
+	}
+	return heard
 }
