@@ -127,10 +127,7 @@ func (e *OperationError) Error() string {
 	}
 	s := fmt.Sprintf("%s %s failed", typ, e.Operation.ID)
 	if r := e.Operation.ResultInfo; r != nil {
-		s += fmt.Sprintf(": %d/%d", r.Code, r.Subcode)
-		if r.Message != "" {
-			s += " " + r.Message
-		}
+		s += ": " + r.String()
 	}
 	return s
 }

@@ -398,7 +398,7 @@ func (c *botCall) failure(mode string) string {
 		return "answer failed: " + c.answerErr
 	case c.established.IsZero():
 		if !c.ended.IsZero() {
-			return fmt.Sprintf("ended before established: %d/%d %s", c.end.Code, c.end.Subcode, c.end.Message)
+			return "ended before established: " + c.end.String()
 		}
 		return "never established"
 	case c.ivrErr != "":
@@ -416,7 +416,7 @@ func (c *botCall) failure(mode string) string {
 	case c.ended.IsZero():
 		return "never terminated"
 	case c.end.Code != 200:
-		return fmt.Sprintf("ended %d/%d %s", c.end.Code, c.end.Subcode, c.end.Message)
+		return "ended " + c.end.String()
 	}
 	return ""
 }

@@ -246,16 +246,8 @@ func (b *Bot) invite(ctx context.Context, userID string, m *Member) *sdk.Call {
 		return c
 	}
 	m.Outcome = outcome(m.End)
-	b.log.Info("did not join", "user", m.Name, "outcome", m.Outcome, "end", endReason(m.End))
+	b.log.Info("did not join", "user", m.Name, "outcome", m.Outcome, "end", m.End.String())
 	return c
-}
-
-// endReason is a resultInfo as code/subcode and message.
-func endReason(r *graph.ResultInfo) string {
-	if r == nil {
-		return "no reason given"
-	}
-	return fmt.Sprintf("%d/%d %s", r.Code, r.Subcode, r.Message)
 }
 
 // targetName is the display name of the call's (only) target.

@@ -96,7 +96,7 @@ func (b *Bot) say(ctx context.Context, c *sdk.Call, names ...string) error {
 
 func (b *Bot) answer(ctx context.Context, c *sdk.Call) {
 	log := b.log.With("call", c.ID())
-	log.Info("incoming call", "from", caller(c.Snapshot()))
+	log.Info("incoming call", "from", c.Snapshot().Source.String())
 	if err := c.Answer(ctx, nil); err != nil {
 		log.Error("answer", "err", err)
 		return
@@ -109,19 +109,6 @@ func (b *Bot) answer(ctx context.Context, c *sdk.Call) {
 		return
 	}
 	b.menu(ctx, c, log)
-}
-
-func caller(call graph.Call) string {
-	if call.Source == nil {
-		return "unknown"
-	}
-	if _, id := call.Source.Identity.Primary(); id != nil {
-		if id.DisplayName != "" {
-			return id.DisplayName + " (" + id.ID + ")"
-		}
-		return id.ID
-	}
-	return "unknown"
 }
 
 // menu is the IVR: a menu, a key, then a message or the time.

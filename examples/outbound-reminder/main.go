@@ -85,7 +85,7 @@ func run(o Options, conn *sample.Conn, to string) error {
 	}
 	switch {
 	case !r.Answered:
-		fmt.Printf("%s did not answer: %s\n", to, endReason(r.End))
+		fmt.Printf("%s did not answer: %s\n", to, r.End.String())
 	case r.Confirmed:
 		fmt.Printf("%s confirmed (pressed 1)\n", to)
 	case r.Key != "":
@@ -93,7 +93,7 @@ func run(o Options, conn *sample.Conn, to string) error {
 	case r.Heard:
 		fmt.Printf("%s heard the reminder but did not confirm\n", to)
 	default:
-		fmt.Printf("%s hung up before the end of the reminder: %s\n", to, endReason(r.End))
+		fmt.Printf("%s hung up before the end of the reminder: %s\n", to, r.End.String())
 	}
 	return nil
 }

@@ -132,7 +132,7 @@ func (b *Bot) Remind(ctx context.Context, number string) (Result, error) {
 	}
 	if c.State() != graph.StateEstablished {
 		r.End = c.Snapshot().ResultInfo
-		log.Info("not answered", "end", endReason(r.End))
+		log.Info("not answered", "end", r.End.String())
 		return r, nil
 	}
 	r.Answered = true
@@ -148,7 +148,7 @@ func (b *Bot) Remind(ctx context.Context, number string) (Result, error) {
 	if errors.Is(err, sdk.ErrCallEnded) {
 		err = nil // the callee hung up: End says so
 	}
-	log.Info("done", "heard", r.Heard, "confirmed", r.Confirmed, "key", r.Key, "end", endReason(r.End))
+	log.Info("done", "heard", r.Heard, "confirmed", r.Confirmed, "key", r.Key, "end", r.End.String())
 	return r, err
 }
 
@@ -190,12 +190,4 @@ func (b *Bot) talk(ctx context.Context, c *sdk.Call, r *Result) error {
 		return b.prompts.Play(ctx, c, "confirmed.wav")
 	}
 	return b.prompts.Play(ctx, c, "goodbye.wav")
-}
-
-// endReason is a resultInfo as code/subcode and message.
-func endReason(ri *graph.ResultInfo) string {
-	if ri == nil {
-		return "no reason given"
-	}
-	return fmt.Sprintf("%d/%d %s", ri.Code, ri.Subcode, ri.Message)
 }

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
 	"github.com/switchboard-voice/switchboard/sdk"
@@ -100,7 +99,7 @@ func New(o Options) (*Bot, error) {
 func (b *Bot) Handler() *sdk.Handler { return b.handler }
 
 func (b *Bot) incoming(ctx context.Context, c *sdk.Call) {
-	from := caller(c.Snapshot())
+	from := c.Snapshot().Source.String()
 	b.log.Info("incoming call", "call", c.ID(), "from", from)
 	if err := c.Answer(ctx, nil); err != nil {
 		b.done(Result{CallID: c.ID(), Caller: from, Err: fmt.Errorf("answer: %w", err)})
@@ -124,7 +123,7 @@ func (b *Bot) Call(ctx context.Context, userID string) (Result, error) {
 		return Result{}, err
 	}
 	if c.State() != graph.StateEstablished {
-		return Result{}, fmt.Errorf("call %s ended before it was answered: %s", c.ID(), endReason(c.Snapshot()))
+		return Result{}, fmt.Errorf("call %s ended before it was answered: %s", c.ID(), c.Snapshot().ResultInfo.String())
 	}
 	r := b.record(ctx, c, userID)
 	b.done(r)
@@ -235,27 +234,4 @@ func (b *Bot) save(callID string, data []byte) (string, error) {
 		return "", fmt.Errorf("save recording: %w", err)
 	}
 	return path, nil
-}
-
-// caller names the call's source.
-func caller(call graph.Call) string {
-	if call.Source == nil {
-		return "unknown"
-	}
-	if _, id := call.Source.Identity.Primary(); id != nil {
-		if id.DisplayName != "" {
-			return id.DisplayName + " (" + id.ID + ")"
-		}
-		return id.ID
-	}
-	return "unknown"
-}
-
-// endReason is a terminated call's resultInfo as code/subcode and message.
-func endReason(call graph.Call) string {
-	r := call.ResultInfo
-	if r == nil {
-		return "no reason given"
-	}
-	return strings.TrimSpace(fmt.Sprintf("%d/%d %s", r.Code, r.Subcode, r.Message))
 }

@@ -218,6 +218,20 @@ func (s *IdentitySet) Primary() (string, *Identity) {
 	return "", nil
 }
 
+// String names the primary identity as a log line would: its display name
+// and id ("Alice (+15550100)"), the id alone without a name, "" when there
+// is none.
+func (s *IdentitySet) String() string {
+	_, id := s.Primary()
+	switch {
+	case id == nil:
+		return ""
+	case id.DisplayName == "":
+		return id.ID
+	}
+	return id.DisplayName + " (" + id.ID + ")"
+}
+
 // ParticipantInfo describes a participant (call source, roster entry).
 type ParticipantInfo struct {
 	ODataType     string       `json:"@odata.type,omitempty"`
@@ -229,6 +243,14 @@ type ParticipantInfo struct {
 	LanguageID    string       `json:"languageId,omitempty"`
 	PlatformID    string       `json:"platformId,omitempty"`
 	ParticipantID string       `json:"participantId,omitempty"`
+}
+
+// String names the participant's identity (see IdentitySet.String); "" for nil.
+func (p *ParticipantInfo) String() string {
+	if p == nil {
+		return ""
+	}
+	return p.Identity.String()
 }
 
 // InvitationParticipantInfo is a call target or invitee.
@@ -257,6 +279,18 @@ type ResultInfo struct {
 	Code      int    `json:"code"`
 	Subcode   int    `json:"subcode"`
 	Message   string `json:"message,omitempty"`
+}
+
+// String is the result as code/subcode and message, e.g.
+// "486/9005 The callee is busy.", and "" for a nil ResultInfo.
+func (r *ResultInfo) String() string {
+	if r == nil {
+		return ""
+	}
+	if r.Message == "" {
+		return fmt.Sprintf("%d/%d", r.Code, r.Subcode)
+	}
+	return fmt.Sprintf("%d/%d %s", r.Code, r.Subcode, r.Message)
 }
 
 // UnmarshalJSON accepts codes as numbers or strings and the key subCode
