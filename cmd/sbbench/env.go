@@ -243,3 +243,43 @@ func (e *env) waitQuiet(ctx context.Context) float64 {
 		}
 	}
 }
+
+// window is one stretch of load measured on the node: its CPU and metrics
+// at both ends, and the per-second samples between.
+type window struct {
+	cpu0, cpu1 procCPU
+	m0, m1     map[string]float64
+	samples    []sample
+
+	pid int
+	smp *sampler
+}
+
+// open reads the node's CPU and metrics and starts sampling.
+func (e *env) open() (*window, error) {
+	w := &window{pid: e.node.pid()}
+	var err error
+	if w.m0, err = e.node.metrics(); err != nil {
+		return nil, err
+	}
+	if w.cpu0, err = readCPU(w.pid); err != nil {
+		return nil, err
+	}
+	w.smp = e.sample()
+	return w, nil
+}
+
+// close stops sampling and reads the node's CPU and metrics again.
+func (w *window) close(e *env) error {
+	var err error
+	if w.cpu1, err = readCPU(w.pid); err != nil {
+		w.smp.Stop()
+		return err
+	}
+	if w.m1, err = e.node.metrics(); err != nil {
+		w.smp.Stop()
+		return err
+	}
+	w.samples = w.smp.Stop()
+	return nil
+}

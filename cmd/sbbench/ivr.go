@@ -216,15 +216,10 @@ func runIVR(args []string) error {
 		return err
 	}
 	pid := e.node.pid()
-	mBefore, err := e.node.metrics()
+	win, err := e.open()
 	if err != nil {
 		return err
 	}
-	cpuBefore, err := readCPU(pid)
-	if err != nil {
-		return err
-	}
-	smp := e.sample()
 
 	run := e.sippRun("ivr", scenario, *rate, *calls, *total, pause, sippTimeout)
 	rep.SIPpCommand = run.Command()
@@ -306,6 +301,7 @@ func runIVR(args []string) error {
 	if so.err != nil {
 		plateauCancel()
 		wg.Wait()
+		win.smp.Stop()
 		if perfRec != nil {
 			stopped, cancel := context.WithCancel(context.Background())
 			cancel()
@@ -321,15 +317,9 @@ func runIVR(args []string) error {
 	if err := e.settle(ctx, 60*time.Second); err != nil {
 		logf("%v", err)
 	}
-	cpuAfter, err := readCPU(pid)
-	if err != nil {
+	if err := win.close(e); err != nil {
 		return err
 	}
-	mAfter, err := e.node.metrics()
-	if err != nil {
-		return err
-	}
-	samples := smp.Stop()
 	if perfRec != nil {
 		if err := perfRec.wait(ctx); err != nil {
 			logf("perf record: %v", err)
@@ -349,11 +339,11 @@ func runIVR(args []string) error {
 	} else if profErr != nil {
 		logf("profiles: %v", profErr)
 	}
-	if err := writeTimeline(filepath.Join(e.out, "timeline.csv"), samples); err != nil {
+	if err := writeTimeline(filepath.Join(e.out, "timeline.csv"), win.samples); err != nil {
 		return err
 	}
-	fillIVR(rep, so.res, e.bot, cpuBefore, cpuAfter, mBefore, mAfter, samples, idle, presult, *scen == "dtmf")
-	fillGo(rep, goStatsOf(idleMetrics), mBefore, mAfter, samples)
+	fillIVR(rep, so.res, e.bot, win.cpu0, win.cpu1, win.m0, win.m1, win.samples, idle, presult, *scen == "dtmf")
+	fillGo(rep, goStatsOf(idleMetrics), win.m0, win.m1, win.samples)
 	if err := writeJSON(e.out, "report.json", rep); err != nil {
 		return err
 	}

@@ -109,15 +109,10 @@ func runSetup(args []string) error {
 		st := setupStep{Rate: r, SIPpCommand: run.Command()}
 		logf("rate %.0f/s: %s", r, st.SIPpCommand)
 		bg := e.waitQuiet(ctx)
-		m0, err := e.node.metrics()
+		win, err := e.open()
 		if err != nil {
 			return err
 		}
-		cpu0, err := readCPU(pid)
-		if err != nil {
-			return err
-		}
-		smp := e.sample()
 		var perfRec *perfRecording
 		if c.perf && i == len(rs)-1 {
 			if perfRec, err = startPerf(pid, min(c.perfFor, *step), e.out); err != nil {
@@ -126,7 +121,7 @@ func runSetup(args []string) error {
 		}
 		res, err := run.run(ctx)
 		if err != nil {
-			smp.Stop()
+			win.smp.Stop()
 			if perfRec != nil {
 				stopped, cancel := context.WithCancel(context.Background())
 				cancel()
@@ -137,15 +132,9 @@ func runSetup(args []string) error {
 		if err := e.settle(ctx, 60*time.Second); err != nil {
 			logf("%v", err)
 		}
-		cpu1, err := readCPU(pid)
-		if err != nil {
+		if err := win.close(e); err != nil {
 			return err
 		}
-		m1, err := e.node.metrics()
-		if err != nil {
-			return err
-		}
-		samples := smp.Stop()
 		if perfRec != nil {
 			if err := perfRec.wait(ctx); err != nil {
 				logf("perf record: %v", err)
@@ -154,10 +143,10 @@ func runSetup(args []string) error {
 				logf("perf report: %v", err)
 			}
 		}
-		if err := writeTimeline(filepath.Join(e.out, fmt.Sprintf("timeline-%d.csv", int(r))), samples); err != nil {
+		if err := writeTimeline(filepath.Join(e.out, fmt.Sprintf("timeline-%d.csv", int(r))), win.samples); err != nil {
 			return err
 		}
-		fillStep(&st, res, e.bot, cpu0, cpu1, m0, m1, samples, *botMode)
+		fillStep(&st, res, e.bot, win.cpu0, win.cpu1, win.m0, win.m1, win.samples, *botMode)
 		st.BackgroundPct = bg
 		rep.Steps = append(rep.Steps, st)
 		logf("rate %.0f/s: %d created, %d ok, %d failed (bot: %d failed), %.1f calls/s, setup p50 %.1f ms p99 %.1f ms, node CPU %.0f%%",
