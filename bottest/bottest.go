@@ -121,11 +121,7 @@ func Start(t testing.TB, opts ...Options) *Switchboard {
 		_ = apiLn.Close()
 		t.Fatalf("bottest: %v", err)
 	}
-	level := slog.LevelWarn
-	if o.Verbose || os.Getenv("SWITCHBOARD_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	log := Logger(t, o.Verbose)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	n, err := platform.Start(ctx, cfg, platform.Options{Logger: log, Listener: apiLn, Simulator: true})
@@ -249,6 +245,17 @@ func (sb *Switchboard) userKey(key string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no simulated user %q", key)
+}
+
+// Logger is a logger writing to t.Log: warnings and errors, or everything
+// with debug or SWITCHBOARD_TEST_LOG set. Give it to your bot's
+// sdk.HandlerOptions to see its logs beside Switchboard's.
+func Logger(t testing.TB, debug bool) *slog.Logger {
+	level := slog.LevelWarn
+	if debug || os.Getenv("SWITCHBOARD_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 }
 
 type testWriter struct{ t testing.TB }

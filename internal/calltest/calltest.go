@@ -13,17 +13,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/bottest"
 	"github.com/switchboard-voice/switchboard/internal/clock"
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/platform"
@@ -163,11 +162,7 @@ func Start(t testing.TB, o Options) *Platform {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	level := slog.LevelWarn
-	if os.Getenv("SWITCHBOARD_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	log := bottest.Logger(t, false)
 	n, err := platform.Start(ctx, p.Config, platform.Options{Logger: log, Clock: clk, Listener: ln, Simulator: true,
 		OnNotification: func(r webhook.Result) {
 			p.mu.Lock()
@@ -180,13 +175,6 @@ func Start(t testing.TB, o Options) *Platform {
 	p.Node = n
 	t.Cleanup(func() { n.Kill() })
 	return p
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
 }
 
 // Results returns the notification deliveries finished so far.
