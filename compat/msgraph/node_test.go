@@ -32,6 +32,7 @@ const (
 	botNumber  = "+15550199"
 	aliceID    = "a11ce000-0000-4000-8000-0000000000c3"
 	alicePhone = "+15550100"
+	bobID      = "b0b00000-0000-4000-8000-0000000000c4" // the redirect target
 )
 
 // env is the node every test of the package talks to; TestMain starts it.
@@ -119,7 +120,7 @@ func (n *node) start(dir, bin string, attempt int) error {
 
 	cfgPath := filepath.Join(dir, fmt.Sprintf("switchboard-%d.yaml", attempt))
 	cfg := fmt.Sprintf(configTemplate, addr, n.public, filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
-		tenantID, aliceID, alicePhone, appID, appSecret, tenantID, n.hook.URL+"/callback", botNumber)
+		tenantID, aliceID, alicePhone, bobID, appID, appSecret, tenantID, n.hook.URL+"/callback", botNumber)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -198,7 +199,8 @@ func freeAddr() (string, error) {
 }
 
 // configTemplate is the node's configuration: SIP off, the simulator on,
-// one simulated user who answers quickly, and the bot whose webhook the
+// two simulated users who answer quickly (Alice, and Bob the redirect
+// target), and the bot whose webhook the
 // test plays. outbound.allow lets the node reach the test's loopback
 // servers (webhook and prompts) and nothing else.
 const configTemplate = `
@@ -221,6 +223,12 @@ tenants:
       - id: %s
         displayName: Alice
         phone: %q
+        simulated: true
+        simulation:
+          ringAfter: 50ms
+          answerAfter: 200ms
+      - id: %s
+        displayName: Bob
         simulated: true
         simulation:
           ringAfter: 50ms
@@ -404,27 +412,56 @@ func simulator(t *testing.T, method, path string, body any, out any) {
 
 // leg is a simulated user's side of a call, as the simulator reports it.
 type leg struct {
-	ID            string `json:"id"`
-	CallID        string `json:"callId"`
-	State         string `json:"state"`
-	TonesReceived string `json:"tonesReceived"`
-	PromptsHeard  int    `json:"promptsHeard"`
+	ID            string  `json:"id"`
+	CallID        string  `json:"callId"`
+	State         string  `json:"state"`
+	TonesReceived string  `json:"tonesReceived"`
+	UserID        string  `json:"userId"`
+	PromptsHeard  int     `json:"promptsHeard"`
+	PromptSeconds float64 `json:"promptSeconds"`
+	Audio         bool    `json:"audio"`        // the user has an RTP handset
+	SoundSeconds  float64 `json:"soundSeconds"` // how much sound (not silence) it heard
 }
 
 // pollLeg polls the simulator until the one leg of call callID satisfies
 // ok, for up to 10 s. (Its waitFor only knows connected and ended.)
 func pollLeg(t *testing.T, callID, what string, ok func(leg) bool) leg {
 	t.Helper()
+	return pollLegs(t, callID, what, func(ls []leg) (leg, bool) {
+		return ls[0], len(ls) == 1 && ok(ls[0])
+	})
+}
+
+// pollLegs polls the simulator until pick finds the leg it wants among the
+// legs of call callID, for up to 10 s.
+func pollLegs(t *testing.T, callID, what string, pick func([]leg) (leg, bool)) leg {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for delay := 10 * time.Millisecond; ; delay = min(delay*2, 200*time.Millisecond) {
 		var legs struct{ Value []leg }
 		simulator(t, http.MethodGet, "/calls?callId="+callID, nil, &legs)
-		if len(legs.Value) == 1 && ok(legs.Value[0]) {
-			return legs.Value[0]
+		if len(legs.Value) > 0 {
+			if l, ok := pick(legs.Value); ok {
+				return l
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("call %s: the simulated user's leg is not %s after 10s: %+v", callID, what, legs.Value)
+			t.Fatalf("call %s: the simulated legs are not %s after 10s: %+v", callID, what, legs.Value)
 		}
 		time.Sleep(delay) // polling another process: the pause is the poll interval, bounded by deadline
+	}
+}
+
+// hangUpLeg hangs up a simulated leg, for a test's cleanup: a leg that has
+// already ended is fine.
+func hangUpLeg(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, env.public+"/simulator/v1/calls/"+id, nil)
+	if err != nil {
+		return
+	}
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
 	}
 }
