@@ -35,6 +35,7 @@ const (
 	authStale                     // right credentials on an expired nonce: challenge with stale=true
 	authFailed                    // wrong password, unknown user, bad nonce: 403
 	authBadUser                   // right credentials for another user than the request is about: 403
+	authBadURI                    // credentials for another Request-URI: 400 (RFC 7616 §3.4.6)
 )
 
 type digester struct {
@@ -93,7 +94,7 @@ func (d *digester) verify(req *sip.Request, lookup func(username string) (*confi
 		return authNone, nil, ""
 	}
 	cred, err := digest.ParseCredentials(h.Value())
-	if err != nil || cred.Username == "" || cred.Response == "" || cred.Nonce == "" {
+	if err != nil || cred.Username == "" || cred.Response == "" || cred.Nonce == "" || cred.URI == "" {
 		return authNone, nil, ""
 	}
 	if cred.Realm != d.realm {
@@ -111,6 +112,13 @@ func (d *digester) verify(req *sip.Request, lookup func(username string) (*confi
 	}
 	if cred.QOP != "" && cred.QOP != "auth" {
 		return authNone, nil, ""
+	}
+	// The response covers the method and the uri parameter, not the
+	// Request-URI: unless they are the same resource, the credentials were
+	// made for another request (RFC 7616 §3.4.6 asks for a 400).
+	var uri sip.Uri
+	if err := sip.ParseUri(cred.URI, &uri); err != nil || !sameURI(uri, req.Recipient) {
+		return authBadURI, nil, ""
 	}
 	valid, fresh := d.checkNonce(cred.Nonce)
 	u, tenantID, known := lookup(cred.Username)
@@ -140,6 +148,75 @@ func (d *digester) verify(req *sip.Request, lookup func(username string) (*confi
 		return authBadUser, nil, ""
 	}
 	return authOK, u, tenantID
+}
+
+// sameURI reports whether a and b are the same SIP URI by the rules of
+// RFC 3261 §19.1.4, stricter only in comparing userinfo and header values
+// as written, without undoing %HH escapes. Other schemes (tel:) compare as
+// written.
+//
+// Why not the exact string, as some servers compare: sipgo's client (and
+// UAs built like it) put the Request-URI without its parameters into the
+// digest uri (sip.Uri.Addr), so a Request-URI with ;transport=tcp would fail
+// a UA that did nothing wrong. Why that is still safe: what §19.1.4 lets
+// differ (a parameter in one URI only, other than user, ttl, method and
+// maddr; the case of the scheme, the host and the parameters) does not make
+// another resource; the gateway routes on scheme, user and host, which must
+// match, and the same resource twice is what the nonce count guards.
+func sameURI(a, b sip.Uri) bool {
+	if !strings.EqualFold(a.Scheme, b.Scheme) {
+		return false
+	}
+	sc := strings.ToLower(a.Scheme)
+	if sc != "sip" && sc != "sips" {
+		return a.Raw() == b.Raw()
+	}
+	if a.Wildcard || b.Wildcard || a.User != b.User || a.Password != b.Password ||
+		!strings.EqualFold(a.Host, b.Host) || a.Port != b.Port {
+		return false
+	}
+	for _, p := range a.UriParams {
+		if v, ok := paramFold(b.UriParams, p.K); ok {
+			if !strings.EqualFold(v, p.V) {
+				return false
+			}
+		} else if mustMatchParam(p.K) {
+			return false
+		}
+	}
+	for _, p := range b.UriParams {
+		if _, ok := paramFold(a.UriParams, p.K); !ok && mustMatchParam(p.K) {
+			return false
+		}
+	}
+	if len(a.Headers) != len(b.Headers) {
+		return false
+	}
+	for _, h := range a.Headers {
+		if v, ok := paramFold(b.Headers, h.K); !ok || v != h.V {
+			return false
+		}
+	}
+	return true
+}
+
+// mustMatchParam reports whether a URI parameter present in one URI only
+// makes two URIs differ (RFC 3261 §19.1.4).
+func mustMatchParam(k string) bool {
+	switch strings.ToLower(k) {
+	case "user", "ttl", "method", "maddr":
+		return true
+	}
+	return false
+}
+
+func paramFold(ps sip.HeaderParams, k string) (string, bool) {
+	for _, p := range ps {
+		if strings.EqualFold(p.K, k) {
+			return p.V, true
+		}
+	}
+	return "", false
 }
 
 func hexHash(newHash func() hash.Hash, s string) string {

@@ -113,6 +113,9 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			g.m.invite("in", 401)
 			g.challenge(tx, req, res == authStale)
 			return
+		case authBadURI:
+			refuse(400, "Bad Request (digest uri is not the Request-URI)")
+			return
 		case authFailed, authBadUser:
 			refuse(403, "Forbidden")
 			return

@@ -98,6 +98,10 @@ func (g *Gateway) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		g.m.register("challenged")
 		g.challenge(tx, req, true)
 		return
+	case authBadURI:
+		g.m.register("bad_request")
+		g.respond(tx, req, 400, "Bad Request (digest uri is not the Request-URI)")
+		return
 	case authFailed, authBadUser:
 		// The same answer for an unknown user, a wrong password and
 		// credentials of another user: nothing says who exists.
