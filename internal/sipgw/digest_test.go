@@ -2,11 +2,16 @@ package sipgw
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 
+	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/errs"
 )
 
@@ -152,6 +157,106 @@ func TestDigestInviteOtherRequestURI(t *testing.T) {
 	}
 }
 
+// One nonce count authorizes one request: the same Authorization again is
+// refused with a stale challenge; a higher count with a right response is
+// accepted; a lower one is not.
+func TestDigestRegisterNonceCountReplay(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	p := newPeer(t, "127.0.0.1", "alice")
+
+	ruri := gwURI(e, "")
+	uri := ruri.String()
+	c := challengeOf(t, send(t, e, p, registerTo(e, ruri), nil))
+	register := func(auth string) *sip.Response {
+		t.Helper()
+		return send(t, e, p, withAuth(registerTo(e, ruri), auth), nil)
+	}
+	staleChallenge := func(res *sip.Response, what string) {
+		t.Helper()
+		if res.StatusCode != 401 {
+			t.Fatalf("%s: %d %s, want 401", what, res.StatusCode, res.Reason)
+		}
+		if nc := challengeOf(t, res); !nc.Stale || nc.Nonce == c.Nonce {
+			t.Fatalf("%s: challenge %+v, want a new nonce with stale=true", what, nc)
+		}
+	}
+
+	nc1 := authorization(t, c, "REGISTER", uri, alicePw, 1)
+	if res := register(nc1); res.StatusCode != 200 {
+		t.Fatalf("nc=1: %d %s", res.StatusCode, res.Reason)
+	}
+	staleChallenge(register(nc1), "the same Authorization again")
+
+	nc2 := authorization(t, c, "REGISTER", uri, alicePw, 2)
+	if res := register(nc2); res.StatusCode != 200 {
+		t.Fatalf("nc=2: %d %s", res.StatusCode, res.Reason)
+	}
+	staleChallenge(register(nc2), "nc=2 again")
+	staleChallenge(register(authorization(t, c, "REGISTER", uri, alicePw, 1)), "nc=1 after nc=2, fresh cnonce")
+
+	// A wrong response does not use a count up.
+	if res := register(authorization(t, c, "REGISTER", uri, "nope", 3)); res.StatusCode != 403 {
+		t.Fatalf("nc=3, wrong password: %d %s", res.StatusCode, res.Reason)
+	}
+	if res := register(authorization(t, c, "REGISTER", uri, alicePw, 3)); res.StatusCode != 200 {
+		t.Fatalf("nc=3: %d %s", res.StatusCode, res.Reason)
+	}
+	if res := register(authorization(t, c, "REGISTER", uri, alicePw, 10)); res.StatusCode != 200 {
+		t.Fatalf("nc=10 (counts may skip): %d %s", res.StatusCode, res.Reason)
+	}
+}
+
+// A captured INVITE replayed as it was places no second call.
+func TestDigestInviteNonceCountReplay(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	p := newPeer(t, "127.0.0.1", "alice")
+
+	ruri := gwURI(e, botNum)
+	c := challengeOf(t, send(t, e, p, inviteTo(p, ruri), nil))
+	nc1 := authorization(t, c, "INVITE", ruri.String(), alicePw, 1)
+
+	calls := 0
+	if res := send(t, e, p, withAuth(inviteTo(p, ruri), nc1), &calls); res.StatusCode != 603 || calls != 1 {
+		t.Fatalf("nc=1: %d %s with %d calls", res.StatusCode, res.Reason, calls)
+	}
+	res := send(t, e, p, withAuth(inviteTo(p, ruri), nc1), &calls)
+	if res.StatusCode != 401 || calls != 1 {
+		t.Fatalf("replayed INVITE: %d %s with %d more calls, want 401 and none", res.StatusCode, res.Reason, calls-1)
+	}
+	if !challengeOf(t, res).Stale {
+		t.Fatal("replayed INVITE: challenge without stale=true")
+	}
+	nc2 := authorization(t, c, "INVITE", ruri.String(), alicePw, 2)
+	if res := send(t, e, p, withAuth(inviteTo(p, ruri), nc2), &calls); res.StatusCode != 603 || calls != 2 {
+		t.Fatalf("nc=2: %d %s with %d calls", res.StatusCode, res.Reason, calls)
+	}
+}
+
+// Without qop (RFC 2069 style) there is no count to track: a nonce answers
+// one request.
+func TestDigestWithoutQOPSingleUse(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	p := newPeer(t, "127.0.0.1", "alice")
+
+	ruri := gwURI(e, "")
+	c := challengeOf(t, send(t, e, p, registerTo(e, ruri), nil))
+	c.QOP = nil // answer as an RFC 2069 UA does
+	auth := authorization(t, c, "REGISTER", ruri.String(), alicePw, 0)
+	if res := send(t, e, p, withAuth(registerTo(e, ruri), auth), nil); res.StatusCode != 200 {
+		t.Fatalf("without qop: %d %s", res.StatusCode, res.Reason)
+	}
+	res := send(t, e, p, withAuth(registerTo(e, ruri), auth), nil)
+	if res.StatusCode != 401 || !challengeOf(t, res).Stale {
+		t.Fatalf("without qop, again: %d %s, want 401 with stale=true", res.StatusCode, res.Reason)
+	}
+	// The fresh nonce works, once.
+	c = challengeOf(t, res)
+	c.QOP = nil
+	if res := send(t, e, p, withAuth(registerTo(e, ruri), authorization(t, c, "REGISTER", ruri.String(), alicePw, 0)), nil); res.StatusCode != 200 {
+		t.Fatalf("without qop, the new nonce: %d %s", res.StatusCode, res.Reason)
+	}
+}
+
 func TestSameURI(t *testing.T) {
 	for _, c := range []struct {
 		a, b string
@@ -192,5 +297,144 @@ func TestSameURI(t *testing.T) {
 		if got := sameURI(b, a); got != c.same {
 			t.Errorf("sameURI(%s, %s) = %v", c.b, c.a, got)
 		}
+	}
+}
+
+// testDigester is a digester on a settable clock, and a way to answer its
+// challenges as alice.
+type testDigester struct {
+	*digester
+	clk *clock
+}
+
+func newTestDigester(secret string, maxTracked int) testDigester {
+	clk := &clock{}
+	clk.ns.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
+	return testDigester{&digester{realm: "sb.test", secret: []byte(secret), now: clk.Now, maxTracked: maxTracked}, clk}
+}
+
+var testAlice = &config.User{ID: "a", SIP: config.SIPCredentials{Username: "alice", Password: alicePw}}
+
+func lookupAlice(name string) (*config.User, string, bool) {
+	if name == "alice" {
+		return testAlice, tenantID, true
+	}
+	return nil, "", false
+}
+
+// request is a REGISTER carrying alice's answer to nonce with count nc.
+func (d testDigester) request(t *testing.T, nonce string, nc int) *sip.Request {
+	t.Helper()
+	ruri := sip.Uri{Scheme: "sip", Host: "sb.test"}
+	req := sip.NewRequest(sip.REGISTER, ruri)
+	c := &digest.Challenge{Realm: d.realm, Nonce: nonce, Algorithm: "MD5", QOP: []string{"auth"}}
+	return withAuth(req, authorization(t, c, "REGISTER", ruri.String(), alicePw, nc))
+}
+
+func (d testDigester) verifyAlice(req *sip.Request) authResult {
+	res, _, _ := d.verify(req, lookupAlice, "")
+	return res
+}
+
+// Another node's nonce (same secret) or this node's from before a restart
+// is stale here: nobody here remembers its counts.
+func TestDigestNonceOfAnotherInstance(t *testing.T) {
+	a := newTestDigester("shared-secret", 0)
+	b := newTestDigester("shared-secret", 0)
+	n := a.nonce()
+	if res := b.verifyAlice(b.request(t, n, 1)); res != authStale {
+		t.Fatalf("another instance's nonce: %v, want authStale", res)
+	}
+	if res := a.verifyAlice(a.request(t, n, 1)); res != authOK {
+		t.Fatalf("own nonce: %v, want authOK", res)
+	}
+	// A nonce of the layout before (issue time and HMAC only), which a UA
+	// may hold across the upgrade, is stale too.
+	var ts [8]byte
+	binary.BigEndian.PutUint64(ts[:], uint64(a.now().Unix()))
+	legacy := hex.EncodeToString(ts[:]) + hex.EncodeToString(a.mac(ts[:]))
+	if res := a.verifyAlice(a.request(t, legacy, 1)); res != authStale {
+		t.Fatalf("nonce of the former layout: %v, want authStale", res)
+	}
+	// An altered nonce (another sequence number) is not ours at all.
+	raw, _ := hex.DecodeString(n)
+	raw[23] ^= 1
+	if res := a.verifyAlice(a.request(t, hex.EncodeToString(raw), 5)); res != authNone {
+		t.Fatalf("altered nonce: %v, want authNone", res)
+	}
+}
+
+// The same credentials sent many times at once are accepted once.
+func TestDigestConcurrentReplay(t *testing.T) {
+	d := newTestDigester("s", 0)
+	req := d.request(t, d.nonce(), 1)
+	var mu sync.Mutex
+	got := map[authResult]int{}
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			res := d.verifyAlice(req)
+			mu.Lock()
+			got[res]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if got[authOK] != 1 || got[authStale] != 15 {
+		t.Fatalf("16 concurrent uses of one count: %v, want 1 authOK and 15 authStale", got)
+	}
+}
+
+// The nonce-count table stays within its bound, challenges alone never
+// grow it, and a nonce it forgot is not accepted again.
+func TestDigestNonceTableBounded(t *testing.T) {
+	const limit = 8
+	d := newTestDigester("s", limit)
+	for range 1000 {
+		d.challenges(false)
+	}
+	if n := len(d.uses.last); n != 0 {
+		t.Fatalf("challenges alone tracked %d nonces", n)
+	}
+
+	unused := d.nonce() // issued before all below, answered after they are forgotten
+	var nonces []string
+	for i := range 3 * limit {
+		n := d.nonce()
+		nonces = append(nonces, n)
+		if res := d.verifyAlice(d.request(t, n, 1)); res != authOK {
+			t.Fatalf("nonce %d: %v", i, res)
+		}
+		if len(d.uses.last) > limit || d.uses.n > limit || len(d.uses.ring) > limit {
+			t.Fatalf("after %d nonces: %d tracked, ring %d/%d, limit %d", i+1, len(d.uses.last), d.uses.n, len(d.uses.ring), limit)
+		}
+	}
+	// The first nonces were forgotten: a replay of them, or a first use of
+	// a nonce issued before them, is stale, not new.
+	if res := d.verifyAlice(d.request(t, nonces[0], 1)); res != authStale {
+		t.Fatalf("forgotten nonce replayed: %v, want authStale", res)
+	}
+	if res := d.verifyAlice(d.request(t, nonces[0], 2)); res != authStale {
+		t.Fatalf("forgotten nonce, higher count: %v, want authStale", res)
+	}
+	if res := d.verifyAlice(d.request(t, unused, 1)); res != authStale {
+		t.Fatalf("unused nonce older than a forgotten one: %v, want authStale", res)
+	}
+	// The newest are still tracked by count.
+	last := nonces[len(nonces)-1]
+	if res := d.verifyAlice(d.request(t, last, 1)); res != authStale {
+		t.Fatalf("tracked nonce replayed: %v, want authStale", res)
+	}
+	if res := d.verifyAlice(d.request(t, last, 2)); res != authOK {
+		t.Fatalf("tracked nonce, next count: %v, want authOK", res)
+	}
+
+	// Past their lifetime they are dropped as soon as another is tracked.
+	d.clk.Advance(nonceTTL + 2*time.Second)
+	if res := d.verifyAlice(d.request(t, d.nonce(), 1)); res != authOK {
+		t.Fatalf("new nonce after expiry: %v", res)
+	}
+	if n := len(d.uses.last); n != 1 {
+		t.Fatalf("%d nonces tracked after the others expired, want 1", n)
 	}
 }
