@@ -50,10 +50,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func writeErr(w http.ResponseWriter, err error) {
-	k := errs.KindOf(err)
-	writeJSON(w, k.HTTPStatus(), map[string]any{"error": map[string]string{"code": k.GraphCode(), "message": errs.Message(err)}})
-}
+func writeErr(w http.ResponseWriter, err error) { errs.WriteGraph(w, err, time.Now(), nil) }
 
 func parseDur(s, field string) (config.Duration, error) {
 	if s == "" {

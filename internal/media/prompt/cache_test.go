@@ -254,7 +254,8 @@ func checkErr(t *testing.T, err error, reason error, kind errs.Kind, code, subco
 			t.Errorf("message %q does not mention %q", msg, w)
 		}
 	}
-	gotCode, gotSub, resMsg := ResultFor(err)
+	res := ResultFor(err)
+	gotCode, gotSub, resMsg := res.Code, res.Subcode, res.Message
 	if gotCode != code || gotSub != subcode || !strings.Contains(resMsg, msg) {
 		t.Errorf("ResultFor = %d/%d %q, want %d/%d with the message", gotCode, gotSub, resMsg, code, subcode)
 	}
@@ -381,8 +382,8 @@ func TestGetContextCancelled(t *testing.T) {
 	<-waiting
 	cancel()
 	err := <-errc
-	if code, sub, _ := ResultFor(err); !errors.Is(err, context.Canceled) || code != 400 || sub != 8508 {
-		t.Fatalf("cancelled Get: %v → %d/%d, want context.Canceled → 400/8508", err, code, sub)
+	if r := ResultFor(err); !errors.Is(err, context.Canceled) || r.Code != 400 || r.Subcode != 8508 {
+		t.Fatalf("cancelled Get: %v → %d/%d, want context.Canceled → 400/8508", err, r.Code, r.Subcode)
 	}
 	// The download went on for the cache.
 	close(gate)
@@ -429,11 +430,11 @@ func TestPrefetch(t *testing.T) {
 }
 
 func TestResultForOthers(t *testing.T) {
-	if code, sub, msg := ResultFor(nil); code != 200 || sub != 0 || msg != "Action completed successfully." {
-		t.Errorf("ResultFor(nil) = %d/%d %q", code, sub, msg)
+	if r := ResultFor(nil); r.Code != 200 || r.Subcode != 0 || r.Message != "Action completed successfully." {
+		t.Errorf("ResultFor(nil) = %+v", r)
 	}
-	if code, sub, _ := ResultFor(fmt.Errorf("boom")); code != 500 || sub != 8526 {
-		t.Errorf("ResultFor(unclassified) = %d/%d, want 500/8526", code, sub)
+	if r := ResultFor(fmt.Errorf("boom")); r.Code != 500 || r.Subcode != 8526 {
+		t.Errorf("ResultFor(unclassified) = %d/%d, want 500/8526", r.Code, r.Subcode)
 	}
 }
 

@@ -727,28 +727,7 @@ func bearerToken(req *http.Request) (string, bool) {
 	return token, true
 }
 
-// writeError writes a Graph error body (graph-calls.md §6.1) with the
-// status and code of err's kind.
-func writeError(w http.ResponseWriter, err error) {
-	k := errs.KindOf(err)
-	type inner struct {
-		Date string `json:"date"`
-	}
-	type body struct {
-		Code       string `json:"code"`
-		Message    string `json:"message"`
-		InnerError inner  `json:"innerError"`
-	}
-	b, _ := json.Marshal(map[string]body{"error": {
-		Code:       k.GraphCode(),
-		Message:    errs.Message(err),
-		InnerError: inner{Date: time.Now().UTC().Format("2006-01-02T15:04:05")},
-	}})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(k.HTTPStatus())
-	_, _ = w.Write(b)
-}
+func writeError(w http.ResponseWriter, err error) { errs.WriteGraph(w, err, time.Now(), nil) }
 
 // wavHeader is the header of a WAV file holding size bytes of 8 kHz
 // 16-bit mono PCM.

@@ -230,7 +230,7 @@ func base64Len(s string) (int, bool) {
 // graphError decodes a Graph error body.
 func graphError(t *testing.T, resp *http.Response) (code, message string) {
 	t.Helper()
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		t.Errorf("error Content-Type %q", ct)
 	}
 	var body struct {
