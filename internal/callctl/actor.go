@@ -1,26 +1,21 @@
 package callctl
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/clock"
 	"github.com/switchboard-voice/switchboard/internal/errs"
-	"github.com/switchboard-voice/switchboard/internal/ids"
-	"github.com/switchboard-voice/switchboard/internal/media"
-	"github.com/switchboard-voice/switchboard/internal/store"
-	"github.com/switchboard-voice/switchboard/internal/webhook"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
 // actor owns one call. Everything that reads or changes the call runs on
-// its goroutine, in mailbox order: API commands, leg events, timers.
+// its goroutine, in mailbox order: API commands, leg events, timers. After
+// each step the record and the step's notifications are stored (persist.go)
+// before any command of the step is answered.
 type actor struct {
 	m   *Manager
 	rec *Record
@@ -33,20 +28,51 @@ type actor struct {
 	unbridge  func() // stops the media bridge between leg and bridged, if any
 
 	mu      sync.Mutex
-	queue   []func(*actor)
+	queue   []mail
 	wake    chan struct{}
 	stopped bool
 	quit    chan struct{}
+	done    chan struct{} // closed when the actor has exited
 
 	jobs    []*mediaJob // queued playPrompt/recordResponse
 	running *mediaJob   // the one playing or recording
 	hold    *mediaJob   // the hold music, while a participant is held; jobs wait for it
 
-	timers     map[string]clock.Timer
-	dirty      bool
-	deleted    bool
-	afterFlush []func() // command replies, sent once the step is stored // the record is gone from the store; the call has ended for the bot
-	pending    []webhook.Notification
+	timers map[string]clock.Timer
+
+	// What the current step changed, for persist.go: dirty when the record
+	// must be written, pending the notifications not yet queued (in order),
+	// replies the commands to answer once both are stored.
+	dirty   bool
+	pending []queued
+	replies []reply
+	// deleted: the call has ended for the bot (terminated was queued or is
+	// pending); removed: its record is gone from the store too.
+	deleted bool
+	removed bool
+	// retry is the backoff of the next attempt to store what a failed
+	// step left (0 when nothing is left).
+	retry time.Duration
+}
+
+// mail is one item of an actor's mailbox: an internal step (fn) or an API
+// command (cmd), which is always answered on done.
+type mail struct {
+	fn   func(*actor)
+	cmd  *command
+	done chan<- result
+}
+
+// result is a command's answer.
+type result struct {
+	op  *graph.Operation
+	err error
+}
+
+// reply is a command's answer held until its step is stored.
+type reply struct {
+	done chan<- result
+	res  result
 }
 
 // spawn registers and starts an actor for rec; nil when the node is closing.
@@ -56,6 +82,7 @@ func (m *Manager) spawn(rec *Record, rev uint64) *actor {
 		log:    m.log.With("call", rec.Call.ID, "app", rec.AppID),
 		wake:   make(chan struct{}, 1),
 		quit:   make(chan struct{}),
+		done:   make(chan struct{}),
 		timers: map[string]clock.Timer{},
 	}
 	m.mu.Lock()
@@ -72,13 +99,22 @@ func (m *Manager) spawn(rec *Record, rev uint64) *actor {
 }
 
 // post queues fn for the actor; false when the actor has finished.
-func (a *actor) post(fn func(*actor)) bool {
+func (a *actor) post(fn func(*actor)) bool { return a.deliver(mail{fn: fn}) }
+
+// submit queues a command; done gets its answer exactly once, whatever
+// happens to the call meanwhile. False when the actor has finished (done
+// gets nothing then).
+func (a *actor) submit(cmd *command, done chan<- result) bool {
+	return a.deliver(mail{cmd: cmd, done: done})
+}
+
+func (a *actor) deliver(m mail) bool {
 	a.mu.Lock()
 	if a.stopped {
 		a.mu.Unlock()
 		return false
 	}
-	a.queue = append(a.queue, fn)
+	a.queue = append(a.queue, m)
 	a.mu.Unlock()
 	select {
 	case a.wake <- struct{}{}:
@@ -111,16 +147,16 @@ func (a *actor) run() {
 				a.mu.Unlock()
 				break
 			}
-			fn := a.queue[0]
-			a.queue[0] = nil
+			m := a.queue[0]
+			a.queue[0] = mail{}
 			a.queue = a.queue[1:]
 			a.mu.Unlock()
-			fn(a)
-			a.flush()
-			for _, f := range a.afterFlush {
-				f()
+			if m.cmd != nil {
+				a.execute(m.cmd, m.done)
+			} else {
+				m.fn(a)
 			}
-			a.afterFlush = a.afterFlush[:0]
+			a.settle()
 			if a.finished() {
 				return
 			}
@@ -138,14 +174,29 @@ func (a *actor) quitting() bool {
 }
 
 // finished reports whether nothing is left for the actor to do: the call
-// ended for the bot and no redirected leg is still bridged.
-func (a *actor) finished() bool { return a.deleted && a.bridged == nil }
+// ended for the bot, everything about it is stored and queued, and no
+// redirected leg is still bridged.
+func (a *actor) finished() bool { return a.removed && a.bridged == nil }
 
+// exit answers the commands still in the mailbox (the call is gone for
+// them: 404, or 503 when the node is stopping under the call), stops the
+// timers and media, and unregisters the actor.
 func (a *actor) exit() {
 	a.mu.Lock()
 	a.stopped = true
+	left := a.queue
 	a.queue = nil
 	a.mu.Unlock()
+	for _, m := range left {
+		if m.cmd == nil {
+			continue
+		}
+		if a.removed {
+			m.done <- result{err: notFound(m.cmd.CallID)}
+		} else {
+			m.done <- result{err: errs.E(errs.Unavailable, "This Switchboard node is stopping; call %s was not changed.", m.cmd.CallID)}
+		}
+	}
 	for _, t := range a.timers {
 		t.Stop()
 	}
@@ -160,55 +211,22 @@ func (a *actor) exit() {
 		m.release(Caller{AppID: a.rec.AppID, TenantID: a.rec.TenantID})
 	}
 	m.active.Dec()
+	close(a.done)
 	m.wg.Done()
 }
 
-// flush writes the record with compare-and-set, then queues the
-// notifications the last step produced, in order.
-func (a *actor) flush() {
-	if !a.dirty && len(a.pending) == 0 {
-		return
+// execute runs one API command. Its answer waits for the step to be stored.
+func (a *actor) execute(cmd *command, done chan<- result) {
+	var res result
+	switch {
+	case a.deleted:
+		res.err = notFound(cmd.CallID)
+	case !sameID(a.rec.TenantID, cmd.Caller.TenantID) || !sameID(a.rec.AppID, cmd.Caller.AppID):
+		res.err = notFound(cmd.CallID)
+	default:
+		res.op, res.err = cmd.action.run(a, cmd)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if a.dirty {
-		a.dirty = false
-		if a.deleted {
-			if err := a.m.calls.Delete(ctx, a.rec.Call.ID); err != nil {
-				a.log.Error("delete ended call", "err", err)
-			}
-		} else if err := a.save(ctx); err != nil {
-			a.log.Error("save call", "err", err)
-		}
-	}
-	for _, n := range a.pending {
-		if err := a.m.o.Notifier.Enqueue(ctx, n); err != nil {
-			a.log.Error("queue notification", "url", n.URL, "err", err)
-		}
-	}
-	a.pending = a.pending[:0]
-}
-
-func (a *actor) save(ctx context.Context) error {
-	data, err := json.Marshal(a.rec)
-	if err != nil {
-		return err
-	}
-	rev, err := a.m.calls.Update(ctx, a.rec.Call.ID, data, a.rev)
-	if errors.Is(err, store.ErrConflict) {
-		// Someone else wrote the call; the owner's state is the truth.
-		a.log.Warn("call record changed under its owner; overwriting")
-		_, cur, gerr := a.m.calls.Get(ctx, a.rec.Call.ID)
-		if gerr != nil {
-			return gerr
-		}
-		rev, err = a.m.calls.Update(ctx, a.rec.Call.ID, data, cur)
-	}
-	if err != nil {
-		return err
-	}
-	a.rev = rev
-	return nil
+	a.replies = append(a.replies, reply{done, res})
 }
 
 // arm schedules fn on the actor at t, replacing the timer named name.
@@ -225,24 +243,6 @@ func (a *actor) disarm(name string) {
 		t.Stop()
 		delete(a.timers, name)
 	}
-}
-
-// notify queues a notification to the call's callback.
-func (a *actor) notify(change graph.ChangeType, resource, resourceURL string, data any) {
-	body, err := envelope(change, resource, resourceURL, data)
-	if err != nil {
-		a.log.Error("encode notification", "err", err)
-		return
-	}
-	a.pending = append(a.pending, webhook.Notification{
-		CallID: a.rec.Call.ID, AppID: a.rec.AppID, TenantID: a.rec.TenantID,
-		URL: a.rec.Call.CallbackURI, Body: body,
-		Incoming: change == graph.ChangeCreated,
-	})
-}
-
-func (a *actor) notifyCall(change graph.ChangeType, data *graph.Call) {
-	a.notify(change, legacyCallPath(a.rec.Call.ID), callPath(a.rec.Call.ID), data)
 }
 
 // setState moves the call and tells the bot.
@@ -342,6 +342,12 @@ func (a *actor) onLeg(ev LegEvent) {
 		switch a.rec.Call.State {
 		case graph.StateEstablishing, graph.StateRinging:
 			a.disarm("ring")
+			if a.leg != nil {
+				// The dialog is confirmed now: what a restarted node needs
+				// to release it is in the leg's reference.
+				ref := a.leg.Ref()
+				a.rec.Leg = &ref
+			}
 			a.rec.Call.MediaState = &graph.CallMediaState{Audio: graph.MediaStateActive}
 			a.setState(graph.StateEstablished)
 		}
@@ -351,7 +357,9 @@ func (a *actor) onLeg(ev LegEvent) {
 		if a.rec.Call.State == graph.StateIncoming || a.rec.Call.State == graph.StateRedirecting {
 			reason = errs.CallerCancelled
 			for _, l := range a.redirects {
-				l.HangUp(reason)
+				if l != nil {
+					l.HangUp(reason)
+				}
 			}
 			a.redirects = nil
 		}
@@ -371,8 +379,9 @@ func (a *actor) onLeg(ev LegEvent) {
 }
 
 // end finishes the call for the bot: operations still running fail first,
-// then the terminated notification, then the record is deleted. With
-// hangLeg the far end is released too (BYE, CANCEL or a SIP rejection).
+// then the terminated notification; the record is deleted once both are
+// stored. With hangLeg the far end is released too (BYE, CANCEL or a SIP
+// rejection).
 func (a *actor) end(reason errs.EndReason, hangLeg bool) {
 	if a.deleted {
 		return
@@ -384,8 +393,7 @@ func (a *actor) end(reason errs.EndReason, hangLeg bool) {
 			continue
 		}
 		op.Status = graph.OperationFailed
-		op.ResultInfo = &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 500, Subcode: 9010,
-			Message: "The call ended before the operation completed: " + reason.Message}
+		op.ResultInfo = resultInfo(errs.OpCallEnded.With(reason.Message))
 		a.notifyOperation(op)
 	}
 	if hangLeg && a.leg != nil {
@@ -397,7 +405,9 @@ func (a *actor) end(reason errs.EndReason, hangLeg bool) {
 		a.leg = nil
 	}
 	for _, l := range a.redirects {
-		l.HangUp(reason)
+		if l != nil {
+			l.HangUp(reason)
+		}
 	}
 	a.redirects = nil
 	a.rec.Call.State = graph.StateTerminated
@@ -419,476 +429,4 @@ func (a *actor) end(reason errs.EndReason, hangLeg bool) {
 	a.log.Info("call ended", "code", reason.Code, "subcode", reason.Subcode, "reason", reason.Message)
 }
 
-func (a *actor) notifyOperation(op *graph.Operation) {
-	data := *op
-	data.ODataContext = ""
-	a.notify(graph.ChangeDeleted, legacyOperationPath(a.rec.Call.ID, op.ID), operationPath(a.rec.Call.ID, op.ID), &data)
-}
-
-func (a *actor) newOperation(typ, clientContext string, status graph.OperationStatus) *graph.Operation {
-	op := graph.Operation{ODataType: typ, ID: ids.New(), ClientContext: clientContext, Status: status}
-	if status == graph.OperationCompleted {
-		op.ResultInfo = &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 200, Subcode: 0, Message: "Action completed successfully."}
-	}
-	a.rec.addOperation(op)
-	a.dirty = true
-	return &a.rec.Operations[len(a.rec.Operations)-1]
-}
-
-func decode[T any](raw json.RawMessage) (*T, error) {
-	v := new(T)
-	if len(raw) == 0 {
-		return v, nil
-	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return nil, badRequest("malformed request body: %v", err)
-	}
-	return v, nil
-}
-
-func (a *actor) conflict(action string) error {
-	return errs.E(errs.Conflict, "Call %s is %s: %s is not possible now.", a.rec.Call.ID, a.rec.Call.State, action)
-}
-
-func checkClientContext(s string) error {
-	if len(s) > 256 {
-		return badRequest("clientContext: at most 256 characters.")
-	}
-	return nil
-}
-
-// handle runs one API command on the actor.
-func (a *actor) handle(cmd command) (*graph.Operation, error) {
-	if a.deleted {
-		return nil, notFound(cmd.CallID)
-	}
-	c := cmd.Caller
-	st := a.rec.Call.State
-	switch cmd.Op {
-	case "hangUp":
-		if st == graph.StateIncoming {
-			a.end(errs.Rejected, true)
-			return nil, nil
-		}
-		a.setState(graph.StateTerminating)
-		a.end(errs.EndedByBot, true)
-		return nil, nil
-
-	case "keepAlive":
-		a.rec.LastKeepAlive = a.m.clk.Now()
-		a.dirty = true
-		a.armKeepAlive()
-		return nil, nil
-
-	case "answer":
-		req, err := decode[graph.AnswerRequest](cmd.Body)
-		if err != nil {
-			return nil, err
-		}
-		if st != graph.StateIncoming {
-			return nil, a.conflict("answer")
-		}
-		if req.MediaConfig == nil {
-			return nil, badRequest("mediaConfig is required.")
-		}
-		req.MediaConfig.Normalize()
-		if req.MediaConfig.AppHosted() {
-			if err := c.require(PermAccessMedia); err != nil {
-				return nil, err
-			}
-		}
-		if len(req.AcceptedModalities) == 0 {
-			return nil, badRequest("acceptedModalities is required.")
-		}
-		for i, mod := range req.AcceptedModalities {
-			if mod != graph.ModalityAudio {
-				return nil, errs.E(errs.NotSupported, "acceptedModalities[%d]: %q is not supported; Switchboard calls carry audio.", i, mod)
-			}
-		}
-		if req.CallbackURI != "" {
-			if err := a.m.cfg.CheckCallbackURI(req.CallbackURI); err != nil {
-				return nil, badRequest("callbackUri: %v", err)
-			}
-			a.rec.Call.CallbackURI = req.CallbackURI
-		}
-		a.rec.Call.MediaConfig = req.MediaConfig
-		a.rec.Call.CallOptions = req.CallOptions
-		a.m.prefetch(req.MediaConfig)
-		a.disarm("answer")
-		a.rec.LastKeepAlive = a.m.clk.Now()
-		a.armKeepAlive()
-		a.setState(graph.StateEstablishing)
-		if a.leg == nil {
-			a.end(errs.CallerCancelled, false)
-			return nil, nil
-		}
-		if err := a.leg.Answer(); err != nil {
-			a.log.Warn("answer leg", "err", err)
-			a.end(errs.MediaFailure, true)
-		}
-		return nil, nil
-
-	case "reject":
-		req, err := decode[graph.RejectRequest](cmd.Body)
-		if err != nil {
-			return nil, err
-		}
-		if st != graph.StateIncoming {
-			return nil, a.conflict("reject")
-		}
-		if req.CallbackURI != "" {
-			if err := a.m.cfg.CheckCallbackURI(req.CallbackURI); err != nil {
-				return nil, badRequest("callbackUri: %v", err)
-			}
-			a.rec.Call.CallbackURI = req.CallbackURI
-		}
-		switch req.Reason {
-		case graph.RejectBusy:
-			a.end(errs.RejectedBusy, true)
-		case graph.RejectForbidden:
-			a.end(errs.RejectedForbidden, true)
-		case graph.RejectNone, "":
-			a.end(errs.Rejected, true)
-		default:
-			return nil, badRequest("reason: %q is not none, busy or forbidden.", req.Reason)
-		}
-		return nil, nil
-
-	case "redirect":
-		return nil, a.redirect(c, cmd.Body)
-
-	case "mute", "unmute":
-		req, err := decode[graph.ClientContextRequest](cmd.Body)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkClientContext(req.ClientContext); err != nil {
-			return nil, err
-		}
-		if st != graph.StateEstablished {
-			return nil, a.conflict(cmd.Op)
-		}
-		mute := cmd.Op == "mute"
-		a.rec.Muted = mute
-		if p := a.port(); p != nil {
-			p.SetMuted(mute)
-		}
-		for i := range a.rec.Participants {
-			if a.rec.Participants[i].ID == a.rec.Call.MyParticipantID {
-				a.rec.Participants[i].IsMuted = mute
-				for j := range a.rec.Participants[i].MediaStreams {
-					a.rec.Participants[i].MediaStreams[j].ServerMuted = mute
-				}
-			}
-		}
-		typ := graph.TypeMuteParticipantOperation
-		if !mute {
-			typ = graph.TypeUnmuteParticipantOperation
-		}
-		return a.newOperation(typ, req.ClientContext, graph.OperationCompleted), nil
-
-	case "subscribeToTone":
-		req, err := decode[graph.ClientContextRequest](cmd.Body)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkClientContext(req.ClientContext); err != nil {
-			return nil, err
-		}
-		if err := c.require(PermAccessMedia); err != nil {
-			return nil, err
-		}
-		if a.rec.Call.MediaConfig.AppHosted() {
-			return nil, badRequest("subscribeToTone needs service-hosted media (serviceHostedMediaConfig); this call hosts its own media.")
-		}
-		if st == graph.StateIncoming {
-			return nil, a.conflict("subscribeToTone")
-		}
-		a.rec.ToneSubscribed = true
-		if p := a.port(); p != nil {
-			p.DetectTones(true)
-		}
-		return a.newOperation(graph.TypeSubscribeToToneOperation, req.ClientContext, graph.OperationCompleted), nil
-
-	case "playPrompt":
-		req, err := decode[graph.PlayPromptRequest](cmd.Body)
-		if err != nil {
-			return nil, err
-		}
-		return a.playPrompt(req)
-
-	case "recordResponse":
-		req, err := decode[graph.RecordResponseRequest](cmd.Body)
-		if err != nil {
-			return nil, err
-		}
-		return a.recordResponse(c, req)
-
-	case "cancelMediaProcessing":
-		req, err := decode[graph.ClientContextRequest](cmd.Body)
-		if err != nil {
-			return nil, err
-		}
-		return a.cancelMediaProcessing(req)
-
-	case "startHoldMusic":
-		req, err := decode[graph.StartHoldMusicRequest](cmd.Body)
-		if err != nil {
-			return nil, err
-		}
-		return a.startHoldMusic(cmd.Participant, req)
-
-	case "stopHoldMusic":
-		req, err := decode[graph.ClientContextRequest](cmd.Body)
-		if err != nil {
-			return nil, err
-		}
-		return a.stopHoldMusic(cmd.Participant, req)
-
-	case "sendDtmfTones":
-		req, err := decode[graph.SendDtmfTonesRequest](cmd.Body)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkClientContext(req.ClientContext); err != nil {
-			return nil, err
-		}
-		if len(req.Tones) == 0 {
-			return nil, badRequest("tones is required.")
-		}
-		for i, t := range req.Tones {
-			if t.Char() == 0 {
-				return nil, badRequest("tones[%d]: %q is not a tone (tone0..tone9, star, pound, a..d, flash).", i, t)
-			}
-		}
-		if st != graph.StateEstablished || a.leg == nil {
-			return nil, a.conflict("sendDtmfTones")
-		}
-		delay := 100 * time.Millisecond
-		if req.DelayBetweenTonesMs != nil && *req.DelayBetweenTonesMs >= 0 {
-			delay = time.Duration(*req.DelayBetweenTonesMs) * time.Millisecond
-		}
-		op := a.newOperation(graph.TypeSendDtmfTonesOperation, req.ClientContext, graph.OperationRunning)
-		resp := *op
-		id := op.ID
-		sent := func(a *actor) {
-			a.disarm("dtmf:" + id)
-			if op := a.rec.operation(id); op != nil && !op.Status.Terminal() {
-				op.Status = graph.OperationCompleted
-				op.CompletionReason = "completedSuccessfully"
-				op.ResultInfo = &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 200, Message: "Action completed successfully."}
-				a.dirty = true
-				a.notifyOperation(op)
-			}
-		}
-		// The leg says when the last tone has gone out; the timer (a tone is
-		// 100 ms on the wire, then the gap) bounds the wait should it not.
-		a.arm("dtmf:"+id, a.m.clk.Now().Add(time.Duration(len(req.Tones))*(100*time.Millisecond+delay)+time.Second), sent)
-		if err := a.leg.SendTones(req.Tones, delay, func() { a.post(sent) }); err != nil {
-			a.disarm("dtmf:" + id)
-			op.Status = graph.OperationFailed
-			op.ResultInfo = &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 500, Subcode: 9011, Message: "Sending the tones failed: " + err.Error()}
-			resp = *op
-			return &resp, nil
-		}
-		return &resp, nil
-	}
-	return nil, errs.E(errs.NotSupported, "%s is not supported.", cmd.Op)
-}
-
-// redirect dials the new targets; the first to answer gets the caller
-// (graph-calls.md §2.6; Switchboard stays in the media path, DECISIONS.md).
-func (a *actor) redirect(c Caller, body json.RawMessage) error {
-	req, err := decode[graph.RedirectRequest](body)
-	if err != nil {
-		return err
-	}
-	if a.rec.Call.State != graph.StateIncoming {
-		return a.conflict("redirect")
-	}
-	if err := c.require(PermInitiate); err != nil {
-		return err
-	}
-	if n := len(req.Targets); n == 0 || n > 25 {
-		return badRequest("targets: between 1 and 25 targets are needed, got %d.", n)
-	}
-	timeout := 55
-	if len(req.Targets) > 1 {
-		timeout = 60
-	}
-	if req.Timeout != nil {
-		if *req.Timeout < 15 || *req.Timeout > 90 {
-			return badRequest("timeout: %d is outside 15..90 seconds.", *req.Timeout)
-		}
-		timeout = *req.Timeout
-	}
-	if req.CallbackURI != "" {
-		if err := a.m.cfg.CheckCallbackURI(req.CallbackURI); err != nil {
-			return badRequest("callbackUri: %v", err)
-		}
-		a.rec.Call.CallbackURI = req.CallbackURI
-	}
-	targets := make([]Target, len(req.Targets))
-	src := &graph.ParticipantInfo{Identity: a.rec.Call.Targets[0].Identity}
-	if src.Identity == nil || src.Identity.ApplicationInstance == nil {
-		src.Identity = &graph.IdentitySet{ApplicationInstance: &graph.Identity{}} // the caller's number is presented
-	}
-	for i, t := range req.Targets {
-		tg, err := a.m.resolveTarget(c, t, src)
-		if err != nil {
-			return errs.E(errs.KindOf(err), "%s", strings.Replace(errs.Message(err), "targets[0]", "targets["+strconv.Itoa(i)+"]", 1))
-		}
-		targets[i] = tg
-		normIdentitySet(req.Targets[i].Identity)
-		req.Targets[i].ODataType = graph.TypeInvitationParticipantInfo
-	}
-	a.disarm("answer")
-	a.rec.Redirect = &RedirectState{Targets: req.Targets, By: a.m.clk.Now().Add(secs(timeout))}
-	a.setState(graph.StateRedirecting)
-	for i, t := range targets {
-		i := i
-		leg, err := a.m.o.Dialer.Dial(a.rec.Call.ID+"-r"+strconv.Itoa(i), t, func(ev LegEvent) {
-			a.post(func(a *actor) { a.onRedirectLeg(i, ev) })
-		})
-		if err != nil {
-			a.log.Info("redirect target unreachable", "target", i, "err", err)
-			a.redirects = append(a.redirects, nil)
-			continue
-		}
-		a.redirects = append(a.redirects, leg)
-	}
-	a.arm("redirect", a.rec.Redirect.By, func(a *actor) {
-		if a.rec.Call.State == graph.StateRedirecting {
-			a.end(errs.NoAnswer, true)
-		}
-	})
-	if a.liveRedirects() == 0 {
-		a.end(errs.Unreachable, true)
-	}
-	return nil
-}
-
-func (a *actor) liveRedirects() int {
-	n := 0
-	for _, l := range a.redirects {
-		if l != nil {
-			n++
-		}
-	}
-	return n
-}
-
-func (a *actor) onRedirectLeg(i int, ev LegEvent) {
-	if a.deleted || a.rec.Call.State != graph.StateRedirecting || i >= len(a.redirects) || a.redirects[i] == nil {
-		// After the redirect won, only the winner still reports (the
-		// others were hung up): its end releases the caller.
-		if a.bridged != nil && ev.Kind == LegEnded {
-			a.onLeg(ev)
-		}
-		return
-	}
-	switch ev.Kind {
-	case LegAnswered:
-		winner := a.redirects[i]
-		for j, l := range a.redirects {
-			if j != i && l != nil {
-				l.HangUp(errs.Redirected)
-			}
-		}
-		a.redirects = nil
-		if a.leg == nil || a.leg.Answer() != nil {
-			winner.HangUp(errs.CallerCancelled)
-			a.end(errs.CallerCancelled, false)
-			return
-		}
-		t := a.rec.Redirect.Targets[i]
-		a.rec.Call.AnsweredBy = &graph.ParticipantInfo{ODataType: graph.TypeParticipantInfo, Identity: t.Identity}
-		a.rec.Call.CallRoutes = []graph.CallRoute{{RoutingType: "forwarded", Original: a.rec.Call.Targets[0].Identity, Final: t.Identity}}
-		a.end(errs.Redirected, false)
-		a.bridged = winner
-		a.bridgeMedia()
-	case LegEnded:
-		a.redirects[i] = nil
-		if a.liveRedirects() == 0 {
-			a.end(ev.Reason, true)
-		}
-	}
-}
-
-// bridgeMedia connects the caller's audio to the redirect target's: the
-// two legs' RTP sessions, back to back (DECISIONS.md: Switchboard stays
-// in the media path). Legs whose media the platform does not carry
-// (simulated endpoints) are connected in signalling only.
-func (a *actor) bridgeMedia() {
-	x, y := sessionOf(a.leg), sessionOf(a.bridged)
-	if x == nil || y == nil {
-		a.log.Debug("redirected call without RTP on both legs: no media bridge")
-		return
-	}
-	a.unbridge = media.Bridge(x, y)
-}
-
-func (a *actor) stopBridge() {
-	if a.unbridge != nil {
-		a.unbridge()
-		a.unbridge = nil
-	}
-}
-
-// endBridged ends a redirected call that is still up: the media bridge
-// first, then both legs.
-func (a *actor) endBridged(reason errs.EndReason) {
-	a.stopBridge()
-	if a.leg != nil {
-		a.leg.HangUp(reason)
-	}
-	a.bridged.HangUp(reason)
-	a.bridged = nil
-}
-
 func secs(n int) time.Duration { return time.Duration(n) * time.Second }
-
-// resume rebuilds the actor of a call this node owned before it restarted.
-func (m *Manager) resume(rec *Record, rev uint64) {
-	if rec.Call.State == graph.StateTerminated {
-		_ = m.calls.Delete(context.Background(), rec.Call.ID)
-		return
-	}
-	m.mu.Lock()
-	m.perApp[rec.AppID+"|"+rec.TenantID]++
-	m.mu.Unlock()
-	a := m.spawn(rec, rev)
-	if a == nil {
-		return
-	}
-	a.post(func(a *actor) {
-		a.log.Info("resuming call after restart", "state", a.rec.Call.State)
-		if a.rec.Call.State == graph.StateRedirecting {
-			a.end(errs.MediaFailure, false)
-			return
-		}
-		if a.rec.Leg == nil {
-			a.end(errs.MediaFailure, false)
-			return
-		}
-		leg, err := m.o.Dialer.Resume(a.rec.Call.ID, *a.rec.Leg, a.rec.Call.State, a.legEvents())
-		if err != nil {
-			a.log.Warn("leg cannot be resumed", "err", err)
-			a.end(errs.MediaFailure, false)
-			return
-		}
-		a.leg = leg
-		switch a.rec.Call.State {
-		case graph.StateIncoming:
-			a.armAnswer()
-		case graph.StateEstablishing, graph.StateRinging:
-			a.armKeepAlive()
-			if a.rec.Call.Direction == graph.DirectionOutgoing {
-				a.armRing()
-			}
-		default:
-			a.armKeepAlive()
-			a.resumeHold()
-		}
-	})
-}

@@ -133,23 +133,46 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 	}
 	a := m.spawn(rec, rev)
 	if a == nil {
-		return nil, errs.E(errs.Unavailable, "This Switchboard node is shutting down.")
+		return nil, m.unspawned(c, id)
 	}
 	m.prefetch(req.MediaConfig)
-	// Reply once the far end is being dialed, so what follows the 201
-	// (a bot's next request, a test's clock) finds the leg under way.
-	dialed := make(chan struct{})
+	// Reply once the far end is being dialed and that is stored, so what
+	// follows the 201 (a bot's next request, a test's clock) finds the leg
+	// under way.
+	dialed := make(chan result, 1)
 	a.post(func(a *actor) {
 		a.startOutbound(target)
-		a.afterFlush = append(a.afterFlush, func() { close(dialed) })
+		a.replies = append(a.replies, reply{done: dialed})
 	})
 	select {
-	case <-dialed:
+	case r := <-dialed:
+		if r.err != nil {
+			// The bot hears 503 and never learns the call id: the call
+			// must not go on without it.
+			a.post(func(a *actor) { a.end(errs.StoreFailed, true) })
+			return nil, r.err
+		}
+	case <-a.quit:
+		return nil, errs.E(errs.Unavailable, "This Switchboard node is stopping.")
 	case <-ctx.Done():
 	}
 	out := call
 	out.ODataType = graph.TypeCall
 	return &out, nil
+}
+
+// unspawned undoes the creation of a call whose actor could not start
+// because the node began to shut down meanwhile: the bot never hears of
+// it, so nothing of it may stay (its record would be resumed on the next
+// start, its slot counted against the app).
+func (m *Manager) unspawned(c Caller, id string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	defer cancel()
+	if err := m.calls.Delete(ctx, id); err != nil {
+		m.log.Warn("remove the record of a call refused at shutdown", "call", id, "err", err)
+	}
+	m.release(c)
+	return errs.E(errs.Unavailable, "This Switchboard node is shutting down.")
 }
 
 // resolveSource fills in the bot's identity, checking an applicationInstance
@@ -299,7 +322,7 @@ func (m *Manager) Incoming(ctx context.Context, in IncomingCall) (string, error)
 	}
 	a := m.spawn(rec, rev)
 	if a == nil {
-		return "", errs.E(errs.Unavailable, "This Switchboard node is shutting down.")
+		return "", m.unspawned(c, id)
 	}
 	a.post(func(a *actor) { a.startIncoming(in.NewLeg) })
 	return id, nil
@@ -364,7 +387,7 @@ func (m *Manager) prefetch(mc *graph.MediaConfig) {
 	if m.o.Prompts == nil || mc == nil || mc.AppHosted() || len(mc.PreFetchMedia) == 0 {
 		return
 	}
-	go m.o.Prompts.Prefetch(context.Background(), mc.PreFetchMedia)
+	m.goBG(func(ctx context.Context) { m.o.Prompts.Prefetch(ctx, mc.PreFetchMedia) })
 }
 
 // presented is the identity an outbound leg shows the far end: the number

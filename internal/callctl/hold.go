@@ -42,7 +42,8 @@ func (a *actor) holdParticipant(action, pid string) (*graph.Participant, error) 
 	return nil, errs.E(errs.NotFound, "Participant %s was not found in call %s.", pid, a.rec.Call.ID)
 }
 
-func (a *actor) startHoldMusic(pid string, req *graph.StartHoldMusicRequest) (*graph.Operation, error) {
+func (a *actor) startHoldMusic(cmd *command, req *graph.StartHoldMusicRequest) (*graph.Operation, error) {
+	pid := cmd.Participant
 	if err := checkClientContext(req.ClientContext); err != nil {
 		return nil, err
 	}
@@ -90,7 +91,7 @@ func (a *actor) startHoldMusic(pid string, req *graph.StartHoldMusicRequest) (*g
 // stored is left to complete.
 func (a *actor) interrupt() {
 	j := a.running
-	if j == nil || j.finishing {
+	if j == nil || j.finishing != nil {
 		return
 	}
 	a.running = nil
@@ -128,8 +129,8 @@ func (a *actor) startHold(j *mediaJob, custom *graph.MediaInfo) {
 		return
 	}
 	src := a.m.o.Prompts
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	a.m.goBG(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		var au *media.Audio
 		var err error
@@ -139,7 +140,7 @@ func (a *actor) startHold(j *mediaJob, custom *graph.MediaInfo) {
 			au, err = src.Get(ctx, *info)
 		}
 		a.post(func(a *actor) { a.holdReady(j, au, err, custom != nil) })
-	}()
+	})
 }
 
 // holdReady plays the fetched music, looped, and completes the
@@ -161,19 +162,19 @@ func (a *actor) holdReady(j *mediaJob, au *media.Audio, err error, custom bool) 
 	}
 	port := a.port()
 	if port == nil {
-		a.failHold(j, resultNoMedia)
+		a.failHold(j, errs.OpNoMedia)
 		return
 	}
 	j.playing = true
 	port.Play(au, true, func(bool) {
 		a.post(func(a *actor) { a.holdStopped(j) })
 	})
-	a.finishHoldOp(j.opID, graph.OperationCompleted, resultOK)
+	a.finishHoldOp(j.opID, graph.OperationCompleted, errs.OpCompleted)
 }
 
 // failHold ends a hold whose music could not start: nobody is on hold, and
 // the jobs that waited go on.
-func (a *actor) failHold(j *mediaJob, ri graph.ResultInfo) {
+func (a *actor) failHold(j *mediaJob, ri errs.Result) {
 	a.finishHoldOp(j.opID, graph.OperationFailed, ri)
 	if a.hold == j {
 		a.hold = nil
@@ -183,19 +184,19 @@ func (a *actor) failHold(j *mediaJob, ri graph.ResultInfo) {
 	a.pump()
 }
 
-func (a *actor) finishHoldOp(opID string, status graph.OperationStatus, ri graph.ResultInfo) {
+func (a *actor) finishHoldOp(opID string, status graph.OperationStatus, ri errs.Result) {
 	op := a.rec.operation(opID)
 	if op == nil || op.Status.Terminal() {
 		return
 	}
 	op.Status = status
-	r := ri
-	op.ResultInfo = &r
+	op.ResultInfo = resultInfo(ri)
 	a.dirty = true
 	a.notifyOperation(op)
 }
 
-func (a *actor) stopHoldMusic(pid string, req *graph.ClientContextRequest) (*graph.Operation, error) {
+func (a *actor) stopHoldMusic(cmd *command, req *graph.ClientContextRequest) (*graph.Operation, error) {
+	pid := cmd.Participant
 	if err := checkClientContext(req.ClientContext); err != nil {
 		return nil, err
 	}
@@ -216,7 +217,7 @@ func (a *actor) stopHoldMusic(pid string, req *graph.ClientContextRequest) (*gra
 	}
 	// The music had not started (its prompt is still being fetched): the
 	// start is cancelled, and the stop completes in the next step.
-	a.finishHoldOp(j.opID, graph.OperationFailed, resultCancelled)
+	a.finishHoldOp(j.opID, graph.OperationFailed, errs.OpCancelled)
 	a.post(func(a *actor) { a.holdStopped(j) })
 	return &resp, nil
 }
@@ -233,7 +234,7 @@ func (a *actor) holdStopped(j *mediaJob) {
 	a.hold = nil
 	a.rec.Hold = nil
 	a.dirty = true
-	a.finishHoldOp(j.stopOp, graph.OperationCompleted, resultOK)
+	a.finishHoldOp(j.stopOp, graph.OperationCompleted, errs.OpCompleted)
 	a.pump()
 }
 

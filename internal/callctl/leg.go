@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -58,6 +59,25 @@ type Leg interface {
 	Ref() LegRef
 }
 
+// The optional capabilities of a leg, which callctl looks for with a type
+// assertion: a leg has the ones its media allows.
+type (
+	// RTPLeg is a leg whose RTP session the platform terminates (SIP,
+	// WebRTC): prompts, recording and tones run on it, and a redirected
+	// call bridges two of them.
+	RTPLeg interface {
+		Leg
+		// Media is the leg's session; nil when its media failed to start.
+		Media() *media.Session
+	}
+	// PortLeg is a leg with service-hosted media of its own making (a
+	// simulated handset); it wins over RTPLeg.
+	PortLeg interface {
+		Leg
+		MediaPort() MediaPort
+	}
+)
+
 // LegRef is the persisted identity of a leg.
 type LegRef struct {
 	Kind string          `json:"kind"`
@@ -79,6 +99,8 @@ type Dialer interface {
 	// Dial starts calling t. Events arrive through ev until LegEnded.
 	Dial(callID string, t Target, ev func(LegEvent)) (Leg, error)
 	// Resume rebuilds a leg of a call that was in state when the node
-	// stopped. It fails when the leg cannot outlive its process.
+	// stopped. It fails when the leg cannot outlive its process; the far
+	// end is then released if ref says how to reach it (a SIP BYE), so
+	// nobody is left in dead air.
 	Resume(callID string, ref LegRef, state graph.CallState, ev func(LegEvent)) (Leg, error)
 }

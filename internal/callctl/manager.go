@@ -70,8 +70,13 @@ type Options struct {
 	Node       string
 	Config     *config.Config
 	Directory  *identity.Directory
-	Store      *store.Store
-	Notifier   Notifier
+	// Store is the node's JetStream: the calls bucket, and the NATS
+	// connection commands are forwarded over. Nil runs the Manager on
+	// Calls alone, without forwarding (one node; the state-machine tests).
+	Store *store.Store
+	// Calls overrides where call records live; nil is Store's sb_calls.
+	Calls    CallStore
+	Notifier Notifier
 	Dialer     Dialer
 	Prompts    PromptSource
 	Recordings RecordingStore
@@ -85,7 +90,7 @@ type Manager struct {
 	o     Options
 	cfg   *config.Config
 	dir   *identity.Directory
-	calls *store.KV
+	calls CallStore
 	log   *slog.Logger
 	clk   clock.Clock
 	// pepper keys the hash that hides callers from apps without calls
@@ -96,8 +101,15 @@ type Manager struct {
 	actors  map[string]*actor
 	perApp  map[string]int // live calls per app|tenant on this node
 	closing bool
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // the actors
 	sub     *nats.Subscription
+
+	// bg tracks the work actors start off their goroutine (prompt and
+	// hold music fetches, recordings being stored, prefetches); bgCtx is
+	// cancelled when the node stops, and Shutdown and Stop wait for them.
+	bg       sync.WaitGroup
+	bgCtx    context.Context
+	bgCancel context.CancelFunc
 
 	active prometheus.Gauge
 	ended  *prometheus.CounterVec
@@ -112,20 +124,30 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	kv, err := o.Store.Bucket(ctx, "sb_calls", 0)
-	if err != nil {
-		return nil, err
+	calls := o.Calls
+	if calls == nil {
+		kv, err := o.Store.Bucket(ctx, "sb_calls", 0)
+		if err != nil {
+			return nil, err
+		}
+		calls = kv
 	}
-	pepper, err := loadPepper(ctx, o.Store)
-	if err != nil {
-		return nil, err
+	pepper := make([]byte, 32)
+	if o.Store != nil {
+		var err error
+		if pepper, err = loadPepper(ctx, o.Store); err != nil {
+			return nil, err
+		}
+	} else {
+		_, _ = rand.Read(pepper)
 	}
 	m := &Manager{
-		o: o, cfg: o.Config, dir: o.Directory, calls: kv, log: o.Logger, clk: o.Clock,
+		o: o, cfg: o.Config, dir: o.Directory, calls: calls, log: o.Logger, clk: o.Clock,
 		actors: map[string]*actor{}, perApp: map[string]int{}, pepper: pepper,
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_calls_active", Help: "Calls live on this node."}),
 		ended:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_calls_ended_total", Help: "Calls ended, by resultInfo code and subcode."}, []string{"code", "subcode"}),
 	}
+	m.bgCtx, m.bgCancel = context.WithCancel(context.Background())
 	if o.Registerer != nil {
 		for _, c := range []prometheus.Collector{m.active, m.ended} {
 			if err := o.Registerer.Register(c); err != nil {
@@ -139,16 +161,18 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 // Start resumes the calls this node owned before a restart and subscribes
 // to commands forwarded by other nodes.
 func (m *Manager) Start(ctx context.Context) error {
-	sub, err := m.o.Store.Conn().Subscribe(nodeSubject(m.o.Node), m.serveForwarded)
-	if err != nil {
-		return fmt.Errorf("callctl: subscribe: %w", err)
+	if m.o.Store != nil {
+		sub, err := m.o.Store.Conn().Subscribe(nodeSubject(m.o.Node), m.serveForwarded)
+		if err != nil {
+			return fmt.Errorf("callctl: subscribe: %w", err)
+		}
+		m.sub = sub
 	}
-	m.sub = sub
 	// The hold music is ready before the first call needs it: the
 	// built-in chime made, the configured one being fetched.
 	media.HoldChime()
 	if uri := m.cfg.Media.HoldMusic; uri != "" && m.o.Prompts != nil {
-		go m.o.Prompts.Prefetch(context.Background(), []graph.MediaInfo{{URI: uri}})
+		m.goBG(func(ctx context.Context) { m.o.Prompts.Prefetch(ctx, []graph.MediaInfo{{URI: uri}}) })
 	}
 	keys, err := m.calls.Keys(ctx)
 	if err != nil {
@@ -171,14 +195,43 @@ func (m *Manager) Start(ctx context.Context) error {
 		if rec.Node != m.o.Node {
 			continue
 		}
-		m.resume(&rec, rev)
+		if err := m.resume(ctx, &rec, rev); err != nil {
+			return fmt.Errorf("callctl: resume call %s: %w", k, err)
+		}
 	}
 	return nil
 }
 
-// Shutdown stops accepting calls, lets the live ones finish until drainBy,
-// then ends the rest (each with a terminated notification, 503/9007), and
-// waits for them until ctx is done.
+// goBG runs f off the actors, tracked: Shutdown and Stop cancel its
+// context and wait for it.
+func (m *Manager) goBG(f func(ctx context.Context)) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.bgCtx.Err() != nil {
+		return false
+	}
+	m.bg.Add(1)
+	go func() {
+		defer m.bg.Done()
+		f(m.bgCtx)
+	}()
+	return true
+}
+
+// stopBG cancels the background work and waits for it.
+func (m *Manager) stopBG() {
+	m.mu.Lock()
+	m.bgCancel()
+	m.mu.Unlock()
+	m.bg.Wait()
+}
+
+// Shutdown stops accepting calls (Create and Incoming answer 503), lets
+// the live ones finish until drainBy while their bots still drive them,
+// then ends the rest (each with a terminated notification, 503/9007).
+// When ctx ends first, the calls still running are abandoned as Stop
+// does, left in the store for the next start. Either way it returns once
+// no goroutine of the Manager is left.
 func (m *Manager) Shutdown(ctx context.Context, drainBy time.Time) error {
 	m.mu.Lock()
 	m.closing = true
@@ -192,16 +245,12 @@ func (m *Manager) Shutdown(ctx context.Context, drainBy time.Time) error {
 	defer drain.Stop()
 	select {
 	case <-done:
+		m.stopBG()
 		return nil
 	case <-ctx.Done():
 	case <-drain.C:
 	}
-	m.mu.Lock()
-	actors := make([]*actor, 0, len(m.actors))
-	for _, a := range m.actors {
-		actors = append(actors, a)
-	}
-	m.mu.Unlock()
+	actors := m.live()
 	if len(actors) > 0 {
 		m.log.Info("ending calls still up at shutdown", "calls", len(actors))
 	}
@@ -213,12 +262,20 @@ func (m *Manager) Shutdown(ctx context.Context, drainBy time.Time) error {
 			}
 		})
 	}
+	var err error
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		err = ctx.Err()
+		left := m.live()
+		m.log.Warn("calls not ended by the shutdown deadline; left for the next start", "calls", len(left))
+		for _, a := range left {
+			a.abandon()
+		}
+		<-done
 	}
+	m.stopBG()
+	return err
 }
 
 // Stop abandons the node's actors without ending their calls, as a crash
@@ -227,18 +284,26 @@ func (m *Manager) Shutdown(ctx context.Context, drainBy time.Time) error {
 func (m *Manager) Stop() {
 	m.mu.Lock()
 	m.closing = true
-	actors := make([]*actor, 0, len(m.actors))
-	for _, a := range m.actors {
-		actors = append(actors, a)
-	}
 	m.mu.Unlock()
 	if m.sub != nil {
 		_ = m.sub.Unsubscribe()
 	}
-	for _, a := range actors {
+	for _, a := range m.live() {
 		a.abandon()
 	}
 	m.wg.Wait()
+	m.stopBG()
+}
+
+// live returns the actors running now.
+func (m *Manager) live() []*actor {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	actors := make([]*actor, 0, len(m.actors))
+	for _, a := range m.actors {
+		actors = append(actors, a)
+	}
+	return actors
 }
 
 // Live reports how many calls this node runs.
@@ -345,15 +410,19 @@ func (m *Manager) Operation(ctx context.Context, c Caller, callID, opID string) 
 
 // command is what travels to the call's owner, locally or over NATS.
 type command struct {
-	Op          string          `json:"op"`
-	CallID      string          `json:"callId"`
-	Participant string          `json:"participant,omitempty"` // for participant actions
-	Caller      Caller          `json:"caller"`
-	Body        json.RawMessage `json:"body,omitempty"`
+	Op          string `json:"op"`
+	CallID      string `json:"callId"`
+	Participant string `json:"participant,omitempty"` // for participant actions
+	Caller      Caller `json:"caller"`
+	// Body is Req on the wire, when the command is forwarded.
+	Body json.RawMessage `json:"body,omitempty"`
+
+	action *Action // Op, looked up
+	Req    any     `json:"-"` // the action's request, decoded once
 }
 
-// reply is the owner's answer to a command.
-type reply struct {
+// reply is the owner's answer to a forwarded command.
+type forwardReply struct {
 	Operation *graph.Operation `json:"operation,omitempty"`
 	ErrKind   *errs.Kind       `json:"errKind,omitempty"`
 	ErrMsg    string           `json:"errMsg,omitempty"`
@@ -361,8 +430,30 @@ type reply struct {
 
 func nodeSubject(node string) string { return "sb.node." + node + ".cmd" }
 
+// Do runs an action on a call (pid empty) or on one of its participants,
+// with the request graphapi decoded into x.NewRequest(), on the node that
+// owns the call. It returns the action's operation, if it has one.
+func (m *Manager) Do(ctx context.Context, c Caller, callID, pid string, x *Action, req any) (*graph.Operation, error) {
+	cmd := &command{Op: x.Name, CallID: callID, Participant: pid, Caller: c, action: x, Req: req}
+	if x.Participant {
+		cmd.Op = "participants/" + x.Name
+	}
+	return m.exec(ctx, cmd)
+}
+
+// lookup finds the action a forwarded command names.
+func lookup(op string) (*Action, bool) {
+	if name, ok := strings.CutPrefix(op, "participants/"); ok {
+		return LookupAction(name, true)
+	}
+	if op == HangUp.Name {
+		return HangUp, true
+	}
+	return LookupAction(op, false)
+}
+
 // exec runs cmd on the node that owns the call.
-func (m *Manager) exec(ctx context.Context, cmd command) (*graph.Operation, error) {
+func (m *Manager) exec(ctx context.Context, cmd *command) (*graph.Operation, error) {
 	if !validKey(normID(cmd.CallID)) {
 		return nil, notFound(cmd.CallID)
 	}
@@ -370,15 +461,26 @@ func (m *Manager) exec(ctx context.Context, cmd command) (*graph.Operation, erro
 	if err != nil {
 		return nil, err
 	}
-	if rec.Node == m.o.Node {
+	if cmd.action.notYet != "" {
+		return nil, errs.E(errs.NotSupported, "%s", cmd.action.notYet)
+	}
+	if rec.Node == m.o.Node || m.o.Store == nil {
 		return m.execLocal(ctx, cmd)
 	}
-	data, _ := json.Marshal(cmd)
+	if cmd.Req != nil {
+		if cmd.Body, err = json.Marshal(cmd.Req); err != nil {
+			return nil, errs.Wrap(errs.Internal, err, "encode %s", cmd.Op)
+		}
+	}
+	data, err := json.Marshal(cmd)
+	if err != nil {
+		return nil, errs.Wrap(errs.Internal, err, "encode %s", cmd.Op)
+	}
 	msg, err := m.o.Store.Conn().RequestWithContext(ctx, nodeSubject(rec.Node), data)
 	if err != nil {
 		return nil, errs.Wrap(errs.Unavailable, err, "The node that owns call %s (%s) did not answer.", cmd.CallID, rec.Node)
 	}
-	var r reply
+	var r forwardReply
 	if err := json.Unmarshal(msg.Data, &r); err != nil {
 		return nil, errs.Wrap(errs.Internal, err, "forwarded command")
 	}
@@ -388,49 +490,51 @@ func (m *Manager) exec(ctx context.Context, cmd command) (*graph.Operation, erro
 	return r.Operation, nil
 }
 
+// serveForwarded runs a command another node forwarded for a call this
+// node owns.
 func (m *Manager) serveForwarded(msg *nats.Msg) {
-	var cmd command
-	var r reply
-	if err := json.Unmarshal(msg.Data, &cmd); err != nil {
-		k := errs.BadRequest
-		r = reply{ErrKind: &k, ErrMsg: "malformed forwarded command"}
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		op, err := m.execLocal(ctx, cmd)
-		cancel()
-		r.Operation = op
-		if err != nil {
-			k := errs.KindOf(err)
-			r.ErrKind, r.ErrMsg = &k, errs.Message(err)
-		}
-	}
+	r := m.runForwarded(msg.Data)
 	data, _ := json.Marshal(r)
 	_ = msg.Respond(data)
 }
 
-// execLocal hands cmd to the call's actor and waits for its answer.
-func (m *Manager) execLocal(ctx context.Context, cmd command) (*graph.Operation, error) {
+func (m *Manager) runForwarded(data []byte) forwardReply {
+	fail := func(err error) forwardReply {
+		k := errs.KindOf(err)
+		return forwardReply{ErrKind: &k, ErrMsg: errs.Message(err)}
+	}
+	var cmd command
+	if err := json.Unmarshal(data, &cmd); err != nil {
+		return fail(errs.E(errs.BadRequest, "malformed forwarded command"))
+	}
+	x, ok := lookup(cmd.Op)
+	if !ok {
+		return fail(errs.E(errs.BadRequest, "forwarded command: unknown action %q", cmd.Op))
+	}
+	cmd.action, cmd.Req = x, x.NewRequest()
+	if len(cmd.Body) > 0 {
+		if err := json.Unmarshal(cmd.Body, cmd.Req); err != nil {
+			return fail(errs.E(errs.BadRequest, "forwarded command: malformed %s request", cmd.Op))
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	op, err := m.execLocal(ctx, &cmd)
+	if err != nil {
+		return fail(err)
+	}
+	return forwardReply{Operation: op}
+}
+
+// execLocal hands cmd to the call's actor and waits for its answer. Every
+// command the actor accepts is answered: after its step is stored, or, if
+// the call ends first, with 404 (see actor.exit).
+func (m *Manager) execLocal(ctx context.Context, cmd *command) (*graph.Operation, error) {
 	m.mu.Lock()
 	a := m.actors[normID(cmd.CallID)]
 	m.mu.Unlock()
-	if a == nil {
-		return nil, notFound(cmd.CallID)
-	}
-	type result struct {
-		op  *graph.Operation
-		err error
-	}
 	done := make(chan result, 1)
-	if !a.post(func(a *actor) {
-		if !strings.EqualFold(a.rec.TenantID, cmd.Caller.TenantID) || !strings.EqualFold(a.rec.AppID, cmd.Caller.AppID) {
-			done <- result{err: notFound(cmd.CallID)}
-			return
-		}
-		op, err := a.handle(cmd)
-		// Answer only once the step is in the store: a client that
-		// follows the reply (GET the operation) must find it there.
-		a.afterFlush = append(a.afterFlush, func() { done <- result{op, err} })
-	}) {
+	if a == nil || !a.submit(cmd, done) {
 		return nil, notFound(cmd.CallID)
 	}
 	select {
@@ -439,99 +543,6 @@ func (m *Manager) execLocal(ctx context.Context, cmd command) (*graph.Operation,
 	case <-ctx.Done():
 		return nil, errs.Wrap(errs.Unavailable, ctx.Err(), "Call %s did not answer in time.", cmd.CallID)
 	}
-}
-
-func (m *Manager) do(ctx context.Context, c Caller, callID, op string, body any) (*graph.Operation, error) {
-	return m.doParticipant(ctx, c, callID, "", op, body)
-}
-
-func (m *Manager) doParticipant(ctx context.Context, c Caller, callID, pid, op string, body any) (*graph.Operation, error) {
-	var raw json.RawMessage
-	if body != nil {
-		var err error
-		if raw, err = json.Marshal(body); err != nil {
-			return nil, errs.Wrap(errs.Internal, err, "encode %s", op)
-		}
-	}
-	return m.exec(ctx, command{Op: op, CallID: callID, Participant: pid, Caller: c, Body: raw})
-}
-
-// HangUp ends the bot's call (DELETE /communications/calls/{id}).
-func (m *Manager) HangUp(ctx context.Context, c Caller, callID string) error {
-	_, err := m.do(ctx, c, callID, "hangUp", nil)
-	return err
-}
-
-// Answer answers an incoming call.
-func (m *Manager) Answer(ctx context.Context, c Caller, callID string, req *graph.AnswerRequest) error {
-	_, err := m.do(ctx, c, callID, "answer", req)
-	return err
-}
-
-// Reject rejects an incoming call.
-func (m *Manager) Reject(ctx context.Context, c Caller, callID string, req *graph.RejectRequest) error {
-	_, err := m.do(ctx, c, callID, "reject", req)
-	return err
-}
-
-// Redirect sends an incoming call to other targets.
-func (m *Manager) Redirect(ctx context.Context, c Caller, callID string, req *graph.RedirectRequest) error {
-	_, err := m.do(ctx, c, callID, "redirect", req)
-	return err
-}
-
-// KeepAlive restarts the call's keepAlive window.
-func (m *Manager) KeepAlive(ctx context.Context, c Caller, callID string) error {
-	_, err := m.do(ctx, c, callID, "keepAlive", nil)
-	return err
-}
-
-// Mute mutes the bot toward the far end.
-func (m *Manager) Mute(ctx context.Context, c Caller, callID string, req *graph.ClientContextRequest) (*graph.Operation, error) {
-	return m.do(ctx, c, callID, "mute", req)
-}
-
-// Unmute unmutes the bot.
-func (m *Manager) Unmute(ctx context.Context, c Caller, callID string, req *graph.ClientContextRequest) (*graph.Operation, error) {
-	return m.do(ctx, c, callID, "unmute", req)
-}
-
-// SubscribeToTone starts tone notifications.
-func (m *Manager) SubscribeToTone(ctx context.Context, c Caller, callID string, req *graph.ClientContextRequest) (*graph.Operation, error) {
-	return m.do(ctx, c, callID, "subscribeToTone", req)
-}
-
-// SendDtmfTones plays DTMF toward the far end.
-func (m *Manager) SendDtmfTones(ctx context.Context, c Caller, callID string, req *graph.SendDtmfTonesRequest) (*graph.Operation, error) {
-	return m.do(ctx, c, callID, "sendDtmfTones", req)
-}
-
-// PlayPrompt queues prompts to play to the far end.
-func (m *Manager) PlayPrompt(ctx context.Context, c Caller, callID string, req *graph.PlayPromptRequest) (*graph.Operation, error) {
-	return m.do(ctx, c, callID, "playPrompt", req)
-}
-
-// RecordResponse queues a recording of the far end.
-func (m *Manager) RecordResponse(ctx context.Context, c Caller, callID string, req *graph.RecordResponseRequest) (*graph.Operation, error) {
-	return m.do(ctx, c, callID, "recordResponse", req)
-}
-
-// CancelMediaProcessing cancels running and queued prompts and recordings.
-func (m *Manager) CancelMediaProcessing(ctx context.Context, c Caller, callID string, req *graph.ClientContextRequest) (*graph.Operation, error) {
-	return m.do(ctx, c, callID, "cancelMediaProcessing", req)
-}
-
-// StartHoldMusic plays hold music to a participant (POST
-// .../participants/{pid}/startHoldMusic); the operation is running and
-// completes by notification once the music plays.
-func (m *Manager) StartHoldMusic(ctx context.Context, c Caller, callID, pid string, req *graph.StartHoldMusicRequest) (*graph.Operation, error) {
-	return m.doParticipant(ctx, c, callID, pid, "startHoldMusic", req)
-}
-
-// StopHoldMusic takes a participant off hold; the operation completes by
-// notification once the music has stopped.
-func (m *Manager) StopHoldMusic(ctx context.Context, c Caller, callID, pid string, req *graph.ClientContextRequest) (*graph.Operation, error) {
-	return m.doParticipant(ctx, c, callID, pid, "stopHoldMusic", req)
 }
 
 // loadPepper returns the deployment's secret for encrypted identities,

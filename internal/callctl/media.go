@@ -27,14 +27,13 @@ type MediaPort interface {
 var _ MediaPort = (*media.Session)(nil)
 
 // mediaPortOf returns the leg's media, or nil when the leg has none the
-// platform hosts.
+// platform hosts. A leg's own MediaPort wins over its bare session (a
+// simulated handset's counts what it is played).
 func mediaPortOf(l Leg) MediaPort {
-	// A leg's own MediaPort wins over its bare session (a simulated
-	// handset's counts what it is played).
 	switch v := l.(type) {
-	case interface{ MediaPort() MediaPort }:
+	case PortLeg:
 		return v.MediaPort()
-	case interface{ Media() *media.Session }:
+	case RTPLeg:
 		if s := v.Media(); s != nil {
 			return s
 		}
@@ -43,9 +42,9 @@ func mediaPortOf(l Leg) MediaPort {
 }
 
 // sessionOf returns the leg's RTP session, or nil when the platform does
-// not carry the leg's media as RTP.
+// not carry the leg's media.
 func sessionOf(l Leg) *media.Session {
-	if v, ok := l.(interface{ Media() *media.Session }); ok {
+	if v, ok := l.(RTPLeg); ok {
 		return v.Media()
 	}
 	return nil
@@ -69,26 +68,9 @@ type Recording interface {
 	Abort()
 }
 
-// Media-operation results (graph-calls.md §6.2; the codes Graph leaves
-// undocumented are Switchboard's, listed in docs/graph-deviations.md).
-var (
-	resultOK             = graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 200, Subcode: 0, Message: "Action completed successfully."}
-	resultCancelled      = graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 400, Subcode: 8508, Message: "Action failed, the operation was cancelled."}
-	resultMaxDuration    = graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 200, Subcode: 8515, Message: "Action completed, max record duration reached."}
-	resultStopTone       = graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 200, Subcode: 8514, Message: "Action completed, stop tone detected."}
-	resultMaxSilence     = graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 200, Subcode: 8513, Message: "Action completed, silence timeout reached after speech."}
-	resultInitialSilence = graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 400, Subcode: 8510, Message: "Action failed, initial silence timeout reached: the caller said nothing."}
-	resultNoMedia        = graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 500, Subcode: 9012, Message: "Action failed, the call has no media the platform hosts."}
-)
-
-func promptFailure(err error) graph.ResultInfo {
-	code, sub, msg := prompt.ResultFor(err)
-	return graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: code, Subcode: sub, Message: msg}
-}
-
-// isPromptFailure tells a prompt's failure (prompt.ResultFor's 852x
-// subcodes) from other ends of a media operation.
-func isPromptFailure(ri graph.ResultInfo) bool { return ri.Subcode >= 8520 && ri.Subcode < 8530 }
+// promptFailure is the result of a media operation whose prompt could not
+// be prepared.
+func promptFailure(err error) errs.Result { return prompt.ResultFor(err) }
 
 type jobKind int
 
@@ -117,7 +99,7 @@ type mediaJob struct {
 	gen int
 	// finishing: the recording ended and is being stored; the port is no
 	// longer used.
-	finishing bool
+	finishing *finishing
 
 	// jobHold
 	pid     string // the participant on hold
@@ -158,7 +140,7 @@ func checkPrompts(ps []graph.MediaPrompt, max int) error {
 	return nil
 }
 
-func (a *actor) playPrompt(req *graph.PlayPromptRequest) (*graph.Operation, error) {
+func (a *actor) playPrompt(_ *command, req *graph.PlayPromptRequest) (*graph.Operation, error) {
 	if err := checkClientContext(req.ClientContext); err != nil {
 		return nil, err
 	}
@@ -177,11 +159,11 @@ func (a *actor) playPrompt(req *graph.PlayPromptRequest) (*graph.Operation, erro
 	return &resp, nil
 }
 
-func (a *actor) recordResponse(c Caller, req *graph.RecordResponseRequest) (*graph.Operation, error) {
+func (a *actor) recordResponse(cmd *command, req *graph.RecordResponseRequest) (*graph.Operation, error) {
 	if err := checkClientContext(req.ClientContext); err != nil {
 		return nil, err
 	}
-	if err := c.require(PermAccessMedia); err != nil {
+	if err := cmd.Caller.require(PermAccessMedia); err != nil {
 		return nil, err
 	}
 	if err := checkPrompts(req.Prompts, 1); err != nil {
@@ -211,7 +193,7 @@ func (a *actor) recordResponse(c Caller, req *graph.RecordResponseRequest) (*gra
 	return &resp, nil
 }
 
-func (a *actor) cancelMediaProcessing(req *graph.ClientContextRequest) (*graph.Operation, error) {
+func (a *actor) cancelMediaProcessing(_ *command, req *graph.ClientContextRequest) (*graph.Operation, error) {
 	if err := checkClientContext(req.ClientContext); err != nil {
 		return nil, err
 	}
@@ -228,7 +210,7 @@ func (a *actor) enqueue(j *mediaJob, bargeIn bool) {
 	if bargeIn {
 		if a.running != nil && a.running.kind != jobHold {
 			a.stopRunning()
-			a.failJob(a.running, resultCancelled)
+			a.failJob(a.running, errs.OpCancelled)
 			a.running = nil
 		}
 		a.jobs = append([]*mediaJob{j}, a.jobs...)
@@ -258,8 +240,8 @@ func (a *actor) pump() {
 	for i, p := range j.prompts {
 		infos[i] = *p.MediaInfo
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	a.m.goBG(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		audios := make([]*media.Audio, len(infos))
 		var err error
@@ -283,7 +265,7 @@ func (a *actor) pump() {
 			j.audios = audios
 			a.step(j)
 		})
-	}()
+	})
 }
 
 // step advances the running job: the next prompt, the beep, the
@@ -291,7 +273,7 @@ func (a *actor) pump() {
 func (a *actor) step(j *mediaJob) {
 	port := a.port()
 	if port == nil {
-		a.failJob(j, resultNoMedia)
+		a.failJob(j, errs.OpNoMedia)
 		a.running = nil
 		a.pump()
 		return
@@ -312,7 +294,7 @@ func (a *actor) step(j *mediaJob) {
 		return
 	}
 	if j.kind == jobPlay {
-		a.completeJob(j, resultOK, "completedSuccessfully", nil)
+		a.completeJob(j, errs.OpCompleted, "completedSuccessfully", nil, graph.OperationCompleted)
 		return
 	}
 	if j.record.PlayBeep == nil || *j.record.PlayBeep {
@@ -334,7 +316,7 @@ func secsOr(v *int, def int) time.Duration {
 
 func (a *actor) startRecording(j *mediaJob, port MediaPort) {
 	if a.m.o.Recordings == nil {
-		a.failJob(j, resultNoMedia)
+		a.failJob(j, errs.OpNoMedia)
 		a.running = nil
 		a.pump()
 		return
@@ -344,7 +326,7 @@ func (a *actor) startRecording(j *mediaJob, port MediaPort) {
 	cancel()
 	if err != nil {
 		a.log.Error("begin recording", "op", j.opID, "err", err)
-		a.failJob(j, graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 500, Subcode: 9013, Message: "Action failed, the recording could not be stored."})
+		a.failJob(j, errs.OpRecordingNotStored)
 		a.running = nil
 		a.pump()
 		return
@@ -376,56 +358,78 @@ func (a *actor) recorded(j *mediaJob, res media.RecordResult) {
 	if a.running != j {
 		return
 	}
-	var ri graph.ResultInfo
+	var ri errs.Result
 	var reason string
 	switch res.Reason {
 	case media.RecordMaxDuration:
-		ri, reason = resultMaxDuration, "maxRecordDurationReached"
+		ri, reason = errs.OpMaxDuration, "maxRecordDurationReached"
 	case media.RecordStopTone:
-		ri, reason = resultStopTone, "stopToneDetected"
+		ri, reason = errs.OpStopTone, "stopToneDetected"
 	case media.RecordMaxSilence:
-		ri, reason = resultMaxSilence, "maxSilenceTimeout"
+		ri, reason = errs.OpMaxSilence, "maxSilenceTimeout"
 	case media.RecordInitialSilence:
-		ri, reason = resultInitialSilence, "initialSilenceTimeout"
+		ri, reason = errs.OpInitialSilence, "initialSilenceTimeout"
 	default:
 		return // stopped: cancel or call end handles the operation
 	}
 	rec := j.rec
-	j.finishing = true
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	j.rec = nil
+	j.finishing = &finishing{result: ri, reason: reason, done: make(chan stored, 1)}
+	done := j.finishing.done
+	if !a.m.goBG(func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		loc, tok, err := rec.Finish(ctx)
+		var st stored
+		st.location, st.token, st.err = rec.Finish(ctx)
+		done <- st
 		a.post(func(a *actor) {
-			if a.running != j {
-				return
+			if a.running == j {
+				a.recordingStored(j, <-done)
 			}
-			if err != nil {
-				a.log.Error("finish recording", "op", j.opID, "err", err)
-				a.failJob(j, graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 500, Subcode: 9013, Message: "Action failed, the recording could not be stored."})
-				a.running = nil
-				a.pump()
-				return
-			}
-			if res.Reason == media.RecordInitialSilence {
-				a.completeJob(j, ri, reason, &[2]string{loc, tok}, graph.OperationFailed)
-				return
-			}
-			a.completeJob(j, ri, reason, &[2]string{loc, tok})
 		})
-	}()
+	}) {
+		rec.Abort()
+		done <- stored{err: errs.E(errs.Unavailable, "the node is stopping")}
+	}
+}
+
+// finishing is a recording that ended and is being stored, off the actor.
+type finishing struct {
+	result errs.Result
+	reason string
+	done   chan stored // the outcome, once; whoever completes the job takes it
+}
+
+// stored is the outcome of storing a recording.
+type stored struct {
+	location, token string
+	err             error
+}
+
+// recordingStored completes a recordResponse once its recording is stored.
+func (a *actor) recordingStored(j *mediaJob, st stored) {
+	if st.err != nil {
+		a.log.Error("finish recording", "op", j.opID, "err", st.err)
+		a.failJob(j, errs.OpRecordingNotStored)
+		if a.running == j {
+			a.running = nil
+		}
+		a.pump()
+		return
+	}
+	status := graph.OperationCompleted
+	if j.finishing.result == errs.OpInitialSilence {
+		status = graph.OperationFailed
+	}
+	a.completeJob(j, j.finishing.result, j.finishing.reason, &[2]string{st.location, st.token}, status)
 }
 
 // completeJob finishes the running job and starts the next.
-func (a *actor) completeJob(j *mediaJob, ri graph.ResultInfo, reason string, recording *[2]string, status ...graph.OperationStatus) {
+func (a *actor) completeJob(j *mediaJob, ri errs.Result, reason string, recording *[2]string, status graph.OperationStatus) {
 	op := a.rec.operation(j.opID)
 	if op != nil && !op.Status.Terminal() {
-		op.Status = graph.OperationCompleted
-		if len(status) > 0 {
-			op.Status = status[0]
-		}
-		r := ri
-		op.ResultInfo = &r
+		op.Status = status
+		op.ResultInfo = resultInfo(ri)
 		op.CompletionReason = reason
 		if recording != nil {
 			op.RecordingLocation, op.RecordingAccessToken = &recording[0], &recording[1]
@@ -440,7 +444,7 @@ func (a *actor) completeJob(j *mediaJob, ri graph.ResultInfo, reason string, rec
 }
 
 // failJob completes a job's operation as failed (cancelled, no media...).
-func (a *actor) failJob(j *mediaJob, ri graph.ResultInfo) {
+func (a *actor) failJob(j *mediaJob, ri errs.Result) {
 	if j.rec != nil {
 		j.rec.Abort()
 		j.rec = nil
@@ -450,21 +454,20 @@ func (a *actor) failJob(j *mediaJob, ri graph.ResultInfo) {
 		return
 	}
 	op.Status = graph.OperationFailed
-	r := ri
-	op.ResultInfo = &r
+	op.ResultInfo = resultInfo(ri)
 	switch j.kind {
 	case jobPlay:
 		op.CompletionReason = "mediaOperationCanceled"
-		if ri.Subcode != resultCancelled.Subcode {
+		if ri.Subcode != errs.OpCancelled.Subcode {
 			op.CompletionReason = "unknown"
 		}
 	case jobRecord:
 		empty := ""
 		op.RecordingLocation, op.RecordingAccessToken = &empty, &empty
 		op.CompletionReason = "operationCanceled"
-		if ri.Subcode != resultCancelled.Subcode {
+		if ri.Subcode != errs.OpCancelled.Subcode {
 			op.CompletionReason = "unspecifiedError"
-			if isPromptFailure(ri) {
+			if ri.PromptFailure() {
 				op.CompletionReason = "playPromptFailed"
 			}
 		}
@@ -492,50 +495,54 @@ func (a *actor) stopRunning() {
 func (a *actor) cancelJobs() {
 	if a.running != nil {
 		a.stopRunning()
-		a.failJob(a.running, resultCancelled)
+		a.failJob(a.running, errs.OpCancelled)
 		a.running = nil
 	}
 	for _, j := range a.jobs {
-		a.failJob(j, resultCancelled)
+		a.failJob(j, errs.OpCancelled)
 	}
 	a.jobs = nil
 }
 
-// resultHungUp completes a recording the caller ended by hanging up: the
-// message is kept (a voicemail usually ends so).
-var resultHungUp = graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 200, Subcode: 9014, Message: "Action completed, the call ended during the recording."}
-
 // endMedia settles media work when the call ends: a recording in progress
-// is kept and its operation completes; everything else is failed by end.
+// is kept and its operation completes (a recording already being stored
+// completes as it ended, once stored); everything else is failed by end.
 func (a *actor) endMedia() {
 	if a.hold != nil {
 		a.hold = nil // its operations fail with the others
 		a.rec.Hold = nil
 	}
-	j := a.running
-	a.running = nil
-	if j != nil && j.kind == jobRecord && j.rec != nil {
-		if p := a.port(); p != nil {
-			p.StopRecord()
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		loc, tok, err := j.rec.Finish(ctx)
-		cancel()
-		j.rec = nil
-		if err == nil {
-			a.running = j
-			a.completeJob(j, resultHungUp, "none", &[2]string{loc, tok})
-			a.running = nil
-		} else {
-			a.log.Error("finish recording at call end", "op", j.opID, "err", err)
-		}
-	} else if j != nil && j.rec != nil {
-		j.rec.Abort()
-	}
-	for _, q := range a.jobs {
+	queued := a.jobs
+	a.jobs = nil
+	for _, q := range queued {
 		if q.rec != nil {
 			q.rec.Abort()
 		}
 	}
-	a.jobs = nil
+	j := a.running
+	switch {
+	case j == nil:
+	case j.finishing != nil:
+		// Its recording ended on its own and is being stored: wait for it
+		// (bounded by the store's timeout) rather than fail a saved
+		// message.
+		a.recordingStored(j, <-j.finishing.done)
+	case j.kind == jobRecord && j.rec != nil:
+		if p := a.port(); p != nil {
+			p.StopRecord()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		loc, tok, err := j.rec.Finish(ctx)
+		cancel()
+		j.rec = nil
+		if err != nil {
+			a.log.Error("finish recording at call end", "op", j.opID, "err", err)
+			a.failJob(j, errs.OpRecordingNotStored)
+		} else {
+			a.completeJob(j, errs.OpHungUpDuringRecording, "none", &[2]string{loc, tok}, graph.OperationCompleted)
+		}
+	case j.rec != nil:
+		j.rec.Abort()
+	}
+	a.running = nil
 }

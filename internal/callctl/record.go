@@ -22,6 +22,9 @@ type Record struct {
 	Redirect *RedirectState `json:"redirect,omitempty"`
 	// Hold is set while a participant hears hold music.
 	Hold *HoldState `json:"hold,omitempty"`
+	// Outbox holds the notifications of the last stored step that may not
+	// be in the webhook outbox yet (persist.go).
+	Outbox []queued `json:"outbox,omitempty"`
 
 	Created        time.Time `json:"created"`
 	LastKeepAlive  time.Time `json:"lastKeepAlive"`
@@ -75,3 +78,6 @@ func (r *Record) addOperation(op graph.Operation) {
 
 // normID is the form ids are stored and compared in.
 func normID(id string) string { return strings.ToLower(id) }
+
+// sameID compares ids as they are stored.
+func sameID(a, b string) bool { return strings.EqualFold(a, b) }

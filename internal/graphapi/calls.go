@@ -26,6 +26,11 @@ func (s *Server) calls(w http.ResponseWriter, r *http.Request, c callctl.Caller)
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(r)
 	}
+	if s.draining.Load() {
+		// Only new calls are refused: the calls the drain lets finish are
+		// still driven by their bots.
+		return errs.E(errs.Unavailable, "This Switchboard node is shutting down and takes no new calls; retry on another node.")
+	}
 	var req graph.Call
 	if err := decode(r, &req); err != nil {
 		return err
@@ -55,10 +60,10 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request, c callctl.Caller) 
 		writeJSON(w, http.StatusOK, call)
 		return nil
 	case http.MethodDelete:
-		if err := s.o.Calls.HangUp(r.Context(), c, id); err != nil {
+		if _, err := s.o.Calls.Do(r.Context(), c, id, "", callctl.HangUp, nil); err != nil {
 			return err
 		}
-		w.WriteHeader(http.StatusNoContent)
+		w.WriteHeader(callctl.HangUp.Status)
 		return nil
 	}
 	return methodNotAllowed(r)
@@ -67,130 +72,38 @@ func (s *Server) call(w http.ResponseWriter, r *http.Request, c callctl.Caller) 
 // action serves POST /communications/calls/{id}/{action}; the OData
 // namespaced form microsoft.graph.{action} is accepted too.
 func (s *Server) action(w http.ResponseWriter, r *http.Request, c callctl.Caller) error {
-	id := r.PathValue("id")
-	name := r.PathValue("action")
-	name = strings.TrimPrefix(name, "microsoft.graph.")
-	switch name {
+	switch r.PathValue("action") {
 	case "operations", "participants":
 		return methodNotAllowed(r) // collections without GET-all support
 	}
+	x, ok := callctl.LookupAction(r.PathValue("action"), false)
+	if !ok {
+		return errs.E(errs.BadRequest, "Resource not found for the segment '%s'.", r.PathValue("action"))
+	}
+	return s.do(w, r, c, x, "")
+}
+
+// do decodes an action's request and runs it: the answer is the
+// operation when the action returns one, else an empty body.
+func (s *Server) do(w http.ResponseWriter, r *http.Request, c callctl.Caller, x *callctl.Action, pid string) error {
 	if r.Method != http.MethodPost {
 		return methodNotAllowed(r)
 	}
-	ctx := r.Context()
-	switch name {
-	case "answer":
-		var req graph.AnswerRequest
-		if err := decode(r, &req); err != nil {
-			return err
-		}
-		if err := s.o.Calls.Answer(ctx, c, id, &req); err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusAccepted)
-		return nil
-	case "reject":
-		var req graph.RejectRequest
-		if err := decode(r, &req); err != nil {
-			return err
-		}
-		if err := s.o.Calls.Reject(ctx, c, id, &req); err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusAccepted)
-		return nil
-	case "redirect":
-		var req graph.RedirectRequest
-		if err := decode(r, &req); err != nil {
-			return err
-		}
-		if err := s.o.Calls.Redirect(ctx, c, id, &req); err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusAccepted)
-		return nil
-	case "keepAlive":
-		if err := decode(r, &struct{}{}); err != nil {
-			return err
-		}
-		if err := s.o.Calls.KeepAlive(ctx, c, id); err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusOK)
-		return nil
-	case "mute", "unmute", "subscribeToTone":
-		var req graph.ClientContextRequest
-		if err := decode(r, &req); err != nil {
-			return err
-		}
-		var op *graph.Operation
-		var err error
-		switch name {
-		case "mute":
-			op, err = s.o.Calls.Mute(ctx, c, id, &req)
-		case "unmute":
-			op, err = s.o.Calls.Unmute(ctx, c, id, &req)
-		default:
-			op, err = s.o.Calls.SubscribeToTone(ctx, c, id, &req)
-		}
-		if err != nil {
-			return err
-		}
-		s.writeOperation(w, r, id, op, http.StatusOK)
-		return nil
-	case "sendDtmfTones":
-		var req graph.SendDtmfTonesRequest
-		if err := decode(r, &req); err != nil {
-			return err
-		}
-		op, err := s.o.Calls.SendDtmfTones(ctx, c, id, &req)
-		if err != nil {
-			return err
-		}
-		s.writeOperation(w, r, id, op, http.StatusOK)
-		return nil
-	case "playPrompt":
-		var req graph.PlayPromptRequest
-		if err := decode(r, &req); err != nil {
-			return err
-		}
-		op, err := s.o.Calls.PlayPrompt(ctx, c, id, &req)
-		if err != nil {
-			return err
-		}
-		s.writeOperation(w, r, id, op, http.StatusOK)
-		return nil
-	case "recordResponse":
-		var req graph.RecordResponseRequest
-		if err := decode(r, &req); err != nil {
-			return err
-		}
-		op, err := s.o.Calls.RecordResponse(ctx, c, id, &req)
-		if err != nil {
-			return err
-		}
-		s.writeOperation(w, r, id, op, http.StatusOK)
-		return nil
-	case "cancelMediaProcessing":
-		var req graph.ClientContextRequest
-		if err := decode(r, &req); err != nil {
-			return err
-		}
-		op, err := s.o.Calls.CancelMediaProcessing(ctx, c, id, &req)
-		if err != nil {
-			return err
-		}
-		s.writeOperation(w, r, id, op, http.StatusOK)
-		return nil
-	case "transfer", "updateRecordingStatus",
-		"changeScreenSharingRole", "addLargeGalleryView":
-		// Check the call exists and is the caller's before saying what is missing.
-		if _, err := s.o.Calls.Get(ctx, c, id); err != nil {
-			return err
-		}
-		return errs.E(errs.NotSupported, "%s is not supported by this Switchboard version yet.", name)
+	req := x.NewRequest()
+	if err := decode(r, req); err != nil {
+		return err
 	}
-	return errs.E(errs.BadRequest, "Resource not found for the segment '%s'.", r.PathValue("action"))
+	id := r.PathValue("id")
+	op, err := s.o.Calls.Do(r.Context(), c, id, pid, x, req)
+	if err != nil {
+		return err
+	}
+	if op == nil {
+		w.WriteHeader(x.Status)
+		return nil
+	}
+	s.writeOperation(w, r, id, op, x.Status)
+	return nil
 }
 
 // writeOperation answers an action that returns an operation.
@@ -234,6 +147,14 @@ func (s *Server) participants(w http.ResponseWriter, r *http.Request, c callctl.
 }
 
 func (s *Server) participant(w http.ResponseWriter, r *http.Request, c callctl.Caller) error {
+	if r.Method == http.MethodPost {
+		// POST .../participants/invite: an action on the collection.
+		x, ok := callctl.LookupAction("participants/"+strings.TrimPrefix(r.PathValue("pid"), "microsoft.graph."), false)
+		if !ok {
+			return methodNotAllowed(r)
+		}
+		return s.do(w, r, c, x, "")
+	}
 	if r.Method != http.MethodGet {
 		if r.Method == http.MethodDelete {
 			return errs.E(errs.NotSupported, "Removing a participant from a two-party call is not supported; hang up the call instead.")
@@ -254,36 +175,9 @@ func (s *Server) participant(w http.ResponseWriter, r *http.Request, c callctl.C
 // participantAction serves POST /communications/calls/{id}/participants/
 // {pid}/{action} (graph-calls.md §3), bare or microsoft.graph.-prefixed.
 func (s *Server) participantAction(w http.ResponseWriter, r *http.Request, c callctl.Caller) error {
-	id, pid := r.PathValue("id"), r.PathValue("pid")
-	name := strings.TrimPrefix(r.PathValue("action"), "microsoft.graph.")
-	switch name {
-	case "startHoldMusic", "stopHoldMusic":
-	default:
+	x, ok := callctl.LookupAction(r.PathValue("action"), true)
+	if !ok {
 		return errs.E(errs.NotFound, "Resource not found for the segment '%s'.", r.PathValue("action"))
 	}
-	if r.Method != http.MethodPost {
-		return methodNotAllowed(r)
-	}
-	ctx := r.Context()
-	var op *graph.Operation
-	var err error
-	if name == "startHoldMusic" {
-		var req graph.StartHoldMusicRequest
-		if err := decode(r, &req); err != nil {
-			return err
-		}
-		op, err = s.o.Calls.StartHoldMusic(ctx, c, id, pid, &req)
-	} else {
-		var req graph.ClientContextRequest
-		if err := decode(r, &req); err != nil {
-			return err
-		}
-		op, err = s.o.Calls.StopHoldMusic(ctx, c, id, pid, &req)
-	}
-	if err != nil {
-		return err
-	}
-	// 202 with the running operation and its Location (§3.4, §12.1).
-	s.writeOperation(w, r, id, op, http.StatusAccepted)
-	return nil
+	return s.do(w, r, c, x, r.PathValue("pid"))
 }

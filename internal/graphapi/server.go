@@ -96,7 +96,9 @@ func (s *Server) Mux() *http.ServeMux { return s.mux }
 // SetReady marks the server ready (healthz 200).
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }
 
-// Drain makes every Graph request answer 503 with Retry-After, for shutdown.
+// Drain makes new calls (POST /communications/calls) answer 503 with
+// Retry-After, and healthz 503, for shutdown; the live calls stay
+// reachable so their bots can drive them until they end.
 func (s *Server) Drain() { s.draining.Store(true); s.ready.Store(false) }
 
 // ServeHTTP stamps request ids on every response and serves the request.
@@ -138,9 +140,6 @@ func (s *Server) route(pattern, name string, h handler) {
 }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, h handler) error {
-	if s.draining.Load() {
-		return errs.E(errs.Unavailable, "This Switchboard node is shutting down; retry on another node.")
-	}
 	p, err := s.o.Identity.Authenticate(r)
 	if err != nil {
 		return err
@@ -291,16 +290,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// writeError writes the Graph error body for err.
+// writeError writes the Graph error body for err, with the headers its
+// kind calls for.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	k := errs.KindOf(err)
-	status := k.HTTPStatus()
-	inner := &graph.InnerError{
-		RequestID:       w.Header().Get("request-id"),
-		ClientRequestID: w.Header().Get("client-request-id"),
-		Date:            s.o.Now().UTC().Format("2006-01-02T15:04:05"),
-	}
-	switch k {
+	var inner graph.InnerError
+	switch errs.KindOf(err) {
 	case errs.Unauthenticated:
 		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="", authorization_uri="%s/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"`, s.cfg.HTTP.PublicURL))
 	case errs.Throttled:
@@ -316,7 +310,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errs.Internal:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeJSON(w, status, graph.ErrorResponse{Error: graph.ODataError{Code: k.GraphCode(), Message: errs.Message(err), InnerError: inner}})
+	errs.WriteGraph(w, err, s.o.Now(), &inner)
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {

@@ -138,6 +138,10 @@ var (
 
 // Notification is one POST to a bot.
 type Notification struct {
+	// ID, when set, names the notification for deduplication: queuing the
+	// same ID again within the stream's duplicate window (a retry after a
+	// crash) is a no-op. Empty gets a fresh one.
+	ID string
 	// CallID is the ordering key: notifications of one call are delivered
 	// in the order they were enqueued.
 	CallID string
@@ -365,7 +369,10 @@ func (o *Outbox) Enqueue(ctx context.Context, n Notification) error {
 	if err := validate(n); err != nil {
 		return err
 	}
-	reqID := ids.New()
+	reqID := n.ID
+	if reqID == "" {
+		reqID = ids.New()
+	}
 	m := &nats.Msg{
 		Subject: o.subject + subjectToken(n.CallID),
 		Header:  nats.Header{},

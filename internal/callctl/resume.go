@@ -1,0 +1,61 @@
+package callctl
+
+import (
+	"context"
+
+	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+// resume rebuilds the actor of a call this node owned before it restarted.
+// The notifications its last stored step may not have queued are queued
+// again first (the webhook outbox drops those it already has). A call whose
+// leg cannot be resumed ends with errs.ResumeFailed; the dialer releases
+// the far end where it can (Dialer.Resume).
+func (m *Manager) resume(ctx context.Context, rec *Record, rev uint64) error {
+	if rec.Call.State == graph.StateTerminated {
+		// It ended and was stored, but its record was not deleted: only
+		// the notifications may be missing.
+		a := &actor{m: m, rec: rec, rev: rev, log: m.log.With("call", rec.Call.ID), pending: rec.Outbox, deleted: true}
+		return a.flush()
+	}
+	m.mu.Lock()
+	m.perApp[rec.AppID+"|"+rec.TenantID]++
+	m.mu.Unlock()
+	a := m.spawn(rec, rev)
+	if a == nil {
+		m.release(Caller{AppID: rec.AppID, TenantID: rec.TenantID})
+		return errs.E(errs.Unavailable, "This Switchboard node is shutting down.")
+	}
+	a.post(func(a *actor) {
+		a.pending = append(a.pending, a.rec.Outbox...)
+		a.log.Info("resuming call after restart", "state", a.rec.Call.State)
+		if a.rec.Leg == nil {
+			a.end(errs.ResumeFailed, false)
+			return
+		}
+		leg, err := m.o.Dialer.Resume(a.rec.Call.ID, *a.rec.Leg, a.rec.Call.State, a.legEvents())
+		if err != nil {
+			a.log.Warn("leg cannot be resumed", "err", err)
+			a.end(errs.ResumeFailed, false)
+			return
+		}
+		a.leg = leg
+		switch a.rec.Call.State {
+		case graph.StateRedirecting:
+			// The legs the redirect dialed died with the process.
+			a.end(errs.ResumeFailed, true)
+		case graph.StateIncoming:
+			a.armAnswer()
+		case graph.StateEstablishing, graph.StateRinging:
+			a.armKeepAlive()
+			if a.rec.Call.Direction == graph.DirectionOutgoing {
+				a.armRing()
+			}
+		default:
+			a.armKeepAlive()
+			a.resumeHold()
+		}
+	})
+	return nil
+}
