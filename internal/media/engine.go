@@ -25,7 +25,8 @@ type EngineOptions struct {
 	// which is what tests use.
 	PortMin, PortMax int
 	// InactivityTimeout: when no RTP has arrived for this long on a
-	// session with a remote, the session reports EventInactive (again
+	// session with a remote whose direction is SendRecv (see
+	// Session.SetDirection), the session reports EventInactive (again
 	// only after RTP has resumed). 0 turns it off.
 	InactivityTimeout time.Duration
 	// Logger receives the engine's rare logs; nil discards them.

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,37 @@ const (
 	EventInactive                          // no RTP for EngineOptions.InactivityTimeout
 	EventMediaStarted                      // the first RTP packet from the remote
 )
+
+// Direction is which way a session's RTP flows, seen from the session: the
+// direction of Switchboard's side of the stream as its SDP says (RFC 3264
+// §6.1). The zero value is SendRecv.
+type Direction uint8
+
+// The directions.
+const (
+	SendRecv Direction = iota // send and receive
+	SendOnly                  // send; the far end sends nothing
+	RecvOnly                  // receive only: the far end holds the call (RFC 3264 §8.4)
+	Inactive                  // neither: nothing is sent, nothing is expected
+)
+
+// Sends reports whether the session sends RTP in direction d.
+func (d Direction) Sends() bool { return d == SendRecv || d == SendOnly }
+
+// String returns d's SDP attribute (RFC 3264 §6.1).
+func (d Direction) String() string {
+	switch d {
+	case SendRecv:
+		return "sendrecv"
+	case SendOnly:
+		return "sendonly"
+	case RecvOnly:
+		return "recvonly"
+	case Inactive:
+		return "inactive"
+	}
+	return "Direction(" + strconv.Itoa(int(d)) + ")"
+}
 
 // Event is something a Session reports to its owner.
 type Event struct {
@@ -138,8 +170,9 @@ type remoteConfig struct {
 type sessionState struct {
 	closed   bool
 	sendTo   netip.AddrPort // the remote, or the address latched from its RTP
-	remoteAt int64          // nanotime of SetRemote, for inactivity
+	armedAt  int64          // nanotime of SetRemote or SetDirection: inactivity counts from here
 	inactive bool           // EventInactive reported and RTP has not resumed
+	dir      Direction
 	detect   bool
 	muted    bool
 	codec    Codec // codec the jitter buffer holds
@@ -325,7 +358,28 @@ func (s *Session) SetRemote(remote netip.AddrPort, c Codec, dtmfPT uint8) {
 	s.cfg.Store(&remoteConfig{gen: gen, remote: remote, codec: c, dtmfPT: dtmfPT, silence: silence})
 	s.st.sendTo = remote
 	s.sawEvents.Store(false) // a new remote may not send RFC 4733
-	s.st.remoteAt = s.e.nanotime()
+	s.st.armedAt = s.e.nanotime()
+	s.st.inactive = false
+}
+
+// SetDirection sets which way RTP flows, as the SDP negotiated it (the
+// direction of Switchboard's side). Unless d sends, nothing is sent: played
+// audio, tones and bridged frames keep their time on the media clock and
+// are dropped, so what is sent after the direction allows it again follows
+// on in sequence and in time. Inactivity (EngineOptions.InactivityTimeout)
+// is watched only in SendRecv: a far end that holds the call (RecvOnly or
+// Inactive here) may send nothing at all, music on hold being its choice
+// (RFC 3264 §8.4), and one that only listens (SendOnly here) sends nothing.
+// A change of direction starts the inactivity timeout afresh. New sessions
+// are SendRecv; SetRemote leaves the direction as it is.
+func (s *Session) SetDirection(d Direction) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.st.closed || s.st.dir == d {
+		return
+	}
+	s.st.dir = d
+	s.st.armedAt = s.e.nanotime()
 	s.st.inactive = false
 }
 

@@ -129,8 +129,9 @@ func (s *Session) tickReceive(cfg *remoteConfig, now int64, p *pending) {
 		}
 	}
 
-	if timeout := s.e.o.InactivityTimeout; timeout > 0 && cfg != nil {
-		last := max(s.lastRecv.Load(), st.remoteAt)
+	// Only a stream that flows both ways owes us RTP (SetDirection).
+	if timeout := s.e.o.InactivityTimeout; timeout > 0 && cfg != nil && st.dir == SendRecv {
+		last := max(s.lastRecv.Load(), st.armedAt)
 		switch {
 		case !st.inactive && now-last >= int64(timeout):
 			st.inactive = true
@@ -269,8 +270,14 @@ func (s *Session) audioPacket(cfg *remoteConfig, ts uint32, payload []byte) int 
 	return s.packet(cfg.codec.PayloadType, marker, ts, payload)
 }
 
+// packet writes an RTP packet into tx.buf and returns its size; 0 when the
+// direction does not send, and then the sequence number is not used up.
 func (s *Session) packet(pt uint8, marker bool, ts uint32, payload []byte) int {
 	tx := &s.st.tx
+	if !s.st.dir.Sends() {
+		tx.lastAudio = false // what is sent next starts a talkspurt
+		return 0
+	}
 	tx.hdr.PayloadType = pt
 	tx.hdr.Marker = marker
 	tx.hdr.SequenceNumber = tx.seq
