@@ -106,8 +106,8 @@ func (s *Session) read() {
 }
 
 // receive handles one datagram: the per-packet hot path. It allocates
-// nothing, logs nothing and takes no lock except on the rare events (first
-// packet, a new tone).
+// nothing, logs nothing and takes no lock except on the rare events (a
+// latch, the first packet, a new tone).
 func (s *Session) receive(b []byte, from netip.AddrPort, now int64) {
 	r := &s.rx
 	cfg := s.cfg.Load()
@@ -126,7 +126,7 @@ func (s *Session) receive(b []byte, from netip.AddrPort, now int64) {
 		r.gen, r.latched = cfg.gen, false
 	}
 	if r.latched && from != r.src && from != cfg.remote {
-		return // once latched, only the latched source or the signalled one
+		return // once latched, only the latched source or the signalled one (SetRemote)
 	}
 	hlen, err := r.hdr.Unmarshal(b)
 	if err != nil {
@@ -140,11 +140,21 @@ func (s *Session) receive(b []byte, from netip.AddrPort, now int64) {
 		payload = payload[:len(payload)-int(payload[len(payload)-1])]
 	}
 	if !r.latched || from != r.src {
-		// The first packet latches; the address SDP gave may take over
-		// later (a packet of the old remote still in flight after a
-		// re-INVITE must not keep the new one out).
-		r.latched, r.src = true, from
-		s.latch(from)
+		// Not from where RTP goes: the NAT rule of SetRemote. A packet
+		// of a negotiated payload type latches when it comes from the
+		// signalled address, or from anywhere while nothing has latched
+		// yet; what else the signalled address sends before then
+		// (comfort noise) counts as received but latches nothing, and
+		// anything else is dropped. So whoever sends first takes nothing
+		// by sending garbage or a payload type nobody negotiated, and a
+		// packet of the old remote still in flight after a re-INVITE does
+		// not keep the new one out.
+		if pt == cfg.codec.PayloadType || (cfg.dtmfPT != 0 && pt == cfg.dtmfPT) {
+			r.latched, r.src = true, from
+			s.latch(from)
+		} else if r.latched || from != cfg.remote {
+			return
+		}
 	}
 	s.lastRecv.Store(now)
 	s.rcvd.Add(1)

@@ -337,10 +337,20 @@ func (s *Session) LocalAddr() netip.AddrPort { return s.addr }
 
 // SetRemote sets where RTP goes and how it is encoded: the codec, and the
 // RFC 4733 telephone-event payload type (0 = not negotiated: tones are
-// sent in-band). It may be called again (re-INVITE). RTP is symmetric
-// (RFC 4961): the first packet received after SetRemote fixes the remote
-// address, and if it differs from remote (NAT) replies go there; packets
-// from any other source than that one or remote are then dropped.
+// sent in-band). It may be called again (re-INVITE); each call starts
+// latching afresh.
+//
+// RTP is symmetric (RFC 4961), and the address remote, the one signalled
+// in SDP, is preferred. Only a packet that counts latches, that is, makes
+// the address it came from the one RTP is sent to: valid RTP (version 2,
+// a header that parses) of a negotiated payload type (c's or dtmfPT), so
+// that garbage or a stray stream sent first takes nothing. A packet from
+// remote that counts always latches remote. A packet from another address
+// latches it only while nothing has latched yet, which means nothing that
+// counts has come from remote: that is a far end behind a NAT, whose SDP
+// names an address its packets do not come from (the rule of Asterisk's
+// rtp_symmetric and of comedia). Once an address is latched, packets from
+// any other source than it or remote are dropped.
 func (s *Session) SetRemote(remote netip.AddrPort, c Codec, dtmfPT uint8) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
