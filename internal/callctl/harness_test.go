@@ -49,6 +49,8 @@ type memStore struct {
 	m      map[string]memEntry
 	down   atomic.Bool
 	writes atomic.Int64
+	// onCreate, if set, runs as a record is created.
+	onCreate func()
 }
 
 type memEntry struct {
@@ -76,6 +78,9 @@ func (s *memStore) Create(_ context.Context, key string, val []byte) (uint64, er
 	defer s.mu.Unlock()
 	if _, ok := s.m[key]; ok {
 		return 0, store.ErrExists
+	}
+	if s.onCreate != nil {
+		s.onCreate()
 	}
 	s.rev++
 	s.m[key] = memEntry{val, s.rev}
