@@ -306,7 +306,9 @@ func (l *fakeLeg) SendTones(tones []graph.Tone, _ time.Duration, done func()) er
 }
 func (l *fakeLeg) Ref() LegRef          { return LegRef{Kind: "fake", Data: json.RawMessage(`"` + l.id + `"`)} }
 func (l *fakeLeg) MediaPort() MediaPort { return l.port }
-func (l *fakeLeg) emit(k LegEventKind)  { l.ev(LegEvent{Kind: k, Reason: errs.EndedByRemote, Tone: graph.Tone1}) }
+func (l *fakeLeg) emit(k LegEventKind) {
+	l.ev(LegEvent{Kind: k, Reason: errs.EndedByRemote, Tone: graph.Tone1})
+}
 
 // did returns what was asked of the leg since the last call.
 func (l *fakeLeg) asked() []string {

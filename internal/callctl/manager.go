@@ -67,16 +67,16 @@ func (c Caller) require(anyOf ...string) error {
 
 // Options configure a Manager.
 type Options struct {
-	Node       string
-	Config     *config.Config
-	Directory  *identity.Directory
+	Node      string
+	Config    *config.Config
+	Directory *identity.Directory
 	// Store is the node's JetStream: the calls bucket, and the NATS
 	// connection commands are forwarded over. Nil runs the Manager on
 	// Calls alone, without forwarding (one node; the state-machine tests).
 	Store *store.Store
 	// Calls overrides where call records live; nil is Store's sb_calls.
-	Calls    CallStore
-	Notifier Notifier
+	Calls      CallStore
+	Notifier   Notifier
 	Dialer     Dialer
 	Prompts    PromptSource
 	Recordings RecordingStore

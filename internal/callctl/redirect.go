@@ -160,4 +160,3 @@ func (a *actor) endBridged(reason errs.EndReason) {
 	a.bridged.HangUp(reason)
 	a.bridged = nil
 }
-

@@ -230,13 +230,13 @@ func testPrompts() []graph.MediaPrompt {
 // events are the table's second column: each runs against a call and
 // returns the reply ("-" for what is not a command).
 var events = map[string]func(h *harness, id string, leg *fakeLeg) string{
-	"hangUp":    cmd("hangUp", nil),
-	"keepAlive": cmd("keepAlive", nil),
-	"answer":    cmd("answer", answerReq()),
-	"reject":    cmd("reject", &graph.RejectRequest{Reason: graph.RejectBusy}),
-	"redirect":  cmd("redirect", redirectReq()),
-	"mute":      cmd("mute", &graph.ClientContextRequest{ClientContext: "c"}),
-	"unmute":    cmd("unmute", &graph.ClientContextRequest{}),
+	"hangUp":          cmd("hangUp", nil),
+	"keepAlive":       cmd("keepAlive", nil),
+	"answer":          cmd("answer", answerReq()),
+	"reject":          cmd("reject", &graph.RejectRequest{Reason: graph.RejectBusy}),
+	"redirect":        cmd("redirect", redirectReq()),
+	"mute":            cmd("mute", &graph.ClientContextRequest{ClientContext: "c"}),
+	"unmute":          cmd("unmute", &graph.ClientContextRequest{}),
 	"subscribeToTone": cmd("subscribeToTone", &graph.ClientContextRequest{}),
 	"sendDtmfTones":   cmd("sendDtmfTones", &graph.SendDtmfTonesRequest{Tones: []graph.Tone{graph.Tone1}}),
 	"playPrompt":      cmd("playPrompt", &graph.PlayPromptRequest{Prompts: testPrompts()}),
