@@ -452,3 +452,46 @@ func TestGracefulShutdownEndsCalls(t *testing.T) {
 		t.Fatalf("last notification before exit: %+v", last)
 	}
 }
+
+// While a stopping node drains, bots still drive the calls it lets
+// finish (here: hang up); only new calls are refused, with 503 and
+// Retry-After.
+func TestDrainKeepsLiveCallsDrivable(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	call := p.CreateCall(calltest.AliceID)
+	p.Hook.WaitState(t, call.ID, graph.StateEstablished)
+	p.Bot("GET", "/v1.0/communications/calls/"+call.ID, nil) // the token is fetched before the drain
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- p.Node.Shutdown(ctx, time.Now().Add(20*time.Second)) }()
+	// The drain has begun once new calls are refused.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		r := p.Bot("POST", "/v1.0/communications/calls", calltest.CallTo(p.Hook.URL, calltest.BobID))
+		if r.StatusCode == http.StatusServiceUnavailable {
+			if r.Header.Get("Retry-After") == "" {
+				t.Error("503 without Retry-After")
+			}
+			break
+		}
+		if r.StatusCode == http.StatusCreated {
+			t.Fatalf("a call was created after Shutdown began")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new calls still answered %d during the drain", r.StatusCode)
+		}
+	}
+	if r := p.Bot("POST", "/v1.0/communications/calls/"+call.ID+"/keepAlive", nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("keepAlive during the drain: %d %s", r.StatusCode, r.Body)
+	}
+	if r := p.Bot("DELETE", "/v1.0/communications/calls/"+call.ID, nil); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE during the drain: %d %s", r.StatusCode, r.Body)
+	}
+	last := p.Hook.WaitState(t, call.ID, graph.StateTerminated).Call(t)
+	if last.ResultInfo.Subcode != 5001 {
+		t.Errorf("the call ended %d/%d, want the bot's hang-up (200/5001)", last.ResultInfo.Code, last.ResultInfo.Subcode)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}
