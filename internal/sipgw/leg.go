@@ -239,7 +239,7 @@ func (l *Leg) SendTones(tones []graph.Tone, gap time.Duration, done func()) erro
 func (l *Leg) onMedia(ev media.Event) {
 	l.mu.Lock()
 	established := l.state == stateEstablished
-	held := l.remote.dir == dirInactive || l.remote.dir == dirRecvOnly
+	held := l.remote.hold()
 	l.mu.Unlock()
 	switch ev.Kind {
 	case media.EventTone:
@@ -251,7 +251,9 @@ func (l *Leg) onMedia(ev media.Event) {
 		}
 	case media.EventInactive:
 		// A vanished phone: no RTP for media.inactivityTimeout. A far end
-		// that holds the call sending nothing is not one.
+		// that holds the call sending nothing is not one: the session does
+		// not watch while it holds (applyRemote), and an event that raced
+		// the hold's re-INVITE is dropped here.
 		if !established || held {
 			return
 		}
@@ -438,9 +440,7 @@ func (l *Leg) modify(req *sip.Request, tx sip.ServerTransaction) {
 		body = l.sdp.answer(rm)
 		l.refreshTarget(req)
 		l.mu.Unlock()
-		if !rm.addr.Addr().IsUnspecified() && rm.addr.Port() != 0 {
-			l.sess.SetRemote(rm.addr, rm.codec, rm.dtmfPT)
-		}
+		l.applyRemote(rm)
 	} else {
 		l.mu.Lock()
 		l.refreshTarget(req)
@@ -467,8 +467,26 @@ func (l *Leg) modify(req *sip.Request, tx sip.ServerTransaction) {
 			l.mu.Lock()
 			l.remote = rm
 			l.mu.Unlock()
-			l.sess.SetRemote(rm.addr, rm.codec, rm.dtmfPT)
+			l.applyRemote(rm)
 		}
+	}
+}
+
+// applyRemote points the media session at the stream the far end's SDP
+// describes: where RTP goes and in which codec (unless it gives no address
+// to send to), and which way it flows. A direction that stops our sending
+// is set before the address, one that starts it after, so that no packet
+// goes where or when this SDP does not want one.
+func (l *Leg) applyRemote(rm remoteMedia) {
+	dir := rm.localDir()
+	if !dir.Sends() {
+		l.sess.SetDirection(dir)
+	}
+	if rm.sendable() {
+		l.sess.SetRemote(rm.addr, rm.codec, rm.dtmfPT)
+	}
+	if dir.Sends() {
+		l.sess.SetDirection(dir)
 	}
 }
 

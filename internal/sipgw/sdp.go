@@ -48,10 +48,43 @@ type mline struct {
 	media, proto, formats string
 }
 
-// hold reports whether the far end put the call on hold (RFC 3264 §8.4,
-// and the older c=0.0.0.0 form of RFC 2543).
+// hold reports whether the far end put the call on hold (RFC 3264 §8.4:
+// sendonly, or inactive when it was recvonly; and the older c=0.0.0.0 form
+// of RFC 2543). It is the one definition of held: a held far end owes us
+// no RTP.
 func (r remoteMedia) hold() bool {
-	return r.dir == dirSendOnly || r.dir == dirInactive || (r.addr.Addr().IsValid() && r.addr.Addr().IsUnspecified())
+	return r.dir == dirSendOnly || r.dir == dirInactive || r.addr.Addr().IsUnspecified()
+}
+
+// sendable reports whether r gives an address to send RTP to: c=0.0.0.0
+// means that "neither RTP nor RTCP should be sent to the peer" (RFC 3264
+// §8.4).
+func (r remoteMedia) sendable() bool {
+	return r.addr.Addr().IsValid() && !r.addr.Addr().IsUnspecified() && r.addr.Port() != 0
+}
+
+// localDir is the direction of Switchboard's side of the stream r
+// describes, offer or answer: the reverse of r's (RFC 3264 §6.1), and
+// without sending when r gives no address to send to.
+func (r remoteMedia) localDir() media.Direction {
+	d := media.SendRecv
+	switch answerDir(r.dir) {
+	case dirSendOnly:
+		d = media.SendOnly
+	case dirRecvOnly:
+		d = media.RecvOnly
+	case dirInactive:
+		d = media.Inactive
+	}
+	if !r.sendable() {
+		switch d {
+		case media.SendRecv:
+			d = media.RecvOnly
+		case media.SendOnly:
+			d = media.Inactive
+		}
+	}
+	return d
 }
 
 // parseSDP reads the far end's offer or answer and picks the first audio
