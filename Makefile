@@ -23,7 +23,7 @@ TEST_DEBS := sip-tester baresip
 
 RUN_ARGS ?=
 
-.PHONY: help run test test-msgraph deps build bench bench-ivr fmt lint
+.PHONY: help run test test-callctl test-msgraph deps build bench bench-ivr fmt lint
 
 ## help: list the targets (the default)
 help:
@@ -33,11 +33,16 @@ help:
 run: build
 	./bin/switchboard serve --dev $(RUN_ARGS)
 
-## test: every test: install missing test peers (as root), go vet, go test -race, then test-msgraph
+## test: every test: install missing test peers (as root), go vet, go test -race, the call state machine again many times, then test-msgraph
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory test-callctl GO='$(GO)'
 	$(MAKE) --no-print-directory test-msgraph GO='$(GO)'
+
+## test-callctl: the call state-machine table and the call-control races, 20 times under -race (races show up across runs)
+test-callctl:
+	$(GO) test -race -count=20 -timeout 10m -run 'TestStateMachineTable|TestCommandsRacing|TestRecordingBeing|TestTerminatedIsQueued|TestRestartQueues' ./internal/callctl/
 
 ## test-msgraph: only the msgraph-sdk-go compatibility suite (compat/msgraph, its own module): go vet, go test
 # Without -race: the suite's code is small and the server it drives is a

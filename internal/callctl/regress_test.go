@@ -181,7 +181,7 @@ func TestResumeFailureEndsTheCallHonestly(t *testing.T) {
 	h.dl.resumeErr = errors.New("cannot resume (test)")
 	h.start(h.st)
 	h.sync(id)
-	if got, want := h.nt.take(id), []string{"deleted call terminated 9009"}; !slices.Equal(got, want) {
+	if got, want := h.nt.take(id), []string{"deleted call terminated 9016"}; !slices.Equal(got, want) {
 		t.Errorf("notifications %q, want %q", got, want)
 	}
 	if len(h.dl.released) != 1 || h.dl.released[0].Kind != "fake" {

@@ -34,9 +34,9 @@ var (
 	MediaFailure      = EndReason{410, 301005, "Media connectivity failure: no media was received from the far end.", 0}
 	ServerShutdown    = EndReason{503, 9007, "The Switchboard node ending the call was shut down.", 503}
 	CallerCancelled   = EndReason{487, 9008, "The caller hung up before the call was answered.", 0}
-	ResumeFailed      = EndReason{410, 9009, "The Switchboard node that carried the call restarted and its media could not continue; the far end was hung up.", 0}
+	ResumeFailed      = EndReason{410, 9016, "The Switchboard node that carried the call restarted and its media could not continue; the far end was hung up.", 0}
 	AnswerFailed      = EndReason{500, 9015, "Switchboard could not answer the caller's leg (its media could not be set up).", 0}
-	StoreFailed       = EndReason{503, 9016, "The call could not be stored: the state store is unavailable.", 0}
+	StoreFailed       = EndReason{503, 9017, "The call could not be stored: the state store is unavailable.", 0}
 )
 
 // Ends of calls through the SIP edge (sipgw) that Graph's table has no
