@@ -56,7 +56,11 @@ type Endpoint struct {
 	order    []string
 }
 
-var _ callctl.Dialer = (*Endpoint)(nil)
+var (
+	_ callctl.Dialer  = (*Endpoint)(nil)
+	_ callctl.PortLeg = (*Leg)(nil)
+	_ callctl.RTPLeg  = (*Leg)(nil)
+)
 
 // New returns an endpoint for the directory's simulated users.
 func New(dir *identity.Directory, clk clock.Clock, log *slog.Logger) *Endpoint {
