@@ -150,8 +150,9 @@ func (a *actor) notification(q queued) webhook.Notification {
 func (a *actor) notify(change graph.ChangeType, resource, resourceURL string, data any) {
 	body, err := envelope(change, resource, resourceURL, data)
 	if err != nil {
-		// Only a bug makes a Graph type unencodable.
-		panic("callctl: encode notification: " + err.Error())
+		// Only a bug makes a Graph type unencodable; the call goes on.
+		a.log.Error("encode notification", "resource", resourceURL, "err", err)
+		return
 	}
 	a.pending = append(a.pending, queued{
 		ID:       ids.New(), // also its request-id toward the bot, a GUID as Graph's
