@@ -4,8 +4,10 @@ import "github.com/switchboard-voice/switchboard/sdk/graph"
 
 // NewCall returns a create-call body for a two-party (or, with several
 // targets, group) call with audio and service-hosted media, as
-// graph-calls.md §2.1(a) shows it. callbackUri is left empty: Handler.CreateCall
-// fills in HandlerOptions.CallbackURL.
+// the first example of
+// https://learn.microsoft.com/graph/api/application-post-calls shows it.
+// callbackUri is left empty: Handler.CreateCall fills in
+// HandlerOptions.CallbackURL.
 func NewCall(targets ...graph.InvitationParticipantInfo) *graph.Call {
 	return &graph.Call{
 		ODataType:           graph.TypeCall,
@@ -26,7 +28,8 @@ func UserTarget(userID, displayName string) graph.InvitationParticipantInfo {
 
 // PhoneTarget is a call target naming an E.164 phone number. Graph needs
 // the call's source to be an application instance with a number to dial
-// it (graph-calls.md §2.1(b)).
+// it (the PSTN example of
+// https://learn.microsoft.com/graph/api/application-post-calls).
 func PhoneTarget(number string) graph.InvitationParticipantInfo {
 	return graph.InvitationParticipantInfo{
 		ODataType: graph.TypeInvitationParticipantInfo,

@@ -57,7 +57,8 @@ func newCall(h *Handler, id, tenant string) *Call {
 func (c *Call) ID() string { return c.id }
 
 // TenantID is the call's tenant: the tid of the first notification token
-// about it (graph-calls.md §5.2), or the tenant of the create request.
+// about it, or the tenant of the create request. Notification tokens:
+// https://learn.microsoft.com/microsoftteams/platform/bots/calls-and-meetings/call-notifications
 func (c *Call) TenantID() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -143,11 +144,12 @@ func (c *Call) WaitState(ctx context.Context, states ...graph.CallState) error {
 }
 
 // Await returns op once it has completed: at once when op is already
-// completed or failed (graph-calls.md §1.8: no notification follows a
-// terminal response), else on its deleted notification, which may have
-// arrived before Await was called. A failed operation is returned with an
-// *OperationError. If the call terminates without the operation's
-// completion being reported, Await returns ErrCallEnded (wrapped).
+// completed or failed (no notification follows a terminal response:
+// https://learn.microsoft.com/graph/api/resources/commsoperation), else on
+// its deleted notification, which may have arrived before Await was called. A
+// failed operation is returned with an *OperationError. If the call
+// terminates without the operation's completion being reported, Await returns
+// ErrCallEnded (wrapped).
 func (c *Call) Await(ctx context.Context, op *graph.Operation) (*graph.Operation, error) {
 	if op == nil {
 		return nil, fmt.Errorf("await: nil operation")

@@ -61,7 +61,8 @@ type ClientOptions struct {
 	Logger *slog.Logger
 }
 
-// Client calls the Graph cloud-communications API (graph-calls.md §2–§4)
+// Client calls the Graph cloud-communications API
+// (https://learn.microsoft.com/graph/api/resources/communications-api-overview)
 // as an application: it gets client-credentials tokens, caches them and
 // refreshes them before they expire, sends JSON bodies with a fresh
 // client-request-id per request, retries 429 and 503 responses as
@@ -261,8 +262,9 @@ func backoff(attempt int) time.Duration {
 	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }
 
-// retryAfter parses Retry-After: seconds (Graph sends fractions, "2.128",
-// graph-calls.md §6.3) or an HTTP date. Zero when absent or unparseable.
+// retryAfter parses Retry-After: seconds (Graph sends fractions, "2.128":
+// https://learn.microsoft.com/graph/throttling) or an HTTP date. Zero when
+// absent or unparseable.
 func retryAfter(h http.Header, now time.Time) time.Duration {
 	v := strings.TrimSpace(h.Get("Retry-After"))
 	if v == "" {
@@ -331,8 +333,8 @@ func (c *Client) callURL(callID string, rest ...string) string {
 }
 
 // CreateCall places an outgoing call or joins a meeting
-// (POST /communications/calls, graph-calls.md §2.1) and returns the call
-// as created, in state establishing. req is not modified; an empty
+// (https://learn.microsoft.com/graph/api/application-post-calls) and returns
+// the call as created, in state establishing. req is not modified; an empty
 // @odata.type and a media configuration without one are filled in.
 func (c *Client) CreateCall(ctx context.Context, req *graph.Call) (*graph.Call, error) {
 	if req == nil {
@@ -382,34 +384,38 @@ func (c *Client) action(ctx context.Context, name, callID, action string, in any
 	return nil
 }
 
-// Answer answers an incoming call (graph-calls.md §2.4); it must come
-// within 15 s of the incoming notification. req must carry a media
-// configuration and the accepted modalities.
+// Answer answers an incoming call
+// (https://learn.microsoft.com/graph/api/call-answer); it must come within
+// 15 s of the incoming notification. req must carry a media configuration
+// and the accepted modalities.
 func (c *Client) Answer(ctx context.Context, callID string, req *graph.AnswerRequest) error {
 	return c.action(ctx, "answer", callID, "answer", req)
 }
 
-// Reject declines an incoming call (graph-calls.md §2.5); nil req rejects
-// with reason none.
+// Reject declines an incoming call
+// (https://learn.microsoft.com/graph/api/call-reject); nil req rejects with
+// reason none.
 func (c *Client) Reject(ctx context.Context, callID string, req *graph.RejectRequest) error {
 	return c.action(ctx, "reject", callID, "reject", req)
 }
 
 // Redirect sends an unanswered incoming call to other targets
-// (graph-calls.md §2.6).
+// (https://learn.microsoft.com/graph/api/call-redirect).
 func (c *Client) Redirect(ctx context.Context, callID string, req *graph.RedirectRequest) error {
 	return c.action(ctx, "redirect", callID, "redirect", req)
 }
 
-// Transfer transfers an established call (graph-calls.md §2.7).
-// Switchboard does not serve it yet and answers 501.
+// Transfer transfers an established call
+// (https://learn.microsoft.com/graph/api/call-transfer). Switchboard does not
+// serve it yet and answers 400 notSupported.
 func (c *Client) Transfer(ctx context.Context, callID string, req *graph.TransferRequest) error {
 	return c.action(ctx, "transfer", callID, "transfer", req)
 }
 
 // KeepAlive tells the platform the bot still holds the call
-// (graph-calls.md §2.8); without one every 45 minutes the call ends.
-// Handler sends them itself for the calls it tracks.
+// (https://learn.microsoft.com/graph/api/call-keepalive); without one every
+// 45 minutes the call ends. Handler sends them itself for the calls it
+// tracks.
 func (c *Client) KeepAlive(ctx context.Context, callID string) error {
 	return c.action(ctx, "keep alive", callID, "keepAlive", nil)
 }
@@ -433,8 +439,10 @@ func (c *Client) operation(ctx context.Context, name, u, callID string, in any) 
 		return nil, fmt.Errorf("%s on call %s: %w", name, callID, err)
 	}
 	if out.ID == "" {
-		// No body (graph-calls.md §1.8 allows it): the operation is
-		// still to run; its id is the Location's last segment.
+		// No body, so no status: the operation is still to run and its result
+		// comes by notification
+		// (https://learn.microsoft.com/graph/api/resources/commsoperation);
+		// its id is the Location's last segment.
 		loc := resp.Header.Get("Location")
 		out.ID = loc[strings.LastIndex(loc, "/")+1:]
 		if out.Status == "" {
@@ -444,24 +452,28 @@ func (c *Client) operation(ctx context.Context, name, u, callID string, in any) 
 	return &out, nil
 }
 
-// Mute mutes the bot's own audio (graph-calls.md §2.9). nil req sends no
+// Mute mutes the bot's own audio
+// (https://learn.microsoft.com/graph/api/call-mute). nil req sends no
 // clientContext.
 func (c *Client) Mute(ctx context.Context, callID string, req *graph.ClientContextRequest) (*graph.Operation, error) {
 	return c.operation(ctx, "mute", c.callURL(callID, "mute"), callID, req)
 }
 
-// Unmute unmutes the bot's own audio (graph-calls.md §2.9).
+// Unmute unmutes the bot's own audio
+// (https://learn.microsoft.com/graph/api/call-unmute).
 func (c *Client) Unmute(ctx context.Context, callID string, req *graph.ClientContextRequest) (*graph.Operation, error) {
 	return c.operation(ctx, "unmute", c.callURL(callID, "unmute"), callID, req)
 }
 
-// PlayPrompt queues prompts to play to the call (graph-calls.md §2.10).
-// The operation is usually running; Await its completion.
+// PlayPrompt queues prompts to play to the call
+// (https://learn.microsoft.com/graph/api/call-playprompt). The operation is
+// usually running; Await its completion.
 func (c *Client) PlayPrompt(ctx context.Context, callID string, req *graph.PlayPromptRequest) (*graph.Operation, error) {
 	return c.operation(ctx, "play prompt", c.callURL(callID, "playPrompt"), callID, req)
 }
 
-// RecordResponse records the caller (graph-calls.md §2.11). The completed
+// RecordResponse records the caller
+// (https://learn.microsoft.com/graph/api/call-record). The completed
 // operation carries recordingLocation and recordingAccessToken for
 // DownloadRecording.
 func (c *Client) RecordResponse(ctx context.Context, callID string, req *graph.RecordResponseRequest) (*graph.Operation, error) {
@@ -469,36 +481,40 @@ func (c *Client) RecordResponse(ctx context.Context, callID string, req *graph.R
 }
 
 // CancelMediaProcessing cancels the running and queued prompts and
-// recordings (graph-calls.md §2.12); each fails with 400/8508.
+// recordings
+// (https://learn.microsoft.com/graph/api/call-cancelmediaprocessing); each
+// fails with 400/8508.
 func (c *Client) CancelMediaProcessing(ctx context.Context, callID string, req *graph.ClientContextRequest) (*graph.Operation, error) {
 	return c.operation(ctx, "cancel media processing", c.callURL(callID, "cancelMediaProcessing"), callID, req)
 }
 
-// SubscribeToTone asks for the caller's DTMF tones (graph-calls.md §2.13);
-// each arrives as a call update with toneInfo.
+// SubscribeToTone asks for the caller's DTMF tones
+// (https://learn.microsoft.com/graph/api/call-subscribetotone); each arrives
+// as a call update with toneInfo.
 func (c *Client) SubscribeToTone(ctx context.Context, callID string, req *graph.ClientContextRequest) (*graph.Operation, error) {
 	return c.operation(ctx, "subscribe to tone", c.callURL(callID, "subscribeToTone"), callID, req)
 }
 
-// SendDtmfTones plays DTMF tones to the far end (graph-calls.md §2.14).
+// SendDtmfTones plays DTMF tones to the far end
+// (https://learn.microsoft.com/graph/api/call-senddtmftones).
 func (c *Client) SendDtmfTones(ctx context.Context, callID string, req *graph.SendDtmfTonesRequest) (*graph.Operation, error) {
 	return c.operation(ctx, "send DTMF tones", c.callURL(callID, "sendDtmfTones"), callID, req)
 }
 
 // StartHoldMusic puts a participant on hold with music
-// (POST .../participants/{id}/startHoldMusic, graph-calls.md §3.4).
-// Switchboard does not serve it yet.
+// (https://learn.microsoft.com/graph/api/participant-startholdmusic).
 func (c *Client) StartHoldMusic(ctx context.Context, callID, participantID string, req *graph.StartHoldMusicRequest) (*graph.Operation, error) {
 	return c.operation(ctx, "start hold music", c.callURL(callID, "participants", participantID, "startHoldMusic"), callID, req)
 }
 
-// StopHoldMusic takes a participant off hold (graph-calls.md §3.4).
-// Switchboard does not serve it yet.
+// StopHoldMusic takes a participant off hold
+// (https://learn.microsoft.com/graph/api/participant-stopholdmusic).
 func (c *Client) StopHoldMusic(ctx context.Context, callID, participantID string, req *graph.ClientContextRequest) (*graph.Operation, error) {
 	return c.operation(ctx, "stop hold music", c.callURL(callID, "participants", participantID, "stopHoldMusic"), callID, req)
 }
 
-// GetOperation reads an operation of a call (graph-calls.md §4).
+// GetOperation reads an operation of a call
+// (https://learn.microsoft.com/graph/api/resources/commsoperation).
 func (c *Client) GetOperation(ctx context.Context, callID, operationID string) (*graph.Operation, error) {
 	var out graph.Operation
 	if _, err := c.graphDo(ctx, http.MethodGet, c.callURL(callID, "operations", operationID), nil, &out); err != nil {
@@ -507,7 +523,8 @@ func (c *Client) GetOperation(ctx context.Context, callID, operationID string) (
 	return &out, nil
 }
 
-// ListParticipants reads a call's roster (graph-calls.md §3), following
+// ListParticipants reads a call's roster
+// (https://learn.microsoft.com/graph/api/call-list-participants), following
 // @odata.nextLink pages on the API's own host.
 func (c *Client) ListParticipants(ctx context.Context, callID string) ([]graph.Participant, error) {
 	u := c.callURL(callID, "participants")
@@ -544,9 +561,10 @@ func (c *Client) GetParticipant(ctx context.Context, callID, participantID strin
 }
 
 // DownloadRecording fetches a recording: GET location with the
-// operation's recordingAccessToken, not the Graph token (graph-calls.md
-// §2.11, §12.20). A relative location is resolved against BaseURL's host.
-// The caller reads and closes the returned body.
+// operation's recordingAccessToken, not the Graph token
+// (https://learn.microsoft.com/graph/api/call-record). A relative location is
+// resolved against BaseURL's host. The caller reads and closes the returned
+// body.
 func (c *Client) DownloadRecording(ctx context.Context, location, accessToken string) (io.ReadCloser, error) {
 	u, err := c.base.Parse(location)
 	if err != nil || location == "" {

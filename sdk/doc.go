@@ -25,7 +25,8 @@
 // OnIncomingCall: answer, wait until established, play a menu, read a
 // digit, act on it. See the package example.
 //
-// Await follows Graph's operation rule (graph-calls.md §1.8): an action
+// Await follows Graph's operation rule
+// (https://learn.microsoft.com/graph/api/resources/commsoperation): an action
 // whose response is already completed or failed gets no notification, so
 // Await returns at once; otherwise it returns on the operation's deleted
 // notification, even one that arrived before Await was called.

@@ -12,9 +12,9 @@ import (
 )
 
 // GraphError is an error response from the Graph API: an HTTP status of 400
-// or more, with Graph's error body (graph-calls.md §6.1) when the server
-// sent one. Methods of Client wrap it with the operation that failed; reach
-// it with errors.As.
+// or more, with Graph's error body (https://learn.microsoft.com/graph/errors)
+// when the server sent one. Methods of Client wrap it with the operation that
+// failed; reach it with errors.As.
 type GraphError struct {
 	// StatusCode is the HTTP status, e.g. 404 for an ended call.
 	StatusCode int
@@ -87,8 +87,9 @@ func truncate(s string, n int) string {
 }
 
 // AuthError is a failure of the token endpoint, shaped as the Microsoft
-// identity platform's error body (error, error_description; graph-calls.md
-// §11): a wrong secret, an unknown client or tenant, an invalid scope.
+// identity platform's error body (error, error_description;
+// https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow):
+// a wrong secret, an unknown client or tenant, an invalid scope.
 type AuthError struct {
 	// StatusCode is the HTTP status, usually 400 or 401.
 	StatusCode int

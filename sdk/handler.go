@@ -36,7 +36,8 @@ type HandlerOptions struct {
 	OpenIDConfigURL string
 	// ExtraIssuers are accepted besides the OpenID configuration's issuer.
 	// For graph.microsoft.com, https://graph.microsoft.com is added, as
-	// Microsoft's samples accept it (graph-calls.md §5.2).
+	// Microsoft's samples accept it
+	// (https://github.com/microsoftgraph/microsoft-graph-comms-samples/blob/master/Samples/Common/Sample.Common/Authentication/AuthenticationProvider.cs).
 	ExtraIssuers []string
 	// TenantIDs are the tenants (the token's tid) whose notifications are
 	// accepted. When empty: Client.TenantID(), or any tenant if that is
@@ -47,7 +48,8 @@ type HandlerOptions struct {
 	// platform uses the application's registered webhook.
 	CallbackURL string
 	// KeepAliveInterval is how often a call that is up gets a keepAlive
-	// (Graph ends calls after 45 minutes without one, graph-calls.md §2.8).
+	// (Graph ends calls after 45 minutes without one:
+	// https://learn.microsoft.com/graph/api/call-keepalive).
 	// 15 minutes when zero; none when negative.
 	KeepAliveInterval time.Duration
 	// EventQueue bounds the events waiting for one call's callbacks; 256
@@ -69,13 +71,14 @@ type HandlerOptions struct {
 	Logger *slog.Logger
 }
 
-// Handler is the http.Handler for a bot's callback URL (graph-calls.md
-// §5). It validates each POST's bearer token (signature against the keys
-// of the OpenID configuration, issuer, audience = the app id, expiry,
-// tenant), answers 202, 401 for a bad token, 400 for a malformed body,
-// and merges the commsNotifications into its State. It then runs the
-// registered callbacks: for each call in order, on a goroutine of that
-// call, never on the HTTP request's.
+// Handler is the http.Handler for a bot's callback URL
+// (https://learn.microsoft.com/microsoftteams/platform/bots/calls-and-meetings/call-notifications).
+// It validates each POST's bearer token (signature against the keys of the
+// OpenID configuration, issuer, audience = the app id, expiry, tenant),
+// answers 202, 401 for a bad token, 400 for a malformed body, and merges the
+// commsNotifications into its State. It then runs the registered callbacks:
+// for each call in order, on a goroutine of that call, never on the HTTP
+// request's.
 //
 // Callbacks may block (an IVR flow can run inside OnIncomingCall, waiting
 // with WaitState, Await and Tones): waits read State, which is updated as
@@ -193,8 +196,10 @@ func (h *Handler) Client() *Client { return h.client }
 func (h *Handler) Dropped() int64 { return h.dropped.Load() }
 
 // OnIncomingCall sets the callback for a new incoming call (the created
-// notification, graph-calls.md §5.4). Answer, reject or redirect it within
-// 15 seconds. Without a callback incoming calls are left to time out.
+// notification,
+// https://learn.microsoft.com/microsoftteams/platform/bots/calls-and-meetings/call-notifications).
+// Answer, reject or redirect it within 15 seconds. Without a callback
+// incoming calls are left to time out.
 func (h *Handler) OnIncomingCall(fn func(ctx context.Context, c *Call)) {
 	h.cbMu.Lock()
 	h.onIncoming = fn

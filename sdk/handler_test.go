@@ -89,7 +89,8 @@ func TestNotificationsMergeIntoState(t *testing.T) {
 	p.notify(h, map[string]any{"changeType": "updated", "resourceUrl": "communications/calls/" + id,
 		"resourceData": map[string]any{"toneInfo": map[string]any{"sequenceId": 1, "tone": "Tone5"}, "unknownProperty": []int{1},
 			"direction": 42}}) // wrongly typed: dropped, not fatal
-	// A late establishing must not undo established (graph-calls.md §1.2).
+	// A late establishing must not undo established: they may arrive out of
+	// order (https://learn.microsoft.com/graph/api/application-post-calls).
 	p.notify(h, callNote("updated", id, map[string]any{"state": "establishing"}))
 
 	if n := len(h.State().Calls()); n != 1 {
@@ -130,7 +131,8 @@ func TestNotificationsMergeIntoState(t *testing.T) {
 		t.Fatal("a notification after terminated changed the call")
 	}
 
-	// A reject's deleted notification may carry no state (graph-calls.md §2.5).
+	// A reject's deleted notification may carry no state
+	// (https://learn.microsoft.com/graph/api/call-reject).
 	p.notify(h, incomingCall("c2"))
 	p.notify(h, callNote("deleted", "c2", map[string]any{"@odata.type": graph.TypeCall}))
 	if c2, _ := h.State().Call("c2"); c2.State() != graph.StateTerminated {

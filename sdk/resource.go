@@ -9,7 +9,8 @@ import (
 )
 
 // resource is a Graph entity as its top-level JSON properties. Graph's
-// notifications are mostly partial (graph-calls.md §5.3, §12.6): a property
+// notifications are mostly partial (see the notification examples of
+// https://learn.microsoft.com/graph/api/application-post-calls): a property
 // that is missing, or null, says nothing about the current value, so
 // merging keeps what is known and replaces only what the update carries.
 // Nested objects (resultInfo, toneInfo, mediaState, source) are replaced
@@ -93,7 +94,8 @@ func decodeInto[T any](r resource, v *T) []string {
 
 // idKey is the form in which ids are compared: Graph shows the same id
 // lower-case with dashes in responses and upper-case without them in
-// notifications (graph-calls.md §0).
+// notifications (e.g. the examples of
+// https://learn.microsoft.com/graph/api/call-record).
 func idKey(id string) string {
 	return strings.ToLower(strings.ReplaceAll(id, "-", ""))
 }
@@ -108,7 +110,8 @@ type resourcePath struct {
 
 // parseResourcePath reads /communications/calls/{id}[/operations/{op} |
 // /participants[/{pid}] | /{collection}], also without the leading slash
-// (graph-calls.md §3.4), under the legacy /app/calls, or as a full URL.
+// (as https://learn.microsoft.com/graph/api/participant-startholdmusic shows
+// it), under the legacy /app/calls, or as a full URL.
 func parseResourcePath(s string) (resourcePath, bool) {
 	if i := strings.Index(s, "://"); i >= 0 {
 		s = s[i+3:]

@@ -132,9 +132,10 @@ type opRecord struct {
 // finished ones are forgotten first.
 const maxOperations = 1024
 
-// stateRank orders call states for the out-of-order rule of
-// graph-calls.md §1.2: establishing and established may arrive in either
-// order, so an earlier setup state never overwrites a later one.
+// stateRank orders call states for Graph's out-of-order rule
+// (https://learn.microsoft.com/graph/api/application-post-calls):
+// establishing and established may arrive in either order, so an earlier
+// setup state never overwrites a later one.
 func stateRank(s graph.CallState) int {
 	switch s {
 	case "":
@@ -205,8 +206,9 @@ func (c *Call) applyCall(change graph.ChangeType, upd resource) []event {
 	terminal := change == graph.ChangeDeleted || next == graph.StateTerminated
 	switch {
 	case terminal:
-		// A deleted notification may carry no state at all (a reject,
-		// graph-calls.md §2.5); it always means terminated.
+		// A deleted notification may carry no state at all (a reject:
+		// https://learn.microsoft.com/graph/api/call-reject); it always means
+		// terminated.
 		next = graph.StateTerminated
 		upd.set("state", next)
 	case next != "" && regresses(c.state, next):
@@ -282,10 +284,11 @@ func (c *Call) snapshotLocked() {
 }
 
 // applyParticipants merges a roster notification: resourceData is an
-// array of participants (graph-calls.md §5.4), a deltaParticipants object
-// {sequenceNumber, participants} or one participant. Without delta roster
-// an array is the whole roster: whoever is missing from it has left.
-// The caller holds c.mu.
+// array of participants
+// (https://learn.microsoft.com/graph/api/participant-invite shows one), a
+// deltaParticipants object {sequenceNumber, participants} or one participant.
+// Without delta roster an array is the whole roster: whoever is missing from
+// it has left. The caller holds c.mu.
 func (c *Call) applyParticipants(change graph.ChangeType, data json.RawMessage, single bool) []event {
 	var items []resource
 	delta := c.deltaRoster || single
@@ -391,7 +394,9 @@ func (c *Call) removeParticipantLocked(key string) {
 }
 
 // applyOperation merges an operation notification: changeType deleted
-// reports its completion (graph-calls.md §1.8, §12.4). The caller holds c.mu.
+// reports its completion
+// (https://learn.microsoft.com/graph/api/resources/commsoperation). The
+// caller holds c.mu.
 func (c *Call) applyOperation(change graph.ChangeType, opID string, upd resource) []event {
 	rec := c.operationLocked(opID)
 	if rec.final {

@@ -13,11 +13,12 @@ import (
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
-// tokenSource gets client-credentials tokens (graph-calls.md §11) and
-// caches them. A token is refreshed refreshMargin before it expires; while
-// a refresh runs every caller waits for that one request (single flight),
-// each within its own context. If a refresh fails while the cached token
-// is still valid, the cached token is used.
+// tokenSource gets client-credentials tokens
+// (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow)
+// and caches them. A token is refreshed refreshMargin before it expires;
+// while a refresh runs every caller waits for that one request (single
+// flight), each within its own context. If a refresh fails while the cached
+// token is still valid, the cached token is used.
 type tokenSource struct {
 	c *Client
 
