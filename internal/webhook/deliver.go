@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -21,21 +22,30 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/errs"
 )
 
-// Run delivers notifications until ctx is done. It then stops taking
-// messages, lets POSTs in flight finish (each within Timeout), stops
-// retrying, and returns nil once every goroutine it started has ended.
-// Notifications not finished by then stay in the stream for the next
-// Open. Run may be called only once.
+// Run delivers notifications until ctx is done. It first takes up the
+// calls parked before the last stop, then consumes. When ctx is done it
+// stops taking messages, lets POSTs in flight finish (each within Timeout),
+// stops retrying, and returns nil once every goroutine it started has
+// ended. Notifications not finished by then stay in the streams for the
+// next Open. Run may be called only once.
 func (o *Outbox) Run(ctx context.Context) error {
 	if !o.running.CompareAndSwap(false, true) {
 		return errors.New("webhook: Run called more than once")
 	}
-	cc, err := o.cons.Consume(o.onMsg,
+	if err := o.recoverParked(ctx); err != nil {
+		o.clear()
+		if ctx.Err() != nil {
+			return nil // stopped before it started
+		}
+		return err
+	}
+	cc, err := o.cons.Consume(func(msg jetstream.Msg) { o.onMsg(ctx, msg) },
 		jetstream.PullMaxMessages(min(o.maxPending, 256)),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			o.log.Debug("notification consumer", "err", err)
 		}))
 	if err != nil {
+		o.clear()
 		return fmt.Errorf("webhook: consume: %w", err)
 	}
 	var wg sync.WaitGroup
@@ -62,24 +72,39 @@ func (o *Outbox) Run(ctx context.Context) error {
 			q.timer = nil
 		}
 	}
+	for _, h := range o.hosts {
+		if h.timer != nil {
+			h.timer.Stop()
+			h.timer = nil
+		}
+	}
 	o.cond.Broadcast()
 	o.mu.Unlock()
 	wg.Wait()
-
-	o.mu.Lock()
-	o.met.pending.Sub(float64(len(o.held)))
-	clear(o.held)
-	clear(o.calls)
-	o.ready = nil
-	o.mu.Unlock()
+	o.clear()
 	o.client.CloseIdleConnections()
 	return nil
 }
 
-// onMsg files a message from the consumer under its call. The consumer
-// calls it from one goroutine, in delivery order, which for first
-// deliveries is stream order.
-func (o *Outbox) onMsg(msg jetstream.Msg) {
+// clear forgets the delivery state once Run's goroutines are gone.
+func (o *Outbox) clear() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.stopping = true
+	o.met.pending.Sub(float64(len(o.held)))
+	o.met.parked.Sub(float64(o.nParked))
+	o.nParked = 0
+	clear(o.held)
+	clear(o.calls)
+	clear(o.hosts)
+	o.ready = nil
+}
+
+// onMsg files a message from the consumer under its call: held, or parked
+// if the call is parked, or if it is new and its host is failing or holds
+// its share of the window. The consumer calls it from one goroutine, in
+// delivery order, which for first deliveries is stream order.
+func (o *Outbox) onMsg(ctx context.Context, msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
 		o.log.Error("notification message without metadata", "err", err)
@@ -101,116 +126,201 @@ func (o *Outbox) onMsg(msg jetstream.Msg) {
 		return // left unacknowledged for the next Open
 	}
 
-	it, err := parseItem(msg, seq, o.log)
+	it, err := parseItem(msg.Headers(), msg.Data(), seq, o.log)
+	it.msg = msg
 	if err != nil {
-		o.finish(it, step{kind: stepDone, reason: reasonMalformed, err: err})
+		o.finish(ctx, it, step{kind: stepDone, reason: reasonMalformed, err: err})
 		return
 	}
 	o.mu.Lock()
+	q := o.calls[it.n.CallID]
+	if q != nil && seq <= q.guard {
+		// Parked already: moved just before a crash, or a redelivery
+		// that crossed the move's ack.
+		o.mu.Unlock()
+		_ = msg.Ack()
+		return
+	}
+	if q == nil {
+		h := o.hosts[it.host]
+		if h != nil && o.mustParkLocked(h) {
+			q = &callQueue{id: it.n.CallID, parked: true, subject: o.parkPrefix + subjectToken(it.n.CallID), idle: true}
+			o.calls[q.id] = q
+		}
+	}
+	if q != nil && q.parked {
+		q.intake++
+		subject := q.subject
+		o.mu.Unlock()
+		o.intake(ctx, q, subject, it)
+		return
+	}
 	defer o.mu.Unlock()
 	o.held[seq] = it
+	it.pin = o.hostLocked(it.host)
+	it.pin.held++
 	o.met.pending.Inc()
-	q := o.calls[it.n.CallID]
 	if q == nil {
 		q = &callQueue{id: it.n.CallID}
 		o.calls[q.id] = q
+		o.readyLocked(q)
 	}
 	q.items = append(q.items, it)
-	if !q.scheduled {
-		q.scheduled = true
-		o.ready = append(o.ready, q)
-		o.cond.Signal()
+}
+
+// unholdLocked forgets it as held, once it is acknowledged or parked.
+func (o *Outbox) unholdLocked(it *item) {
+	if it.pin == nil {
+		return
 	}
+	delete(o.held, it.seq)
+	o.met.pending.Dec()
+	it.pin.held--
+	o.forgetLocked(it.pin)
+	it.pin = nil
 }
 
 // worker attempts the heads of ready calls, one attempt at a time, so a
-// call waiting out a backoff holds no worker.
+// call waiting out a backoff or for its host holds no worker.
 func (o *Outbox) worker(ctx context.Context) {
 	for {
-		q, it := o.next()
+		q := o.next()
 		if q == nil {
 			return
 		}
-		st := o.attempt(ctx, it)
-		switch st.kind {
-		case stepAbort:
+		if !o.serve(ctx, q) {
 			return
-		case stepAgain:
-			o.schedule(q, 0)
-		case stepRetry:
-			o.schedule(q, st.wait)
-		case stepDone:
-			o.finish(it, st)
-			o.pop(q)
 		}
 	}
 }
 
-// next waits for a ready call and returns it with its head, or nil when
-// the outbox is stopping. The caller owns the call until it schedules or
-// pops it.
-func (o *Outbox) next() (*callQueue, *item) {
+// serve makes one attempt of q's head, if its host admits it now, and
+// hands q on. It parks q first if the attempt fails, or if q must wait for
+// a host that is failing or holds its share of the window. It reports
+// false when the outbox is stopping.
+func (o *Outbox) serve(ctx context.Context, q *callQueue) bool {
+	it := o.loadHead(ctx, q)
+	if it == nil {
+		return ctx.Err() == nil
+	}
+	if !time.Now().Before(it.enqueued.Add(o.opt.MaxAge)) {
+		// Expired while it waited: no POST, so no slot needed.
+		o.mu.Lock()
+		if q.slot != nil {
+			o.putSlotLocked(q.slot, hostNone, 0, 0)
+			q.slot = nil
+		}
+		o.mu.Unlock()
+		o.finish(ctx, it, o.drop(reasonExpired, o.expired(it)))
+		o.pop(q)
+		return true
+	}
+	var h *host
+	for {
+		o.mu.Lock()
+		h = o.hostLocked(it.host)
+		if o.takeSlotLocked(q, h, time.Now()) {
+			o.mu.Unlock()
+			break
+		}
+		if q.parked || !o.mustParkLocked(h) {
+			o.waitLocked(q, h)
+			o.mu.Unlock()
+			return true
+		}
+		o.mu.Unlock()
+		if err := o.parkCall(ctx, q); err != nil {
+			return false
+		}
+	}
+
+	start := time.Now()
+	st := o.attempt(ctx, it)
+	o.mu.Lock()
+	o.putSlotLocked(h, st.host, st.after, time.Since(start))
+	o.mu.Unlock()
+	switch st.kind {
+	case stepAbort:
+		return false
+	case stepAgain:
+		o.schedule(q, 0)
+	case stepRetry:
+		if !q.parked {
+			if err := o.parkCall(ctx, q); err != nil {
+				return false
+			}
+		}
+		o.schedule(q, st.wait)
+	case stepDone:
+		o.finish(ctx, it, st)
+		o.pop(q)
+	}
+	return true
+}
+
+// next waits for a ready call and returns it, or nil when the outbox is
+// stopping. The caller owns the call until it hands it on.
+func (o *Outbox) next() *callQueue {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for len(o.ready) == 0 && !o.stopping {
 		o.cond.Wait()
 	}
 	if o.stopping {
-		return nil, nil
+		return nil
 	}
 	q := o.ready[0]
 	o.ready[0] = nil
 	o.ready = o.ready[1:]
-	return q, q.items[0]
+	return q
+}
+
+// readyLocked makes q ready for a worker.
+func (o *Outbox) readyLocked(q *callQueue) {
+	if o.stopping {
+		return
+	}
+	o.ready = append(o.ready, q)
+	o.cond.Signal()
 }
 
 // schedule makes q ready again after d.
 func (o *Outbox) schedule(q *callQueue, d time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.stopping {
+	if d <= 0 {
+		o.readyLocked(q)
 		return
 	}
-	if d <= 0 {
-		o.ready = append(o.ready, q)
-		o.cond.Signal()
+	if o.stopping {
 		return
 	}
 	q.timer = time.AfterFunc(d, func() {
 		o.mu.Lock()
 		defer o.mu.Unlock()
 		q.timer = nil
-		if !o.stopping {
-			o.ready = append(o.ready, q)
-			o.cond.Signal()
-		}
+		o.readyLocked(q)
 	})
 }
 
-// pop removes q's finished head; q is ready again if it has more, and is
-// forgotten if not.
+// pop removes q's finished head. A held call is ready again if it has
+// more, and forgotten if not; a parked call is ready to load its next.
 func (o *Outbox) pop(q *callQueue) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	it := q.items[0]
-	q.items[0] = nil
-	q.items = q.items[1:]
-	delete(o.held, it.seq)
-	o.met.pending.Dec()
-	if len(q.items) == 0 {
-		q.scheduled = false
+	q.items = slices.Delete(q.items, 0, 1)
+	o.unholdLocked(it)
+	if len(q.items) == 0 && !q.parked {
 		delete(o.calls, q.id)
 		return
 	}
-	if !o.stopping {
-		o.ready = append(o.ready, q)
-		o.cond.Signal()
-	}
+	o.readyLocked(q)
 }
 
 // heartbeat extends the ack wait of every held message, including those
-// queued behind their call's head and those waiting out a backoff, so that
-// JetStream never redelivers a message this node still owns.
+// queued behind their call's head, so that JetStream never redelivers a
+// message this node still owns.
 func (o *Outbox) heartbeat(ctx context.Context) {
 	t := time.NewTicker(heartbeatEvery)
 	defer t.Stop()
@@ -247,8 +357,10 @@ type step struct {
 	kind      stepKind
 	wait      time.Duration
 	delivered bool
-	reason    string // drop reason
-	err       error  // why dropped
+	reason    string        // drop reason
+	err       error         // why dropped
+	host      hostResult    // what the attempt says about the host
+	after     time.Duration // the host's Retry-After
 }
 
 func (o *Outbox) drop(reason string, err error) step {
@@ -296,11 +408,21 @@ func (o *Outbox) attempt(ctx context.Context, it *item) step {
 			return o.drop(reasonForbidden, err)
 		}
 		it.lastErr = err
-		return o.retry(it, 0, deadline)
+		st := o.retry(it, 0, deadline)
+		st.host = hostFailed
+		return st
 	}
 	it.status = status
 	o.met.attempts.WithLabelValues(statusClass(status)).Inc()
+	st := o.answered(it, status, header, snippet, deadline)
+	if st.host == hostNone {
+		st.host = hostOK
+	}
+	return st
+}
 
+// answered decides what follows the bot's answer to an attempt.
+func (o *Outbox) answered(it *item, status int, header http.Header, snippet string, deadline time.Time) step {
 	switch {
 	case status >= 200 && status < 300:
 		if status == http.StatusNoContent && it.n.Incoming {
@@ -315,7 +437,7 @@ func (o *Outbox) attempt(ctx context.Context, it *item) step {
 		if it.n.Incoming && loc != "" && it.redirects < maxRedirects {
 			if next, ok := resolveRedirect(it.url, loc); ok {
 				it.log.Info("bot redirected the incoming call notification", "status", status, "from", it.url, "to", next)
-				it.url = next
+				it.setURL(next)
 				it.redirects++
 				return step{kind: stepAgain}
 			}
@@ -338,7 +460,9 @@ func (o *Outbox) attempt(ctx context.Context, it *item) step {
 		if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
 			after = retryAfter(header.Get("Retry-After"), time.Now())
 		}
-		return o.retry(it, after, deadline)
+		st := o.retry(it, after, deadline)
+		st.host, st.after = hostFailed, after
+		return st
 
 	default:
 		reason := reasonRejected
@@ -391,14 +515,29 @@ func (o *Outbox) expired(it *item) error {
 	return fmt.Errorf("%w (%s) after %d attempts: %w", ErrExpired, o.opt.MaxAge, it.attempts, it.lastErr)
 }
 
-// finish acknowledges a notification's final outcome and reports it.
-func (o *Outbox) finish(it *item, st step) {
+// finish acknowledges a notification's final outcome, held or parked, and
+// reports it.
+func (o *Outbox) finish(ctx context.Context, it *item, st step) {
 	now := time.Now()
-	o.mu.Lock()
-	msg := it.msg
-	o.mu.Unlock()
-	if err := msg.Ack(); err != nil {
-		it.log.Warn("acknowledge notification; it may be delivered again after a restart", "err", err)
+	if it.parkSeq != 0 {
+		// A POST in flight at shutdown may finish; so does its delete.
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
+		err := o.parked.DeleteMsg(dctx, it.parkSeq)
+		cancel()
+		if err != nil {
+			it.log.Warn("delete parked notification; it may be delivered again after a restart", "err", err)
+		}
+		o.mu.Lock()
+		o.nParked--
+		o.met.parked.Dec()
+		o.mu.Unlock()
+	} else {
+		o.mu.Lock()
+		msg := it.msg
+		o.mu.Unlock()
+		if err := msg.Ack(); err != nil {
+			it.log.Warn("acknowledge notification; it may be delivered again after a restart", "err", err)
+		}
 	}
 	res := Result{
 		CallID:    it.n.CallID,

@@ -25,6 +25,7 @@ type metrics struct {
 	attempts  *prometheus.CounterVec
 	latency   prometheus.Histogram
 	pending   prometheus.Gauge
+	parked    prometheus.Gauge
 }
 
 // newMetrics builds the outbox's collectors and registers them with r, if
@@ -52,6 +53,10 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 			Name: "switchboard_webhook_pending",
 			Help: "Notifications held in memory for delivery.",
 		}),
+		parked: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchboard_webhook_parked",
+			Help: "Notifications of parked calls: waiting in the stream SB_NOTIFY_PARKED for a retry, or for a webhook host that is failing or busy.",
+		}),
 	}
 	if r == nil {
 		return m, nil
@@ -70,6 +75,9 @@ func newMetrics(r prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.pending, err = register(r, m.pending); err != nil {
+		return nil, err
+	}
+	if m.parked, err = register(r, m.parked); err != nil {
 		return nil, err
 	}
 	return m, nil

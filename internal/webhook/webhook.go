@@ -10,20 +10,23 @@
 // notify.<node>.<call>: each node delivers only the notifications it
 // enqueued, through its own durable pull consumer filtered on
 // notify.<node>.>. A message is acknowledged only after its final outcome
-// (delivered or dropped), so whatever was not finished when the process
-// died is still in the stream. Open deletes and recreates the node's
-// consumer: the new consumer starts at the oldest message left, so the
-// unfinished notifications are delivered again at once, in stream order,
-// instead of after the old consumer's ack wait, possibly out of order.
+// (delivered or dropped), or once a copy of it is stored in
+// SB_NOTIFY_PARKED (see Isolation), so whatever was not finished when the
+// process died is still in one of the two streams. Open deletes and
+// recreates the node's consumer: the new consumer starts at the oldest
+// message left, so the unfinished notifications are delivered again at
+// once, in stream order, instead of after the old consumer's ack wait,
+// possibly out of order. Run first takes up the calls parked before the
+// stop, so that their messages still in SB_NOTIFY queue behind them.
 // Delivery is therefore at least once: a POST that reached the bot just
 // before a crash is repeated after the restart. Every POST of one
 // notification carries the same client-request-id, so a bot can recognise
 // the repeat.
 //
-// The stream uses work-queue retention: a notification is a job for
-// exactly one consumer, and an acknowledged one is deleted at once, so the
-// stream holds only the backlog and never needs trimming. (Limits retention
-// would keep delivered notifications until MaxAge and need the consumer's
+// SB_NOTIFY uses work-queue retention: a notification is a job for exactly
+// one consumer, and an acknowledged one is deleted at once, so the stream
+// holds only the backlog and never needs trimming. (Limits retention would
+// keep delivered notifications until MaxAge and need the consumer's
 // position to tell them apart.) Work queues forbid overlapping consumers,
 // which the per-node filters guarantee. A stream MaxAge well above the
 // outbox's MaxAge is only a backstop against a node that never comes back.
@@ -31,20 +34,57 @@
 // # Ordering
 //
 // A call's notifications are delivered strictly in enqueue order: the
-// outbox keeps one in-memory queue per call that has messages in flight,
-// and only the head of a queue is ever attempted. The next notification
-// starts only after the previous one finished, delivered or dropped.
-// Retries happen in place: the message stays unacknowledged (its ack wait
-// extended with InProgress), so nothing behind it can overtake it, neither
-// here nor after a restart. Callers must not enqueue concurrently for one
-// call; the call's own goroutine enqueues its notifications in order.
+// outbox keeps one queue per call that has messages unfinished, and only
+// the head of a queue is ever attempted. The next notification starts only
+// after the previous one finished, delivered or dropped. A retry keeps the
+// message at the head of its queue, so nothing behind it can overtake it,
+// neither here nor after a restart. Callers must not enqueue concurrently
+// for one call; the call's own goroutine enqueues its notifications in
+// order.
 //
-// Different calls are independent. Options.Workers bounds the POSTs in
-// flight; a call waiting out a retry backoff holds no worker, so a dead
-// webhook delays only its own calls. Per-call queues exist only while they
-// hold messages. Memory is bounded by the consumer's MaxAckPending
-// (Workers×16 messages): JetStream hands out no more until some are
-// acknowledged.
+// # Isolation
+//
+// Different calls are independent, and so are different webhook hosts
+// (scheme, host and port of the callback URL): a dead or slow bot delays
+// only its own calls. Three things could let it delay others, and each is
+// bounded.
+//
+// The consumer's window. JetStream hands the node at most MaxAckPending
+// (Workers×16) unacknowledged messages; were a call waiting out a retry to
+// keep its messages unacknowledged, a dead webhook's calls would soon hold
+// the whole window and nothing more would come, for anyone, until MaxAge.
+// (A delayed nak does not help: the message stays pending.) So a call's
+// messages are held, unacknowledged, only while the call is being
+// delivered: ready for a worker, in a POST, or waiting for a slot of a
+// healthy host. A call that must wait (a retry backoff, a failing host, or
+// a host that holds three quarters of the window) is parked first: its
+// messages are copied, in order, to the stream SB_NOTIFY_PARKED (subject
+// notifyparked.<node>.<call>, limits retention), and acknowledged in
+// SB_NOTIFY once the copy is stored. While a call is parked, the messages
+// that arrive for it are parked behind the others, and its head is read
+// back from the parked stream in turn; a parked call whose last message
+// finished is forgotten, and its next message is held again. A new call
+// for a host that is failing, or holds its share of the window, is parked
+// on arrival. A crash between storing a copy and acknowledging the
+// original leaves both; the copy carries the original's sequence, which
+// tells them apart after the restart.
+//
+// The workers. Options.Workers bounds the POSTs in flight, and one host
+// gets at most three quarters of them (at least one), so a host that hangs
+// until the timeout cannot take them all. A call waiting out a backoff or
+// waiting for its host holds no worker.
+//
+// The host's failures. After a failed attempt (no answer, 408, 429, 5xx)
+// a host is failing: it gets one POST at a time, the first not before the
+// host's own backoff (or the Retry-After it sent) and never sooner than the
+// failed attempt took, so a host that hangs takes at most about half a
+// worker. The calls waiting for it are woken in turn, and dropped when
+// their MaxAge passes; the first answer that is not a failure makes the
+// host healthy again. Each call keeps its own backoff besides.
+//
+// Memory holds the held messages (at most the window) and, for each
+// parked call, its head. switchboard_webhook_pending and
+// switchboard_webhook_parked count the held and the parked messages.
 //
 // # Delivery
 //
@@ -94,24 +134,34 @@ import (
 // StreamName is the JetStream stream that holds undelivered notifications.
 const StreamName = "SB_NOTIFY"
 
+// ParkedStreamName is the JetStream stream that holds the notifications of
+// calls that are parked: waiting for a retry, or for a webhook host that is
+// failing or holds too much of the consumer's window (see the package doc).
+const ParkedStreamName = "SB_NOTIFY_PARKED"
+
 const (
-	subjectRoot = "notify"
+	subjectRoot       = "notify"
+	parkedSubjectRoot = "notifyparked"
 	// ackWait is how long JetStream waits for an ack before redelivering;
 	// held messages are touched (InProgress) every heartbeatEvery.
 	ackWait        = 30 * time.Second
 	heartbeatEvery = ackWait / 3
 	// pendingPerWorker sizes the consumer's MaxAckPending: the messages
-	// held in memory, queued behind their calls' heads.
+	// held in memory, being delivered or queued behind their calls' heads.
 	pendingPerWorker = 16
 	// maxRedirects bounds the 3xx hops of an incoming-call notification.
 	maxRedirects = 3
-	// streamMaxAgeFloor is the stream's backstop retention.
+	// streamMaxAgeFloor is the streams' backstop retention.
 	streamMaxAgeFloor = 24 * time.Hour
 	// maxBodySnippet is how much of a bot's error answer is logged.
 	maxBodySnippet = 512
 	// maxDrain is how much of a bot's answer is read so the connection can
 	// be reused.
 	maxDrain = 64 << 10
+	// storeTimeout bounds one JetStream request of the parking machinery;
+	// a failed one is tried again (storeRetry) until the outbox stops.
+	storeTimeout = 5 * time.Second
+	storeRetry   = time.Second
 )
 
 // Message headers that carry a notification's metadata; the body is the
@@ -124,6 +174,8 @@ const (
 	hdrIncoming  = "Sb-Incoming"
 	hdrEnqueued  = "Sb-Enqueued" // Unix nanoseconds
 	hdrRequestID = "Sb-Request-Id"
+	// hdrSeq, on a parked copy, is the SB_NOTIFY sequence of the original.
+	hdrSeq = "Sb-Seq"
 )
 
 // Errors a dropped notification's Result.Err wraps; test with errors.Is. A
@@ -181,7 +233,8 @@ type Options struct {
 	// (defaults 250ms and 30s). A Retry-After from the bot overrides it.
 	BackoffMin, BackoffMax time.Duration
 	// Workers bounds the POSTs in flight, hence the calls delivered to
-	// concurrently (default 64).
+	// concurrently (default 64). One webhook host gets at most three
+	// quarters of them, and one at a time while it is failing.
 	Workers int
 	// Client sends the POSTs, typically an egress.Policy client (default:
 	// an egress client that allows everything). Redirects are never
@@ -221,44 +274,64 @@ type Result struct {
 type Outbox struct {
 	js         jetstream.JetStream
 	cons       jetstream.Consumer
+	parked     jetstream.Stream
 	tokens     TokenSource
 	opt        Options
 	client     *http.Client
 	log        *slog.Logger
 	met        *metrics
 	subject    string // notify.<node>.
+	parkPrefix string // notifyparked.<node>.
 	maxPending int
+	hostLimit  int // POSTs in flight to one healthy host
+	hostWindow int // held messages of one host beyond which its waiting calls park
 	running    atomic.Bool
 
 	mu       sync.Mutex
 	cond     *sync.Cond
 	stopping bool
-	calls    map[string]*callQueue // calls with messages held
+	calls    map[string]*callQueue // calls with messages held or parked
 	ready    []*callQueue          // calls whose head may be attempted now
 	held     map[uint64]*item      // by stream sequence
+	hosts    map[string]*host      // webhook hosts with held messages, POSTs, waiters or failures
+	nParked  int                   // messages in the parked stream, for the gauge
 }
 
-// callQueue holds one call's messages, oldest first. It is scheduled while
-// it is in ready, being attempted by a worker, or waiting on its timer;
-// only then does it have an owner, and only the owner touches items[0]'s
-// delivery state.
+// callQueue holds one call's messages, oldest first. A call is either held
+// (its messages are held from the consumer, in items) or parked (they are
+// in the parked stream under subject, and items holds at most the head,
+// loaded from there). The queue has exactly one owner while it exists: the
+// ready list, a worker, its retry timer, a host's waiters, or (idle) the
+// intake that is about to add a parked message. Only the owner touches
+// items[0]'s delivery state; the intake only appends.
 type callQueue struct {
-	id        string
-	items     []*item
-	scheduled bool
-	timer     *time.Timer
+	id    string
+	items []*item
+	timer *time.Timer
+	slot  *host // a POST slot of this host, handed over while q waited
+
+	parked  bool
+	subject string // notifyparked.<node>.<call>
+	next    uint64 // parked sequence to look for the next head from
+	intake  int    // parked: messages being moved to the parked stream by onMsg
+	landed  int    // parked: messages the intake has moved, ever
+	idle    bool   // parked, nothing to load: the intake will make q ready
+	guard   uint64 // parked: SB_NOTIFY sequences up to this one are parked already
 }
 
-// item is one held message and its delivery state.
+// item is one message and its delivery state.
 type item struct {
-	seq       uint64
-	msg       jetstream.Msg // guarded by Outbox.mu: a redelivery replaces it
+	seq       uint64        // SB_NOTIFY sequence
+	msg       jetstream.Msg // while held; guarded by Outbox.mu: a redelivery replaces it
+	pin       *host         // while held: the host whose window share it counts in
+	parkSeq   uint64        // once parked: its sequence in SB_NOTIFY_PARKED
 	n         Notification
 	requestID string
 	enqueued  time.Time
 	log       *slog.Logger
 
 	url       string // current target, after redirects
+	host      string // hostKey(url)
 	attempts  int    // POSTs made
 	failures  int    // failed tries, for the backoff
 	redirects int
@@ -266,9 +339,10 @@ type item struct {
 	lastErr   error
 }
 
-// Open creates or updates the SB_NOTIFY stream (file storage, st's replica
-// count), recreates this node's consumer so that undelivered notifications
-// are handed out again in order, and returns the outbox. Deliveries start
+// Open creates or updates the SB_NOTIFY and SB_NOTIFY_PARKED streams (file
+// storage, st's replica count), recreates this node's consumer so that
+// undelivered notifications are handed out again in order, and returns the
+// outbox. Deliveries start
 // with Run. The store must outlive the outbox.
 func Open(ctx context.Context, st *store.Store, tokens TokenSource, o Options) (*Outbox, error) {
 	if !validToken(o.Node) {
@@ -325,6 +399,23 @@ func Open(ctx context.Context, st *store.Store, tokens TokenSource, o Options) (
 	}); err != nil {
 		return nil, fmt.Errorf("webhook: stream %s: %w", StreamName, err)
 	}
+	// Parked messages are deleted one by one as they finish; limits
+	// retention, as no consumer reads this stream (the outbox reads it by
+	// subject).
+	parked, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        ParkedStreamName,
+		Description: "Switchboard notifications of parked calls (internal/webhook)",
+		Subjects:    []string{parkedSubjectRoot + ".>"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    st.Replicas(),
+		MaxAge:      streamAge,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  2 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("webhook: stream %s: %w", ParkedStreamName, err)
+	}
 
 	name := "notify_" + o.Node
 	if err := js.DeleteConsumer(ctx, StreamName, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -348,15 +439,20 @@ func Open(ctx context.Context, st *store.Store, tokens TokenSource, o Options) (
 	ob := &Outbox{
 		js:         js,
 		cons:       cons,
+		parked:     parked,
 		tokens:     tokens,
 		opt:        o,
 		client:     &client,
 		log:        o.Logger.With("node", o.Node),
 		met:        met,
 		subject:    subjectRoot + "." + o.Node + ".",
+		parkPrefix: parkedSubjectRoot + "." + o.Node + ".",
 		maxPending: maxPending,
+		hostLimit:  max(1, o.Workers-max(1, o.Workers/4)),
+		hostWindow: max(1, maxPending-maxPending/4),
 		calls:      map[string]*callQueue{},
 		held:       map[uint64]*item{},
+		hosts:      map[string]*host{},
 	}
 	ob.cond = sync.NewCond(&ob.mu)
 	return ob, nil
@@ -407,23 +503,23 @@ func validate(n Notification) error {
 	return nil
 }
 
-// parseItem reads a message's metadata back from its headers.
-func parseItem(msg jetstream.Msg, seq uint64, log *slog.Logger) (*item, error) {
-	h := msg.Headers()
+// parseItem reads a message's metadata back from its headers: an
+// SB_NOTIFY message (seq is its sequence) or a parked copy (which carries
+// the original's sequence in hdrSeq).
+func parseItem(h nats.Header, data []byte, seq uint64, log *slog.Logger) (*item, error) {
 	it := &item{
 		seq: seq,
-		msg: msg,
 		n: Notification{
 			CallID:   h.Get(hdrCallID),
 			AppID:    h.Get(hdrAppID),
 			TenantID: h.Get(hdrTenantID),
 			URL:      h.Get(hdrURL),
-			Body:     msg.Data(),
+			Body:     data,
 			Incoming: h.Get(hdrIncoming) == "true",
 		},
 		requestID: h.Get(hdrRequestID),
 	}
-	it.url = it.n.URL
+	it.setURL(it.n.URL)
 	it.log = log.With("call", it.n.CallID, "request_id", it.requestID, "seq", seq)
 	ns, err := strconv.ParseInt(h.Get(hdrEnqueued), 10, 64)
 	if err != nil {
@@ -437,6 +533,27 @@ func parseItem(msg jetstream.Msg, seq uint64, log *slog.Logger) (*item, error) {
 		it.requestID = ids.New()
 	}
 	return it, nil
+}
+
+// setURL makes u the item's target.
+func (it *item) setURL(u string) {
+	it.url = u
+	it.host = hostKey(u)
+}
+
+// parkedMsg is it's copy for the parked stream: the original's metadata,
+// and its SB_NOTIFY sequence.
+func parkedMsg(subject string, it *item) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Header: nats.Header{}, Data: it.n.Body}
+	m.Header.Set(hdrCallID, it.n.CallID)
+	m.Header.Set(hdrAppID, it.n.AppID)
+	m.Header.Set(hdrTenantID, it.n.TenantID)
+	m.Header.Set(hdrURL, it.n.URL)
+	m.Header.Set(hdrIncoming, strconv.FormatBool(it.n.Incoming))
+	m.Header.Set(hdrEnqueued, strconv.FormatInt(it.enqueued.UnixNano(), 10))
+	m.Header.Set(hdrRequestID, it.requestID)
+	m.Header.Set(hdrSeq, strconv.FormatUint(it.seq, 10))
+	return m
 }
 
 // validToken reports whether s can be a NATS subject token and consumer
@@ -467,12 +584,20 @@ func subjectToken(callID string) string {
 }
 
 // Backlog reports how many of this node's notifications are not finished
-// yet (queued in the stream or being delivered). Shutdown uses it to give
-// the last notifications a chance to go out before the node stops.
+// yet (queued in the stream, being delivered, or parked). Shutdown uses it
+// to give the last notifications a chance to go out before the node stops.
 func (o *Outbox) Backlog(ctx context.Context) (int, error) {
 	info, err := o.cons.Info(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("webhook: consumer info: %w", err)
 	}
-	return int(info.NumPending) + info.NumAckPending, nil
+	n := int(info.NumPending) + info.NumAckPending
+	pi, err := o.parked.Info(ctx, jetstream.WithSubjectFilter(o.parkPrefix+">"))
+	if err != nil {
+		return 0, fmt.Errorf("webhook: stream %s info: %w", ParkedStreamName, err)
+	}
+	for _, c := range pi.State.Subjects {
+		n += int(c)
+	}
+	return n, nil
 }
