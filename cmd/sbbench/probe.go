@@ -25,8 +25,8 @@ import (
 // BYE) with an RTP socket that timestamps every packet in the kernel
 // (SO_TIMESTAMPNS), so the inter-arrival gaps of the prompt the node plays
 // are measured as the wire sees them, not as a busy receiver reads them.
-// A few probes are the sample of streams DECISIONS.md asks for, without a
-// packet capture.
+// A few probes are the sample of streams docs/decisions.md#benchmarks asks
+// for, without a packet capture.
 
 // probeResult is what one probe saw.
 type probeResult struct {

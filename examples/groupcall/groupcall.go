@@ -240,7 +240,8 @@ func (b *Bot) invite(ctx context.Context, userID string, m *Member) *sdk.Call {
 	m.End = c.Snapshot().ResultInfo
 	if m.End != nil && m.End.Code == 200 {
 		// Answered and already hung up before this wait woke: only a
-		// call that connected ends with 200 (graph-calls.md §6.2).
+		// call that connected ends with 200
+		// (https://learn.microsoft.com/graph/api/resources/resultinfo).
 		m.Outcome = Joined
 		b.log.Info("joined and left", "user", m.Name, "call", c.ID())
 		return c

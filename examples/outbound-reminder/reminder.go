@@ -21,8 +21,9 @@ type Options struct {
 	// its URLs.
 	Prompts *prompts.Server
 	// FromInstance is the applicationInstance id of the bot's number: a
-	// call to a phone number must come from one (graph-calls.md §2.1(b)),
-	// and the callee sees that number.
+	// call to a phone number must come from one, and the callee sees that
+	// number (the PSTN example of
+	// https://learn.microsoft.com/graph/api/application-post-calls).
 	FromInstance string
 	// Text is the reminder, spoken (see prompts.Speak) unless WAV is set.
 	Text string

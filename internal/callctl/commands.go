@@ -20,7 +20,9 @@ type Action struct {
 	// Participant marks an action on a participant.
 	Participant bool
 	// Status is the HTTP status of success: the body is the operation when
-	// the action returns one, empty otherwise (graph-calls.md §2, §3).
+	// the action returns one, empty otherwise (the methods listed in
+	// https://learn.microsoft.com/graph/api/resources/call and
+	// https://learn.microsoft.com/graph/api/resources/participant).
 	Status int
 
 	newReq func() any

@@ -14,7 +14,7 @@ import (
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
-// Permissions (graph-calls.md §10).
+// Permissions (https://learn.microsoft.com/graph/permissions-reference).
 const (
 	PermInitiate          = "Calls.Initiate.All"
 	PermInitiateGroupCall = "Calls.InitiateGroupCall.All"
@@ -328,7 +328,9 @@ func (m *Manager) Incoming(ctx context.Context, in IncomingCall) (string, error)
 	return id, nil
 }
 
-// privileged reports whether an app may see who calls it (graph-calls.md §2.4).
+// privileged reports whether an app may see who calls it: without one of
+// these permissions the caller is an encrypted identity
+// (https://learn.microsoft.com/graph/api/call-answer).
 func privileged(perms []string) bool {
 	for _, p := range perms {
 		for _, q := range []string{PermAccessMedia, PermInitiate, PermInitiateGroupCall, PermJoinGroupCall, PermJoinAsGuest} {
@@ -352,7 +354,8 @@ func encrypted(pepper []byte, s *graph.IdentitySet) *graph.IdentitySet {
 
 // normIdentitySet writes the odata types Graph clients expect: a set that
 // carries phone, applicationInstance, guest or encrypted identities is a
-// communicationsIdentitySet (DECISIONS.md), each identity an identity.
+// communicationsIdentitySet (docs/decisions.md#identity-sets), each identity
+// an identity.
 func normIdentitySet(s *graph.IdentitySet) {
 	if s == nil {
 		return

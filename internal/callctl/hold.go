@@ -10,12 +10,15 @@ import (
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
-// Hold music (graph-calls.md §3.4): the far end of a two-party call hears
-// the bot's customPrompt, media.holdMusic, or the built-in chime, looped,
-// until stopHoldMusic. Both actions answer 202 with a running operation
-// that completes by notification: startHoldMusic once the music plays (or
-// failed, with the prompt's error, when the customPrompt cannot be
-// fetched), stopHoldMusic once it has stopped.
+// Hold music
+// (https://learn.microsoft.com/graph/api/participant-startholdmusic,
+// docs/graph-deviations.md#hold-music-what-is-played-what-waits-and-the-errors):
+// the far end of a two-party call hears the bot's customPrompt,
+// media.holdMusic, or the built-in chime, looped, until stopHoldMusic. Both
+// actions answer 202 with a running operation that completes by notification:
+// startHoldMusic once the music plays (or failed, with the prompt's error,
+// when the customPrompt cannot be fetched), stopHoldMusic once it has
+// stopped.
 //
 // While a participant is on hold, playPrompt and recordResponse are
 // accepted and wait: Graph documents no conflict between them and the

@@ -81,7 +81,8 @@ const (
 )
 
 // mediaJob is a queued or running playPrompt or recordResponse (they run
-// one at a time, in order: graph-calls.md §2.10), or the hold music
+// one at a time, in order:
+// https://learn.microsoft.com/graph/api/call-playprompt), or the hold music
 // (jobHold, see hold.go), which the others wait for.
 type mediaJob struct {
 	kind    jobKind

@@ -42,7 +42,8 @@ type RedirectState struct {
 	Leg     *LegRef                           `json:"leg,omitempty"`
 }
 
-// HoldState is who is on hold and what they hear (graph-calls.md §3.4).
+// HoldState is who is on hold and what they hear
+// (https://learn.microsoft.com/graph/api/participant-startholdmusic).
 type HoldState struct {
 	Participant string `json:"participant"`
 	// Prompt is the bot's customPrompt; nil plays media.holdMusic or the

@@ -10,7 +10,8 @@ import (
 )
 
 // redirect dials the new targets; the first to answer gets the caller
-// (graph-calls.md §2.6; Switchboard stays in the media path, DECISIONS.md).
+// (https://learn.microsoft.com/graph/api/call-redirect; Switchboard stays in
+// the media path: docs/decisions.md#redirect).
 func (a *actor) redirect(cmd *command, req *graph.RedirectRequest) (*graph.Operation, error) {
 	return nil, a.redirectTo(cmd.Caller, req)
 }
@@ -131,8 +132,8 @@ func (a *actor) onRedirectLeg(i int, ev LegEvent) {
 }
 
 // bridgeMedia connects the caller's audio to the redirect target's: the
-// two legs' RTP sessions, back to back (DECISIONS.md: Switchboard stays
-// in the media path). Legs whose media the platform does not carry
+// two legs' RTP sessions, back to back (Switchboard stays in the media path:
+// docs/decisions.md#redirect). Legs whose media the platform does not carry
 // (simulated endpoints) are connected in signalling only.
 func (a *actor) bridgeMedia() {
 	x, y := sessionOf(a.leg), sessionOf(a.bridged)

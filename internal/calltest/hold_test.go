@@ -85,9 +85,10 @@ func notified(t *testing.T, p *calltest.Platform, callID, opID string) int {
 	return -1
 }
 
-// Hold music (graph-calls.md §3.4) for the far end of a two-party call:
-// the built-in chime looped, prompts waiting behind it, a custom prompt,
-// and the errors.
+// Hold music
+// (https://learn.microsoft.com/graph/api/participant-startholdmusic) for the
+// far end of a two-party call: the built-in chime looped, prompts waiting
+// behind it, a custom prompt, and the errors.
 func TestHoldMusic(t *testing.T) {
 	p := calltest.Start(t, calltest.Options{})
 	srv, _ := promptServer(t)

@@ -12,9 +12,11 @@ type EndReason struct {
 	SIP     int // the SIP final response toward the far end; 0 when a BYE fits
 }
 
-// Call-end reasons. Codes and subcodes come from Graph's call-end table
-// (graph-calls.md §6.2); where Graph has none, Switchboard's own subcodes
-// are in the 9000 range and listed in docs/graph-deviations.md.
+// Call-end reasons. Codes and subcodes are the ones Graph reports in a
+// terminated call's resultInfo
+// (https://learn.microsoft.com/graph/api/resources/resultinfo); where Graph
+// has none, Switchboard's own subcodes are in the 9000 range and listed in
+// docs/graph-deviations.md (docs/decisions.md#result-codes).
 var (
 	EndedByBot        = EndReason{200, 5001, "The conversation has ended.", 0}
 	EndedByRemote     = EndReason{200, 4521, "The call was ended by the other party of the call.", 0}

@@ -173,7 +173,9 @@ func (s *Server) participant(w http.ResponseWriter, r *http.Request, c callctl.C
 }
 
 // participantAction serves POST /communications/calls/{id}/participants/
-// {pid}/{action} (graph-calls.md §3), bare or microsoft.graph.-prefixed.
+// {pid}/{action}
+// (https://learn.microsoft.com/graph/api/resources/participant), bare or
+// microsoft.graph.-prefixed.
 func (s *Server) participantAction(w http.ResponseWriter, r *http.Request, c callctl.Caller) error {
 	x, ok := callctl.LookupAction(r.PathValue("action"), true)
 	if !ok {

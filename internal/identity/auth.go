@@ -138,14 +138,15 @@ type notifToken struct {
 }
 
 // NotificationToken returns the bearer token Switchboard sends with
-// notifications to application appID about tenantID's calls (graph-calls.md
-// §5.2): RS256 with the current key (kid in the header), aud the app id, iss
-// identity.notificationIssuer (default the public URL), tid, and iat, nbf
-// and exp for identity.notificationTokenLifetime. One token per (app, tenant)
-// is reused until less than a quarter of its lifetime remains, so a
-// signature is computed once in minutes, not per POST. It is safe for
-// concurrent use. An unknown app, or one not provisioned in tenantID, is an
-// errs.NotFound error.
+// notifications to application appID about tenantID's calls
+// (https://learn.microsoft.com/microsoftteams/platform/bots/calls-and-meetings/call-notifications,
+// docs/decisions.md#notification-tokens): RS256 with the current key (kid in
+// the header), aud the app id, iss identity.notificationIssuer (default the
+// public URL), tid, and iat, nbf and exp for
+// identity.notificationTokenLifetime. One token per (app, tenant) is reused
+// until less than a quarter of its lifetime remains, so a signature is
+// computed once in minutes, not per POST. It is safe for concurrent use. An
+// unknown app, or one not provisioned in tenantID, is an errs.NotFound error.
 func (s *Service) NotificationToken(appID, tenantID string) (string, error) {
 	app, ok := s.dir.App(appID)
 	if !ok {

@@ -34,7 +34,9 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 }
 
 // accessClaims are the claims of a Graph access token, shaped as Entra ID's
-// app-only tokens (graph-calls.md §11) in their v2.0 form.
+// app-only tokens
+// (https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference)
+// in their v2.0 form.
 type accessClaims struct {
 	Aud            audience         `json:"aud"`
 	Iss            string           `json:"iss"`
@@ -64,7 +66,7 @@ func (c *accessClaims) GetSubject() (string, error)                  { return c.
 func (c *accessClaims) GetAudience() (jwt.ClaimStrings, error)       { return jwt.ClaimStrings(c.Aud), nil }
 
 // notificationClaims are the claims of the token on a notification to a bot
-// (graph-calls.md §5.2).
+// (https://learn.microsoft.com/microsoftteams/platform/bots/calls-and-meetings/call-notifications).
 type notificationClaims struct {
 	Aud audience         `json:"aud"`
 	Iss string           `json:"iss"`

@@ -3,12 +3,14 @@
 // from the configuration; the RS256 signing keys, kept in a JetStream
 // key-value bucket so every node signs with and publishes the same keys; the
 // OAuth2 client-credentials token endpoint and the OpenID configuration and
-// JWKS documents (graph-calls.md §11); authentication of Graph requests and
-// their application permissions (§10); and the tokens Switchboard puts on
-// notifications to bots (§5.2).
+// JWKS documents
+// (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow);
+// authentication of Graph requests and their application permissions
+// (https://learn.microsoft.com/graph/permissions-reference); and the tokens
+// Switchboard puts on notifications to bots
+// (https://learn.microsoft.com/microsoftteams/platform/bots/calls-and-meetings/call-notifications).
 //
-// The contract is the section "Identity and notification signing" of the
-// design decisions (spec/DECISIONS.md).
+// The contract is docs/decisions.md#identity-and-notification-signing.
 //
 // Tokens are signed RS256 with keys every node shares through the store
 // (Keyring); access tokens and notification tokens use the same keys and the

@@ -117,8 +117,10 @@ func missingParam(name string) *tokenError {
 }
 
 // tokenHandler serves the client-credentials grant (RFC 6749 §4.4) the way
-// Entra ID does (graph-calls.md §11); v1 selects the legacy endpoint, which
-// names the resource instead of a scope.
+// Entra ID does
+// (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow);
+// v1 selects the legacy endpoint, which names the resource instead of a
+// scope.
 func (s *Service) tokenHandler(v1 bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		resp, basic, terr := s.issue(w, r, v1)
@@ -374,7 +376,8 @@ func (s *Service) handleKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleBotOpenIDConfiguration serves the document bots written against
-// Graph fetch to validate notification tokens (graph-calls.md §5.2).
+// Graph fetch to validate notification tokens
+// (https://learn.microsoft.com/microsoftteams/platform/bots/calls-and-meetings/call-notifications).
 func (s *Service) handleBotOpenIDConfiguration(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=3600")
 	writeJSON(w, http.StatusOK, map[string]any{

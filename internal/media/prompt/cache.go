@@ -1,10 +1,11 @@
 // Package prompt fetches, decodes and caches the audio that playPrompt and
-// recordResponse play (graph-calls.md §1.4, §2.10–2.11). A prompt is a WAV
-// file at an http(s) URI named by a mediaInfo; Switchboard downloads it
+// recordResponse play
+// (https://learn.microsoft.com/graph/api/resources/mediainfo). A prompt is a
+// WAV file at an http(s) URI named by a mediaInfo; Switchboard downloads it
 // through the outbound allow-list, decodes and resamples it to 8 kHz once,
 // pre-encodes it for every G.711 codec (media.Audio) and shares the result
 // among all calls that play it, keyed by the mediaInfo's resourceId (or its
-// URI when it has none), as DECISIONS.md's Media section asks.
+// URI when it has none), as docs/decisions.md#media-sharing asks.
 //
 // Failures are classified with errs and wrap one of the Err* reasons of
 // this package; ResultFor turns them into the resultInfo of the failed
@@ -133,7 +134,8 @@ func (c *Cache) Get(ctx context.Context, m graph.MediaInfo) (*media.Audio, error
 }
 
 // Prefetch starts downloading every prompt of ms that is neither cached nor
-// downloading (serviceHostedMediaConfig.preFetchMedia, graph-calls.md §1.4)
+// downloading (preFetchMedia of
+// https://learn.microsoft.com/graph/api/resources/servicehostedmediaconfig)
 // and returns without waiting. Failures are logged; a later Get of the same
 // prompt tries again and returns the error to its caller.
 func (c *Cache) Prefetch(ctx context.Context, ms []graph.MediaInfo) {

@@ -22,9 +22,10 @@ import (
 // (9.6 MB of 8 kHz PCM and G.711).
 const MaxDuration = 10 * time.Minute
 
-// Sample rates DecodeWAV accepts. Graph asks for 16 kHz (graph-calls.md
-// §1.4) but bots send whatever their tools produce; anything from 4 to
-// 192 kHz is resampled to 8 kHz.
+// Sample rates DecodeWAV accepts. Graph asks for 16 kHz
+// (https://learn.microsoft.com/graph/api/resources/mediainfo) but bots send
+// whatever their tools produce; anything from 4 to 192 kHz is resampled to
+// 8 kHz.
 const (
 	minRate = 4000
 	maxRate = 192000

@@ -1,15 +1,15 @@
 // Package record keeps the recordings of recordResponse operations
-// (graph-calls.md §2.11) in a JetStream object store and serves them to
-// bots: GET {recordingLocation} with Authorization: Bearer
-// {recordingAccessToken} returns the recording as a WAV file (§2.11, §12.20).
+// (https://learn.microsoft.com/graph/api/call-record) in a JetStream object
+// store and serves them to bots: GET {recordingLocation} with Authorization:
+// Bearer {recordingAccessToken} returns the recording as a WAV file.
 //
 // Audio streams from the media clock to the object store while the caller
 // speaks: Recording.Write copies each 20 ms frame into a pooled buffer and
 // queues it without blocking; the recording's upload goroutine reads the
 // queue through an io.Reader and publishes one-second chunks. Nothing per
-// recording grows without bound in memory (DECISIONS.md, Media): when the
-// store falls behind, frames are dropped, counted, and replaced by silence
-// of the same length so that the recording keeps its timing.
+// recording grows without bound in memory (docs/decisions.md#media-sharing):
+// when the store falls behind, frames are dropped, counted, and replaced by
+// silence of the same length so that the recording keeps its timing.
 //
 // The upload writes the object store's own layout (NATS ADR-20: chunk
 // messages on $O.<bucket>.C.<nuid>, then the ObjectInfo on
@@ -444,7 +444,8 @@ func (r *Recording) ID() string { return r.id }
 // Finish ends the recording, waits for the upload to complete and returns
 // the recording's location and the access token a bot downloads it with
 // (recordingLocation and recordingAccessToken of the recordOperation,
-// graph-calls.md §2.11). If ctx ends first, the recording is aborted.
+// https://learn.microsoft.com/graph/api/call-record). If ctx ends first, the
+// recording is aborted.
 func (r *Recording) Finish(ctx context.Context) (location, accessToken string, err error) {
 	if !r.state.CompareAndSwap(stateRecording, stateFinishing) {
 		return "", "", errs.E(errs.Conflict, "recording %s was already finished or aborted", r.id)
@@ -654,9 +655,10 @@ func (s *Store) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /recordings/{id}", s.serveRecording)
 }
 
-// serveRecording implements the download of graph-calls.md §2.11: the
-// bearer token must be the recording's recordingAccessToken (§12.20: not a
-// Graph token); the body is a WAV file, sent as application/octet-stream.
+// serveRecording implements the download of
+// https://learn.microsoft.com/graph/api/call-record: the bearer token must be
+// the recording's recordingAccessToken, not a Graph token; the body is a WAV
+// file, sent as application/octet-stream.
 func (s *Store) serveRecording(w http.ResponseWriter, req *http.Request) {
 	token, ok := bearerToken(req)
 	if !ok {
