@@ -152,7 +152,9 @@ type Notifications struct {
 	Timeout Duration `yaml:"timeout"`
 	// MaxAge is how long a notification is retried before it is dropped.
 	MaxAge Duration `yaml:"maxAge"`
-	// Workers bounds the calls delivered to in parallel.
+	// Workers bounds the calls delivered to in parallel. One webhook host
+	// gets at most three quarters of them, and one at a time while it
+	// fails, so a dead bot cannot take the workers of the others.
 	Workers int `yaml:"workers"`
 }
 
