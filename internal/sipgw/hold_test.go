@@ -161,9 +161,14 @@ func (p *peer) syncRTP(t *testing.T) int {
 // hung up) fails the test with what the leg reported.
 func ticks(t *testing.T, c *fakeCall, n int) {
 	t.Helper()
+	sessionTicks(t, c.leg.Media(), n, c.events)
+}
+
+// sessionTicks is ticks for a media session whose leg reports to ev.
+func sessionTicks(t *testing.T, sess *media.Session, n int, ev *events) {
+	t.Helper()
 	full, stopped := make(chan struct{}), make(chan media.RecordResult, 1)
 	got := 0
-	sess := c.leg.Media()
 	sess.Record(media.RecordOptions{}, func([]int16) {
 		if got++; got == n {
 			close(full)
@@ -173,7 +178,7 @@ func ticks(t *testing.T, c *fakeCall, n int) {
 	case <-full:
 		sess.StopRecord()
 	case r := <-stopped:
-		c.events.none(t)
+		ev.none(t)
 		t.Fatalf("the media session stopped after %d of %d ticks: %+v", got, n, r)
 	case <-time.After(wait):
 		t.Fatalf("%d media ticks took more than %v", n, wait)

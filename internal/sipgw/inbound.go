@@ -310,7 +310,9 @@ func (in *inbound) answer(l *Leg) {
 	body := l.sdp.answer(rm)
 	transport := l.dlg.transport
 	l.mu.Unlock()
-	l.sess.SetRemote(rm.addr, rm.codec, rm.dtmfPT)
+	// The offer's direction holds from the first packet: a call that
+	// starts sendonly, inactive or at c=0.0.0.0 is sent nothing.
+	l.applyRemote(rm)
 
 	res := sip.NewResponseFromRequest(in.req, 200, "OK", body)
 	res.AppendHeader(g.contact(transport))

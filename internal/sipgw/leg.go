@@ -49,6 +49,11 @@ type Leg struct {
 	out            *outbound // set for outgoing legs
 	closed         sync.Once
 
+	// remoteMu serialises applyRemote; remoteSet (guarded by it) says
+	// the media session has been given a remote.
+	remoteMu  sync.Mutex
+	remoteSet bool
+
 	logp atomic.Pointer[slog.Logger] // gains the call id once known
 
 	mu       sync.Mutex
@@ -473,17 +478,38 @@ func (l *Leg) modify(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // applyRemote points the media session at the stream the far end's SDP
-// describes: where RTP goes and in which codec (unless it gives no address
-// to send to), and which way it flows. A direction that stops our sending
-// is set before the address, one that starts it after, so that no packet
-// goes where or when this SDP does not want one.
-func (l *Leg) applyRemote(rm remoteMedia) {
+// describes, initial or not: where RTP goes and in which codec (unless it
+// gives no address to send to), and which way it flows. A direction that
+// stops our sending is set before the address, one that starts it after,
+// so that no packet goes where or when this SDP does not want one.
+func (l *Leg) applyRemote(rm remoteMedia) { l.applyRemoteIf(rm, nil) }
+
+// applyRemoteIf is applyRemote when still, asked under l.mu, says rm
+// still applies (early media that lost the race with another branch's
+// answer does not). Calls are serialised, so the SDP applied last is the
+// one taken last.
+func (l *Leg) applyRemoteIf(rm remoteMedia, still func() bool) {
+	l.remoteMu.Lock()
+	defer l.remoteMu.Unlock()
+	if still != nil {
+		l.mu.Lock()
+		ok := still()
+		l.mu.Unlock()
+		if !ok {
+			return
+		}
+	}
 	dir := rm.localDir()
 	if !dir.Sends() {
 		l.sess.SetDirection(dir)
 	}
-	if rm.sendable() {
+	if rm.sendable() || !l.remoteSet {
+		// A first SDP with no address to send to (c=0.0.0.0) still gives
+		// the codec of what the far end sends us; the direction, set
+		// above, keeps anything from going to that address. A later one
+		// keeps the address and codec in use.
 		l.sess.SetRemote(rm.addr, rm.codec, rm.dtmfPT)
+		l.remoteSet = true
 	}
 	if dir.Sends() {
 		l.sess.SetDirection(dir)

@@ -330,8 +330,9 @@ func (l *Leg) branchProvisional(b *branch, res *sip.Response) {
 	}
 	l.mu.Unlock()
 	if early != nil {
-		// Early media (ringback, announcements) plays where the 183 says.
-		l.sess.SetRemote(early.addr, early.codec, early.dtmfPT)
+		// Early media (ringback, announcements) plays where and the way
+		// the 183 says, unless another branch has answered meanwhile.
+		l.applyRemoteIf(*early, func() bool { return l.state == stateNew && l.out.winner == nil })
 	}
 	for _, ev := range evs {
 		l.emit(ev)
@@ -404,7 +405,7 @@ func (l *Leg) branchAnswered(b *branch, tx sip.ClientTransaction, res *sip.Respo
 		}
 		return
 	}
-	l.sess.SetRemote(rm.addr, rm.codec, rm.dtmfPT)
+	l.applyRemote(rm)
 	for _, o := range others {
 		o.cancel()
 	}
