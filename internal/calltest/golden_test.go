@@ -31,9 +31,9 @@ const goldenDir = "testdata/golden"
 // status and the headers a client reads) and the notification envelopes
 // the bot's webhook received. Each document is normalised (ids, hosts,
 // dates, tokens) and compared with its file in testdata/golden; -update
-// rewrites the files. The documents are then checked against the examples
-// of graph-calls.md, so a golden file cannot silently bless a shape Graph
-// clients would not parse.
+// rewrites the files. The documents are then checked against examples from
+// Graph's reference pages, so a golden file cannot silently bless a shape
+// Graph clients would not parse.
 func TestGolden(t *testing.T) {
 	p := calltest.Start(t, calltest.Options{})
 	s := captureShapes(t, p)
@@ -150,7 +150,8 @@ func captureShapes(t *testing.T, p *calltest.Platform) *shapes {
 	s := &shapes{index: map[string]int{}, errorHeaders: map[int]map[string]string{}}
 	const wait = 10 * time.Second
 
-	// An outbound P2P call, created with graph-calls.md §2.1 (a)'s body.
+	// An outbound P2P call, created with the body of the first example of
+	// https://learn.microsoft.com/graph/api/application-post-calls.
 	r := p.Bot("POST", calls, specCreateRequest(p.Hook.URL, calltest.AliceID))
 	expectStatus(t, "create call", r, 201)
 	s.add(t, "create_call_201", httpDoc(t, r))
@@ -200,7 +201,7 @@ func captureShapes(t *testing.T, p *calltest.Platform) *shapes {
 		s.add(t, "notification_outbound_"+string(n.Call(t).State), n.Raw)
 	}
 
-	// An incoming call from a Teams user (graph-calls.md §5.4's example),
+	// An incoming call from a Teams user (exIncoming),
 	// answered; then a key press after subscribeToTone.
 	var leg struct{ ID, CallID string }
 	r = p.Do(calltest.Req{Method: "POST", Path: "/simulator/v1/calls", Body: map[string]string{"from": calltest.CarolID, "to": calltest.BotNumber}})
@@ -283,8 +284,9 @@ func captureShapes(t *testing.T, p *calltest.Platform) *shapes {
 	return s
 }
 
-// specCreateRequest is graph-calls.md §2.1 (a), verbatim but for the
-// callback and the user.
+// specCreateRequest is the first example of
+// https://learn.microsoft.com/graph/api/application-post-calls, verbatim but
+// for the callback and the user.
 func specCreateRequest(callback, userID string) map[string]any {
 	body := calltest.CallTo(callback, userID)
 	body["callOptions"] = map[string]any{"@odata.type": "#microsoft.graph.outgoingCallOptions", "isContentSharingNotificationEnabled": true}
@@ -424,14 +426,16 @@ func lineDiff(want, got string) string {
 	return fmt.Sprintf("golden (-) vs now (+), from line %d:\n%s", i+1, b.String())
 }
 
-// --- the spec's examples ---------------------------------------------------------------------
+// --- Graph's examples ------------------------------------------------------------------------
 
-// Examples from graph-calls.md with the digest's <placeholders> filled in.
-// null marks a property the example shows unset: it need not be emitted.
+// Examples in the shapes Graph's reference pages show (the page is named
+// above each), with concrete ids filled in. null marks a property the example
+// shows unset: it need not be emitted.
 const (
-	// §2.1: the 201 body is the request (a) echoed, with "state",
-	// "direction", "id", "myParticipantId", "callChainId", "source" filled
-	// with the app identity, and "@odata.context" ...#app/calls/$entity.
+	// https://learn.microsoft.com/graph/api/application-post-calls: the 201
+	// body is the request echoed, with "state", "direction", "id",
+	// "myParticipantId", "callChainId", "source" filled with the app
+	// identity, and "@odata.context" ...#app/calls/$entity.
 	ex201 = `{
 	  "@odata.type": "#microsoft.graph.call",
 	  "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#app/calls/$entity",
@@ -456,7 +460,8 @@ const (
 	  "activeModalities": [], "routingPolicies": []
 	}`
 
-	// §5.3.
+	// https://learn.microsoft.com/graph/api/resources/commsnotifications,
+	// with both resourceUrl and the legacy resource.
 	exEnvelope = `{
 	  "@odata.type": "#microsoft.graph.commsNotifications",
 	  "value": [{
@@ -468,14 +473,17 @@ const (
 	  }]
 	}`
 
-	// §5.4, establishing / established.
+	// Establishing / established:
+	// https://learn.microsoft.com/graph/api/application-post-calls.
 	exStateChange = `{"@odata.type": "#microsoft.graph.call", "state": "establishing", "id": "57dab8b1-894c-409a-b240-bd8beae78896"}`
 
-	// §5.4 and §2.3, terminated.
+	// Terminated: https://learn.microsoft.com/graph/api/call-delete.
 	exTerminated = `{"@odata.type": "#microsoft.graph.call", "state": "terminated",
 	  "resultInfo": {"@odata.type": "#microsoft.graph.resultInfo", "code": 200, "subcode": 5001, "message": "The conversation has ended."}}`
 
-	// §5.4, incoming call (created).
+	// Incoming call (created):
+	// https://learn.microsoft.com/graph/api/call-answer,
+	// https://learn.microsoft.com/graph/api/call-redirect.
 	exIncoming = `{"@odata.type": "#microsoft.graph.call", "@odata.id": "/communications/calls/57dab8b1-894c-409a-b240-bd8beae78896",
 	  "state": "incoming", "direction": "incoming", "callbackUri": "https://bot.example.com/callback",
 	  "source": {"@odata.type": "#microsoft.graph.participantInfo", "id": "2b9b1a4e-8b61-4a36-a6b5-1b2f33f08ed6",
@@ -489,11 +497,12 @@ const (
 	  "myParticipantId": "499ff390-7a72-40e8-83a0-8fac6295ae7e",
 	  "callChainId": "d8217646-3110-40b1-bae6-e9ac6c3a9f74", "id": "57dab8b1-894c-409a-b240-bd8beae78896"}`
 
-	// §5.5.
+	// A key press:
+	// https://learn.microsoft.com/graph/api/call-subscribetotone.
 	exTone = `{"@odata.type": "#microsoft.graph.call", "state": "established",
 	  "toneInfo": {"@odata.type": "#microsoft.graph.toneInfo", "sequenceId": 1, "tone": "tone1"}}`
 
-	// §3 (list) with §5.4's roster entry.
+	// https://learn.microsoft.com/graph/api/call-list-participants.
 	exParticipantList = `{"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#communications/calls('57dab8b1-894c-409a-b240-bd8beae78896')/participants",
 	  "value": [{"@odata.type": "#microsoft.graph.participant", "id": "499ff390-7a72-40e8-83a0-8fac6295ae7e",
 	    "info": {"@odata.type": "#microsoft.graph.participantInfo",
@@ -504,30 +513,31 @@ const (
 	      "sourceId": "1", "direction": "sendReceive", "serverMuted": false, "label": "main-audio"}],
 	    "isMuted": true, "isInLobby": false}]}`
 
-	// §2.9.
+	// https://learn.microsoft.com/graph/api/call-mute.
 	exMute = `{"@odata.type": "#microsoft.graph.muteParticipantOperation",
 	  "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#muteParticipantOperation",
 	  "id": "17e3b46c-f61d-4f4d-9635-c626ef18e6ad", "status": "completed", "clientContext": "mute-ctx"}`
 
-	// §2.13.
+	// https://learn.microsoft.com/graph/api/call-subscribetotone.
 	exSubscribeToTone = `{"@odata.type": "#microsoft.graph.subscribeToToneOperation", "clientContext": "tone-ctx",
 	  "id": "17e3b46c-f61d-4f4d-9635-c626ef18e6ad", "status": "completed"}`
 
-	// §2.14.
+	// https://learn.microsoft.com/graph/api/call-senddtmftones.
 	exSendDtmf = `{"@odata.type": "#microsoft.graph.sendDtmfTonesOperation", "status": "running", "clientContext": "dtmf-ctx",
 	  "id": "17e3b46c-f61d-4f4d-9635-c626ef18e6ad"}`
 
-	// §2.14 completion, with §2.10's resultInfo and §5.4's operation fields.
+	// Its completion, with the resultInfo of
+	// https://learn.microsoft.com/graph/api/call-playprompt.
 	exDtmfCompleted = `{"@odata.type": "#microsoft.graph.sendDtmfTonesOperation", "id": "17e3b46c-f61d-4f4d-9635-c626ef18e6ad",
 	  "clientContext": "dtmf-ctx", "status": "completed", "completionReason": "completedSuccessfully",
 	  "resultInfo": {"@odata.type": "#microsoft.graph.resultInfo", "code": 200, "subcode": 0, "message": "Action completed successfully."}}`
 
-	// §6.1.
+	// https://learn.microsoft.com/graph/errors.
 	exError = `{"error": {"code": "Forbidden", "message": "<developer text>",
 	  "innerError": {"request-id": "0c2f3a1b-9d5e-4c7a-8f21-6b3d4e5f6a7b", "date": "2020-07-23T04:00:37",
 	                 "client-request-id": "0c2f3a1b-9d5e-4c7a-8f21-6b3d4e5f6a7b"}}}`
 
-	// §11.
+	// https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow.
 	exTokenResponse = `{"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": "eyJ0eX.eyJhdWQ.c2ln"}`
 	exTokenError    = `{"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided.",
 	  "error_codes": [7000215], "timestamp": "2020-07-23 04:00:37Z",
@@ -638,9 +648,9 @@ func conform(t checkT, shape string, typ reflect.Type, spec, ours any, path stri
 }
 
 // checkODataType compares an @odata.type with the example's, allowing the
-// one substitution DECISIONS.md makes: an identity set carrying a phone,
-// applicationInstance, guest or encrypted identity is written as
-// #microsoft.graph.communicationsIdentitySet.
+// one substitution docs/decisions.md#identity-sets makes: an identity set
+// carrying a phone, applicationInstance, guest or encrypted identity is
+// written as #microsoft.graph.communicationsIdentitySet.
 func checkODataType(t checkT, where, want string, got any, obj map[string]any) {
 	t.Helper()
 	g, _ := got.(string)
@@ -748,7 +758,10 @@ func wantEqual(t checkT, shape, path string, got, want any) {
 	}
 }
 
-// Graph's canonical enum spellings (graph-calls.md §1.2, §1.8, §5.3).
+// Graph's canonical enum spellings
+// (https://learn.microsoft.com/graph/api/resources/call,
+// https://learn.microsoft.com/graph/api/resources/commsoperation,
+// https://learn.microsoft.com/graph/api/resources/commsnotification).
 // Operation statuses are spelled as Graph's schema spells them: the
 // examples' lower case is what Graph's generated clients do not parse
 // (docs/msgraph-compat.md).
@@ -768,8 +781,9 @@ func wantEnum(t checkT, shape, path string, v any, allowed []string) {
 	}
 }
 
-// wantResultInfo checks a resultInfo as §1.5 and §6.2 define it: integer
-// code and subcode, the key spelled "subcode", a message.
+// wantResultInfo checks a resultInfo as
+// https://learn.microsoft.com/graph/api/resources/resultinfo defines it:
+// integer code and subcode, the key spelled "subcode", a message.
 func wantResultInfo(t checkT, shape, path string, v any, code, subcode int) {
 	t.Helper()
 	ri, ok := v.(map[string]any)
@@ -840,7 +854,10 @@ func specCreateCall(t *testing.T, p *calltest.Platform, s *shapes) {
 	wantEqual(t, "create_call_201", "source.identity.application.id", str(body, "source.identity.application.id"), calltest.BotID)
 	wantEqual(t, "create_call_201", "callbackUri", str(body, "callbackUri"), p.Hook.URL)
 	wantEqual(t, "create_call_201", "tenantId", str(body, "tenantId"), calltest.TenantID)
-	// §2.1 and §12.11: create says app/calls (sic), GET communications/calls.
+	// Graph's create example says app/calls (sic), its GET example
+	// communications/calls
+	// (https://learn.microsoft.com/graph/api/application-post-calls,
+	// https://learn.microsoft.com/graph/api/call-get).
 	wantEqual(t, "create_call_201", "@odata.context", str(body, "@odata.context"), p.URL+"/v1.0/$metadata#app/calls/$entity")
 	if id := str(body, "source.id"); id != "" {
 		deviation(t, "outbound-source-id", id != s.outMe,
@@ -880,7 +897,7 @@ func specParticipants(t *testing.T, s *shapes) {
 	if len(entries) != 2 {
 		t.Fatalf("%s: %d entries, want the bot and the callee", shape, len(entries))
 	}
-	// §5.4: the bot itself is in the roster, its id the call's myParticipantId.
+	// The bot itself is in the roster, its id the call's myParticipantId.
 	wantEqual(t, shape, "value[0].id", str(entries[0], "id"), s.outMe)
 	wantEqual(t, shape, "value[0].info.identity.application.id", str(entries[0], "info.identity.application.id"), calltest.BotID)
 	conform(t, shape+" value[0] (the bot)", participantType, specEntry, entries[0], "",
@@ -909,7 +926,8 @@ func specParticipants(t *testing.T, s *shapes) {
 	}
 
 	// An incoming call's roster: the bot is myParticipantId, the caller
-	// the source's id (§1.3: source carries the caller's participant id).
+	// the source's id (source carries the caller's participant id, as in
+	// exIncoming).
 	ids := []string{}
 	for _, p := range s.inRoster {
 		ids = append(ids, p.ID)
@@ -931,15 +949,18 @@ func specOperations(t *testing.T, p *calltest.Platform, s *shapes) {
 		wantEqual(t, tc.shape, "@odata.type", str(body, "@odata.type"), tc.typ)
 		wantEnum(t, tc.shape, "status", at(body, "status"), operationStatus)
 		wantEqual(t, tc.shape, "status", str(body, "status"), tc.status)
-		// §12.2: operation actions answer with the operation's URL.
+		// Operation actions answer with the operation's URL
+		// (https://learn.microsoft.com/graph/api/call-mute).
 		wantEqual(t, tc.shape, "headers.Location", str(doc, "headers.Location"),
 			p.URL+"/v1.0/communications/calls/"+tc.callID+"/operations/"+str(body, "id"))
-		// §2.9 shows @odata.context ...$metadata#muteParticipantOperation.
+		// https://learn.microsoft.com/graph/api/call-mute shows
+		// @odata.context ...$metadata#muteParticipantOperation.
 		if c, want := str(body, "@odata.context"), "/v1.0/$metadata#"+strings.TrimPrefix(tc.typ, "#microsoft.graph."); !strings.HasSuffix(c, want) {
 			t.Errorf("%s: @odata.context %q, want ...%s", tc.shape, c, want)
 		}
-		// §1.8: a terminal status in the response means no notification
-		// follows; the result is in the body.
+		// A terminal status in the response means no notification follows;
+		// the result is in the body
+		// (https://learn.microsoft.com/graph/api/resources/commsoperation).
 		if tc.status == "Completed" {
 			wantResultInfo(t, tc.shape, "resultInfo", at(body, "resultInfo"), 200, 0)
 		}
@@ -961,12 +982,13 @@ func specEnvelopeOf(t *testing.T, shape string, env map[string]any, change, reso
 	wantEqual(t, shape, "value[0].@odata.type", n["@odata.type"], "#microsoft.graph.commsNotification")
 	wantEnum(t, shape, "value[0].changeType", n["changeType"], changeTypes)
 	wantEqual(t, shape, "value[0].changeType", n["changeType"], change)
-	// DECISIONS.md: both resourceUrl and the legacy resource.
+	// docs/decisions.md#notification-envelope: both resourceUrl and the
+	// legacy resource.
 	wantEqual(t, shape, "value[0].resourceUrl", n["resourceUrl"], resourceURL)
 	wantEqual(t, shape, "value[0].resource", n["resource"], legacy)
 	data, ok := n["resourceData"].(map[string]any)
 	if !ok {
-		t.Fatalf("%s: resourceData is %s; a call or operation notification carries one object (§5.3)", shape, kindOf(n["resourceData"]))
+		t.Fatalf("%s: resourceData is %s; a call or operation notification carries one object", shape, kindOf(n["resourceData"]))
 	}
 	return data
 }
@@ -977,7 +999,7 @@ func specOutboundNotifications(t *testing.T, s *shapes) {
 		shape := "notification_outbound_" + state
 		change := "updated"
 		if state == "terminated" {
-			change = "deleted" // §1.2
+			change = "deleted" // terminated is always deleted
 		}
 		data := specEnvelopeOf(t, shape, s.get(t, shape), change, "/communications/calls/"+id, "/app/calls/"+id)
 		spec := specDoc(t, "state change", exStateChange)
@@ -995,10 +1017,10 @@ func specOutboundNotifications(t *testing.T, s *shapes) {
 			wantEqual(t, shape, "resourceData.@odata.id", v, "/communications/calls/"+id)
 		}
 		if state == "terminated" {
-			wantResultInfo(t, shape, "resourceData.resultInfo", data["resultInfo"], 200, 5001) // §2.3
+			wantResultInfo(t, shape, "resourceData.resultInfo", data["resultInfo"], 200, 5001) // exTerminated
 		}
 	}
-	// Nothing but the five states for the call itself (§1.2).
+	// Nothing but the five states for the call itself.
 	var names []string
 	for _, d := range s.docs {
 		if strings.HasPrefix(d.name, "notification_outbound_") {
@@ -1014,7 +1036,7 @@ func specIncoming(t *testing.T, s *shapes) {
 	data := specEnvelopeOf(t, shape, s.get(t, shape), "created", "/communications/calls/"+id, "/app/calls/"+id)
 	conform(t, shape, callType, specDoc(t, "incoming", exIncoming), data, "resourceData", omitted{
 		"resourceData.source.region": "Switchboard has no regions",
-		// §5.4: "A call to a PSTN number of the bot targets applicationInstance."
+		// A call to one of the bot's numbers targets its applicationInstance.
 		"resourceData.targets.identity.application": "the call was to the bot's number: the target is its applicationInstance",
 	})
 	wantEqual(t, shape, "resourceData.state", data["state"], "incoming")
@@ -1034,11 +1056,12 @@ func specIncoming(t *testing.T, s *shapes) {
 	data = specEnvelopeOf(t, phone, s.get(t, phone), "created", "/communications/calls/"+id, "/app/calls/"+id)
 	conform(t, phone, callType, specDoc(t, "incoming", exIncoming), data, "resourceData", omitted{
 		"resourceData.source.region":                "Switchboard has no regions",
-		"resourceData.source.identity.user":         "the caller is a phone number: identity.phone (§1.3)",
+		"resourceData.source.identity.user":         "the caller is a phone number: identity.phone",
 		"resourceData.targets.identity.application": "the call was to the bot's number: the target is its applicationInstance",
 	})
 	wantEqual(t, phone, "resourceData.source.identity.phone.id", str(data, "source.identity.phone.id"), calltest.AlicePhone)
-	// DECISIONS.md: a set carrying a phone is a communicationsIdentitySet.
+	// docs/decisions.md#identity-sets: a set carrying a phone is a
+	// communicationsIdentitySet.
 	wantEqual(t, phone, "resourceData.source.identity.@odata.type", str(data, "source.identity.@odata.type"), "#microsoft.graph.communicationsIdentitySet")
 }
 
@@ -1050,14 +1073,15 @@ func specTone(t *testing.T, s *shapes) {
 	wantEqual(t, shape, "resourceData.state", data["state"], "established")
 	wantEnum(t, shape, "resourceData.toneInfo.tone", at(data, "toneInfo.tone"), toneNames)
 	wantEqual(t, shape, "resourceData.toneInfo.tone", str(data, "toneInfo.tone"), "tone1")
-	// DECISIONS.md: sequenceId starts at 1 per call, an integer.
+	// docs/decisions.md#tones: sequenceId starts at 1 per call, an integer.
 	wantEqual(t, shape, "resourceData.toneInfo.sequenceId", at(data, "toneInfo.sequenceId"), json.Number("1"))
 }
 
 func specOperationCompleted(t *testing.T, s *shapes) {
 	const shape = "notification_operation_completed"
 	path := "/calls/" + s.outCall + "/operations/" + s.dtmfOp
-	// §1.8 and §12.4: completion is a deleted notification on the operation's URL.
+	// Completion is a deleted notification on the operation's URL
+	// (https://learn.microsoft.com/graph/api/call-senddtmftones).
 	data := specEnvelopeOf(t, shape, s.get(t, shape), "deleted", "/communications"+path, "/app"+path)
 	conform(t, shape, operationType, specDoc(t, "sendDtmfTones completed", exDtmfCompleted), data, "resourceData", nil)
 	wantEqual(t, shape, "resourceData.id", data["id"], s.dtmfOp)
@@ -1118,13 +1142,13 @@ func specToken(t *testing.T, s *shapes) {
 		t.Errorf("token_error: error_description %q, want AADSTS7000215: ...", d)
 	}
 	if _, graphShaped := body.(map[string]any)["error"].(map[string]any); graphShaped {
-		t.Errorf("token_error: Graph's error shape; the token endpoint answers as the identity platform (DECISIONS.md)")
+		t.Errorf("token_error: Graph's error shape; the token endpoint answers as the identity platform (docs/decisions.md#errors-and-tenant-isolation)")
 	}
 }
 
 // specEverywhere checks what holds for every document: @odata.type values
 // are ones the spec spells, exactly; Graph documents name no Microsoft
-// host (DECISIONS.md: URLs come from http.publicUrl); states, change types
+// host (docs/decisions.md#public-urls); states, change types
 // and statuses use Graph's casing.
 func specEverywhere(t *testing.T, s *shapes) {
 	known := map[string]bool{}
@@ -1143,7 +1167,7 @@ func specEverywhere(t *testing.T, s *shapes) {
 			switch key {
 			case "@odata.type":
 				if sv, _ := val.(string); !known[sv] {
-					t.Errorf("%s: %s = %v: not an odata type graph-calls.md spells", d.name, path, val)
+					t.Errorf("%s: %s = %v: not an odata type Graph's reference spells", d.name, path, val)
 				}
 			case "changeType":
 				wantEnum(t, d.name, path, val, changeTypes)
