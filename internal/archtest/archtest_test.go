@@ -458,3 +458,64 @@ func join(a, b, sep string) string {
 	}
 	return a + sep + b
 }
+
+// outsideCitations are strings that cite files outside the repository: the
+// Graph digest and the decision list the project was specified from, and the
+// shared folder they live in. Built by concatenation so that this file does
+// not match itself.
+var outsideCitations = []string{
+	"graph-calls" + ".md",
+	"DECISIONS" + ".md",
+	"../" + "shared",
+	"/work/" + "shared",
+}
+
+// TestNoCitationsOutsideTheRepository keeps every Go file citing what a
+// reader of the repository can open: the Graph reference on
+// learn.microsoft.com, an RFC, or the project's own docs/ (docs/decisions.md
+// for Switchboard's choices, docs/graph-deviations.md for where it differs
+// from Graph). A path outside the repository means nothing to someone with
+// only a clone. Comments, strings and test messages all count; so do
+// testdata and nested modules, which are part of the repository too.
+func TestNoCitationsOutsideTheRepository(t *testing.T) {
+	t.Skip("until the remaining files are fixed: internal/webhook/webhook.go and internal/media/audio.go " +
+		"still cite the Graph digest, and their owners are editing them; remove this Skip then")
+	m := findModule(t)
+	files := 0
+	err := filepath.WalkDir(m.dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if path != m.dir && (strings.HasPrefix(d.Name(), ".") || d.Name() == "vendor") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(d.Name(), ".go") {
+			return nil
+		}
+		files++
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(m.dir, path)
+		for i, line := range strings.Split(string(data), "\n") {
+			for _, s := range outsideCitations {
+				if strings.Contains(line, s) {
+					t.Errorf("%s:%d cites %q, a path outside the repository: cite the Graph reference page "+
+						"(https://learn.microsoft.com/graph/...) or a docs/ anchor (docs/decisions.md#...) instead:\n\t%s",
+						filepath.ToSlash(rel), i+1, s, strings.TrimSpace(line))
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 100 {
+		t.Fatalf("only %d Go files under %s; the walk is broken", files, m.dir)
+	}
+}
