@@ -478,8 +478,6 @@ var outsideCitations = []string{
 // only a clone. Comments, strings and test messages all count; so do
 // testdata and nested modules, which are part of the repository too.
 func TestNoCitationsOutsideTheRepository(t *testing.T) {
-	t.Skip("until the remaining files are fixed: internal/webhook/webhook.go and internal/media/audio.go " +
-		"still cite the Graph digest, and their owners are editing them; remove this Skip then")
 	m := findModule(t)
 	files := 0
 	err := filepath.WalkDir(m.dir, func(path string, d fs.DirEntry, err error) error {

@@ -87,7 +87,7 @@ func Tone(freq float64, amplitude float64, d time.Duration) *Audio {
 // Beep is the tone played before a recording (recordResponse playBeep).
 var Beep = Tone(1000, 0.3, 300*time.Millisecond)
 
-// HoldChime is the built-in hold music (graph-calls.md §3.4), played looped
+// HoldChime is the built-in hold music (https://learn.microsoft.com/graph/api/participant-startholdmusic), played looped
 // to a held participant when neither the bot's customPrompt nor the
 // media.holdMusic setting names any: a soft two-note chime, C5 then A4 like
 // a doorbell, then quiet, four seconds to a loop. Every partial lies below

@@ -426,8 +426,9 @@ func (o *Outbox) answered(it *item, status int, header http.Header, snippet stri
 	switch {
 	case status >= 200 && status < 300:
 		if status == http.StatusNoContent && it.n.Incoming {
-			// §5.1: a 204 asks for a resend of a legacy-format incoming
-			// call notification in Graph format, which this already is.
+			// A 204 asks for a resend of a legacy-format incoming call
+			// notification in Graph format, which this already is
+			// (https://learn.microsoft.com/microsoftteams/platform/bots/calls-and-meetings/call-notifications).
 			it.log.Info("bot answered 204 to an incoming call notification (a resend request for legacy-format notifications); treated as delivered", "url", it.url)
 		}
 		return step{kind: stepDone, delivered: true}
@@ -577,7 +578,7 @@ func backoff(lo, hi time.Duration, n int) time.Duration {
 }
 
 // retryAfter parses a Retry-After value: seconds, possibly fractional
-// (Graph sends "2.128", §6.3), or an HTTP date. It returns 0 when absent
+// (Graph sends "2.128", https://learn.microsoft.com/graph/throttling), or an HTTP date. It returns 0 when absent
 // or unusable, and caps the wait at a day.
 func retryAfter(v string, now time.Time) time.Duration {
 	if v == "" {

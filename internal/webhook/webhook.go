@@ -1,6 +1,7 @@
 // Package webhook is Switchboard's durable notification outbox: it POSTs
-// commsNotifications to bots' webhooks (graph-calls.md §5.1), in order per
-// call, retrying, and survives restarts.
+// commsNotifications to bots' webhooks, in order per call, retrying, and
+// survives restarts (the protocol:
+// https://learn.microsoft.com/microsoftteams/platform/bots/calls-and-meetings/call-notifications).
 //
 // # Durability
 //
@@ -90,7 +91,7 @@
 //
 // Each attempt is a POST with Content-Type application/json, a bearer token
 // from the TokenSource and client-request-id/request-id headers, limited to
-// Options.Timeout. Bot answers are handled as §5.1 describes:
+// Options.Timeout. Bot answers are handled as that page describes (docs/graph-deviations.md#a-204-to-an-incoming-call-notification-counts-as-delivered):
 //
 //   - 2xx: delivered. A 204 to an incoming-call notification asks (in the
 //     legacy protocol) for a resend in Graph format; Switchboard only speaks
@@ -209,7 +210,7 @@ type Notification struct {
 	Incoming bool
 }
 
-// TokenSource issues the bearer tokens notifications carry (§5.2). It is
+// TokenSource issues the bearer tokens notifications carry (docs/decisions.md#notification-tokens). It is
 // called before every attempt and should cache tokens; it must be safe for
 // concurrent use. An error of kind errs.NotFound, errs.BadRequest,
 // errs.Forbidden or errs.Unauthenticated drops the notification; any other
