@@ -33,6 +33,52 @@ type dialog struct {
 	remoteSeq  uint32
 }
 
+// dialogRef is a confirmed dialog as a leg's callctl.LegRef keeps it:
+// what a restarted node needs to end the dialog with a BYE (RFC 3261
+// §12.2.1.1), the far end's view of it unchanged.
+type dialogRef struct {
+	CallID     string   `json:"callId"`
+	LocalTag   string   `json:"localTag"`
+	RemoteTag  string   `json:"remoteTag"`
+	Local      string   `json:"local"`
+	LocalName  string   `json:"localName,omitempty"`
+	Remote     string   `json:"remote"`
+	RemoteName string   `json:"remoteName,omitempty"`
+	Target     string   `json:"target"`
+	Routes     []string `json:"routes,omitempty"`
+	Transport  string   `json:"transport"`
+	Dest       string   `json:"dest"`
+	LocalSeq   uint32   `json:"localSeq"`
+}
+
+// ref is d as a reference keeps it. The caller holds the leg's mutex.
+func (d *dialog) ref() *dialogRef {
+	return &dialogRef{
+		CallID: d.callID, LocalTag: d.localTag, RemoteTag: d.remoteTag,
+		Local: d.local.String(), LocalName: d.localName, Remote: d.remote.String(), RemoteName: d.remoteName,
+		Target: d.target.String(), Routes: append([]string(nil), d.routes...),
+		Transport: d.transport, Dest: d.dest, LocalSeq: d.localSeq,
+	}
+}
+
+// dialog is the dialog r keeps.
+func (r *dialogRef) dialog() (*dialog, error) {
+	if r.CallID == "" || r.LocalTag == "" || r.RemoteTag == "" || r.Transport == "" {
+		return nil, errors.New("the dialog lacks its Call-ID, a tag or its transport")
+	}
+	d := &dialog{callID: r.CallID, localTag: r.LocalTag, remoteTag: r.RemoteTag, localName: r.LocalName,
+		remoteName: r.RemoteName, routes: r.Routes, transport: r.Transport, dest: r.Dest, localSeq: r.LocalSeq}
+	for _, u := range []struct {
+		s   string
+		uri *sip.Uri
+	}{{r.Local, &d.local}, {r.Remote, &d.remote}, {r.Target, &d.target}} {
+		if err := sip.ParseUri(u.s, u.uri); err != nil {
+			return nil, fmt.Errorf("the dialog's URI %q: %w", u.s, err)
+		}
+	}
+	return d, nil
+}
+
 func dialogKey(callID, localTag, remoteTag string) string {
 	return callID + "\x00" + localTag + "\x00" + remoteTag
 }

@@ -18,6 +18,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -104,6 +105,8 @@ type Gateway struct {
 	closeOnce sync.Once
 	mu        sync.Mutex
 	started   bool
+	serving   bool     // Start has opened the listeners
+	orphans   []orphan // dialogs to release once serving
 	closing   bool
 	legs      map[*Leg]struct{}
 	dialogs   map[string]*Leg // dialogKey → leg
@@ -320,6 +323,14 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return ctx.Err()
 	}
 	g.log.Info("sip listening", "udp", g.addr.String(), "tcp", g.addr.String(), "tls", g.tlsPort)
+	g.mu.Lock()
+	g.serving = true
+	orphans := g.orphans
+	g.orphans = nil
+	g.mu.Unlock()
+	for _, o := range orphans {
+		g.goTracked(func() { g.sendRelease(o.callID, o.d) })
+	}
 	return nil
 }
 
@@ -431,10 +442,91 @@ func (g *Gateway) closeListeners() {
 	}
 }
 
-// Resume fails: a SIP dialog and its RTP cannot outlive the process that
-// held them, so callctl ends such calls after a restart.
+// resumeSeqMargin is added to the local CSeq a leg's reference stored
+// when its dialog is released after a restart: requests may have gone out
+// in the dialog after the reference was stored, and RFC 3261 §12.2.1.1
+// only asks that each new request's CSeq be higher.
+const resumeSeqMargin = 100
+
+// Resume fails: a SIP leg's RTP session, and what played on it, cannot
+// outlive the process that held it, so callctl ends the call
+// (errs.ResumeFailed). When ref holds a confirmed dialog (Leg.Ref), the
+// far end is sent a BYE on it first, so that nobody is left in dead air:
+// at once when the gateway serves, else as soon as Start has opened the
+// listeners (a node resumes its calls before it starts SIP). The BYE is
+// sent from a tracked goroutine, bounded by 64*T1. Resume never blocks.
 func (g *Gateway) Resume(callID string, ref callctl.LegRef, state graph.CallState, ev func(callctl.LegEvent)) (callctl.Leg, error) {
-	return nil, fmt.Errorf("sipgw: SIP legs cannot be resumed after a restart (call %s)", callID)
+	var r legRef
+	if len(ref.Data) > 0 {
+		if err := json.Unmarshal(ref.Data, &r); err != nil {
+			return nil, fmt.Errorf("sipgw: call %s: a SIP leg cannot be resumed after a restart, and its reference is unreadable: %w", callID, err)
+		}
+	}
+	if r.Dialog == nil {
+		// No confirmed dialog. An incoming call still ringing (incoming,
+		// redirecting) had only its INVITE server transaction, the one
+		// place a final response can go, and it died with the process:
+		// nothing can be sent, and the caller's INVITE, which has had its
+		// 180, ends on its side (a proxy's Timer C, RFC 3261 §16.6, or the
+		// caller giving up). An outgoing call still ringing cannot be
+		// cancelled either: a CANCEL copies the INVITE's Via branch, which
+		// the reference does not keep.
+		return nil, fmt.Errorf("sipgw: call %s (%s): a SIP leg cannot be resumed after a restart, and it had no confirmed dialog to release", callID, state)
+	}
+	d, err := r.Dialog.dialog()
+	if err != nil {
+		return nil, fmt.Errorf("sipgw: call %s: a SIP leg cannot be resumed after a restart, and its dialog cannot be released: %w", callID, err)
+	}
+	d.localSeq += resumeSeqMargin
+	g.releaseDialog(callID, d)
+	return nil, fmt.Errorf("sipgw: call %s: a SIP leg cannot be resumed after a restart; its dialog (Call-ID %s) is released with a BYE", callID, d.callID)
+}
+
+// orphan is a dialog of a leg that died with an earlier process, waiting
+// for Start to be released.
+type orphan struct {
+	callID string
+	d      *dialog
+}
+
+// releaseDialog ends a dialog no leg holds with a BYE: now when the
+// gateway serves, after Start when it does not yet; not at all once it
+// closes.
+func (g *Gateway) releaseDialog(callID string, d *dialog) {
+	g.mu.Lock()
+	switch {
+	case g.closing:
+		g.mu.Unlock()
+		g.log.Warn("gateway closing: the dialog of a resumed call is not released", "call", callID, "sip_call_id", d.callID)
+		return
+	case !g.serving:
+		g.orphans = append(g.orphans, orphan{callID, d})
+		g.mu.Unlock()
+		return
+	}
+	g.mu.Unlock()
+	g.goTracked(func() { g.sendRelease(callID, d) })
+}
+
+// sendRelease sends the BYE of releaseDialog and waits (bounded) for its
+// answer. Over TCP or TLS the far end is reached where its Contact points:
+// the connection it came on is gone with the process.
+func (g *Gateway) sendRelease(callID string, d *dialog) {
+	log := g.log.With("call", callID, "sip_call_id", d.callID)
+	d.dest = g.reachable(d.transport, d.dest, d.target)
+	req := g.newRequest(d, sip.BYE)
+	ctx, cancel := context.WithTimeout(g.runCtx, 64*g.t1)
+	defer cancel()
+	res, err := g.do(ctx, req)
+	switch {
+	case err != nil:
+		log.Warn("BYE for a dialog of the previous process", "err", err)
+	case res.StatusCode >= 300:
+		// 481: the far end had hung up already.
+		log.Info("BYE for a dialog of the previous process refused", "status", res.StatusCode)
+	default:
+		log.Info("released the dialog of a call the previous process held")
+	}
 }
 
 // guard validates what sipgo parsed before a handler sees it, and keeps a

@@ -72,6 +72,7 @@ type envOptions struct {
 	logger     *slog.Logger
 	tlsCert    string // PEM files: SIP over TLS on a port-0 listener
 	tlsKey     string
+	unstarted  bool // the test calls Start
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -126,8 +127,10 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatalf("new gateway: %v", err)
 	}
-	if err := gw.Start(ctx); err != nil {
-		t.Fatalf("start gateway: %v", err)
+	if !o.unstarted {
+		if err := gw.Start(ctx); err != nil {
+			t.Fatalf("start gateway: %v", err)
+		}
 	}
 	e := &env{t: t, cfg: &cfg, gw: gw, eng: eng, calls: calls, clk: clk}
 	envs.Store(t, e)

@@ -106,12 +106,27 @@ func (g *Gateway) addLeg(l *Leg) bool {
 // only for a leg that failed before media was set up.
 func (l *Leg) Media() *media.Session { return l.sess }
 
-// Ref identifies the leg; SIP legs cannot be resumed, so it only names it.
+// legRef is the data of a SIP leg's callctl.LegRef.
+type legRef struct {
+	ID     string     `json:"id"`
+	Dir    string     `json:"direction"`
+	Dialog *dialogRef `json:"dialog,omitempty"`
+}
+
+// Ref identifies the leg. A SIP leg cannot be resumed after a restart (its
+// RTP dies with the process), but once its dialog is confirmed the
+// reference holds it, so that a restarted node can release the far end
+// with a BYE (Gateway.Resume); callctl stores the reference again when the
+// leg reports LegAnswered. Before that, and once a BYE has ended the
+// dialog, it only names the leg.
 func (l *Leg) Ref() callctl.LegRef {
-	data, _ := json.Marshal(struct {
-		ID  string `json:"id"`
-		Dir string `json:"direction"`
-	}{l.id, l.dir})
+	r := legRef{ID: l.id, Dir: l.dir}
+	l.mu.Lock()
+	if l.state == stateEstablished && l.dlg != nil && !l.byeSent {
+		r.Dialog = l.dlg.ref()
+	}
+	l.mu.Unlock()
+	data, _ := json.Marshal(r) // strings and numbers only: it cannot fail
 	return callctl.LegRef{Kind: "sip", Data: data}
 }
 
