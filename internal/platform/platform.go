@@ -282,7 +282,10 @@ func (n *Node) Shutdown(ctx context.Context, drainBy time.Time) error {
 }
 
 // Kill stops the node abruptly, leaving calls and undelivered notifications
-// in the store as a crash would.
+// in the store for the next start, as a crash would; unlike a crash, closing
+// the SIP gateway hangs up its dialogs (503/9007), so a test of what a
+// SIP phone sees after a real crash kills a process (calltest's restart
+// tests).
 func (n *Node) Kill() {
 	if n.http != nil {
 		_ = n.http.Close()
