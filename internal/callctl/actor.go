@@ -34,6 +34,14 @@ type actor struct {
 	quit    chan struct{}
 	done    chan struct{} // closed when the actor has exited
 
+	// A group call's conference and far ends (group.go); legMember is the
+	// far end of a two-party call that became a group call, whose events
+	// still come through legEvents.
+	conf           Conference
+	members        []*member
+	legMember      *member
+	inviteFailures map[string]errs.EndReason
+
 	jobs    []*mediaJob // queued playPrompt/recordResponse
 	running *mediaJob   // the one playing or recording
 	hold    *mediaJob   // the hold music, while a participant is held; jobs wait for it
@@ -84,6 +92,8 @@ func (m *Manager) spawn(rec *Record, rev uint64) *actor {
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
 		timers: map[string]clock.Timer{},
+
+		inviteFailures: map[string]errs.EndReason{},
 	}
 	m.mu.Lock()
 	if m.closing {
@@ -321,6 +331,10 @@ func (a *actor) armKeepAlive() {
 
 // onLeg applies what the far end did.
 func (a *actor) onLeg(ev LegEvent) {
+	if a.legMember != nil {
+		a.onMember(a.legMember, ev)
+		return
+	}
 	if a.bridged != nil {
 		// After a redirect the bot's call is over: the caller and the new
 		// target talk through Switchboard until either hangs up.
@@ -410,6 +424,7 @@ func (a *actor) end(reason errs.EndReason, hangLeg bool) {
 		}
 	}
 	a.redirects = nil
+	a.endMembers(reason)
 	a.rec.Call.State = graph.StateTerminated
 	a.rec.Call.ResultInfo = &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: reason.Code, Subcode: reason.Subcode, Message: reason.Message}
 	if a.rec.Call.MediaState != nil {

@@ -61,6 +61,9 @@ func notYet(name string, participant bool, msg string) *Action {
 // HangUp is the call's DELETE.
 var HangUp = act("hangUp", 204, (*actor).hangUp)
 
+// RemoveParticipant is a participant's DELETE.
+var RemoveParticipant = onParticipant(act("remove", 204, (*actor).removeMember))
+
 // noBody is the request of actions that take none (keepAlive, DELETE).
 type noBody struct{}
 
@@ -88,14 +91,14 @@ func init() {
 		notYet("changeScreenSharingRole", false, "changeScreenSharingRole is not supported: Switchboard calls carry audio only."),
 		notYet("addLargeGalleryView", false, "addLargeGalleryView is not supported: Switchboard calls carry audio only."),
 		// POST .../participants/invite, an action on the roster.
-		notYet("participants/invite", false, "Inviting participants is not supported by this Switchboard version yet: it comes with group calls."),
+		act("participants/invite", 200, (*actor).invite),
 	} {
 		actions[x.Name] = x
 	}
 	for _, x := range []*Action{
 		onParticipant(act("startHoldMusic", 202, (*actor).startHoldMusic)),
 		onParticipant(act("stopHoldMusic", 202, (*actor).stopHoldMusic)),
-		notYet("mute", true, "Muting another participant is not supported by this Switchboard version yet: it comes with group calls."),
+		onParticipant(act("mute", 200, (*actor).muteMember)),
 	} {
 		participantActions[x.Name] = x
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
@@ -22,6 +23,9 @@ const (
 	PermJoinAsGuest       = "Calls.JoinGroupCallAsGuest.All"
 	PermAccessMedia       = "Calls.AccessMedia.All"
 )
+
+// maxGroupTargets bounds the targets of one group call.
+const maxGroupTargets = 25
 
 func badRequest(format string, args ...any) error { return errs.E(errs.BadRequest, format, args...) }
 
@@ -52,17 +56,23 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 		}
 		return nil, errs.E(errs.NotSupported, "Joining meetings is not supported by this Switchboard version yet.")
 	}
+	group := len(req.Targets) > 1
 	switch n := len(req.Targets); {
 	case n == 0:
 		return nil, badRequest("targets is required: a call needs at least one target.")
-	case n > 1:
+	case n > maxGroupTargets:
+		return nil, badRequest("targets: at most %d targets, got %d.", maxGroupTargets, n)
+	case group:
 		if err := c.require(PermInitiateGroupCall); err != nil {
 			return nil, err
 		}
-		return nil, errs.E(errs.NotSupported, "Group calls (more than one target) are not supported by this Switchboard version yet.")
-	}
-	if err := c.require(PermInitiate); err != nil {
-		return nil, err
+		if m.o.Conferences == nil {
+			return nil, errs.E(errs.NotSupported, "Group calls (more than one target) are not supported by this node: it has no conference media.")
+		}
+	default:
+		if err := c.require(PermInitiate); err != nil {
+			return nil, err
+		}
 	}
 	for i, mod := range req.RequestedModalities {
 		if mod != graph.ModalityAudio {
@@ -79,20 +89,23 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 	if err != nil {
 		return nil, err
 	}
-	t0 := req.Targets[0]
-	target, err := m.resolveTarget(c, t0, source)
-	if err != nil {
-		return nil, err
+	targets := make([]Target, len(req.Targets))
+	for i, t := range req.Targets {
+		tg, err := m.resolveTarget(c, t, source)
+		if err != nil {
+			return nil, errs.E(errs.KindOf(err), "%s", strings.Replace(errs.Message(err), "targets[0]", "targets["+strconv.Itoa(i)+"]", 1))
+		}
+		tg.From, tg.FromName = m.presented(c, source)
+		targets[i] = tg
+		req.Targets[i].ODataType = graph.TypeInvitationParticipantInfo
+		normIdentitySet(req.Targets[i].Identity)
 	}
-	target.From, target.FromName = m.presented(c, source)
 	if err := m.reserve(c); err != nil {
 		return nil, err
 	}
 
 	now := m.clk.Now()
 	id := ids.New()
-	t0.ODataType = graph.TypeInvitationParticipantInfo
-	normIdentitySet(t0.Identity)
 	call := graph.Call{
 		ID:                      id,
 		State:                   graph.StateEstablishing,
@@ -105,7 +118,7 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 		RequestedModalities:     []graph.Modality{graph.ModalityAudio},
 		Source:                  source,
 		Subject:                 req.Subject,
-		Targets:                 []graph.InvitationParticipantInfo{t0},
+		Targets:                 req.Targets,
 		TenantID:                c.TenantID,
 		RingingTimeoutInSeconds: req.RingingTimeoutInSeconds,
 	}
@@ -115,11 +128,14 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 	}
 	rec := &Record{
 		Call: call, AppID: normID(c.AppID), TenantID: normID(c.TenantID), Node: m.o.Node,
-		Participants: []graph.Participant{
-			participant(call.MyParticipantID, source.Identity, "1"),
-			participant(ids.New(), t0.Identity, "2"),
-		},
-		Created: now, LastKeepAlive: now, RingBy: now.Add(ringFor),
+		Participants: []graph.Participant{participant(call.MyParticipantID, source.Identity, "1")},
+		NextSource:   1,
+		Created:      now, LastKeepAlive: now, RingBy: now.Add(ringFor),
+	}
+	if !group {
+		// A two-party call's roster is the bot and its one target.
+		rec.Participants = append(rec.Participants, participant(ids.New(), req.Targets[0].Identity, "2"))
+		rec.NextSource = 2
 	}
 	data, err := json.Marshal(rec)
 	if err != nil {
@@ -141,7 +157,11 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 	// under way.
 	dialed := make(chan result, 1)
 	a.post(func(a *actor) {
-		a.startOutbound(target)
+		if group {
+			a.startGroup(targets, req.Targets)
+		} else {
+			a.startOutbound(targets[0])
+		}
 		a.replies = append(a.replies, reply{done: dialed})
 	})
 	select {

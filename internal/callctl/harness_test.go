@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -34,6 +35,7 @@ const (
 	tTenant = "11111111-1111-4111-8111-111111111111"
 	tAlice  = "a0000000-0000-4000-8000-00000000000a"
 	tBob    = "b0000000-0000-4000-8000-00000000000b"
+	tCarol  = "c0000000-0000-4000-8000-00000000000c"
 	tBot    = "b0700000-0000-4000-8000-0000000000b1"
 	tOther  = "b0700000-0000-4000-8000-0000000000b2"
 	tHook   = "http://127.0.0.1:9/hook"
@@ -176,6 +178,19 @@ func note(n webhook.Notification) string {
 		return "malformed"
 	}
 	v := env.Value[0]
+	if strings.HasSuffix(v.ResourceURL, "/participants") {
+		var roster []graph.Participant
+		_ = json.Unmarshal(v.ResourceData, &roster)
+		s := fmt.Sprintf("%s roster", v.ChangeType)
+		for _, p := range roster {
+			_, id := p.Info.Identity.Primary()
+			s += " " + id.DisplayName
+			if p.IsMuted {
+				s += "(muted)"
+			}
+		}
+		return s
+	}
 	if strings.Contains(v.ResourceURL, "/operations/") {
 		var op graph.Operation
 		_ = json.Unmarshal(v.ResourceData, &op)
@@ -310,6 +325,8 @@ func (l *fakeLeg) emit(k LegEventKind) {
 	l.ev(LegEvent{Kind: k, Reason: errs.EndedByRemote, Tone: graph.Tone1})
 }
 
+func (l *fakeLeg) end(r errs.EndReason) { l.ev(LegEvent{Kind: LegEnded, Reason: r}) }
+
 // did returns what was asked of the leg since the last call.
 func (l *fakeLeg) asked() []string {
 	l.mu.Lock()
@@ -325,6 +342,7 @@ type fakePort struct {
 	mu       sync.Mutex
 	played   int
 	playDone func(bool)
+	plays    chan struct{} // if set, told of each Play
 	recDone  func(media.RecordResult)
 }
 
@@ -332,7 +350,24 @@ func (p *fakePort) Play(_ *media.Audio, _ bool, done func(bool)) {
 	p.mu.Lock()
 	p.played++
 	p.playDone = done
+	if p.plays != nil {
+		select {
+		case p.plays <- struct{}{}:
+		default:
+		}
+	}
 	p.mu.Unlock()
+}
+
+// waitPlay waits (bounded) until something plays on the port; the port
+// must have been made with plays.
+func (p *fakePort) waitPlay(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.plays:
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing played on the port in 10 s")
+	}
 }
 func (p *fakePort) StopPlay() {
 	p.mu.Lock()
@@ -388,16 +423,25 @@ func (p *fakePort) finishRecord(reason media.RecordReason) bool {
 type fakeDialer struct {
 	mu        sync.Mutex
 	legs      map[string]*fakeLeg
+	order     []*fakeLeg
 	resumeErr error
 	released  []LegRef
 }
 
 func (d *fakeDialer) Dial(callID string, t Target, ev func(LegEvent)) (Leg, error) {
-	l := &fakeLeg{id: callID, ev: ev, port: &fakePort{}}
+	l := &fakeLeg{id: callID, ev: ev, port: &fakePort{plays: make(chan struct{}, 1)}}
 	d.mu.Lock()
 	d.legs[callID] = l
+	d.order = append(d.order, l)
 	d.mu.Unlock()
 	return l, nil
+}
+
+// dialed returns the legs dialed so far, in order.
+func (d *fakeDialer) dialed() []*fakeLeg {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.order)
 }
 
 func (d *fakeDialer) Resume(callID string, ref LegRef, _ graph.CallState, ev func(LegEvent)) (Leg, error) {
@@ -480,6 +524,32 @@ func (r *fakeRecording) Finish(ctx context.Context) (string, string, error) {
 	return "http://127.0.0.1/recordings/x", "token", nil
 }
 
+// fakeConference records what call control asks of a group call's media.
+type fakeConference struct {
+	fakePort
+	mu     sync.Mutex
+	did    []string
+	closed bool
+}
+
+func (c *fakeConference) log(s string) {
+	c.mu.Lock()
+	c.did = append(c.did, s)
+	c.mu.Unlock()
+}
+func (c *fakeConference) Add(pid string, _ *media.Session) error { c.log("add"); return nil }
+func (c *fakeConference) Remove(pid string)                      { c.log("remove") }
+func (c *fakeConference) MuteMember(pid string, muted bool)      { c.log(fmt.Sprintf("mute %v", muted)) }
+func (c *fakeConference) Close()                                 { c.log("close") }
+
+func (c *fakeConference) asked() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.did
+	c.did = nil
+	return out
+}
+
 // harness is a Manager on the fakes above.
 type harness struct {
 	t     *testing.T
@@ -490,6 +560,8 @@ type harness struct {
 	clk   *stepClock
 	pr    *fakePrompts
 	recs  *fakeRecordings
+	confs map[string]*fakeConference
+	cmu   sync.Mutex
 	bot   Caller
 	other Caller
 	cfg   *config.Config
@@ -499,7 +571,8 @@ func newHarness(t *testing.T) *harness {
 	t.Helper()
 	h := &harness{t: t, st: newMemStore(), nt: &memNotifier{}, dl: &fakeDialer{legs: map[string]*fakeLeg{}},
 		clk: &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
-		pr:  &fakePrompts{started: make(chan struct{}, 1)}, recs: &fakeRecordings{}}
+		pr:  &fakePrompts{started: make(chan struct{}, 1)}, recs: &fakeRecordings{},
+		confs: map[string]*fakeConference{}}
 	h.start(h.st)
 	return h
 }
@@ -509,7 +582,7 @@ func (h *harness) start(st *memStore) {
 	h.t.Helper()
 	cfg := config.Default()
 	cfg.Tenants = []config.Tenant{{ID: tTenant, DisplayName: "Test", Users: []config.User{
-		{ID: tAlice, DisplayName: "Alice"}, {ID: tBob, DisplayName: "Bob"}}}}
+		{ID: tAlice, DisplayName: "Alice"}, {ID: tBob, DisplayName: "Bob"}, {ID: tCarol, DisplayName: "Carol"}}}}
 	all := config.Permissions
 	cfg.Applications = []config.Application{
 		{ID: tBot, DisplayName: "Bot", Secret: "s", Tenants: []string{tTenant}, Permissions: all, CallbackURI: tHook},
@@ -517,7 +590,14 @@ func (h *harness) start(st *memStore) {
 	}
 	h.cfg = &cfg
 	m, err := New(context.Background(), Options{Node: "n1", Config: &cfg, Directory: identity.NewDirectory(&cfg),
-		Calls: st, Notifier: h.nt, Dialer: h.dl, Prompts: h.pr, Recordings: h.recs, Clock: h.clk})
+		Calls: st, Notifier: h.nt, Dialer: h.dl, Prompts: h.pr, Recordings: h.recs, Clock: h.clk,
+		Conferences: func(callID string) (Conference, error) {
+			c := &fakeConference{}
+			h.cmu.Lock()
+			h.confs[callID] = c
+			h.cmu.Unlock()
+			return c, nil
+		}})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -577,6 +657,8 @@ func (h *harness) do(c Caller, call, name, pid string, req any) (*graph.Operatio
 	switch {
 	case name == "hangUp":
 		x = HangUp
+	case name == "remove":
+		x = RemoveParticipant
 	case pid != "":
 		x, _ = LookupAction(name, true)
 	default:

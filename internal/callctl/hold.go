@@ -61,6 +61,9 @@ func (a *actor) startHoldMusic(cmd *command, req *graph.StartHoldMusicRequest) (
 		mi := *cp.MediaInfo
 		custom = &mi
 	}
+	if a.rec.Group {
+		return nil, errs.E(errs.NotSupported, "Hold music for one participant of a group call is not supported by this Switchboard version yet; it plays on two-party calls.")
+	}
 	p, err := a.holdParticipant("startHoldMusic", pid)
 	if err != nil {
 		return nil, err

@@ -75,14 +75,16 @@ type Options struct {
 	// Calls alone, without forwarding (one node; the state-machine tests).
 	Store *store.Store
 	// Calls overrides where call records live; nil is Store's sb_calls.
-	Calls      CallStore
-	Notifier   Notifier
-	Dialer     Dialer
-	Prompts    PromptSource
-	Recordings RecordingStore
-	Clock      clock.Clock
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	Calls    CallStore
+	Notifier Notifier
+	Dialer   Dialer
+	// Conferences makes the media of group calls; nil refuses them.
+	Conferences Conferences
+	Prompts     PromptSource
+	Recordings  RecordingStore
+	Clock       clock.Clock
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
 }
 
 // Manager owns this node's calls. It is safe for concurrent use.
@@ -443,13 +445,19 @@ func (m *Manager) Do(ctx context.Context, c Caller, callID, pid string, x *Actio
 
 // lookup finds the action a forwarded command names.
 func lookup(op string) (*Action, bool) {
+	switch op {
+	case HangUp.Name:
+		return HangUp, true
+	case "participants/" + RemoveParticipant.Name:
+		return RemoveParticipant, true
+	}
+	if x, ok := actions[op]; ok {
+		return x, true
+	}
 	if name, ok := strings.CutPrefix(op, "participants/"); ok {
 		return LookupAction(name, true)
 	}
-	if op == HangUp.Name {
-		return HangUp, true
-	}
-	return LookupAction(op, false)
+	return nil, false
 }
 
 // exec runs cmd on the node that owns the call.

@@ -109,6 +109,9 @@ type mediaJob struct {
 }
 
 func (a *actor) port() MediaPort {
+	if a.conf != nil {
+		return a.conf
+	}
 	if a.leg == nil {
 		return nil
 	}

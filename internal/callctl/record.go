@@ -22,6 +22,12 @@ type Record struct {
 	Redirect *RedirectState `json:"redirect,omitempty"`
 	// Hold is set while a participant hears hold music.
 	Hold *HoldState `json:"hold,omitempty"`
+	// Group is set for a group call; Members are its far ends (group.go).
+	Group   bool           `json:"group,omitempty"`
+	Members []MemberRecord `json:"members,omitempty"`
+	// NextSource is the last mediaStreams sourceId given out: each
+	// participant's is distinct, and stable for its life in the call.
+	NextSource int `json:"nextSource,omitempty"`
 	// Outbox holds the notifications of the last stored step that may not
 	// be in the webhook outbox yet (persist.go).
 	Outbox []queued `json:"outbox,omitempty"`

@@ -30,6 +30,20 @@ func (m *Manager) resume(ctx context.Context, rec *Record, rev uint64) error {
 	a.post(func(a *actor) {
 		a.pending = append(a.pending, a.rec.Outbox...)
 		a.log.Info("resuming call after restart", "state", a.rec.Call.State)
+		if a.rec.Group {
+			// A conference's media died with the process: its members are
+			// released (the dialer hangs up those it can reach).
+			for _, mr := range a.rec.Members {
+				if mr.Leg == nil {
+					continue
+				}
+				if leg, err := m.o.Dialer.Resume(a.rec.Call.ID, *mr.Leg, graph.StateEstablished, func(LegEvent) {}); err == nil {
+					leg.HangUp(errs.ResumeFailed)
+				}
+			}
+			a.end(errs.ResumeFailed, false)
+			return
+		}
 		if a.rec.Leg == nil {
 			a.end(errs.ResumeFailed, false)
 			return

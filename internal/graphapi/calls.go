@@ -155,10 +155,14 @@ func (s *Server) participant(w http.ResponseWriter, r *http.Request, c callctl.C
 		}
 		return s.do(w, r, c, x, "")
 	}
-	if r.Method != http.MethodGet {
-		if r.Method == http.MethodDelete {
-			return errs.E(errs.NotSupported, "Removing a participant from a two-party call is not supported; hang up the call instead.")
+	if r.Method == http.MethodDelete {
+		if _, err := s.o.Calls.Do(r.Context(), c, r.PathValue("id"), r.PathValue("pid"), callctl.RemoveParticipant, nil); err != nil {
+			return err
 		}
+		w.WriteHeader(callctl.RemoveParticipant.Status)
+		return nil
+	}
+	if r.Method != http.MethodGet {
 		return methodNotAllowed(r)
 	}
 	id := r.PathValue("id")

@@ -1,0 +1,248 @@
+package callctl
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+func user(id string) graph.InvitationParticipantInfo {
+	return graph.InvitationParticipantInfo{Identity: &graph.IdentitySet{User: &graph.Identity{ID: id}}}
+}
+
+// group creates a group call from the bot to Alice and Bob, both
+// answered.
+func (h *harness) group() (string, []*fakeLeg) {
+	h.t.Helper()
+	call, err := h.m.Create(context.Background(), h.bot, &graph.Call{
+		CallbackURI: tHook,
+		MediaConfig: &graph.MediaConfig{ODataType: graph.TypeServiceHostedMediaConfig},
+		Targets:     []graph.InvitationParticipantInfo{user(tAlice), user(tBob)},
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.sync(call.ID)
+	legs := h.dl.dialed()
+	for _, l := range legs {
+		l.emit(LegRinging)
+		l.emit(LegAnswered)
+	}
+	h.sync(call.ID)
+	return call.ID, legs
+}
+
+func (h *harness) expect(id string, want ...string) {
+	h.t.Helper()
+	if got := h.nt.take(id); !slices.Equal(got, want) {
+		h.t.Errorf("notifications\n got %q\nwant %q", got, want)
+	}
+}
+
+func (h *harness) roster(id string) []graph.Participant {
+	h.t.Helper()
+	ps, err := h.m.Participants(context.Background(), h.bot, id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return ps
+}
+
+func (h *harness) conf(id string) *fakeConference {
+	h.cmu.Lock()
+	defer h.cmu.Unlock()
+	return h.confs[id]
+}
+
+func TestGroupCallRoster(t *testing.T) {
+	h := newHarness(t)
+	id, legs := h.group()
+	if len(legs) != 2 {
+		t.Fatalf("%d legs dialed, want 2", len(legs))
+	}
+	h.expect(id, "updated call establishing", "updated call established", "updated roster Bot",
+		"updated roster Bot Alice", "updated roster Bot Alice Bob")
+	ps := h.roster(id)
+	if len(ps) != 3 {
+		t.Fatalf("roster of %d, want 3", len(ps))
+	}
+	seen := map[string]bool{}
+	for _, p := range ps {
+		if len(p.MediaStreams) != 1 || p.MediaStreams[0].SourceID == "" || seen[p.MediaStreams[0].SourceID] {
+			t.Errorf("participant %s: sourceId %v not distinct", p.ID, p.MediaStreams)
+		}
+		seen[p.MediaStreams[0].SourceID] = true
+	}
+
+	// Bob hangs up: the call goes on with Alice.
+	legs[1].emit(LegEnded)
+	h.sync(id)
+	h.expect(id, "updated roster Bot Alice")
+	if s := h.state(id); s != "established" {
+		t.Fatalf("call %s after a member left", s)
+	}
+
+	// The bot hangs up: Alice's leg is released, the conference closed.
+	h.must(h.do(h.bot, id, "hangUp", "", nil))
+	h.sync(id)
+	h.expect(id, "updated call terminating", "deleted call terminated 5001")
+	if got := legs[0].asked(); !slices.Equal(got, []string{"hangUp 5001"}) {
+		t.Errorf("Alice's leg was asked %q", got)
+	}
+	if !slices.Contains(h.conf(id).asked(), "close") {
+		t.Error("the conference was not closed")
+	}
+}
+
+func TestGroupCallInviteMuteRemove(t *testing.T) {
+	h := newHarness(t)
+	id, legs := h.group()
+	h.nt.take(id)
+
+	// Invite Carol: the operation runs until she answers.
+	op, err := h.do(h.bot, id, "participants/invite", "", &graph.InviteParticipantsRequest{
+		Participants: []graph.InvitationParticipantInfo{user(tCarol)}, ClientContext: "c1"})
+	if err != nil || op.Status != graph.OperationRunning || op.ODataType != graph.TypeInviteParticipantsOperation || len(op.Participants) != 1 {
+		t.Fatalf("invite: %+v, %v", op, err)
+	}
+	h.sync(id)
+	carol := h.dl.dialed()[2]
+	carol.emit(LegAnswered)
+	h.sync(id)
+	h.expect(id, "updated roster Bot Alice Bob Carol", "deleted operation Completed")
+
+	// Mute Bob: a completed operation, the roster says so, the mixer hears it.
+	bob := h.roster(id)[2]
+	op, err = h.do(h.bot, id, "mute", bob.ID, &graph.ClientContextRequest{})
+	if err != nil || op.Status != graph.OperationCompleted || op.ODataType != graph.TypeMuteParticipantOperation {
+		t.Fatalf("mute Bob: %+v, %v", op, err)
+	}
+	h.expect(id, "updated roster Bot Alice Bob(muted) Carol")
+	if got := h.conf(id).asked(); !slices.Contains(got, "mute true") {
+		t.Errorf("conference asked %q, want Bob muted", got)
+	}
+
+	// Remove Alice: 204, her leg gets a BYE, the roster shrinks.
+	alice := h.roster(id)[1]
+	if _, err := h.do(h.bot, id, "remove", alice.ID, nil); err != nil {
+		t.Fatalf("remove Alice: %v", err)
+	}
+	h.expect(id, "updated roster Bot Bob(muted) Carol")
+	if got := legs[0].asked(); !slices.Equal(got, []string{"hangUp 5001"}) {
+		t.Errorf("Alice's leg was asked %q", got)
+	}
+
+	// Ids not in the call: 404; the bot itself: 400.
+	for _, name := range []string{"mute", "remove"} {
+		if _, err := h.do(h.bot, id, name, alice.ID, nil); errs.KindOf(err) != errs.NotFound {
+			t.Errorf("%s of a participant who left: %v, want 404", name, err)
+		}
+		if _, err := h.do(h.bot, id, name, h.roster(id)[0].ID, nil); errs.KindOf(err) != errs.BadRequest {
+			t.Errorf("%s of the bot: %v, want 400", name, err)
+		}
+	}
+	// Another app cannot see the call.
+	if _, err := h.do(h.other, id, "participants/invite", "", &graph.InviteParticipantsRequest{
+		Participants: []graph.InvitationParticipantInfo{user(tAlice)}}); errs.KindOf(err) != errs.NotFound {
+		t.Errorf("another app's invite: %v, want 404", err)
+	}
+}
+
+func TestGroupCallInviteFailures(t *testing.T) {
+	h := newHarness(t)
+	id, _ := h.group()
+	h.nt.take(id)
+
+	// An unknown user: 400, nothing dialed.
+	if _, err := h.do(h.bot, id, "participants/invite", "", &graph.InviteParticipantsRequest{
+		Participants: []graph.InvitationParticipantInfo{user("0f0f0f0f-0000-4000-8000-000000000000")}}); errs.KindOf(err) != errs.BadRequest {
+		t.Fatalf("invite of an unknown user: %v, want 400", err)
+	}
+	if n := len(h.dl.dialed()); n != 2 {
+		t.Fatalf("%d legs dialed", n)
+	}
+
+	// A busy invitee: the operation fails with the reason, the roster is unchanged.
+	h.must(h.do(h.bot, id, "participants/invite", "", &graph.InviteParticipantsRequest{
+		Participants: []graph.InvitationParticipantInfo{user(tCarol)}}))
+	h.sync(id)
+	h.dl.dialed()[2].end(errs.RemoteBusy)
+	h.sync(id)
+	h.expect(id, "deleted operation Failed 9005")
+
+	// One that never answers: failed when the ring timeout passes.
+	h.must(h.do(h.bot, id, "participants/invite", "", &graph.InviteParticipantsRequest{
+		Participants: []graph.InvitationParticipantInfo{user(tCarol)}}))
+	h.sync(id)
+	h.clk.Advance(2 * time.Minute)
+	h.sync(id)
+	h.expect(id, "deleted operation Failed 10057")
+	if got := h.dl.dialed()[3].asked(); !slices.Equal(got, []string{"hangUp 10057"}) {
+		t.Errorf("the unanswered leg was asked %q", got)
+	}
+	if n := len(h.roster(id)); n != 3 {
+		t.Errorf("roster of %d after failed invites, want 3", n)
+	}
+}
+
+// Inviting into a two-party call makes it a group call: the far end stays,
+// and its hanging up no longer ends the call.
+func TestTwoPartyCallBecomesGroup(t *testing.T) {
+	h := newHarness(t)
+	id, bob := h.established()
+	h.nt.take(id)
+	h.must(h.do(h.bot, id, "participants/invite", "", &graph.InviteParticipantsRequest{
+		Participants: []graph.InvitationParticipantInfo{user(tCarol)}}))
+	h.sync(id)
+	carol := h.dl.dialed()[1]
+	carol.emit(LegAnswered)
+	h.sync(id)
+	h.expect(id, "updated roster Bot Bob Carol", "deleted operation Completed")
+	bob.emit(LegEnded)
+	h.sync(id)
+	h.expect(id, "updated roster Bot Carol")
+	if s := h.state(id); s != "established" {
+		t.Fatalf("call %s after the first far end left", s)
+	}
+	// Hold music is for two-party calls only, for now.
+	if _, err := h.do(h.bot, id, "startHoldMusic", h.roster(id)[1].ID, &graph.StartHoldMusicRequest{}); errs.KindOf(err) != errs.NotSupported {
+		t.Errorf("hold music in a group call: %v, want 400 notSupported", err)
+	}
+}
+
+// Without conference media a node refuses group calls, as before.
+func TestGroupCallsNeedConferences(t *testing.T) {
+	h := newHarness(t)
+	h.m.o.Conferences = nil
+	_, err := h.m.Create(context.Background(), h.bot, &graph.Call{CallbackURI: tHook,
+		MediaConfig: &graph.MediaConfig{ODataType: graph.TypeServiceHostedMediaConfig},
+		Targets:     []graph.InvitationParticipantInfo{user(tAlice), user(tBob)}})
+	if errs.KindOf(err) != errs.NotSupported {
+		t.Fatalf("group call without conferences: %v, want 400 notSupported", err)
+	}
+}
+
+// An invite a node without conference media refuses leaves the two-party
+// call as it was: its prompt plays on.
+func TestInviteWithoutConferencesLeavesTheCall(t *testing.T) {
+	h := newHarness(t)
+	h.m.o.Conferences = nil
+	id, leg := h.established()
+	h.must(h.do(h.bot, id, "playPrompt", "", &graph.PlayPromptRequest{Prompts: testPrompts()}))
+	leg.port.waitPlay(t)
+	h.sync(id)
+	h.nt.take(id)
+	if _, err := h.do(h.bot, id, "participants/invite", "", &graph.InviteParticipantsRequest{
+		Participants: []graph.InvitationParticipantInfo{user(tCarol)}}); errs.KindOf(err) != errs.NotSupported {
+		t.Fatalf("invite without conferences: %v, want 400 notSupported", err)
+	}
+	if !leg.port.finishPlay() {
+		t.Fatal("the prompt no longer plays on the leg")
+	}
+	h.sync(id)
+	h.expect(id, "deleted operation Completed")
+}
