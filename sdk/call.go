@@ -335,6 +335,30 @@ func (c *Call) Mute(ctx context.Context) (*graph.Operation, error) {
 	return c.operation(ctx, func(cl *Client) (*graph.Operation, error) { return cl.Mute(ctx, c.id, nil) })
 }
 
+// Invite dials participants into the call (users by id, or any
+// invitationParticipantInfo via Client.InviteParticipants); Await the
+// operation to know they joined.
+func (c *Call) Invite(ctx context.Context, targets ...graph.InvitationParticipantInfo) (*graph.Operation, error) {
+	req := &graph.InviteParticipantsRequest{Participants: targets}
+	return c.operation(ctx, func(cl *Client) (*graph.Operation, error) { return cl.InviteParticipants(ctx, c.id, req) })
+}
+
+// MuteParticipant server-mutes another participant of a group call.
+func (c *Call) MuteParticipant(ctx context.Context, participantID string) (*graph.Operation, error) {
+	return c.operation(ctx, func(cl *Client) (*graph.Operation, error) {
+		return cl.MuteParticipant(ctx, c.id, participantID, nil)
+	})
+}
+
+// RemoveParticipant drops a participant from a group call.
+func (c *Call) RemoveParticipant(ctx context.Context, participantID string) error {
+	cl, err := c.client()
+	if err != nil {
+		return err
+	}
+	return cl.RemoveParticipant(ctx, c.id, participantID)
+}
+
 // Unmute unmutes the bot's audio.
 func (c *Call) Unmute(ctx context.Context) (*graph.Operation, error) {
 	return c.operation(ctx, func(cl *Client) (*graph.Operation, error) { return cl.Unmute(ctx, c.id, nil) })

@@ -513,6 +513,31 @@ func (c *Client) StopHoldMusic(ctx context.Context, callID, participantID string
 	return c.operation(ctx, "stop hold music", c.callURL(callID, "participants", participantID, "stopHoldMusic"), callID, req)
 }
 
+// InviteParticipants dials participants into a group call, or into a
+// two-party call, which becomes a group call
+// (https://learn.microsoft.com/graph/api/participant-invite). The
+// operation completes by notification once each invitee has joined (a
+// roster update shows them) or failed.
+func (c *Client) InviteParticipants(ctx context.Context, callID string, req *graph.InviteParticipantsRequest) (*graph.Operation, error) {
+	return c.operation(ctx, "invite participants", c.callURL(callID, "participants", "invite"), callID, req)
+}
+
+// MuteParticipant server-mutes another participant of a group call
+// (https://learn.microsoft.com/graph/api/participant-mute); there is no
+// way to unmute someone else.
+func (c *Client) MuteParticipant(ctx context.Context, callID, participantID string, req *graph.ClientContextRequest) (*graph.Operation, error) {
+	return c.operation(ctx, "mute participant", c.callURL(callID, "participants", participantID, "mute"), callID, req)
+}
+
+// RemoveParticipant drops a participant from a group call, or cancels its
+// pending invite (https://learn.microsoft.com/graph/api/participant-delete).
+func (c *Client) RemoveParticipant(ctx context.Context, callID, participantID string) error {
+	if _, err := c.graphDo(ctx, http.MethodDelete, c.callURL(callID, "participants", participantID), nil, nil); err != nil {
+		return fmt.Errorf("remove participant %s of call %s: %w", participantID, callID, err)
+	}
+	return nil
+}
+
 // GetOperation reads an operation of a call
 // (https://learn.microsoft.com/graph/api/resources/commsoperation).
 func (c *Client) GetOperation(ctx context.Context, callID, operationID string) (*graph.Operation, error) {
