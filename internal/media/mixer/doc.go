@@ -88,4 +88,13 @@
 // copy-on-write under a lock the tick never takes; SetContributes,
 // SetHears and SetOutput are atomic flags read once per tick. The per-tick
 // state belongs to the goroutine calling Tick, one at a time.
+//
+// Call control sees a group call's media through its Conference seam
+// (callctl/group.go), which a media.Conference is to implement around one
+// Conference here: Add(pid, session) is Add with the session's codec as
+// Output, the session then writing and reading as above; Remove is
+// Remove; MuteMember is SetContributes; the bot's service-hosted media is
+// a Prompt participant that Play feeds from the ticker before each Tick
+// (SetMuted stops its contribution), and a Listener whose frames the
+// ticker hands to Record's sink after each Tick.
 package mixer
