@@ -227,6 +227,69 @@ func (r *recState) result(reason RecordReason, tone byte) RecordResult {
 	return RecordResult{Reason: reason, Tone: tone, Duration: time.Duration(r.frames) * FrameDuration, HeardSpeech: r.heard}
 }
 
+// newRecState is a recording starting with o; Session.Record and
+// Conference.Record share it, and the rules in account and stopTone.
+func newRecState(o RecordOptions, sink func([]int16), done func(RecordResult)) recState {
+	th := int64(o.SilenceThreshold)
+	if th <= 0 {
+		th = DefaultSilenceThreshold
+	}
+	var stop strings.Builder
+	for i := range len(o.StopTones) {
+		if c := o.StopTones[i]; dtmf.Valid(c) {
+			code, _ := dtmf.Code(c)
+			ch, _ := dtmf.Char(code) // normalise 'a' to 'A'
+			stop.WriteByte(ch)
+		}
+	}
+	r := recState{on: true, o: o, sink: sink, done: done, thresh2: th * th, stopTones: stop.String()}
+	r.needDetect = r.stopTones != ""
+	return r
+}
+
+// account counts one recorded frame and returns the reason the recording
+// ends with it, or 0 when it goes on.
+func (r *recState) account(pcm []int16) RecordReason {
+	r.frames++
+	var sum int64
+	for _, v := range pcm {
+		sum += int64(v) * int64(v)
+	}
+	if sum/int64(len(pcm)) > r.thresh2 {
+		r.loud++
+		r.quiet = 0
+		if r.loud >= speechFrames {
+			r.heard = true
+		}
+	} else {
+		r.loud = 0
+		if r.heard {
+			r.quiet++
+		}
+	}
+	elapsed := time.Duration(r.frames) * FrameDuration
+	switch {
+	case r.o.MaxDuration > 0 && elapsed >= r.o.MaxDuration:
+		return RecordMaxDuration
+	case !r.heard && r.o.InitialSilence > 0 && elapsed >= r.o.InitialSilence:
+		return RecordInitialSilence
+	case r.heard && r.o.MaxSilence > 0 && time.Duration(r.quiet)*FrameDuration >= r.o.MaxSilence:
+		return RecordMaxSilence
+	}
+	return 0
+}
+
+// stopTone returns the first of the recording's stop tones among tones,
+// a set of RFC 4733 event codes as bits (1<<code), or 0.
+func (r *recState) stopTone(tones uint32) byte {
+	for i := range len(r.stopTones) {
+		if code, ok := dtmf.Code(r.stopTones[i]); ok && tones&(1<<code) != 0 {
+			return r.stopTones[i]
+		}
+	}
+	return 0
+}
+
 type toneJob struct {
 	tones string
 	gap   int // frames between tones
@@ -451,20 +514,7 @@ func (s *Session) Record(o RecordOptions, sink func(pcm []int16), done func(Reco
 		return
 	}
 	s.stopRecordLocked(&p, RecordStopped, 0)
-	th := int64(o.SilenceThreshold)
-	if th <= 0 {
-		th = DefaultSilenceThreshold
-	}
-	var stop strings.Builder
-	for i := range len(o.StopTones) {
-		if c := o.StopTones[i]; dtmf.Valid(c) {
-			code, _ := dtmf.Code(c)
-			ch, _ := dtmf.Char(code) // normalise 'a' to 'A'
-			stop.WriteByte(ch)
-		}
-	}
-	s.st.rec = recState{on: true, o: o, sink: sink, done: done, thresh2: th * th, stopTones: stop.String()}
-	s.st.rec.needDetect = s.st.rec.stopTones != ""
+	s.st.rec = newRecState(o, sink, done)
 	s.mu.Unlock()
 	p.run(s.ev)
 }

@@ -1,8 +1,6 @@
 package media
 
 import (
-	"time"
-
 	"github.com/switchboard-voice/switchboard/internal/media/dtmf"
 	"github.com/switchboard-voice/switchboard/internal/media/g711"
 )
@@ -173,31 +171,8 @@ func (s *Session) detectFrame(p *pending, kind frameKind, pcm []int16) {
 func (s *Session) recordFrame(p *pending, pcm []int16) {
 	rec := &s.st.rec
 	p.sink, p.sinkPCM = rec.sink, pcm
-	rec.frames++
-	var sum int64
-	for _, v := range pcm {
-		sum += int64(v) * int64(v)
-	}
-	if sum/int64(len(pcm)) > rec.thresh2 {
-		rec.loud++
-		rec.quiet = 0
-		if rec.loud >= speechFrames {
-			rec.heard = true
-		}
-	} else {
-		rec.loud = 0
-		if rec.heard {
-			rec.quiet++
-		}
-	}
-	elapsed := time.Duration(rec.frames) * FrameDuration
-	switch {
-	case rec.o.MaxDuration > 0 && elapsed >= rec.o.MaxDuration:
-		s.stopRecordLocked(p, RecordMaxDuration, 0)
-	case !rec.heard && rec.o.InitialSilence > 0 && elapsed >= rec.o.InitialSilence:
-		s.stopRecordLocked(p, RecordInitialSilence, 0)
-	case rec.heard && rec.o.MaxSilence > 0 && time.Duration(rec.quiet)*FrameDuration >= rec.o.MaxSilence:
-		s.stopRecordLocked(p, RecordMaxSilence, 0)
+	if reason := rec.account(pcm); reason != 0 {
+		s.stopRecordLocked(p, reason, 0)
 	}
 }
 
