@@ -132,7 +132,9 @@ func (br *bridge) peer(s *Session) *Session {
 // stop undoes the bridge and returns both sessions to what they were; it
 // is idempotent and safe for concurrent use. Closing either session stops
 // the bridge, and bridging a session that is already bridged stops its
-// earlier bridge first. A session bridged with itself echoes.
+// earlier bridge first. A session bridged with itself echoes. A session
+// that is a member of a Conference is not bridged: Bridge then connects
+// nothing.
 func Bridge(a, b *Session) (stop func()) {
 	br := &bridge{a: a, b: b}
 	ok := true
@@ -148,10 +150,11 @@ func Bridge(a, b *Session) (stop func()) {
 }
 
 // join puts s into br: what it receives goes to out, what it sends comes
-// from in. It stops a bridge s was in, and fails when s is closed.
+// from in. It stops a bridge s was in, and fails when s is closed or a
+// conference member.
 func (s *Session) join(br *bridge, out, in *bridgeLink) bool {
 	s.mu.Lock()
-	if s.st.closed {
+	if s.st.closed || s.st.conf != nil {
 		s.mu.Unlock()
 		return false
 	}

@@ -81,12 +81,14 @@ type Engine struct {
 	closedSent, closedRecv atomic.Uint64
 }
 
-// shard is a set of sessions one tick worker serves.
+// shard is a set of sessions, and of conferences, one tick worker serves.
 type shard struct {
 	mu       sync.Mutex
-	sessions []*Session // guarded by mu
+	sessions []*Session    // guarded by mu
+	confs    []*Conference // guarded by mu
 	tick     chan tickMsg
-	snap     []*Session // the worker's copy; owned by the worker
+	snap     []*Session    // the worker's copy; owned by the worker
+	confSnap []*Conference // the worker's copy; owned by the worker
 }
 
 type tickMsg struct {
@@ -219,7 +221,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// work is a tick worker: it ticks its shard's sessions for every tick.
+// work is a tick worker: it ticks its shard's sessions for every tick,
+// then its conferences (each of which ticks its members, wherever their
+// shard).
 func (e *Engine) work(sh *shard, ch <-chan tickMsg) {
 	for m := range ch {
 		start := time.Now()
@@ -231,12 +235,17 @@ func (e *Engine) work(sh *shard, ch <-chan tickMsg) {
 		}
 		sh.mu.Lock()
 		sh.snap = append(sh.snap[:0], sh.sessions...)
+		sh.confSnap = append(sh.confSnap[:0], sh.confs...)
 		sh.mu.Unlock()
 		now := e.nanotime()
 		for _, s := range sh.snap {
 			s.tick(m.n, now)
 		}
+		for _, c := range sh.confSnap {
+			c.tick(m.n, now)
+		}
 		clear(sh.snap) // let closed sessions go
+		clear(sh.confSnap)
 		work := time.Since(start)
 		for {
 			cur := e.maxWork.Load()
@@ -415,4 +424,41 @@ func (p *portPool) release(port int) {
 	p.mu.Lock()
 	delete(p.used, port)
 	p.mu.Unlock()
+}
+
+// addConference gives c a shard: the one with the fewest conferences, and
+// of those the fewest sessions, since a conference's worker ticks all its
+// members.
+func (e *Engine) addConference(c *Conference) {
+	var best *shard
+	bestC, bestS := -1, -1
+	for _, sh := range e.shards {
+		sh.mu.Lock()
+		nc, ns := len(sh.confs), len(sh.sessions)
+		sh.mu.Unlock()
+		if bestC < 0 || nc < bestC || (nc == bestC && ns < bestS) {
+			best, bestC, bestS = sh, nc, ns
+		}
+	}
+	c.shard = best
+	best.mu.Lock()
+	best.confs = append(best.confs, c)
+	best.mu.Unlock()
+}
+
+// removeConference takes c off its shard; its worker may tick it once
+// more (a tick under way), which finds it closed.
+func (e *Engine) removeConference(c *Conference) {
+	sh := c.shard
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	for i, x := range sh.confs {
+		if x == c {
+			last := len(sh.confs) - 1
+			sh.confs[i] = sh.confs[last]
+			sh.confs[last] = nil
+			sh.confs = sh.confs[:last]
+			return
+		}
+	}
 }

@@ -364,10 +364,15 @@ func toneString(tone byte) string {
 	return ""
 }
 
-// toneLocked reacts to a detected tone, RFC 4733 or in-band.
+// toneLocked reacts to a detected tone, RFC 4733 or in-band: it reports
+// it, ends a recording it is a stop tone of, and tells the conference the
+// session is a member of (for its recording's stop tones).
 func (s *Session) toneLocked(p *pending, tone byte) {
 	if s.st.detect {
 		p.event(Event{Kind: EventTone, Tone: tone})
+	}
+	if m := s.st.conf; m != nil {
+		m.c.noteTone(tone)
 	}
 	if s.st.rec.on && indexByte(s.st.rec.stopTones, tone) {
 		s.stopRecordLocked(p, RecordStopTone, tone)

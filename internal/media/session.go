@@ -198,7 +198,15 @@ type sessionState struct {
 	// the frames to send, in brFrame.
 	br          *bridge
 	brOut, brIn *bridgeLink
-	brFrame     [SamplesPerFrame]byte
+	brFrame     [SamplesPerFrame]byte // a bridged frame or the conference's mix, to send
+	// Conference (see Conference): conf is the session's place in one,
+	// and then the conference's task ticks it (tick does not).
+	conf *confMember
+	// rxNext and txNext are the next tick numbers whose receive and send
+	// halves are due: a session that joins or leaves a conference moves
+	// to another worker mid-period, and must not be ticked twice for one
+	// tick (two packets with one timestamp) by the old and the new.
+	rxNext, txNext uint64
 }
 
 type playState struct {
@@ -606,9 +614,10 @@ func (s *Session) Stats() SessionStats {
 
 // Close stops the session and releases its port. What is pending ends:
 // Play's done gets false, Record's done RecordStopped, SendTones' done is
-// called; these run before Close returns, on the calling goroutine. Close
-// is idempotent. It must not be called from one of the session's own
-// callbacks.
+// called; these run before Close returns, on the calling goroutine. A
+// conference the session is a member of drops it (as Conference.Remove
+// would), and a bridge it is in stops. Close is idempotent. It must not be
+// called from one of the session's own callbacks.
 func (s *Session) Close() error {
 	var p pending
 	s.mu.Lock()
@@ -622,9 +631,14 @@ func (s *Session) Close() error {
 	tones := s.st.tones
 	s.st.tones = nil
 	br := s.st.br
+	m := s.st.conf
+	s.st.conf = nil
 	s.mu.Unlock()
 	if br != nil {
 		br.stop() // the peer sends nothing more of ours, and forwards nothing to us
+	}
+	if m != nil {
+		m.c.drop(m) // the others stop hearing us from the next tick
 	}
 
 	// A tick that began before closed was set may still be sending on

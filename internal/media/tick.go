@@ -1,6 +1,8 @@
 package media
 
 import (
+	"net/netip"
+
 	"github.com/switchboard-voice/switchboard/internal/media/dtmf"
 	"github.com/switchboard-voice/switchboard/internal/media/g711"
 )
@@ -29,33 +31,63 @@ type toneState struct {
 // tick is the session's share of one media clock tick (the engine's
 // worker calls it every 20 ms): hand received packets to the jitter
 // buffer, play out one frame to the recorder and tone detector, and send
-// at most one packet. Bounded work, no allocation; mu is taken once.
+// at most one packet. Bounded work, no allocation; mu is taken once. A
+// conference member is ticked by its conference instead (confReceive,
+// confSend), and each half of a tick runs once per tick number whoever
+// runs it.
 func (s *Session) tick(n uint64, now int64) {
 	s.cbMu.Lock()
 	defer s.cbMu.Unlock()
 	s.mu.Lock()
 	st := &s.st
-	if st.closed {
+	if st.closed || st.conf != nil {
 		s.mu.Unlock()
 		return
 	}
 	cfg := s.cfg.Load()
 	p := &st.pend
-	s.tickReceive(cfg, now, p)
-	size := s.tickSend(cfg, n, p)
+	if due(&st.rxNext, n) {
+		s.tickReceive(cfg, now, p)
+	}
+	size := 0
+	if due(&st.txNext, n) {
+		size = s.tickSend(cfg, n, p)
+	}
 	dest := st.sendTo
 	s.mu.Unlock()
-
-	// The tick is the only user of tx.buf, so it is written unlocked.
-	if size > 0 && dest.IsValid() {
-		if err := s.send(st.tx.buf[:size], dest); err == nil {
-			s.sent.Add(1)
-			s.notePacing(&st.tx)
-		} else if s.sendErrs.Add(1) == 1 {
-			s.log.Warn("send rtp", "to", dest, "err", err) // once per session
-		}
-	}
+	s.transmit(size, dest)
 	p.run(s.ev)
+}
+
+// due reports whether tick n is due for the half of a session's tick
+// whose next due tick is *next, and marks it done. A tick already done
+// is not: a session moving between a worker and its conference's (Add,
+// Remove) may be reached by both for one tick. A tick far behind is a
+// clock started again (Engine.Run anew), not a repeat.
+func due(next *uint64, n uint64) bool {
+	if n < *next && *next-n <= restartTicks {
+		return false
+	}
+	*next = n + 1
+	return true
+}
+
+// restartTicks: see due.
+const restartTicks = 50
+
+// transmit sends the packet tickSend built. Only the goroutine ticking
+// the session, under cbMu, uses tx.buf, so it is read unlocked.
+func (s *Session) transmit(size int, dest netip.AddrPort) {
+	if size == 0 || !dest.IsValid() {
+		return
+	}
+	tx := &s.st.tx
+	if err := s.send(tx.buf[:size], dest); err == nil {
+		s.sent.Add(1)
+		s.notePacing(tx)
+	} else if s.sendErrs.Add(1) == 1 {
+		s.log.Warn("send rtp", "to", dest, "err", err) // once per session
+	}
 }
 
 // notePacing records the gap since the previous audio packet of a
@@ -103,12 +135,13 @@ func (s *Session) tickReceive(cfg *remoteConfig, now int64, p *pending) {
 		}
 	}
 
-	detect := (st.detect || st.rec.needDetect) && !s.sawEvents.Load()
+	m := st.conf
+	detect := (st.detect || st.rec.needDetect || (m != nil && m.c.needDetect.Load())) && !s.sawEvents.Load()
 	if detect && !st.detRunning {
 		st.detFresh = true // starting: a press under way is not new
 	}
 	st.detRunning = detect
-	if st.rec.on || detect {
+	if st.rec.on || detect || m != nil {
 		pcm := st.pcm[:]
 		switch {
 		case kind != frameAudio:
@@ -124,6 +157,12 @@ func (s *Session) tickReceive(cfg *remoteConfig, now int64, p *pending) {
 		}
 		if st.rec.on {
 			s.recordFrame(p, pcm)
+		}
+		if m != nil {
+			// Every tick, silence when nothing played out: the mixer
+			// then never counts the member as missing, and its level
+			// decays through a pause.
+			m.part.Write(pcm)
 		}
 	}
 
@@ -177,10 +216,10 @@ func (s *Session) recordFrame(p *pending, pcm []int16) {
 }
 
 // tickSend builds this tick's packet, if any, in tx.buf and returns its
-// size. Tones go first, then played audio, then bridged audio; idle sends
-// nothing. The RTP timestamp follows the media clock whether or not
-// anything is sent, and the sequence number counts packets sent (RFC 3550
-// §5.1).
+// size. Tones go first, then played audio, then bridged audio or the
+// conference's mix; idle sends nothing. The RTP timestamp follows the
+// media clock whether or not anything is sent, and the sequence number
+// counts packets sent (RFC 3550 §5.1).
 func (s *Session) tickSend(cfg *remoteConfig, n uint64, p *pending) int {
 	st := &s.st
 	tx := &st.tx
@@ -188,9 +227,16 @@ func (s *Session) tickSend(cfg *remoteConfig, n uint64, p *pending) int {
 		tx.started, tx.tick0 = true, n
 	}
 	ts := tx.tsBase + uint32(n-tx.tick0)*SamplesPerFrame
-	// A bridged frame is taken every tick, sent or not, so that what
-	// the peer received never queues behind tones or a prompt.
-	bridged := st.brIn != nil && st.brIn.take(st.brFrame[:], cfg != nil && cfg.codec.Name == PCMA.Name)
+	// A bridged frame, or a member's mix, is taken every tick, sent or
+	// not, so that what the peer received never queues behind tones or a
+	// prompt.
+	var bridged bool
+	switch {
+	case st.brIn != nil:
+		bridged = st.brIn.take(st.brFrame[:], cfg != nil && cfg.codec.Name == PCMA.Name)
+	case st.conf != nil:
+		bridged = st.conf.take(st.brFrame[:], cfg)
+	}
 	if size, sent := s.sendTone(cfg, n, ts, p); sent {
 		return size
 	}
