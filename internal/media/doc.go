@@ -1,14 +1,15 @@
 // Package media is Switchboard's media engine: RTP sessions on UDP, the
-// G.711 codecs, a receive jitter buffer, DTMF (RFC 4733 and in-band), and a
-// shared media clock that paces 20 ms frames for every session. Prompts are
-// pre-encoded Audio values shared by all calls.
+// G.711 codecs, a receive jitter buffer, DTMF (RFC 4733 and in-band),
+// bridges and conferences, and a shared media clock that paces 20 ms
+// frames for every session. Prompts are pre-encoded Audio values shared by
+// all calls.
 //
 // # Threads of control
 //
 // An Engine owns one clock goroutine (Engine.Run) and a few tick workers;
 // each Session owns one UDP socket on its own even port and one reader
 // goroutine for it. There is no timer or goroutine per call beyond that
-// reader.
+// reader, nor any per conference (see Conferences).
 //
 // The clock ticks every 20 ms. Sessions are spread over shards (four per
 // CPU, 8 to 16), each served by a worker, and the shards tick at staggered
@@ -70,6 +71,43 @@
 // waits less than a tick, at worst two when a tick runs late; more is
 // trimmed. RFC 4733 tones one side receives are sent on by the other with
 // SendTones; in-band tones are audio and simply cross.
+//
+// # Conferences
+//
+// Conference is the media of a group call: member sessions, each hearing
+// everyone but itself, and the bot's side, whose Play everyone hears and
+// whose Record takes the mix of everyone. The mix is package mixer's
+// (16 kHz, the loudest few talkers, N−1 for each from at most K+1
+// distinct mixes, each G.711-encoded once per codec); this package feeds
+// it and sends what it makes.
+//
+// A conference has no goroutine: it is a task on one engine shard, whose
+// worker runs it after the shard's sessions every tick. Its members,
+// wherever their own shard, are ticked by the conference instead of by
+// their worker, in three passes on that one goroutine: each member's
+// receive half (the jitter buffer plays out a frame, it is decoded, goes
+// to the recorder and tone detector as before, and into the mix), then
+// the bot's prompt frame and the mixer's Tick, then each member's send
+// half (tones first, then anything the session plays itself, then its mix
+// of this tick, in its codec; SetMuted and SetDirection apply as to
+// played audio), then the bot's recording of the mix. So a frame played
+// out in a tick is sent to the others in that same tick: the conference
+// adds no tick of delay, only the resampling filters' 31 samples (3.9 ms;
+// TestConferenceAddsNoTick), where a bridge adds the phase between its two
+// sessions' shards, half a tick on average. A member starts sending at
+// the conference's phase rather than its own shard's, one uneven gap on
+// the wire; each half of a session's tick runs once per tick number, so
+// joining and leaving mid-period neither doubles nor skips a packet.
+// Membership changes under the conference's lock and the session's, in
+// that order; the tick reads the members once per tick.
+//
+// The tones a member's phone presses stay its session's events, as
+// before; DetectTones on the conference turns detection on for every
+// member. Each tone a member detects is also noted, lock-free, for the
+// conference's recording, whose StopTones they end; while those are set,
+// members look for in-band tones too. A session closed while a member
+// leaves the conference; a member cannot be bridged, nor a bridged
+// session added.
 //
 // # Callbacks
 //
