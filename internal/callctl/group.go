@@ -41,6 +41,8 @@ type Conference interface {
 	Close()
 }
 
+var _ Conference = (*media.Conference)(nil)
+
 // Conferences makes the conference of a group call; nil (the Manager's
 // Options.Conferences) refuses group calls.
 type Conferences func(callID string) (Conference, error)

@@ -172,6 +172,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	n.Calls, err = callctl.New(ctx, callctl.Options{
 		Node: nodeID, Config: cfg, Directory: n.Directory, Store: n.Store, Notifier: n.Outbox,
 		Dialer: dial, Prompts: n.Prompts, Recordings: recordings{n.Records}, Clock: clk, Logger: log.With("component", "calls"), Registerer: reg,
+		Conferences: func(string) (callctl.Conference, error) { return n.Media.NewConference(media.ConferenceOptions{}) },
 	})
 	if err != nil {
 		return nil, err
