@@ -33,6 +33,7 @@ const (
 	aliceID    = "a11ce000-0000-4000-8000-0000000000c3"
 	alicePhone = "+15550100"
 	bobID      = "b0b00000-0000-4000-8000-0000000000c4" // the redirect target
+	carolID    = "ca201000-0000-4000-8000-0000000000c5" // invited into group calls
 )
 
 // env is the node every test of the package talks to; TestMain starts it.
@@ -120,7 +121,7 @@ func (n *node) start(dir, bin string, attempt int) error {
 
 	cfgPath := filepath.Join(dir, fmt.Sprintf("switchboard-%d.yaml", attempt))
 	cfg := fmt.Sprintf(configTemplate, addr, n.public, filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
-		tenantID, aliceID, alicePhone, bobID, appID, appSecret, tenantID, n.hook.URL+"/callback", botNumber)
+		tenantID, aliceID, alicePhone, bobID, carolID, appID, appSecret, tenantID, n.hook.URL+"/callback", botNumber)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
@@ -233,12 +234,18 @@ tenants:
         simulation:
           ringAfter: 50ms
           answerAfter: 200ms
+      - id: %s
+        displayName: Carol
+        simulated: true
+        simulation:
+          ringAfter: 50ms
+          answerAfter: 200ms
 applications:
   - id: %s
     displayName: msgraph compat bot
     secret: %q
     tenants: [%s]
-    permissions: [Calls.Initiate.All, Calls.AccessMedia.All]
+    permissions: [Calls.Initiate.All, Calls.InitiateGroupCall.All, Calls.AccessMedia.All]
     callbackUri: %q
     mediaMode: service
     numbers: [%q]
