@@ -413,7 +413,9 @@ func (a *actor) removeMember(cmd *command, _ *noBody) (*graph.Operation, error) 
 		m.leg.HangUp(errs.EndedByBot)
 		m.leg = nil
 	}
-	a.memberGone(m, errs.EndedByBot)
+	// An invitee removed before it joined fails its invite as cancelled.
+	c := errs.OpCancelled
+	a.memberGone(m, errs.EndReason{Code: c.Code, Subcode: c.Subcode, Message: c.Message})
 	return nil, nil
 }
 

@@ -187,6 +187,20 @@ func TestGroupCallInviteFailures(t *testing.T) {
 	if n := len(h.roster(id)); n != 3 {
 		t.Errorf("roster of %d after failed invites, want 3", n)
 	}
+
+	// Removing an invitee who is still ringing cancels the invite.
+	h.must(h.do(h.bot, id, "participants/invite", "", &graph.InviteParticipantsRequest{
+		Participants: []graph.InvitationParticipantInfo{user(tCarol)}}))
+	h.sync(id)
+	rec := h.st.record(t, id)
+	pid := rec.Members[len(rec.Members)-1].Participant
+	if _, err := h.do(h.bot, id, "remove", pid, nil); err != nil {
+		t.Fatalf("remove a ringing invitee: %v", err)
+	}
+	h.expect(id, "deleted operation Failed 8508")
+	if got := h.dl.dialed()[4].asked(); !slices.Equal(got, []string{"hangUp 5001"}) {
+		t.Errorf("the ringing leg was asked %q", got)
+	}
 }
 
 // Inviting into a two-party call makes it a group call: the far end stays,
