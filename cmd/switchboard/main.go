@@ -151,13 +151,14 @@ Switchboard is running with the demo configuration (serve --dev).
   Users           Alice %[7]s  +15550100  answers
                   Bob   %[8]s  +15550101  answers, presses 1 2 3 #
                   Carol %[9]s  +15550102  always busy
+                  Dan   %[12]s  +15550104  answers
                   (simulated)
                   Eve   %[10]s  +15550103  your SIP phone: register as eve / eve-secret
   SIP             %[11]s (UDP and TCP; the bot's number: sip:+15550199@%[11]s)
   Simulator API   %[1]s/simulator/v1/calls
 
 `, u, config.DevTenantID, config.DevAppID, config.DevAppSecret, cfg.Applications[0].CallbackURI, config.DevAppNumber,
-		config.DevAliceID, config.DevBobID, config.DevCarolID, config.DevEveID, cfg.SIP.Listen)
+		config.DevAliceID, config.DevBobID, config.DevCarolID, config.DevEveID, cfg.SIP.Listen, config.DevDanID)
 }
 
 // webhook runs a bot's callback endpoint that verifies each notification's

@@ -9,6 +9,7 @@ const (
 	DevBobID     = "b0b00000-0000-4000-8000-000000000002"
 	DevCarolID   = "ca201000-0000-4000-8000-000000000003"
 	DevEveID     = "e0e00000-0000-4000-8000-000000000004"
+	DevDanID     = "da400000-0000-4000-8000-000000000005"
 	DevAppID     = "b07ab07a-0000-4000-8000-00000000b07a"
 	DevAppSecret = "dev-secret-change-me"
 	DevAppNumber = "+15550199"
@@ -32,6 +33,7 @@ func Dev() Config {
 				SIP:        SIPCredentials{Username: "bob", Password: "bob-secret"}},
 			{ID: DevCarolID, DisplayName: "Carol (always busy)", Phone: "+15550102", Simulated: true,
 				Simulation: Simulation{Answer: "busy"}},
+			{ID: DevDanID, DisplayName: "Dan", Phone: "+15550104", Simulated: true},
 			{ID: DevEveID, DisplayName: "Eve (your SIP phone)", Phone: "+15550103",
 				SIP: SIPCredentials{Username: "eve", Password: "eve-secret"}},
 		},
