@@ -22,10 +22,12 @@ type actor struct {
 	rev uint64
 	log *slog.Logger
 
-	leg       Leg
-	redirects []Leg  // legs dialed by a redirect, first to answer wins
-	bridged   Leg    // after a successful redirect: the winning leg
-	unbridge  func() // stops the media bridge between leg and bridged, if any
+	leg        Leg
+	sink       *legSink // where leg's events go (transfer.go)
+	transferee Leg      // a blind transfer's target, while it rings
+	redirects  []Leg    // legs dialed by a redirect, first to answer wins
+	bridged    Leg      // after a successful redirect: the winning leg
+	unbridge   func()   // stops the media bridge between leg and bridged, if any
 
 	mu      sync.Mutex
 	queue   []mail
@@ -266,8 +268,11 @@ func (a *actor) setState(s graph.CallState) {
 	a.notifyCall(graph.ChangeUpdated, callChange(&a.rec.Call))
 }
 
+// legEvents is the event callback of the call's leg, through a sink a
+// consultative transfer can move to another call.
 func (a *actor) legEvents() func(LegEvent) {
-	return func(ev LegEvent) { a.post(func(a *actor) { a.onLeg(ev) }) }
+	a.sink = newSink(func(ev LegEvent) { a.post(func(a *actor) { a.onLeg(ev) }) })
+	return a.sink.deliver
 }
 
 func (a *actor) startOutbound(t Target) {
@@ -424,6 +429,10 @@ func (a *actor) end(reason errs.EndReason, hangLeg bool) {
 		}
 	}
 	a.redirects = nil
+	if a.transferee != nil {
+		a.transferee.HangUp(reason)
+		a.transferee = nil
+	}
 	a.endMembers(reason)
 	a.rec.Call.State = graph.StateTerminated
 	a.rec.Call.ResultInfo = &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: reason.Code, Subcode: reason.Subcode, Message: reason.Message}

@@ -86,7 +86,7 @@ func init() {
 		act("playPrompt", 200, (*actor).playPrompt),
 		act("recordResponse", 200, (*actor).recordResponse),
 		act("cancelMediaProcessing", 200, (*actor).cancelMediaProcessing),
-		notYet("transfer", false, "transfer is not supported by this Switchboard version yet."),
+		act("transfer", 202, (*actor).transfer),
 		notYet("updateRecordingStatus", false, "updateRecordingStatus is not supported by this Switchboard version yet."),
 		notYet("changeScreenSharingRole", false, "changeScreenSharingRole is not supported: Switchboard calls carry audio only."),
 		notYet("addLargeGalleryView", false, "addLargeGalleryView is not supported: Switchboard calls carry audio only."),

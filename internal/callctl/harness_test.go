@@ -206,7 +206,7 @@ func note(n webhook.Notification) string {
 	if c.ToneInfo != nil {
 		s += " " + string(c.ToneInfo.Tone)
 	}
-	if c.State == graph.StateTerminated && c.ResultInfo != nil {
+	if c.ResultInfo != nil {
 		s += fmt.Sprintf(" %d", c.ResultInfo.Subcode)
 	}
 	return s
@@ -643,11 +643,18 @@ func (h *harness) sync(call string) {
 	case <-time.After(10 * time.Second):
 		h.t.Fatalf("call %s: its actor did not answer in 10 s", call)
 	}
-	// The call has ended for the bot: its actor exits once all is stored.
+	// The call has ended for the bot: its actor exits once all is stored,
+	// or lives on while a redirected or transferred call is bridged.
+	ran := make(chan struct{})
+	if !a.post(func(*actor) { close(ran) }) {
+		<-a.done
+		return
+	}
 	select {
+	case <-ran:
 	case <-a.done:
 	case <-time.After(10 * time.Second):
-		h.t.Fatalf("call %s ended but its actor did not exit in 10 s", call)
+		h.t.Fatalf("call %s ended but its actor neither exited nor ran in 10 s", call)
 	}
 }
 

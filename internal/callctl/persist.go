@@ -217,6 +217,8 @@ func callChange(c *graph.Call) *graph.Call {
 		MediaState:  c.MediaState,
 		ResultInfo:  c.ResultInfo,
 		CallChainID: c.CallChainID,
+
+		TerminationReason: c.TerminationReason,
 	}
 }
 

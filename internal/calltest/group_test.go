@@ -99,12 +99,7 @@ func waitRoster(t *testing.T, p *calltest.Platform, callID string, want ...strin
 
 func TestGroupCallOfThreePhones(t *testing.T) {
 	calltest.NeedPeer(t, "baresip", "baresip")
-	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
-		for _, ph := range groupPhones {
-			c.Tenants[0].Users = append(c.Tenants[0].Users, config.User{ID: ph.id, DisplayName: ph.name,
-				SIP: config.SIPCredentials{Username: ph.user, Password: phonePassword}})
-		}
-	}})
+	p := calltest.Start(t, calltest.Options{Edit: withGroupPhones})
 	dir := t.TempDir()
 	promptPCM := calltest.Pattern(2300, 2, 3)
 	base := wavServer(t, map[string][]byte{"/prompt.wav": calltest.WAV(promptPCM, 8000)})
@@ -218,4 +213,78 @@ func tone(freq float64, d time.Duration) []int16 {
 		pcm[i] = int16(10000 * math.Sin(2*math.Pi*freq*float64(i)/8000))
 	}
 	return pcm
+}
+
+// startPhones registers a baresip per group phone user, each saying its
+// tone for d (baresip hangs up when its microphone file ends).
+func startPhones(t *testing.T, p *calltest.Platform, d time.Duration, users ...phoneUser) []*calltest.Baresip {
+	t.Helper()
+	dir := t.TempDir()
+	out := make([]*calltest.Baresip, len(users))
+	for i, ph := range users {
+		src := filepath.Join(dir, ph.user+".wav")
+		if err := calltest.WriteWAV(src, tone(ph.freq, d), 8000); err != nil {
+			t.Fatal(err)
+		}
+		out[i] = calltest.StartBaresip(t, calltest.BaresipOptions{User: ph.user, Password: phonePassword,
+			Registrar: p.Node.SIP.Addr().String(), Source: src})
+	}
+	return out
+}
+
+func withGroupPhones(c *config.Config) {
+	for _, ph := range groupPhones {
+		c.Tenants[0].Users = append(c.Tenants[0].Users, config.User{ID: ph.id, DisplayName: ph.name,
+			SIP: config.SIPCredentials{Username: ph.user, Password: phonePassword}})
+	}
+}
+
+// A bot transfers a phone's call to another phone, blind and then
+// consultative: the two phones end up talking to each other (each hears
+// the other's tone), and the bot's calls end 0/7015.
+func TestTransferBetweenPhones(t *testing.T) {
+	calltest.NeedPeer(t, "baresip", "baresip")
+	for _, consultative := range []bool{false, true} {
+		name := map[bool]string{false: "blind", true: "consultative"}[consultative]
+		t.Run(name, func(t *testing.T) {
+			p := calltest.Start(t, calltest.Options{Edit: withGroupPhones})
+			fay, gus := groupPhones[0], groupPhones[1]
+			// Fay's microphone ends after 6 s: she hangs up, and Gus with her.
+			phones := startPhones(t, p, 6*time.Second, fay, gus)
+			a := p.CreateCall(fay.id)
+			p.Hook.WaitState(t, a.ID, graph.StateEstablished)
+			target := map[string]any{"identity": map[string]any{"user": map[string]any{"id": gus.id}}}
+			var b graph.Call
+			if consultative {
+				b = p.CreateCall(gus.id)
+				p.Hook.WaitState(t, b.ID, graph.StateEstablished)
+				target["replacesCallId"] = b.ID
+			}
+			if r := p.Bot("POST", calls+"/"+a.ID+"/transfer", map[string]any{"transferTarget": target}); r.StatusCode != 202 {
+				t.Fatalf("transfer: %s %s", r.Status, r.Body)
+			}
+			end := p.Hook.WaitState(t, a.ID, graph.StateTerminated).Call(t)
+			if end.ResultInfo.Code != 0 || end.ResultInfo.Subcode != 7015 {
+				t.Errorf("the transferred call ended %d/%d, want 0/7015", end.ResultInfo.Code, end.ResultInfo.Subcode)
+			}
+			if s := p.Hook.States(t, a.ID); !slices.Contains(s, graph.StateTransferring) || !slices.Contains(s, graph.StateTransferAccepted) {
+				t.Errorf("states %v, want transferring and transferAccepted", s)
+			}
+			if consultative {
+				if e := p.Hook.WaitState(t, b.ID, graph.StateTerminated).Call(t); e.ResultInfo.Subcode != 7015 {
+					t.Errorf("the replaced call ended %+v", e.ResultInfo)
+				}
+			}
+			for _, ph := range phones {
+				ph.WaitOutput(t, "terminated", 20*time.Second)
+			}
+			heardByFay, heardByGus := phones[0].Heard(t), phones[1].Heard(t)
+			if lvl := toneLevel(heardByFay, gus.freq); lvl < 0.05 {
+				t.Errorf("Fay did not hear Gus after the transfer (%.4f)", lvl)
+			}
+			if lvl := toneLevel(heardByGus, fay.freq); lvl < 0.05 {
+				t.Errorf("Gus did not hear Fay after the transfer (%.4f)", lvl)
+			}
+		})
+	}
 }

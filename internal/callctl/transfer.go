@@ -1,0 +1,248 @@
+package callctl
+
+import (
+	"errors"
+	"strings"
+	"sync"
+
+	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+// Transfer (https://learn.microsoft.com/graph/api/call-transfer): the bot
+// hands its far end to someone else and leaves. As with redirect,
+// Switchboard stays in the media path (docs/decisions.md#transfer): the
+// far end's leg and the target's are bridged, and the bot's call ends
+// with 0/7015 "GracefulTransferCompleted" once the target answered.
+//
+//   - Blind (transferTarget): the target is dialed; the call goes
+//     transferring → transferAccepted (answered) → terminated. A target that
+//     does not answer puts the call back to established, with a resultInfo
+//     saying why (500/7000).
+//   - Consultative (transferTarget.replacesCallId): the target is already in
+//     another call of the bot's; that call's leg is taken over (its call
+//     ends with the same 7015 and terminationReason AppTransferred) and
+//     bridged at once.
+//
+// Transferring a participant out of a group call (transferee) is not
+// served yet.
+
+// legSink delivers a leg's events to whichever call owns the leg now: a
+// consultative transfer moves a leg from one call to another. While the
+// leg is between owners its events are held, in order.
+type legSink struct {
+	mu     sync.Mutex
+	to     func(LegEvent)
+	held   []LegEvent
+	moving bool
+}
+
+func newSink(to func(LegEvent)) *legSink { return &legSink{to: to} }
+
+func (s *legSink) deliver(ev LegEvent) {
+	s.mu.Lock()
+	if s.moving {
+		s.held = append(s.held, ev)
+		s.mu.Unlock()
+		return
+	}
+	to := s.to
+	s.mu.Unlock()
+	to(ev)
+}
+
+// hold starts a move: events wait until retarget.
+func (s *legSink) hold() {
+	s.mu.Lock()
+	s.moving = true
+	s.mu.Unlock()
+}
+
+// retarget ends a move: the held events, then every later one, go to to.
+func (s *legSink) retarget(to func(LegEvent)) {
+	s.mu.Lock()
+	held := s.held
+	s.held, s.to, s.moving = nil, to, false
+	s.mu.Unlock()
+	for _, ev := range held {
+		to(ev)
+	}
+}
+
+// Transfer results (the Graph reference's transfer notifications).
+var (
+	// transferred ends the transferring call once the target has the far end.
+	transferred = errs.EndReason{Code: 0, Subcode: 7015, Message: "GracefulTransferCompleted"}
+	// terminationTransferred is the terminationReason of a transferred call.
+	terminationTransferred = "AppTransferred"
+)
+
+// transferFailed is the resultInfo of a transfer that did not happen.
+func transferFailed(why string) *graph.ResultInfo {
+	return &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 500, Subcode: 7000, Message: "The transfer failed: " + why}
+}
+
+func (a *actor) transfer(cmd *command, req *graph.TransferRequest) (*graph.Operation, error) {
+	if err := checkClientContext(req.ClientContext); err != nil {
+		return nil, err
+	}
+	if err := cmd.Caller.require(PermInitiate); err != nil {
+		return nil, err
+	}
+	t := req.TransferTarget
+	if t == nil || t.Identity == nil {
+		return nil, badRequest("transferTarget with an identity is required.")
+	}
+	if a.rec.Group || req.Transferee != nil {
+		return nil, errs.E(errs.NotSupported, "Transferring a participant out of a group call (transferee) is not supported by this Switchboard version yet; transfer serves two-party calls.")
+	}
+	if a.rec.Call.State != graph.StateEstablished || a.leg == nil {
+		return nil, a.conflict("transfer")
+	}
+	if a.hold != nil {
+		return nil, errs.E(errs.Conflict, "Participant %s is on hold: stop the hold music before transferring.", a.hold.pid)
+	}
+	src := a.rec.Call.Source
+	if src == nil || src.Identity == nil {
+		src = &graph.ParticipantInfo{Identity: a.rec.Call.Targets[0].Identity}
+	}
+	target, err := a.m.resolveTarget(cmd.Caller, *t, src)
+	if err != nil {
+		return nil, errs.E(errs.KindOf(err), "%s", strings.Replace(errs.Message(err), "targets[0]", "transferTarget", 1))
+	}
+	target.From, target.FromName = a.m.presented(cmd.Caller, src)
+	normIdentitySet(t.Identity)
+	t.ODataType = graph.TypeInvitationParticipantInfo
+
+	if id := t.ReplacesCallID; id != "" {
+		if sameID(id, a.rec.Call.ID) {
+			return nil, badRequest("transferTarget.replacesCallId: %s is this call; name the bot's call with the transfer target.", id)
+		}
+		a.cancelJobs()
+		a.setState(graph.StateTransferring)
+		a.m.handOver(cmd.Caller, id, func(leg Leg, sink *legSink, err error) {
+			a.post(func(a *actor) { a.consulted(leg, sink, err) })
+		})
+		return nil, nil
+	}
+
+	a.cancelJobs()
+	a.setState(graph.StateTransferring)
+	sink := newSink(nil)
+	sink.retarget(func(ev LegEvent) { a.post(func(a *actor) { a.onTransferLeg(ev) }) })
+	leg, err := a.m.o.Dialer.Dial(a.rec.Call.ID+"-t", target, sink.deliver)
+	if err != nil {
+		reason := errs.CannotRoute
+		var re *RouteError
+		if errors.As(err, &re) {
+			reason = re.Reason
+		}
+		a.transferBack(reason.Message)
+		return nil, nil
+	}
+	a.transferee = leg
+	a.arm("transfer", a.m.clk.Now().Add(a.m.cfg.Calls.RingTimeout.D()), func(a *actor) {
+		if a.rec.Call.State == graph.StateTransferring && a.transferee != nil {
+			a.transferee.HangUp(errs.NoAnswer)
+			a.transferee = nil
+			a.transferBack(errs.NoAnswer.Message)
+		}
+	})
+	return nil, nil
+}
+
+// onTransferLeg applies what a blind transfer's target did.
+func (a *actor) onTransferLeg(ev LegEvent) {
+	if a.bridged != nil {
+		if ev.Kind == LegEnded {
+			a.endBridged(errs.EndedByRemote)
+		}
+		return
+	}
+	if a.deleted || a.rec.Call.State != graph.StateTransferring || a.transferee == nil {
+		return
+	}
+	switch ev.Kind {
+	case LegAnswered:
+		a.disarm("transfer")
+		target := a.transferee
+		a.transferee = nil
+		a.completeTransfer(target)
+	case LegEnded:
+		a.disarm("transfer")
+		a.transferee = nil
+		a.transferBack(ev.Reason.Message)
+	}
+}
+
+// consulted completes a consultative transfer with the leg taken from
+// the bot's other call.
+func (a *actor) consulted(leg Leg, sink *legSink, err error) {
+	if a.deleted || a.rec.Call.State != graph.StateTransferring {
+		if leg != nil {
+			// The call ended meanwhile: the target has nobody to talk to.
+			sink.retarget(func(LegEvent) {})
+			leg.HangUp(errs.EndedByRemote)
+		}
+		return
+	}
+	if err != nil {
+		a.transferBack(errs.Message(err))
+		return
+	}
+	sink.retarget(func(ev LegEvent) { a.post(func(a *actor) { a.onTransferLeg(ev) }) })
+	a.completeTransfer(leg)
+}
+
+// completeTransfer bridges the far end with the target and ends the bot's
+// call.
+func (a *actor) completeTransfer(target Leg) {
+	a.setState(graph.StateTransferAccepted)
+	a.rec.Call.TerminationReason = terminationTransferred
+	a.end(transferred, false)
+	a.bridged = target
+	a.bridgeMedia()
+}
+
+// transferBack returns a call whose transfer failed to established, and
+// tells the bot why.
+func (a *actor) transferBack(why string) {
+	a.rec.Call.State = graph.StateEstablished
+	a.dirty = true
+	ch := callChange(&a.rec.Call)
+	ch.ResultInfo = transferFailed(why)
+	a.notifyCall(graph.ChangeUpdated, ch)
+}
+
+// handOver takes the leg of the bot's call id for a consultative
+// transfer: that call ends for the bot (0/7015, AppTransferred) without
+// hanging its leg up, and done gets the leg and its event sink, held
+// until the new owner retargets it. done runs on the other call's
+// goroutine.
+func (m *Manager) handOver(c Caller, id string, done func(Leg, *legSink, error)) {
+	fail := func(err error) { done(nil, nil, err) }
+	m.mu.Lock()
+	b := m.actors[normID(id)]
+	m.mu.Unlock()
+	if b == nil {
+		fail(errs.E(errs.NotFound, "the call to replace (%s) was not found on this node", id))
+		return
+	}
+	if !b.post(func(b *actor) {
+		switch {
+		case b.deleted || !sameID(b.rec.TenantID, c.TenantID) || !sameID(b.rec.AppID, c.AppID):
+			fail(errs.E(errs.NotFound, "the call to replace (%s) was not found", id))
+		case b.rec.Group || b.rec.Call.State != graph.StateEstablished || b.leg == nil || b.hold != nil:
+			fail(errs.E(errs.Conflict, "the call to replace (%s) is %s, not an established two-party call", id, b.rec.Call.State))
+		default:
+			leg, sink := b.leg, b.sink
+			sink.hold()
+			b.leg, b.sink = nil, nil
+			b.rec.Call.TerminationReason = terminationTransferred
+			b.end(transferred, false)
+			done(leg, sink, nil)
+		}
+	}) {
+		fail(errs.E(errs.NotFound, "the call to replace (%s) has ended", id))
+	}
+}
