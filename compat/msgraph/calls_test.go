@@ -624,18 +624,13 @@ func TestErrors(t *testing.T) {
 	t.Run("not supported", func(t *testing.T) {
 		client, _ := botClient(t)
 		call := callAlice(t, client)
-		body := communications.NewCallsItemTransferPostRequestBody()
-		target := models.NewInvitationParticipantInfo()
-		user := models.NewIdentity()
-		user.SetId(ptr(aliceID))
-		set := models.NewIdentitySet()
-		set.SetUser(user)
-		target.SetIdentity(set)
-		body.SetTransferTarget(target)
-		err := client.Communications().Calls().ByCallId(val(call.GetId())).Transfer().Post(ctx, body, nil)
+		body := communications.NewCallsItemUpdateRecordingStatusPostRequestBody()
+		status := models.RECORDING_RECORDINGSTATUS
+		body.SetStatus(&status)
+		_, err := client.Communications().Calls().ByCallId(val(call.GetId())).UpdateRecordingStatus().Post(ctx, body, nil)
 		oe := graphError(t, err)
 		if oe.ResponseStatusCode != http.StatusBadRequest || val(oe.GetErrorEscaped().GetCode()) != "notSupported" {
-			t.Errorf("transfer: %d %q %q", oe.ResponseStatusCode, val(oe.GetErrorEscaped().GetCode()), val(oe.GetErrorEscaped().GetMessage()))
+			t.Errorf("updateRecordingStatus: %d %q %q", oe.ResponseStatusCode, val(oe.GetErrorEscaped().GetCode()), val(oe.GetErrorEscaped().GetMessage()))
 		}
 	})
 }

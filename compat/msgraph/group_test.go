@@ -176,3 +176,21 @@ func TestGroupCall(t *testing.T) {
 		t.Errorf("removing a participant who left: %d", oe.ResponseStatusCode)
 	}
 }
+
+// A blind transfer through msgraph-sdk-go: Alice's call goes to Bob; the
+// client parses transferring, transferAccepted and the 0/7015 end.
+func TestBlindTransfer(t *testing.T) {
+	client, _ := botClient(t)
+	ctx := testCtx(t)
+	call := callAlice(t, client)
+	id := val(call.GetId())
+	body := communications.NewCallsItemTransferPostRequestBody()
+	body.SetTransferTarget(userTarget(bobID, "Bob"))
+	if err := client.Communications().Calls().ByCallId(id).Transfer().Post(ctx, body, nil); err != nil {
+		t.Fatal(describe(err))
+	}
+	waitState(t, id, models.TRANSFERRING_CALLSTATE)
+	waitState(t, id, models.TRANSFERACCEPTED_CALLSTATE)
+	end := waitState(t, id, models.TERMINATED_CALLSTATE)
+	checkResult(t, "transfer", end.GetResultInfo(), 0, 7015)
+}
