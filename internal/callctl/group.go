@@ -301,10 +301,13 @@ func (a *actor) invite(cmd *command, req *graph.InviteParticipantsRequest) (*gra
 	if src == nil || src.Identity == nil {
 		src = &graph.ParticipantInfo{Identity: a.rec.Call.Targets[0].Identity}
 	}
+	if id := req.Participants[0].ReplacesCallID; id != "" {
+		return a.inviteReplacing(cmd, req, id)
+	}
 	targets := make([]Target, len(req.Participants))
 	for i, p := range req.Participants {
 		if p.ReplacesCallID != "" {
-			return nil, errs.E(errs.NotSupported, "participants[%d].replacesCallId: inviting with replacesCallId (a consultative transfer) is not supported by this Switchboard version yet.", i)
+			return nil, badRequest("participants[%d].replacesCallId: only the first participant of an invite may replace a call.", i)
 		}
 		t, err := a.m.resolveTarget(cmd.Caller, p, src)
 		if err != nil {
@@ -327,6 +330,63 @@ func (a *actor) invite(cmd *command, req *graph.InviteParticipantsRequest) (*gra
 		a.dialMember(t, req.Participants[i], op.ID)
 	}
 	return &resp, nil
+}
+
+// inviteReplacing brings the far end of the bot's two-party call id into
+// this call (https://learn.microsoft.com/graph/api/participant-invite,
+// "invite a participant from an existing peer-to-peer call"): only the
+// first participant counts; that call ends (0/7015) as its leg joins.
+func (a *actor) inviteReplacing(cmd *command, req *graph.InviteParticipantsRequest, id string) (*graph.Operation, error) {
+	if sameID(id, a.rec.Call.ID) {
+		return nil, badRequest("participants[0].replacesCallId: %s is this call.", id)
+	}
+	info := req.Participants[0]
+	src := a.rec.Call.Source
+	if src == nil || src.Identity == nil {
+		src = &graph.ParticipantInfo{Identity: a.rec.Call.Targets[0].Identity}
+	}
+	// The invitee is named as for any invite (which fills in its name);
+	// its leg comes from the other call.
+	if _, err := a.m.resolveTarget(cmd.Caller, info, src); err != nil {
+		return nil, errs.E(errs.KindOf(err), "%s", strings.Replace(errs.Message(err), "targets[0]", "participants[0]", 1))
+	}
+	normIdentitySet(info.Identity)
+	info.ODataType = graph.TypeInvitationParticipantInfo
+	if !a.rec.Group {
+		if err := a.becomeGroup(); err != nil {
+			return nil, err
+		}
+	}
+	op := a.newOperation(graph.TypeInviteParticipantsOperation, req.ClientContext, graph.OperationRunning)
+	op.Participants = []graph.InvitationParticipantInfo{info}
+	resp := *op
+	m := &member{pid: ids.New(), target: info, op: op.ID}
+	a.members = append(a.members, m)
+	a.m.handOver(cmd.Caller, id, func(leg Leg, sink *legSink, err error) {
+		a.post(func(a *actor) { a.replaced(m, leg, sink, err) })
+	})
+	return &resp, nil
+}
+
+// replaced puts the leg taken from the bot's other call on the conference.
+func (a *actor) replaced(m *member, leg Leg, sink *legSink, err error) {
+	if a.deleted || !a.isMember(m) {
+		if leg != nil {
+			sink.retarget(func(LegEvent) {})
+			leg.HangUp(errs.EndedByRemote)
+		}
+		return
+	}
+	if err != nil {
+		r := errs.NotReplaceable
+		r.Message = "The call to replace cannot be moved: " + errs.Message(err) + "."
+		a.inviteFailures[m.op] = r
+		a.memberGone(m, a.inviteFailures[m.op])
+		return
+	}
+	m.leg = leg
+	sink.retarget(func(ev LegEvent) { a.post(func(a *actor) { a.onMember(m, ev) }) })
+	a.onMember(m, LegEvent{Kind: LegAnswered})
 }
 
 // becomeGroup turns a two-party call into a group call: the far end's leg

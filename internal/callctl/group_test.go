@@ -260,3 +260,36 @@ func TestInviteWithoutConferencesLeavesTheCall(t *testing.T) {
 	h.sync(id)
 	h.expect(id, "deleted operation Completed")
 }
+
+// An invite with replacesCallId moves the far end of the bot's other call
+// into the group call, which ends that call.
+func TestInviteReplacingACall(t *testing.T) {
+	h := newHarness(t)
+	id, _ := h.group()
+	other, dan := h.established()
+	h.nt.take(id)
+	h.nt.take(other)
+	inv := user(tCarol)
+	inv.ReplacesCallID = other
+	op, err := h.do(h.bot, id, "participants/invite", "", &graph.InviteParticipantsRequest{Participants: []graph.InvitationParticipantInfo{inv}})
+	if err != nil || op.Status != graph.OperationRunning {
+		t.Fatalf("invite replacing: %+v %v", op, err)
+	}
+	h.sync(other)
+	h.sync(id)
+	h.expect(id, "updated roster Bot Alice Bob Carol", "deleted operation Completed")
+	h.expect(other, "deleted call terminated 7015")
+	if got := dan.asked(); len(got) != 0 {
+		t.Errorf("the moved leg was asked %q", got)
+	}
+	// The moved leg now belongs to the group call.
+	dan.emit(LegEnded)
+	h.sync(id)
+	h.expect(id, "updated roster Bot Alice Bob")
+
+	// Replacing a call that does not exist fails the invite.
+	inv.ReplacesCallID = "0f0f0f0f-0000-4000-8000-000000000000"
+	h.must(h.do(h.bot, id, "participants/invite", "", &graph.InviteParticipantsRequest{Participants: []graph.InvitationParticipantInfo{inv}}))
+	h.sync(id)
+	h.expect(id, "deleted operation Failed 9019")
+}

@@ -39,6 +39,10 @@ var (
 	ResumeFailed      = EndReason{410, 9016, "The Switchboard node that carried the call restarted and its media could not continue; the far end was hung up.", 0}
 	AnswerFailed      = EndReason{500, 9015, "Switchboard could not answer the caller's leg (its media could not be set up).", 0}
 	StoreFailed       = EndReason{503, 9017, "The call could not be stored: the state store is unavailable.", 0}
+	// NotReplaceable fails an invite (or a transfer) whose replacesCallId
+	// names no established two-party call of the bot on this node; the
+	// message is replaced by what was wrong.
+	NotReplaceable = EndReason{404, 9019, "The call to replace was not found or cannot be moved.", 0}
 )
 
 // Ends of calls through the SIP edge (sipgw) that Graph's table has no
