@@ -15,6 +15,19 @@
 //	caller.WaitHeard(menuWAV)
 //	caller.Press("1")
 //
+// A bot's group call (several targets, or invited participants) is a real
+// conference: each simulated user the bot calls is a Caller from
+// WaitCalled, hears the others and the bot's prompts mixed as a phone
+// would, and is heard by them; a muted one is not heard, a removed one's
+// call ends.
+//
+//	call, _ := h.CreateCall(ctx, sdk.NewCall(sdk.UserTarget(bottest.AliceID, ""), sdk.UserTarget(bottest.BobID, "")))
+//	alice, bob := sb.WaitCalled(t, "Alice"), sb.WaitCalled(t, "Bob")
+//	alice.WaitConnected()
+//	bob.WaitConnected()
+//	alice.Say(helloWAV)
+//	bob.WaitHeard(helloWAV) // through the conference
+//
 // Nothing is mocked: the bot gets real tokens, signed notifications, and
 // its Graph requests go to the real API.
 package bottest
@@ -209,7 +222,12 @@ func (sb *Switchboard) Call(t testing.TB, from string) *Caller {
 }
 
 // WaitCalled waits until the bot calls the simulated user (by display
-// name, id or phone) and returns that user's end of the call.
+// name, id or phone) and returns that user's end of the call: a call the
+// bot placed to the user, or the user's leg in a group call the bot
+// created with the user among its targets or invited the user into. Each
+// call returns a leg not returned before, so a user called twice is waited
+// for twice. A user who is busy, declines or is unreachable is returned
+// too, its call already ending (WaitEnded says how).
 func (sb *Switchboard) WaitCalled(t testing.TB, user string) *Caller {
 	t.Helper()
 	id, err := sb.userKey(user)

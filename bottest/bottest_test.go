@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math"
 	"net/http"
@@ -357,4 +358,224 @@ func TestSimilarityToleratesSlips(t *testing.T) {
 	if s := bottest.Similarity(cut, speech); s >= 0.8 {
 		t.Errorf("speech cut short at 60%%: %.2f, want < 0.8", s)
 	}
+}
+
+// groupBot is a bot's side of a group call in these tests: a handler whose
+// roster changes wake waitRoster.
+type groupBot struct {
+	h *sdk.Handler
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced at each roster change
+}
+
+func newGroupBot(t *testing.T, sb *bottest.Switchboard) *groupBot {
+	t.Helper()
+	client, err := sdk.NewClient(sb.ClientOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := sdk.NewHandler(sdk.HandlerOptions{Client: client, CallbackURL: sb.CallbackURL, Logger: bottest.Logger(t, false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &groupBot{h: h, changed: make(chan struct{})}
+	h.OnParticipants(func(context.Context, *sdk.Call, sdk.ParticipantsChange) {
+		b.mu.Lock()
+		close(b.changed)
+		b.changed = make(chan struct{})
+		b.mu.Unlock()
+	})
+	sb.Serve(h)
+	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	return b
+}
+
+// rosterEntry is how a roster is compared: a member's user id and whether
+// it is muted.
+type rosterEntry struct {
+	user  string
+	muted bool
+}
+
+// waitRoster waits until the bot's roster of call, the bot itself left
+// out, is want in any order, and returns the participant id of each user.
+func (b *groupBot) waitRoster(t *testing.T, call *sdk.Call, want ...rosterEntry) map[string]string {
+	t.Helper()
+	deadline := time.NewTimer(15 * time.Second)
+	defer deadline.Stop()
+	for {
+		b.mu.Lock()
+		changed := b.changed
+		b.mu.Unlock()
+		var got []rosterEntry
+		ids := map[string]string{}
+		for _, p := range call.Participants() {
+			if p.ID == call.Snapshot().MyParticipantID {
+				continue
+			}
+			_, id := p.Info.Identity.Primary()
+			got = append(got, rosterEntry{id.ID, p.IsMuted})
+			ids[id.ID] = p.ID
+		}
+		if len(got) == len(want) && containsAll(got, want) {
+			return ids
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("the roster is %+v, want %+v", got, want)
+		}
+	}
+}
+
+func containsAll(got, want []rosterEntry) bool {
+	for _, w := range want {
+		found := false
+		for _, g := range got {
+			found = found || g == w
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// A group call the bot creates with three simulated users (and Carol, who
+// is busy): each is a Caller; all hear the bot's prompt; what one says the
+// others hear through the conference, and the speaker does not.
+func TestGroupCallCallersHearEachOtherAndTheBot(t *testing.T) {
+	const daveID = "5e000000-0000-4000-8000-000000000001"
+	hello, aliceSays := pattern(520, 1.5, 31), pattern(350, 1.5, 32)
+	sb := bottest.Start(t, bottest.Options{Users: []bottest.User{{DisplayName: "Dave"}}})
+	prompts := servePrompts(t, map[string][]int16{"hello.wav": hello})
+	bot := newGroupBot(t, sb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	call, err := bot.h.CreateCall(ctx, sdk.NewCall(sdk.UserTarget(bottest.AliceID, ""), sdk.UserTarget(bottest.BobID, ""),
+		sdk.UserTarget(daveID, ""), sdk.UserTarget(bottest.CarolID, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, bob, dave := sb.WaitCalled(t, "Alice"), sb.WaitCalled(t, "Bob"), sb.WaitCalled(t, "Dave")
+	for _, c := range []*bottest.Caller{alice, bob, dave} {
+		c.WaitConnected()
+		if c.CallID() != call.ID() {
+			t.Errorf("%s's CallID is %s, want the group call's %s", c.State().User, c.CallID(), call.ID())
+		}
+	}
+	if end := sb.WaitCalled(t, "Carol").WaitEnded(); end.EndCode != 486 {
+		t.Errorf("Carol's leg ended %+v, want busy (486)", end)
+	}
+	bot.waitRoster(t, call, rosterEntry{bottest.AliceID, false}, rosterEntry{bottest.BobID, false}, rosterEntry{daveID, false})
+
+	if _, err := call.PlayPrompt(ctx, prompts+"/hello.wav"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*bottest.Caller{alice, bob, dave} {
+		c.WaitHeardPCM(hello) // the prompt is played to the whole conference
+	}
+	alice.SayPCM(aliceSays)
+	bob.WaitHeardPCM(aliceSays)
+	dave.WaitHeardPCM(aliceSays)
+	if alice.HasHeardPCM(aliceSays) {
+		t.Error("Alice heard herself: the conference sent her own voice back")
+	}
+
+	if err := call.HangUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*bottest.Caller{alice, bob, dave} {
+		c.WaitEnded()
+	}
+}
+
+// Invite, mute and remove as the callers live them: an invitee is a new
+// Caller who hears the others; one who declines fails the invite with
+// Graph's code; a muted caller is no longer heard; a removed caller's
+// call ends while the others' goes on.
+func TestGroupCallInviteMuteRemove(t *testing.T) {
+	const (
+		erinID = "5e000000-0000-4000-8000-000000000001"
+		fayID  = "5e000000-0000-4000-8000-000000000002"
+	)
+	bobSays, muted, erinSays := pattern(400, 1.5, 41), pattern(300, 1.5, 42), pattern(600, 2.5, 43)
+	sb := bottest.Start(t, bottest.Options{Users: []bottest.User{{DisplayName: "Erin"}, {DisplayName: "Fay", Answer: "decline"}}})
+	bot := newGroupBot(t, sb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	call, err := bot.h.CreateCall(ctx, sdk.NewCall(sdk.UserTarget(bottest.AliceID, ""), sdk.UserTarget(bottest.BobID, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice, bob := sb.WaitCalled(t, "Alice"), sb.WaitCalled(t, "Bob")
+	alice.WaitConnected()
+	bob.WaitConnected()
+
+	// Erin is invited, joins, and hears Bob.
+	op, err := call.Invite(ctx, sdk.UserTarget(erinID, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	erin := sb.WaitCalled(t, "Erin")
+	erin.WaitConnected()
+	if done, err := call.Await(ctx, op); err != nil || done.Status != graph.OperationCompleted {
+		t.Fatalf("invite Erin: %+v, %v", done, err)
+	}
+	pid := bot.waitRoster(t, call, rosterEntry{bottest.AliceID, false}, rosterEntry{bottest.BobID, false}, rosterEntry{erinID, false})
+	bob.SayPCM(bobSays)
+	erin.WaitHeardPCM(bobSays)
+
+	// Fay declines: her invite fails with 603 and the roster stays.
+	op, err = call.Invite(ctx, sdk.UserTarget(fayID, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if end := sb.WaitCalled(t, "Fay").WaitEnded(); end.EndCode != 603 {
+		t.Errorf("Fay's leg ended %+v, want declined (603)", end)
+	}
+	var opErr *sdk.OperationError
+	if _, err := call.Await(ctx, op); !errors.As(err, &opErr) || opErr.Operation.ResultInfo == nil || opErr.Operation.ResultInfo.Code != 603 {
+		t.Errorf("invite Fay: %v, want a failed operation with code 603", err)
+	}
+
+	// Bob is muted: what he says from now on nobody hears. Erin speaks
+	// after him for longer, so once Alice has heard Erin, Bob's words would
+	// have reached her too.
+	if _, err := call.MuteParticipant(ctx, pid[bottest.BobID]); err != nil {
+		t.Fatal(err)
+	}
+	bot.waitRoster(t, call, rosterEntry{bottest.AliceID, false}, rosterEntry{bottest.BobID, true}, rosterEntry{erinID, false})
+	bob.SayPCM(muted)
+	erin.SayPCM(erinSays)
+	alice.WaitHeardPCM(erinSays)
+	if alice.HasHeardPCM(muted) {
+		t.Error("Alice heard Bob after he was muted")
+	}
+
+	// Alice is removed: her call ends, the others' goes on.
+	if err := call.RemoveParticipant(ctx, pid[bottest.AliceID]); err != nil {
+		t.Fatal(err)
+	}
+	if end := alice.WaitEnded(); end.EndCode != 200 || end.EndSubcode != 5001 {
+		t.Errorf("Alice's leg ended %+v, want 200/5001 (hung up by the platform)", end)
+	}
+	bot.waitRoster(t, call, rosterEntry{bottest.BobID, true}, rosterEntry{erinID, false})
+	if st := call.State(); st != graph.StateEstablished {
+		t.Errorf("the group call is %s after a removal, want established", st)
+	}
+	if st := bob.State().State; st != "connected" {
+		t.Errorf("Bob is %s after Alice's removal", st)
+	}
+
+	// Bob hangs up himself: he leaves the roster.
+	bob.HangUp()
+	bot.waitRoster(t, call, rosterEntry{erinID, false})
+	if err := call.HangUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	erin.WaitEnded()
 }

@@ -9,8 +9,12 @@ import (
 )
 
 // Caller is a simulated user's end of a call: the bot's incoming call from
-// Switchboard.Call, or its outgoing call from Switchboard.WaitCalled. Every
-// wait fails the test after the Switchboard's timeout.
+// Switchboard.Call, or its outgoing call from Switchboard.WaitCalled. In a
+// group call each member the bot called or invited is a Caller of its own
+// (WaitCalled by name): it hears the conference's mix of everyone but
+// itself, the bot's prompts included, and what it says is mixed for the
+// others. Every wait fails the test after the Switchboard's timeout. A
+// Caller's methods are for the test's goroutine.
 type Caller struct {
 	t       testing.TB
 	leg     *simulated.Leg
@@ -24,8 +28,20 @@ type Leg = simulated.LegState
 // State returns the call as the simulated user sees it.
 func (c *Caller) State() Leg { return c.leg.State() }
 
-// CallID is the Graph call id of the bot's call.
-func (c *Caller) CallID() string { return c.leg.State().CallID }
+// CallID is the Graph call id of the bot's call; for a member of a group
+// call, the group call's id.
+func (c *Caller) CallID() string { return graphCallID(c.leg.State().CallID) }
+
+// graphCallID is the Graph call id of a simulated leg's call: a leg that
+// is not the call's only far end (a group call's member, a redirect's
+// target) has the call's GUID with a suffix ("-m…", "-r…"); a GUID's own
+// characters are hex digits and dashes.
+func graphCallID(legCall string) string {
+	if i := strings.IndexAny(legCall, "mr"); i > 0 && legCall[i-1] == '-' {
+		return legCall[:i-1]
+	}
+	return legCall
+}
 
 // wait blocks until cond holds for the leg's state, failing the test after
 // the timeout. Heard audio is checked as it arrives (every 20 ms frame is a
@@ -68,9 +84,12 @@ func (c *Caller) WaitEnded() Leg {
 	return c.wait("the call to end", func(s Leg) bool { return s.State == "ended" })
 }
 
-// WaitHeard waits until the user has heard wav (any WAV file, e.g. the
-// bot's prompt) from start to end, at any time during the call. It compares audio, not bytes: the
-// prompt went through the media engine and G.711 like a phone call's.
+// WaitHeard waits until the user has heard wav (any WAV file: the bot's
+// prompt, or in a group call what another caller said) from start to end,
+// at any time during the call. It compares audio, not bytes: the audio
+// went through the media engine (and a conference's mixer) and G.711 like
+// a phone call's. Keep what you wait for free of other sound: two callers
+// talking at once are heard mixed, and neither is then recognised.
 func (c *Caller) WaitHeard(wav []byte) {
 	c.t.Helper()
 	want, err := DecodeWAV(wav)
@@ -83,12 +102,34 @@ func (c *Caller) WaitHeard(wav []byte) {
 // WaitHeardPCM is WaitHeard for 8 kHz PCM.
 func (c *Caller) WaitHeardPCM(want []int16) {
 	c.t.Helper()
-	heard := func() bool { return Similarity(c.leg.Heard(), want) >= 0.8 }
-	c.wait("a prompt to be heard", func(s Leg) bool { return s.State == "ended" || heard() })
+	heard := func() bool { return c.HasHeardPCM(want) }
+	c.wait("the audio to be heard", func(s Leg) bool { return s.State == "ended" || heard() })
 	if !heard() {
-		c.t.Fatalf("bottest: %s: the call ended before the prompt was heard", c.leg.State().User)
+		c.t.Fatalf("bottest: %s: the call ended before the audio was heard", c.leg.State().User)
 	}
 }
+
+// HasHeard says whether the user has heard wav so far, as WaitHeard
+// judges it, without waiting. It is how a test checks that something was
+// not heard (a muted participant, the caller's own voice in a group call):
+// first wait for something heard after it, so that it would have arrived.
+// Say, from another caller or the bot, puts that mark in the audio:
+//
+//	bob.Say(muted)     // the bot has muted Bob
+//	carol.Say(longer)  // starts no sooner and lasts longer
+//	alice.WaitHeard(longer)
+//	if alice.HasHeard(muted) { t.Error("Alice heard Bob while he was muted") }
+func (c *Caller) HasHeard(wav []byte) bool {
+	c.t.Helper()
+	want, err := DecodeWAV(wav)
+	if err != nil {
+		c.t.Fatalf("bottest: HasHeard: %v", err)
+	}
+	return c.HasHeardPCM(want)
+}
+
+// HasHeardPCM is HasHeard for 8 kHz PCM.
+func (c *Caller) HasHeardPCM(want []int16) bool { return Similarity(c.leg.Heard(), want) >= 0.8 }
 
 // WaitBeep waits for the next beep (recordResponse's playBeep): once it
 // returns, the bot is recording. Each call waits for a beep after the last
@@ -123,7 +164,9 @@ func (c *Caller) Press(keys string) {
 }
 
 // Say makes the user say wav (any WAV file) into the call, after anything
-// still being said.
+// still being said. It returns at once: the user speaks in real time. In a
+// group call the others hear it (unless the bot muted the user); the user
+// does not.
 func (c *Caller) Say(wav []byte) {
 	c.t.Helper()
 	pcm, err := DecodeWAV(wav)
@@ -148,5 +191,6 @@ func (c *Caller) WaitTones(tones string) {
 	c.wait("tones "+tones, func(s Leg) bool { return strings.Contains(s.TonesReceived, tones) })
 }
 
-// HangUp makes the user hang up.
+// HangUp makes the user hang up. In a group call the user leaves the
+// roster and the call goes on.
 func (c *Caller) HangUp() { c.leg.HangUpNow() }
