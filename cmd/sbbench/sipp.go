@@ -20,7 +20,9 @@ import (
 
 // The SIPp scenarios: ivr_load.xml is shared/bench/ivr_load.xml, the load
 // the peers' figures were taken with; ivr_load_dtmf.xml adds one RFC 4733
-// press; setup.xml has no audio, for setup-rate runs.
+// press; setup.xml has no audio, for setup-rate runs; conf_uas.xml is the
+// other way round, the phones behind the trunk that group calls dial, which
+// answer and speak until hung up.
 //
 //go:embed testdata/*.xml
 var scenarios embed.FS
@@ -29,8 +31,10 @@ var scenarios embed.FS
 // hold that SIPp's -d sets follows it.
 const dtmfAt = 7500 * time.Millisecond
 
-// sippRun is one SIPp invocation: a UAC calling the node through the trunk.
+// sippRun is one SIPp invocation: a UAC calling the node through the trunk,
+// or with uas a UAS answering the node's calls as the trunk.
 type sippRun struct {
+	uas               bool // answer calls (rate, limit, pause and target unused)
 	bin, dir, pcapDir string
 	scenario          string // file name in testdata
 	target            string // the node's SIP host:port
@@ -43,6 +47,11 @@ type sippRun struct {
 	timeout           time.Duration
 	name              string        // prefix of the files it writes
 	started           func(pid int) // told SIPp's pid, then 0 once it has exited
+	// stop, when closed, asks SIPp to finish (SIGUSR1: no new calls, exit
+	// when the calls in progress end), then ends it; its statistics are
+	// read all the same. A UAS run that is missing some of its -m calls
+	// needs it.
+	stop <-chan struct{}
 }
 
 // sippResult is what SIPp reported.
@@ -68,6 +77,17 @@ type sippRow struct {
 }
 
 func (r *sippRun) args() []string {
+	if r.uas {
+		a := []string{"-sf", r.scenario, "-i", r.localIP, "-p", strconv.Itoa(r.port),
+			"-cp", strconv.Itoa(r.ctrlPort), "-mp", strconv.Itoa(r.mediaPort), "-m", strconv.Itoa(r.calls),
+			"-trace_stat", "-stf", r.name + "_stat.csv", "-fd", "1",
+			"-trace_err", "-error_file", r.name + "_errors.log",
+			"-nostdin"}
+		if r.timeout > 0 {
+			a = append(a, "-timeout", fmt.Sprintf("%ds", int(r.timeout.Seconds())), "-timeout_error")
+		}
+		return a
+	}
 	a := []string{"-sf", r.scenario, r.target, "-s", benchNumber, "-i", r.localIP, "-p", strconv.Itoa(r.port),
 		"-cp", strconv.Itoa(r.ctrlPort), "-mp", strconv.Itoa(r.mediaPort),
 		"-r", strconv.FormatFloat(r.rate, 'f', -1, 64), "-l", strconv.Itoa(r.limit), "-m", strconv.Itoa(r.calls),
@@ -130,8 +150,22 @@ func (r *sippRun) run(ctx context.Context) (*sippResult, error) {
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	var werr error
+	stopped := false
 	select {
 	case werr = <-done:
+	case <-r.stop:
+		stopped = true
+		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGUSR1)
+		select {
+		case werr = <-done:
+		case <-time.After(10 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			werr = <-done
+		case <-ctx.Done():
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+			return nil, fmt.Errorf("sipp stopped: %w", context.Cause(ctx))
+		}
 	case <-ctx.Done():
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
@@ -143,8 +177,9 @@ func (r *sippRun) run(ctx context.Context) (*sippResult, error) {
 		return nil, fmt.Errorf("sipp stopped: %w", context.Cause(ctx))
 	}
 	res := &sippResult{ExitCode: cmd.ProcessState.ExitCode(), Dir: r.dir, FailedBy: map[string]int{}}
-	// 0: every call succeeded; 1: some failed. Anything else is SIPp's own failure.
-	if res.ExitCode != 0 && res.ExitCode != 1 {
+	// 0: every call succeeded; 1: some failed. Anything else is SIPp's own
+	// failure, unless it was asked to stop.
+	if res.ExitCode != 0 && res.ExitCode != 1 && !stopped {
 		return nil, fmt.Errorf("sipp exited with %v; see %s:\n%s", werr, out.Name(), tail(out.Name(), 15))
 	}
 	f, err := os.Open(filepath.Join(r.dir, r.name+"_stat.csv"))
