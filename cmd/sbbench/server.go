@@ -29,6 +29,9 @@ const (
 	benchApp    = "5b0b5b0b-0000-4000-8000-0000000000b0"
 	benchSecret = "sbbench-secret"
 	benchNumber = "+15550199"
+	// benchInstance is the applicationInstance id of benchNumber: the
+	// source of the group calls the bot places to phone numbers.
+	benchInstance = "5b0b5b0b-0000-4000-8000-0000000001a5"
 	// Callers come from these loopback addresses: SIPp, and the probes.
 	sippIP  = "127.0.0.2"
 	probeIP = "127.0.0.3"
@@ -147,8 +150,8 @@ func (nc nodeConfig) yaml() ([]byte, error) {
 	c.Tenants = []config.Tenant{{ID: benchTenant, DisplayName: "sbbench"}}
 	c.Applications = []config.Application{{
 		ID: benchApp, DisplayName: "sbbench IVR bot", Secret: benchSecret, Tenants: []string{benchTenant},
-		Permissions: []string{"Calls.Initiate.All", "Calls.AccessMedia.All"},
-		CallbackURI: nc.callback, MediaMode: "service", Numbers: []config.Number{{Number: benchNumber}},
+		Permissions: []string{"Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.AccessMedia.All"},
+		CallbackURI: nc.callback, MediaMode: "service", Numbers: []config.Number{{Number: benchNumber, InstanceID: benchInstance}},
 	}}
 	b, err := yaml.Marshal(&c)
 	if err != nil {
