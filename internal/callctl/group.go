@@ -226,6 +226,7 @@ func (a *actor) memberGone(m *member, reason errs.EndReason) {
 		}
 	}
 	if m.joined {
+		a.heldMemberGone(m.pid)
 		if a.conf != nil {
 			a.conf.Remove(m.pid)
 		}

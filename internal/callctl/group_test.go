@@ -222,9 +222,44 @@ func TestTwoPartyCallBecomesGroup(t *testing.T) {
 	if s := h.state(id); s != "established" {
 		t.Fatalf("call %s after the first far end left", s)
 	}
-	// Hold music is for two-party calls only, for now.
-	if _, err := h.do(h.bot, id, "startHoldMusic", h.roster(id)[1].ID, &graph.StartHoldMusicRequest{}); errs.KindOf(err) != errs.NotSupported {
-		t.Errorf("hold music in a group call: %v, want 400 notSupported", err)
+}
+
+// Hold music on one member of a group call: it plays on that member's own
+// leg, which leaves the mix; prompts to the conference go on meanwhile.
+func TestGroupCallHoldMusic(t *testing.T) {
+	h := newHarness(t)
+	id, legs := h.group()
+	h.nt.take(id)
+	alice := h.roster(id)[1]
+	op, err := h.do(h.bot, id, "startHoldMusic", alice.ID, &graph.StartHoldMusicRequest{ClientContext: "hold"})
+	if err != nil || op.Status != graph.OperationRunning {
+		t.Fatalf("startHoldMusic: %+v %v", op, err)
+	}
+	legs[0].port.waitPlay(t) // the chime, on Alice's own leg
+	h.sync(id)
+	h.expect(id, "deleted operation Completed")
+	if got := h.conf(id).asked(); !slices.Contains(got, "mute true") {
+		t.Errorf("conference asked %q, want Alice out of the mix", got)
+	}
+	// A prompt to the conference still plays while Alice is on hold.
+	h.must(h.do(h.bot, id, "playPrompt", "", &graph.PlayPromptRequest{Prompts: testPrompts()}))
+	h.conf(id).waitPlay(t)
+	h.sync(id)
+	// Stop: Alice's music stops and she is back in the mix.
+	h.must(h.do(h.bot, id, "stopHoldMusic", alice.ID, &graph.ClientContextRequest{}))
+	h.sync(id)
+	h.sync(id)
+	if got := h.conf(id).asked(); !slices.Contains(got, "mute false") {
+		t.Errorf("conference asked %q, want Alice back in the mix", got)
+	}
+	// Alice leaving while on hold ends the hold.
+	h.must(h.do(h.bot, id, "startHoldMusic", alice.ID, &graph.StartHoldMusicRequest{}))
+	legs[0].port.waitPlay(t)
+	h.sync(id)
+	legs[0].emit(LegEnded)
+	h.sync(id)
+	if _, err := h.do(h.bot, id, "startHoldMusic", h.roster(id)[1].ID, &graph.StartHoldMusicRequest{}); err != nil {
+		t.Errorf("hold for Bob after Alice left while held: %v", err)
 	}
 }
 

@@ -593,6 +593,7 @@ func (h *harness) start(st *memStore) {
 		Calls: st, Notifier: h.nt, Dialer: h.dl, Prompts: h.pr, Recordings: h.recs, Clock: h.clk,
 		Conferences: func(callID string) (Conference, error) {
 			c := &fakeConference{}
+			c.plays = make(chan struct{}, 1)
 			h.cmu.Lock()
 			h.confs[callID] = c
 			h.cmu.Unlock()

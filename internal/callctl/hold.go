@@ -61,9 +61,6 @@ func (a *actor) startHoldMusic(cmd *command, req *graph.StartHoldMusicRequest) (
 		mi := *cp.MediaInfo
 		custom = &mi
 	}
-	if a.rec.Group {
-		return nil, errs.E(errs.NotSupported, "Hold music for one participant of a group call is not supported by this Switchboard version yet; it plays on two-party calls.")
-	}
 	p, err := a.holdParticipant("startHoldMusic", pid)
 	if err != nil {
 		return nil, err
@@ -81,7 +78,15 @@ func (a *actor) startHoldMusic(cmd *command, req *graph.StartHoldMusicRequest) (
 	}
 	op := a.newOperation(graph.TypeStartHoldMusicOperation, req.ClientContext, graph.OperationRunning)
 	resp := *op
-	a.interrupt()
+	if a.rec.Group {
+		// The held member hears the music on its own leg and is taken out
+		// of the mix; the conference's prompts go on for the others.
+		if a.conf != nil {
+			a.conf.MuteMember(p.ID, true)
+		}
+	} else {
+		a.interrupt()
+	}
 	j := &mediaJob{kind: jobHold, opID: op.ID, pid: p.ID, started: a.m.clk.Now()}
 	a.hold = j
 	a.rec.Hold = &HoldState{Participant: p.ID, Prompt: custom}
@@ -166,7 +171,7 @@ func (a *actor) holdReady(j *mediaJob, au *media.Audio, err error, custom bool) 
 		a.log.Warn("media.holdMusic unavailable; playing the built-in hold chime", "uri", a.m.cfg.Media.HoldMusic, "err", err)
 		au = media.HoldChime()
 	}
-	port := a.port()
+	port := a.holdPort(j)
 	if port == nil {
 		a.failHold(j, errs.OpNoMedia)
 		return
@@ -186,6 +191,7 @@ func (a *actor) failHold(j *mediaJob, ri errs.Result) {
 		a.hold = nil
 		a.rec.Hold = nil
 		a.dirty = true
+		a.unmuteHeld(j)
 	}
 	a.pump()
 }
@@ -217,7 +223,7 @@ func (a *actor) stopHoldMusic(cmd *command, req *graph.ClientContextRequest) (*g
 	op := a.newOperation(graph.TypeStopHoldMusicOperation, req.ClientContext, graph.OperationRunning)
 	resp := *op
 	j.stopOp = op.ID
-	if port := a.port(); j.playing && port != nil {
+	if port := a.holdPort(j); j.playing && port != nil {
 		port.StopPlay() // its done callback completes the stop
 		return &resp, nil
 	}
@@ -240,8 +246,51 @@ func (a *actor) holdStopped(j *mediaJob) {
 	a.hold = nil
 	a.rec.Hold = nil
 	a.dirty = true
+	a.unmuteHeld(j)
 	a.finishHoldOp(j.stopOp, graph.OperationCompleted, errs.OpCompleted)
 	a.pump()
+}
+
+// holdPort is where the hold music plays: the call's port on a two-party
+// call, the held member's own leg in a group call.
+func (a *actor) holdPort(j *mediaJob) MediaPort {
+	if !a.rec.Group {
+		return a.port()
+	}
+	for _, m := range a.members {
+		if m.pid == j.pid && m.leg != nil {
+			return mediaPortOf(m.leg)
+		}
+	}
+	return nil
+}
+
+// unmuteHeld puts a group call's member that was on hold back in the mix,
+// unless it was server-muted.
+func (a *actor) unmuteHeld(j *mediaJob) {
+	if a.conf == nil {
+		return
+	}
+	for _, p := range a.rec.Participants {
+		if p.ID == j.pid {
+			a.conf.MuteMember(p.ID, p.IsMuted)
+		}
+	}
+}
+
+// heldMemberGone ends the hold of a member that left a group call.
+func (a *actor) heldMemberGone(pid string) {
+	j := a.hold
+	if j == nil || j.pid != pid {
+		return
+	}
+	a.hold = nil
+	a.rec.Hold = nil
+	a.dirty = true
+	a.finishHoldOp(j.opID, graph.OperationFailed, errs.OpCallEnded.With("the participant left the call."))
+	if j.stopOp != "" {
+		a.finishHoldOp(j.stopOp, graph.OperationCompleted, errs.OpCompleted)
+	}
 }
 
 // resumeHold starts the music again for a call resumed on hold after a

@@ -226,7 +226,9 @@ func (a *actor) enqueue(j *mediaJob, bargeIn bool) {
 
 // pump starts the next job when none runs.
 func (a *actor) pump() {
-	if a.running != nil || a.hold != nil || len(a.jobs) == 0 || a.deleted {
+	// On a two-party call the hold music holds the port; in a group call
+	// it plays on the held member's own leg.
+	if a.running != nil || (a.hold != nil && !a.rec.Group) || len(a.jobs) == 0 || a.deleted {
 		return
 	}
 	j := a.jobs[0]
@@ -485,7 +487,7 @@ func (a *actor) stopRunning() {
 		return
 	}
 	if p := a.port(); p != nil {
-		if a.hold == nil { // else the port plays the music, not this job
+		if a.hold == nil || a.rec.Group { // else the port plays the music, not this job
 			p.StopPlay()
 		}
 		if a.running.kind == jobRecord {
