@@ -43,8 +43,14 @@ type bot struct {
 	workers    sync.WaitGroup
 
 	notifications atomic.Int64
+	posts         atomic.Int64 // webhook POSTs
+	postBytes     atomic.Int64 // their bodies, in bytes
 	badTokens     atomic.Int64
 	badBodies     atomic.Int64
+
+	// conf, when set (sbbench conf), places group calls and takes every
+	// notification instead of the IVR's handling.
+	conf *confDriver
 
 	mu    sync.Mutex
 	calls map[string]*botCall
@@ -151,8 +157,12 @@ func (b *bot) close() {
 }
 
 // Live returns the calls between their incoming and terminated
-// notifications.
+// notifications; in a conference run, the parties in the rosters of the
+// group calls not yet ended.
 func (b *bot) Live() int {
+	if b.conf != nil {
+		return b.conf.Joined()
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.live
@@ -165,6 +175,8 @@ func (b *bot) reset() {
 	b.live = 0
 	b.mu.Unlock()
 	b.notifications.Store(0)
+	b.posts.Store(0)
+	b.postBytes.Store(0)
 	b.badTokens.Store(0)
 	b.badBodies.Store(0)
 }
@@ -217,8 +229,14 @@ func (b *bot) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
+	b.posts.Add(1)
+	b.postBytes.Add(int64(len(body)))
 	for _, n := range env.Value {
 		b.notifications.Add(1)
+		if b.conf != nil {
+			b.conf.handle(now, n)
+			continue
+		}
 		b.handle(now, n)
 	}
 }

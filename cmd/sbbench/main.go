@@ -19,8 +19,18 @@
 //
 //	go run ./cmd/sbbench ivr   -calls 1000 -rate 50 -hold 30s      # steady state, N concurrent IVR calls with DTMF
 //	go run ./cmd/sbbench setup -rates 100,200,500 -step 10s -hold 2s # setup rate, short calls
+//	go run ./cmd/sbbench conf  -parties 100 -conferences 1 -hold 30s # group calls: conferences of SIPp phones
 //
-// Both need sipp (Debian package sip-tester, run as root: it sends the
+// conf turns the call path round: the bot creates group calls (POST
+// /communications/calls from its number's applicationInstance, the first
+// 25 phone numbers as targets, the rest invited five at a time), the node
+// dials every party through the trunk, where a SIPp UAS answers and plays
+// speech until it is hung up, and the node's conference mixes them. Once
+// every roster is full the load is held for -hold, the measured steady
+// state (CPU per participant-second, RSS per participant, late media
+// ticks), then the bot hangs up.
+//
+// All three need sipp (Debian package sip-tester, run as root: it sends the
 // caller's audio from pcap files through a raw socket) and loopback
 // addresses 127.0.0.2 and 127.0.0.3. -perf records a CPU profile of the
 // node with linux-perf during the steady state; -inprocess instead runs the
@@ -51,8 +61,10 @@ const usage = `sbbench: Switchboard's end-to-end IVR benchmark (SIPp -> SIP edge
 Usage:
   sbbench ivr   [flags]   steady state: N concurrent IVR calls (answer, tones, prompt, 5 s record, DTMF, hang-up)
   sbbench setup [flags]   setup rate: short calls at increasing rates
+  sbbench conf  [flags]   group calls: the bot creates conferences of phone numbers behind the trunk,
+                          SIPp answers every leg and speaks, the node mixes; CPU per participant-second
 
-Run "sbbench ivr -h" or "sbbench setup -h" for the flags.
+Run "sbbench ivr -h", "sbbench setup -h" or "sbbench conf -h" for the flags.
 `
 
 func main() {
@@ -66,6 +78,8 @@ func main() {
 		err = runIVR(os.Args[2:])
 	case "setup":
 		err = runSetup(os.Args[2:])
+	case "conf":
+		err = runConf(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
