@@ -328,3 +328,28 @@ func TestInviteReplacingACall(t *testing.T) {
 	h.sync(id)
 	h.expect(id, "deleted operation Failed 9019")
 }
+
+// Mute and remove of one participant racing each other: one order or the
+// other wins, every request is answered, and the roster is consistent.
+func TestConcurrentMuteAndRemove(t *testing.T) {
+	h := newHarness(t)
+	for range 10 {
+		id, _ := h.group()
+		bob := h.roster(id)[2].ID
+		errc := make(chan error, 2)
+		go func() { _, err := h.do(h.bot, id, "mute", bob, nil); errc <- err }()
+		go func() { _, err := h.do(h.bot, id, "remove", bob, nil); errc <- err }()
+		for range 2 {
+			if err := <-errc; err != nil && errs.KindOf(err) != errs.NotFound {
+				t.Fatalf("mute or remove: %v", err)
+			}
+		}
+		for _, p := range h.roster(id) {
+			if p.ID == bob {
+				t.Fatal("Bob is still in the roster after his removal")
+			}
+		}
+		h.must(h.do(h.bot, id, "hangUp", "", nil))
+		h.sync(id)
+	}
+}
