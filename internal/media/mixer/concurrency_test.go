@@ -47,6 +47,13 @@ func mixedConference(t testing.TB, n int) (*Conference, []*Participant, [][]int1
 // Write and every consumer's Read, allocates nothing.
 func TestTickDoesNotAllocate(t *testing.T) {
 	c, ps, frames := mixedConference(t, 40)
+	// A bot's recorder, which hears everyone but its prompt.
+	l, err := c.Add(ParticipantOptions{ID: "recorder", Role: Listener, Without: ps[len(ps)-1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps = append(ps, l)
+	frames = append(frames, nil)
 	var f Frame
 	step := func() {
 		for i, p := range ps {

@@ -119,7 +119,7 @@ type TickStats struct {
 	Tick           uint64 // the tick's number, from 1
 	Participants   int    // in the conference
 	Sources        int    // inputs mixed: selected speakers and prompts that had a frame
-	Mixes          int    // distinct mixes made: the common one, and one per selected speaker that hears (at most Speakers+1)
+	Mixes          int    // distinct mixes made: the common one, one per selected speaker that hears (at most Speakers+1), and one per listener whose Without prompt was mixed
 	Encodes        int    // G.711 encodings: at most one per mix and codec, however many hear it
 	Missing        int    // contributing participants that had no frame
 	Trimmed        int    // input frames skipped to bound the delay
@@ -156,8 +156,9 @@ type Conference struct {
 	holdTicks, hangTicks     uint64
 	domTicks                 int
 
-	mu    sync.Mutex // serialises Add and Remove; never taken by Tick
-	table atomic.Pointer[table]
+	mu      sync.Mutex // serialises Add and Remove; never taken by Tick
+	table   atomic.Pointer[table]
+	nextMix int // Frame.Mix of the next listener with Without; guarded by mu
 
 	// Published by the tick.
 	dominant atomic.Pointer[Participant]
@@ -184,6 +185,7 @@ type Conference struct {
 type table struct {
 	all     []*Participant
 	prompts []*Participant
+	without []*Participant // listeners with Without
 }
 
 // slot is one place among the selected speakers, and the mix of
@@ -228,6 +230,7 @@ func New(o Options) (*Conference, error) {
 		hangTicks:     uint64(ticks(o.VADHangover)),
 		domTicks:      ticks(o.DominantHold),
 		slots:         make([]slot, o.Speakers),
+		nextMix:       o.Speakers + 1,
 	}
 	for i := range c.slots {
 		c.slots[i].bus.id = i + 1
@@ -247,8 +250,13 @@ func (c *Conference) Add(o ParticipantOptions) (*Participant, error) {
 		return nil, fmt.Errorf("add %s to conference: input %v is not linear PCM", o.ID, o.Input)
 	case o.Output >= numFormats:
 		return nil, fmt.Errorf("add %s to conference: unknown output %v", o.ID, o.Output)
+	case o.Without != nil && (o.Role != Listener || o.Without.conf != c || o.Without.role != Prompt):
+		return nil, fmt.Errorf("add %s to conference: only a listener can be without a prompt, of its own conference", o.ID)
 	}
-	p := &Participant{conf: c, id: o.ID, role: o.Role, input: o.Input}
+	p := &Participant{conf: c, id: o.ID, role: o.Role, input: o.Input, without: o.Without}
+	if o.Without != nil {
+		p.own = &bus{}
+	}
 	p.t.slot = -1
 	switch o.Role {
 	case Talker:
@@ -263,9 +271,14 @@ func (c *Conference) Add(o ParticipantOptions) (*Participant, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.table.Load()
-	nt := &table{all: append(slices.Clone(old.all), p), prompts: old.prompts}
+	nt := &table{all: append(slices.Clone(old.all), p), prompts: old.prompts, without: old.without}
 	if o.Role == Prompt {
 		nt.prompts = append(slices.Clone(old.prompts), p)
+	}
+	if p.own != nil {
+		p.own.id = c.nextMix
+		c.nextMix++
+		nt.without = append(slices.Clone(old.without), p)
 	}
 	c.table.Store(nt)
 	return p, nil
@@ -287,9 +300,12 @@ func (c *Conference) Remove(p *Participant) bool {
 	if i < 0 {
 		return false
 	}
-	nt := &table{all: slices.Delete(slices.Clone(old.all), i, i+1), prompts: old.prompts}
+	nt := &table{all: slices.Delete(slices.Clone(old.all), i, i+1), prompts: old.prompts, without: old.without}
 	if j := slices.Index(old.prompts, p); j >= 0 {
 		nt.prompts = slices.Delete(slices.Clone(old.prompts), j, j+1)
+	}
+	if j := slices.Index(old.without, p); j >= 0 {
+		nt.without = slices.Delete(slices.Clone(old.without), j, j+1)
 	}
 	p.removed.Store(true)
 	c.table.Store(nt)
@@ -330,7 +346,8 @@ func (c *Conference) Stats() Stats {
 //     inputs are upsampled; only the mixed ones, the rest only keep their
 //     resampler's history);
 //  4. make the distinct mixes, each limited to 16 bits: the common sum,
-//     and for each selected speaker the sum without it;
+//     for each selected speaker the sum without it, and for each listener
+//     whose own prompt (Without) was mixed the sum without that prompt;
 //  5. queue for every hearer the mix it hears in the form it wants,
 //     downsampling and encoding each mix at most once per form.
 //
@@ -396,6 +413,18 @@ func (c *Conference) Tick() TickStats {
 	}
 	c.st.Sources = sources
 
+	// A listener whose own prompt is mixed this tick hears a mix of its
+	// own, which starts, like a speaker's, from the common mix's state
+	// before this tick: what the listener heard until now.
+	for _, p := range tb.without {
+		t := &p.t
+		on := t.fl&flagHears != 0 && p.without.t.srcTick == c.n
+		if on && !t.onOwn {
+			p.own.inherit(&c.full)
+		}
+		t.onOwn = on
+	}
+
 	// 4. Mixes.
 	c.full.mix(&c.sum, sources)
 	c.st.Mixes = 1
@@ -416,14 +445,28 @@ func (c *Conference) Tick() TickStats {
 		}
 		c.st.Mixes++
 	}
+	for _, p := range tb.without {
+		if !p.t.onOwn {
+			continue
+		}
+		src := p.without.t.src[:Samples16k]
+		for j := range c.diff {
+			c.diff[j] = c.sum[j] - int32(src[j])
+		}
+		p.own.mix(&c.diff, sources-1)
+		c.st.Mixes++
+	}
 
 	// 5. Outputs; and hand the input slots back.
 	for _, p := range tb.all {
 		t := &p.t
 		if t.fl&flagHears != 0 {
 			b := &c.full
-			if t.slot >= 0 {
+			switch {
+			case t.slot >= 0:
 				b = &c.slots[t.slot].bus
+			case t.onOwn:
+				b = p.own
 			}
 			c.publish(p, b)
 		}
@@ -450,6 +493,11 @@ func (c *Conference) Tick() TickStats {
 	for i := range c.slots {
 		if p := c.slots[i].p; p != nil && p.t.fl&flagHears != 0 {
 			c.slots[i].bus.finish()
+		}
+	}
+	for _, p := range tb.without {
+		if p.t.onOwn {
+			p.own.finish()
 		}
 	}
 
@@ -636,7 +684,7 @@ func (c *Conference) contribute(p *Participant) int {
 		t.up.Process(t.in16[:], t.frame.pcm[:Samples8k])
 		src = t.in16[:]
 	}
-	t.src = src
+	t.src, t.srcTick = src, c.n
 	for i, v := range src {
 		c.sum[i] += int32(v)
 	}

@@ -619,7 +619,12 @@ func TestOptions(t *testing.T) {
 	if len(c.slots) != DefaultSpeakers || c.o.DominantHold != DefaultDominantHold || c.domTicks != 20 {
 		t.Errorf("defaults not applied: %+v", c.o)
 	}
-	for _, o := range []ParticipantOptions{{Input: PCMU}, {Output: numFormats}, {Role: Prompt + 1}} {
+	other, _ := New(Options{})
+	pr, _ := c.Add(ParticipantOptions{Role: Prompt})
+	otherPrompt, _ := other.Add(ParticipantOptions{Role: Prompt})
+	talker, _ := c.Add(ParticipantOptions{})
+	for _, o := range []ParticipantOptions{{Input: PCMU}, {Output: numFormats}, {Role: Prompt + 1},
+		{Without: pr}, {Role: Prompt, Without: pr}, {Role: Listener, Without: talker}, {Role: Listener, Without: otherPrompt}} {
 		if _, err := c.Add(o); err == nil {
 			t.Errorf("Add(%+v) accepted", o)
 		}
@@ -630,5 +635,110 @@ func TestOptions(t *testing.T) {
 	}
 	if err := p.SetOutput(numFormats); err == nil {
 		t.Error("SetOutput took an unknown format")
+	}
+}
+
+// TestListenerWithoutItsPrompt is a conference several bots share: each
+// bot has a prompt and a recorder that hears everyone, the other bots'
+// prompts included, but not its own (N−1 for the bot), in a mix of its
+// own only while its prompt plays; a listener without a prompt of its
+// own hears everything.
+func TestListenerWithoutItsPrompt(t *testing.T) {
+	const fY, ampP = 2250.0, 0.1
+	r, a, _, _, _ := threeTalkers(t)
+	p1 := r.add(ParticipantOptions{ID: "p1", Role: Prompt}, fX, ampP)
+	p2 := r.add(ParticipantOptions{ID: "p2", Role: Prompt, Input: Linear16k}, fY, ampP)
+	l1 := r.add(ParticipantOptions{ID: "l1", Role: Listener, Without: p1.p}, 0, 0)
+	// Linear outputs: G.711's intermodulation puts 2·600 + 1050 Hz on fY.
+	l2 := r.add(ParticipantOptions{ID: "l2", Role: Listener, Output: Linear16k, Without: p2.p}, 0, 0)
+	all := r.add(ParticipantOptions{ID: "all", Role: Listener}, 0, 0)
+	r.run(3)
+	r.reset()
+	r.run(50)
+	for _, m := range []*member{l1, l2, all} {
+		for _, f := range []float64{fA, fB, fC} {
+			expectHeard(t, m, f, talkAmp)
+		}
+		if m.gaps != 0 {
+			t.Errorf("%s missed %d frames", m.p.ID(), m.gaps)
+		}
+	}
+	expectAbsent(t, l1, fX, ampP)
+	expectHeard(t, l1, fY, ampP)
+	expectHeard(t, l2, fX, ampP)
+	expectAbsent(t, l2, fY, ampP)
+	expectHeard(t, all, fX, ampP)
+	expectHeard(t, all, fY, ampP)
+	expectHeard(t, a, fX, ampP)
+	expectHeard(t, a, fY, ampP)
+	if st := r.last; st.Sources != 5 || st.Mixes != 6 || st.Encodes != 2 {
+		t.Errorf("tick %+v: want 5 sources, 6 mixes (common, three speakers', two listeners'), 2 encodings (a's PCMU, b's PCMA)", st)
+	}
+	m1, m2 := l1.f.Mix(), l2.f.Mix()
+	if m1 <= DefaultSpeakers || m2 <= DefaultSpeakers || m1 == m2 || all.f.Mix() != 0 {
+		t.Errorf("mix ids: l1 %d, l2 %d, all %d; want one each above the speakers', and the common mix", m1, m2, all.f.Mix())
+	}
+
+	// Its prompt stopped, l1 hears the common mix again; removed, too.
+	p1.p.SetContributes(false)
+	r.run(2)
+	if l1.f.Mix() != 0 || r.last.Mixes != 5 {
+		t.Errorf("prompt stopped: l1 hears mix %d, tick %+v; want the common mix, 5 mixes", l1.f.Mix(), r.last)
+	}
+	p1.p.SetContributes(true)
+	r.run(1)
+	if l1.f.Mix() != m1 {
+		t.Errorf("prompt playing again: l1 hears mix %d, want %d", l1.f.Mix(), m1)
+	}
+	r.c.Remove(p2.p)
+	p2.quiet = true
+	r.run(2)
+	if l2.f.Mix() != 0 || r.last.Mixes != 5 {
+		t.Errorf("prompt removed: l2 hears mix %d, tick %+v; want the common mix, 5 mixes", l2.f.Mix(), r.last)
+	}
+	r.c.Remove(l1.p)
+	r.run(2)
+	if r.last.Mixes != 4 {
+		t.Errorf("listener removed: tick %+v, want 4 mixes", r.last)
+	}
+}
+
+// TestListenerWithoutSeamless: a listener goes from the common mix to
+// its own and back without a seam. Its prompt plays digital silence,
+// switched on and off, so its own mix holds exactly what the common mix
+// does, and it must hear, sample for sample, what a plain listener does:
+// its mix takes over the common mix's limiter and filter state.
+func TestListenerWithoutSeamless(t *testing.T) {
+	r := newRig(t, Options{})
+	// Loud enough together that the limiter works, and not whole cycles
+	// in a frame, so that no two frames are alike.
+	r.add(ParticipantOptions{ID: "a"}, 613, 0.5)
+	r.add(ParticipantOptions{ID: "b"}, 1041, 0.5)
+	r.add(ParticipantOptions{ID: "c"}, 1777, 0.5)
+	p := r.add(ParticipantOptions{ID: "silence", Role: Prompt}, 0, 0)
+	l := r.add(ParticipantOptions{ID: "l", Role: Listener, Without: p.p}, 0, 0)
+	all := r.add(ParticipantOptions{ID: "all", Role: Listener}, 0, 0)
+	var silence [Samples8k]int16
+	own := 0
+	for i := range 60 {
+		on := i%7 >= 3
+		p.p.SetContributes(on)
+		if on {
+			p.p.Write(silence[:])
+		}
+		r.run(1)
+		if l.f.Mix() != 0 {
+			own++
+		}
+	}
+	if own == 0 {
+		t.Fatal("the listener never heard a mix of its own")
+	}
+	if !slices.Equal(l.heard, all.heard) {
+		i := 0
+		for i < len(l.heard) && l.heard[i] == all.heard[i] {
+			i++
+		}
+		t.Errorf("the listener's audio differs from the common mix from sample %d (tick %d)", i, i/Samples8k)
 	}
 }

@@ -21,6 +21,14 @@
 // 160-byte copies. Frame.Mix names the mix a frame carries, for an
 // integration that encodes in a codec of its own.
 //
+// A Listener may be without one Prompt (ParticipantOptions.Without): a
+// bot's side of a conference several bots share, whose recording is of
+// everyone, the other bots' prompts included, but not its own prompt
+// (N−1 for the bot). It hears the common mix until its prompt is mixed,
+// then the sum less that prompt, one more distinct mix per such listener
+// and tick; like a speaker's, its mix starts from the common mix's
+// limiter and filter state, so switching is seamless.
+//
 // The sum is taken in int32 and limited to 16 bits by a gain limiter with
 // one frame of look-ahead (limiter.go): nothing that fits in 16 bits is
 // touched, so a single talker passes bit for bit; a sum that would
@@ -96,5 +104,7 @@
 // Remove; MuteMember is SetContributes; the bot's service-hosted media is
 // a Prompt participant that Play feeds from the ticker before each Tick
 // (SetMuted stops its contribution), and a Listener whose frames the
-// ticker hands to Record's sink after each Tick.
+// ticker hands to Record's sink after each Tick. Each further bot's port
+// on a shared conference (a meeting) is another such pair, its Listener
+// without its Prompt.
 package mixer

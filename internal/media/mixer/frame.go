@@ -63,10 +63,12 @@ func (f *Frame) Tick() uint64 { return f.tick }
 
 // Mix identifies the mix the frame carries within its tick: frames of
 // one tick with the same Mix hold the same audio. 0 is the common mix
-// (everyone selected, heard by everyone not selected), i > 0 the mix of
-// the i-th selected speaker (everyone selected but that speaker). An
-// integration encoding for itself (a codec the mixer does not know)
-// encodes once per (Tick, Mix) and shares the result.
+// (everyone selected, heard by everyone not selected), 0 < i ≤ Speakers
+// the mix of the i-th selected speaker (everyone selected but that
+// speaker), and i > Speakers that of one listener without its own prompt
+// (ParticipantOptions.Without). An integration encoding for itself (a
+// codec the mixer does not know) encodes once per (Tick, Mix) and shares
+// the result.
 func (f *Frame) Mix() int { return f.mix }
 
 // Silent reports that the frame is digital silence: nobody was mixed into

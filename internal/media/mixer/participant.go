@@ -58,6 +58,13 @@ type ParticipantOptions struct {
 	// Output is the form Read returns the participant's mix in: Linear8k
 	// by default, Linear16k, PCMU or PCMA.
 	Output Format
+	// Without, for a Listener, is a Prompt of the same conference that it
+	// does not hear: a bot's port in a conference several bots share
+	// records everyone, the other bots' prompts included, but its own
+	// (N−1 for the port, as for a talker). While that prompt is mixed,
+	// the listener gets a mix of its own, the common mix less the
+	// prompt; otherwise it hears the common mix.
+	Without *Participant
 }
 
 // ParticipantStats are a participant's counters since it was added.
@@ -81,10 +88,12 @@ type ParticipantStats struct {
 // counters. The setters and accessors are safe for concurrent use from any
 // goroutine; a setting takes effect at the next conference tick.
 type Participant struct {
-	conf  *Conference
-	id    string
-	role  Role
-	input Format
+	conf    *Conference
+	id      string
+	role    Role
+	input   Format
+	without *Participant // a Listener's own prompt (ParticipantOptions.Without)
+	own     *bus         // the mix without it; nil without one
 
 	flags   atomic.Uint32 // flagContributes, flagHears
 	output  atomic.Uint32 // Format
@@ -114,6 +123,8 @@ type tickState struct {
 	frame    *inFrame // this tick's input frame, still in the ring; nil if none
 	took     uint32   // its ring position
 	src      []int16  // this tick's contribution to the mix at 16 kHz, nil if none
+	srcTick  uint64   // the tick src was set in (a removed prompt's is stale)
+	onOwn    bool     // a listener with Without hears its own mix this tick
 	e        float32  // smoothed mean square
 	hang     int      // ticks of voice activity left (hangover)
 	speaking bool
