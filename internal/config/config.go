@@ -192,6 +192,17 @@ type Tenant struct {
 	DisplayName string `yaml:"displayName"`
 	// Users of the tenant.
 	Users []User `yaml:"users"`
+	// Conferencing is the tenant's audio conferencing (dial-in to online meetings).
+	Conferencing Conferencing `yaml:"conferencing"`
+}
+
+// Conferencing is a tenant's audio conferencing: the number phones dial
+// to join its online meetings with a conference id.
+type Conferencing struct {
+	// TollNumber is the E.164 dial-in number shown in the tenant's meetings
+	// (audioConferencing.tollNumber, the join page); empty: meetings show
+	// no dial-in number, only their conference id.
+	TollNumber string `yaml:"tollNumber"`
 }
 
 // User is a person who can be called.
@@ -252,6 +263,10 @@ type Application struct {
 	MediaMode string `yaml:"mediaMode"`
 	// Numbers are the numbers and SIP users that ring this bot.
 	Numbers []Number `yaml:"numbers"`
+	// MeetingUsers are the user ids the bot may manage online meetings for
+	// (Graph's application access policy); absent or empty: every user of
+	// its tenants.
+	MeetingUsers []string `yaml:"meetingUsers"`
 }
 
 // Number is a number a bot owns: a plain string, or {number, tenant, instanceId}.

@@ -360,3 +360,45 @@ func TestHoldMusicIsAnHTTPURL(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The meetings keys: a tenant's dial-in number is E.164 and rings nobody
+// else; an application's meetingUsers are users of its own tenants.
+func TestMeetingsKeys(t *testing.T) {
+	parse := func(t *testing.T, edit func(*config.Config)) []string {
+		t.Helper()
+		c, err := config.Parse([]byte(fullYAML))
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(&c)
+		return problems(t, c.Validate())
+	}
+	c, err := config.Parse([]byte(fullYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Tenants[0].Conferencing.TollNumber = "+15550150"
+	c.Applications[0].MeetingUsers = []string{alice, strings.ToUpper(bob)}
+	c.Applications[1].MeetingUsers = []string{frank}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("valid meetings keys: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*config.Config)
+		want []struct{ path, says string }
+	}{
+		{"toll number not E.164", func(c *config.Config) { c.Tenants[0].Conferencing.TollNumber = "555-0150" },
+			[]struct{ path, says string }{{"tenants[0].conferencing.tollNumber", "E.164"}}},
+		{"toll number is a user's phone", func(c *config.Config) { c.Tenants[1].Conferencing.TollNumber = "+15550100" },
+			[]struct{ path, says string }{{"tenants[1].conferencing.tollNumber", "tenants[0].users[0]"}}},
+		{"toll number is a bot's number", func(c *config.Config) { c.Tenants[0].Conferencing.TollNumber = "+15550199" },
+			[]struct{ path, says string }{{"applications[0].numbers[0]", "tenants[0].conferencing.tollNumber"}}},
+		{"meeting user of another tenant", func(c *config.Config) { c.Applications[0].MeetingUsers = []string{alice, frank} },
+			[]struct{ path, says string }{{"applications[0].meetingUsers[1]", "not a user of the application's tenants"}}},
+		{"meeting user unknown", func(c *config.Config) { c.Applications[1].MeetingUsers = []string{"nobody"} },
+			[]struct{ path, says string }{{"applications[1].meetingUsers[0]", `"nobody"`}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkProblems(t, parse(t, tc.edit), tc.want) })
+	}
+}

@@ -158,6 +158,7 @@ func (c *Config) Validate() error {
 
 	tenants := map[string]bool{}
 	users := map[string]string{}
+	userTenant := map[string]string{} // lower-case user id -> lower-case tenant id
 	sipNames := map[string]string{}
 	phones := map[string]string{}
 	for i, t := range c.Tenants {
@@ -168,6 +169,16 @@ func (c *Config) Validate() error {
 			bad(p+".id", "%s appears twice", t.ID)
 		}
 		tenants[strings.ToLower(t.ID)] = true
+		if n := t.Conferencing.TollNumber; n != "" {
+			// Checked against users' phones and apps' numbers below: a
+			// call to it must reach the conference, not someone's phone.
+			if !e164RE.MatchString(n) {
+				bad(p+".conferencing.tollNumber", "%q is not E.164 (+15550100)", n)
+			} else if prev, ok := phones[n]; ok {
+				bad(p+".conferencing.tollNumber", "%s is also %s", n, prev)
+			}
+			phones[n] = p + ".conferencing.tollNumber"
+		}
 		for j, u := range t.Users {
 			up := fmt.Sprintf("%s.users[%d]", p, j)
 			if !IsGUID(u.ID) {
@@ -176,6 +187,7 @@ func (c *Config) Validate() error {
 				bad(up+".id", "%s is also %s", u.ID, prev)
 			}
 			users[strings.ToLower(u.ID)] = up
+			userTenant[strings.ToLower(u.ID)] = strings.ToLower(t.ID)
 			if u.DisplayName == "" {
 				bad(up+".displayName", "must be set")
 			}
@@ -264,6 +276,11 @@ func (c *Config) Validate() error {
 			}
 			if n.InstanceID != "" && !IsGUID(n.InstanceID) {
 				bad(np+".instanceId", "%q is not a GUID", n.InstanceID)
+			}
+		}
+		for j, u := range a.MeetingUsers {
+			if t, ok := userTenant[strings.ToLower(u)]; !ok || !contains(a.Tenants, t) {
+				bad(fmt.Sprintf("%s.meetingUsers[%d]", p, j), "%q is not a user of the application's tenants", u)
 			}
 		}
 	}
