@@ -44,6 +44,13 @@ type actor struct {
 	legMember      *member
 	inviteFailures map[string]errs.EndReason
 
+	// A meeting call's room and its port on the room's conference
+	// (room.go), and its invites still counting invitees.
+	room           *room
+	roomPort       BotPort
+	meetingInvites map[string]int
+	inviteJoined   map[string]bool
+
 	jobs    []*mediaJob // queued playPrompt/recordResponse
 	running *mediaJob   // the one playing or recording
 	hold    *mediaJob   // the hold music, while a participant is held; jobs wait for it
@@ -96,6 +103,8 @@ func (m *Manager) spawn(rec *Record, rev uint64) *actor {
 		timers: map[string]clock.Timer{},
 
 		inviteFailures: map[string]errs.EndReason{},
+		meetingInvites: map[string]int{},
+		inviteJoined:   map[string]bool{},
 	}
 	m.mu.Lock()
 	if m.closing {
@@ -434,6 +443,7 @@ func (a *actor) end(reason errs.EndReason, hangLeg bool) {
 		a.transferee = nil
 	}
 	a.endMembers(reason)
+	a.leaveMeeting()
 	a.rec.Call.State = graph.StateTerminated
 	a.rec.Call.ResultInfo = &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: reason.Code, Subcode: reason.Subcode, Message: reason.Message}
 	if a.rec.Call.MediaState != nil {

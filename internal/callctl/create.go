@@ -50,14 +50,20 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 			return nil, err
 		}
 	}
+	var mt *Meeting
 	if req.MeetingInfo != nil || req.ChatInfo != nil {
 		if err := c.require(PermJoinGroupCall, PermJoinAsGuest); err != nil {
 			return nil, err
 		}
-		return nil, errs.E(errs.NotSupported, "Joining meetings is not supported by this Switchboard version yet.")
+		var err error
+		if mt, err = m.findMeeting(ctx, c, req); err != nil {
+			return nil, err
+		}
+		req.Targets = []graph.InvitationParticipantInfo{}
 	}
 	group := len(req.Targets) > 1
 	switch n := len(req.Targets); {
+	case mt != nil:
 	case n == 0:
 		return nil, badRequest("targets is required: a call needs at least one target.")
 	case n > maxGroupTargets:
@@ -132,7 +138,17 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 		NextSource:   1,
 		Created:      now, LastKeepAlive: now, RingBy: now.Add(ringFor),
 	}
-	if !group {
+	if mt != nil {
+		// The room gives the roster.
+		rec.Participants, rec.NextSource = nil, 0
+		rec.Meeting = mt.ID
+		rec.Call.ChatInfo = &graph.ChatInfo{ODataType: graph.TypeChatInfo, ThreadID: mt.ThreadID, MessageID: "0"}
+		rec.Call.MeetingInfo = req.MeetingInfo
+		if rec.Call.MeetingInfo == nil {
+			rec.Call.MeetingInfo = &graph.MeetingInfo{ODataType: graph.TypeOrganizerMeetingInfo, Organizer: mt.Organizer}
+		}
+		call = rec.Call
+	} else if !group {
 		// A two-party call's roster is the bot and its one target.
 		rec.Participants = append(rec.Participants, participant(ids.New(), req.Targets[0].Identity, "2"))
 		rec.NextSource = 2
@@ -157,9 +173,12 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 	// under way.
 	dialed := make(chan result, 1)
 	a.post(func(a *actor) {
-		if group {
+		switch {
+		case mt != nil:
+			a.joinMeeting(mt)
+		case group:
 			a.startGroup(targets, req.Targets)
-		} else {
+		default:
 			a.startOutbound(targets[0])
 		}
 		a.replies = append(a.replies, reply{done: dialed})

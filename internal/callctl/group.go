@@ -303,6 +303,9 @@ func (a *actor) invite(cmd *command, req *graph.InviteParticipantsRequest) (*gra
 		src = &graph.ParticipantInfo{Identity: a.rec.Call.Targets[0].Identity}
 	}
 	if id := req.Participants[0].ReplacesCallID; id != "" {
+		if a.room != nil {
+			return nil, errs.E(errs.NotSupported, "participants[0].replacesCallId: moving a call into a meeting is not supported by this Switchboard version yet.")
+		}
 		return a.inviteReplacing(cmd, req, id)
 	}
 	targets := make([]Target, len(req.Participants))
@@ -318,6 +321,9 @@ func (a *actor) invite(cmd *command, req *graph.InviteParticipantsRequest) (*gra
 		targets[i] = t
 		normIdentitySet(req.Participants[i].Identity)
 		req.Participants[i].ODataType = graph.TypeInvitationParticipantInfo
+	}
+	if a.room != nil {
+		return a.inviteMeeting(req, targets)
 	}
 	if !a.rec.Group {
 		if err := a.becomeGroup(); err != nil {
@@ -435,6 +441,15 @@ func (a *actor) muteMember(cmd *command, req *graph.ClientContextRequest) (*grap
 	if err := checkClientContext(req.ClientContext); err != nil {
 		return nil, err
 	}
+	if a.room != nil {
+		if a.rec.Call.State != graph.StateEstablished {
+			return nil, a.conflict("mute")
+		}
+		if err := a.room.mute(cmd.Participant); err != nil {
+			return nil, err
+		}
+		return a.newOperation(graph.TypeMuteParticipantOperation, req.ClientContext, graph.OperationCompleted), nil
+	}
 	m, p, err := a.findMember("mute", cmd.Participant)
 	if err != nil {
 		return nil, err
@@ -455,6 +470,9 @@ func (a *actor) muteMember(cmd *command, req *graph.ClientContextRequest) (*grap
 // removeMember drops another participant of a group call (DELETE
 // .../participants/{id}), or cancels its pending invite.
 func (a *actor) removeMember(cmd *command, _ *noBody) (*graph.Operation, error) {
+	if a.room != nil {
+		return nil, a.room.remove(cmd.Participant)
+	}
 	if !a.rec.Group {
 		return nil, errs.E(errs.NotSupported, "Removing a participant applies to group calls; to end a two-party call, hang it up (DELETE the call).")
 	}

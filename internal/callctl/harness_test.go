@@ -550,6 +550,46 @@ func (c *fakeConference) asked() []string {
 	return out
 }
 
+// fakeMeetings is a directory of one meeting.
+type fakeMeetings struct{ m Meeting }
+
+func (f *fakeMeetings) ByThreadID(_ context.Context, tenant, thread string) (*Meeting, error) {
+	if thread != f.m.ThreadID || !strings.EqualFold(tenant, f.m.TenantID) {
+		return nil, errs.E(errs.NotFound, "no meeting of thread %s", thread)
+	}
+	m := f.m
+	return &m, nil
+}
+
+func (f *fakeMeetings) ByJoinMeetingID(_ context.Context, tenant, id string) (*Meeting, error) {
+	if id != f.m.JoinMeetingID || !strings.EqualFold(tenant, f.m.TenantID) {
+		return nil, errs.E(errs.NotFound, "no meeting %s", id)
+	}
+	m := f.m
+	return &m, nil
+}
+
+// fakeRoom records what call control asks of a meeting's conference.
+type fakeRoom struct {
+	fakeConference
+	ports int
+}
+
+func (r *fakeRoom) NewPort(name string) (BotPort, error) {
+	r.log("port")
+	r.mu.Lock()
+	r.ports++
+	r.mu.Unlock()
+	return &fakeBotPort{room: r}, nil
+}
+
+type fakeBotPort struct {
+	fakePort
+	room *fakeRoom
+}
+
+func (p *fakeBotPort) Close() { p.room.log("port closed") }
+
 // harness is a Manager on the fakes above.
 type harness struct {
 	t     *testing.T
@@ -561,7 +601,9 @@ type harness struct {
 	pr    *fakePrompts
 	recs  *fakeRecordings
 	confs map[string]*fakeConference
+	rooms map[string]*fakeRoom
 	cmu   sync.Mutex
+	meet  *fakeMeetings
 	bot   Caller
 	other Caller
 	cfg   *config.Config
@@ -572,7 +614,10 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{t: t, st: newMemStore(), nt: &memNotifier{}, dl: &fakeDialer{legs: map[string]*fakeLeg{}},
 		clk: &stepClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
 		pr:  &fakePrompts{started: make(chan struct{}, 1)}, recs: &fakeRecordings{},
-		confs: map[string]*fakeConference{}}
+		confs: map[string]*fakeConference{}, rooms: map[string]*fakeRoom{},
+		meet: &fakeMeetings{m: Meeting{ID: "mtg1", TenantID: tTenant, ThreadID: "19:meeting_abc@thread.v2",
+			JoinMeetingID: "1234567", Passcode: "pw1", PasscodeRequired: true, Subject: "Standup",
+			Organizer: &graph.IdentitySet{User: &graph.Identity{ID: tAlice}}}}}
 	h.start(h.st)
 	return h
 }
@@ -598,6 +643,14 @@ func (h *harness) start(st *memStore) {
 			h.confs[callID] = c
 			h.cmu.Unlock()
 			return c, nil
+		},
+		Meetings: h.meet,
+		Rooms: func(id string) (RoomMedia, error) {
+			r := &fakeRoom{}
+			h.cmu.Lock()
+			h.rooms[id] = r
+			h.cmu.Unlock()
+			return r, nil
 		}})
 	if err != nil {
 		h.t.Fatal(err)

@@ -61,6 +61,9 @@ func (a *actor) startHoldMusic(cmd *command, req *graph.StartHoldMusicRequest) (
 		mi := *cp.MediaInfo
 		custom = &mi
 	}
+	if a.room != nil {
+		return nil, errs.E(errs.NotSupported, "Hold music for one participant of a meeting is not supported by this Switchboard version yet.")
+	}
 	p, err := a.holdParticipant("startHoldMusic", pid)
 	if err != nil {
 		return nil, err

@@ -80,11 +80,15 @@ type Options struct {
 	Dialer   Dialer
 	// Conferences makes the media of group calls; nil refuses them.
 	Conferences Conferences
-	Prompts     PromptSource
-	Recordings  RecordingStore
-	Clock       clock.Clock
-	Logger      *slog.Logger
-	Registerer  prometheus.Registerer
+	// Meetings finds the meetings bots join, Rooms makes their
+	// conferences; without both, joining meetings is refused.
+	Meetings   Meetings
+	Rooms      Rooms
+	Prompts    PromptSource
+	Recordings RecordingStore
+	Clock      clock.Clock
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
 }
 
 // Manager owns this node's calls. It is safe for concurrent use.
@@ -101,7 +105,8 @@ type Manager struct {
 
 	mu      sync.Mutex
 	actors  map[string]*actor
-	perApp  map[string]int // live calls per app|tenant on this node
+	rooms   map[string]*room // meetings in progress, by meeting id
+	perApp  map[string]int   // live calls per app|tenant on this node
 	closing bool
 	wg      sync.WaitGroup // the actors
 	sub     *nats.Subscription
@@ -145,7 +150,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	}
 	m := &Manager{
 		o: o, cfg: o.Config, dir: o.Directory, calls: calls, log: o.Logger, clk: o.Clock,
-		actors: map[string]*actor{}, perApp: map[string]int{}, pepper: pepper,
+		actors: map[string]*actor{}, rooms: map[string]*room{}, perApp: map[string]int{}, pepper: pepper,
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_calls_active", Help: "Calls live on this node."}),
 		ended:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_calls_ended_total", Help: "Calls ended, by resultInfo code and subcode."}, []string{"code", "subcode"}),
 	}

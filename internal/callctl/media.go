@@ -109,6 +109,9 @@ type mediaJob struct {
 }
 
 func (a *actor) port() MediaPort {
+	if a.roomPort != nil {
+		return a.roomPort
+	}
 	if a.conf != nil {
 		return a.conf
 	}

@@ -22,6 +22,8 @@ type Record struct {
 	Redirect *RedirectState `json:"redirect,omitempty"`
 	// Hold is set while a participant hears hold music.
 	Hold *HoldState `json:"hold,omitempty"`
+	// Meeting is the id of the meeting a meeting call joined (room.go).
+	Meeting string `json:"meeting,omitempty"`
 	// Group is set for a group call; Members are its far ends (group.go).
 	Group   bool           `json:"group,omitempty"`
 	Members []MemberRecord `json:"members,omitempty"`

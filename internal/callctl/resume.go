@@ -30,6 +30,11 @@ func (m *Manager) resume(ctx context.Context, rec *Record, rev uint64) error {
 	a.post(func(a *actor) {
 		a.pending = append(a.pending, a.rec.Outbox...)
 		a.log.Info("resuming call after restart", "state", a.rec.Call.State)
+		if a.rec.Meeting != "" {
+			// The meeting's room died with the process.
+			a.end(errs.ResumeFailed, false)
+			return
+		}
 		if a.rec.Group {
 			// A conference's media died with the process: its members are
 			// released (the dialer hangs up those it can reach).

@@ -93,7 +93,7 @@ func (a *actor) transfer(cmd *command, req *graph.TransferRequest) (*graph.Opera
 	if t == nil || t.Identity == nil {
 		return nil, badRequest("transferTarget with an identity is required.")
 	}
-	if a.rec.Group || req.Transferee != nil {
+	if a.rec.Group || a.room != nil || req.Transferee != nil {
 		return nil, errs.E(errs.NotSupported, "Transferring a participant out of a group call (transferee) is not supported by this Switchboard version yet; transfer serves two-party calls.")
 	}
 	if a.rec.Call.State != graph.StateEstablished || a.leg == nil {
