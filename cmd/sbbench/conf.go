@@ -295,7 +295,7 @@ Flags:
 			if so.err != nil {
 				return so.err
 			}
-			return fmt.Errorf("SIPp ended before the hold: %d calls, %d failed; see %s", so.res.Created, so.res.Failed, filepath.Join(e.out, "conf_errors.log"))
+			return fmt.Errorf("SIPp ended before the hold: %d calls, %d failed; see %s", so.res.Created, so.res.Failed, filepath.Join(e.out, "conf_screen.txt"))
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
