@@ -1,121 +1,422 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
 	"net/http/httptest"
+	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/bottest"
+	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
 	"github.com/switchboard-voice/switchboard/internal/calltest"
 	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/internal/simulated"
 )
 
-const doraID = "d0000000-0000-4000-8000-0000000000d1" // declines
+// Users the tests add to calltest's directory.
+const (
+	doraID = "d0000000-0000-4000-8000-0000000000d1" // declines
+	finnID = "f0000000-0000-4000-8000-0000000000f1" // answers
+)
 
-// start runs a node whose directory also has Dora, a bot on it, and a
-// registered baresip as eve.
-func start(t *testing.T, hold time.Duration) (*Bot, *calltest.Baresip) {
+// eveTone is what baresip (Eve) says all call long: a quiet steady tone,
+// told apart from the rest by its frequency.
+const eveTone = 1750
+
+// output collects the lines the bot writes to Options.Out and lets a test
+// wait for one.
+type output struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	lines   []string
+	changed chan struct{}
+}
+
+func newOutput() *output { return &output{changed: make(chan struct{})} }
+
+func (o *output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.buf.Write(p)
+	for {
+		line, err := o.buf.ReadString('\n')
+		if err != nil {
+			o.buf.WriteString(line) // a partial line: keep it for the next write
+			break
+		}
+		o.lines = append(o.lines, strings.TrimRight(line, "\n"))
+	}
+	close(o.changed)
+	o.changed = make(chan struct{})
+	return len(p), nil
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return strings.Join(o.lines, "\n")
+}
+
+// event splits a line into its event and what follows.
+func event(line string) (string, string) {
+	ev, rest, _ := strings.Cut(line, " ")
+	return ev, strings.TrimSpace(rest)
+}
+
+// wait waits for a line for which ok holds and returns it.
+func (o *output) wait(t *testing.T, what string, ok func(event, detail string) bool) string {
+	t.Helper()
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for seen := 0; ; {
+		o.mu.Lock()
+		lines, changed := o.lines[seen:], o.changed
+		o.mu.Unlock()
+		for _, l := range lines {
+			seen++
+			if ev, detail := event(l); ok(ev, detail) {
+				return l
+			}
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("the bot never printed %s; it printed:\n%s", what, o.String())
+		}
+	}
+}
+
+// waitLine waits for the line "event detail".
+func (o *output) waitLine(t *testing.T, ev, detail string) {
+	t.Helper()
+	o.wait(t, fmt.Sprintf("%q", ev+" "+detail), func(e, d string) bool { return e == ev && d == detail })
+}
+
+// waitRoster waits for a roster line naming exactly names, in any order.
+func (o *output) waitRoster(t *testing.T, names ...string) {
+	t.Helper()
+	slices.Sort(names)
+	o.wait(t, fmt.Sprintf("the roster %v", names), func(ev, detail string) bool {
+		got := strings.Split(detail, ", ")
+		slices.Sort(got)
+		return ev == "roster" && slices.Equal(got, names)
+	})
+}
+
+// joinOrder is who joined, in the order the bot printed it.
+func (o *output) joinOrder() []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var names []string
+	for _, l := range o.lines {
+		if ev, who := event(l); ev == "joined" {
+			names = append(names, who)
+		}
+	}
+	return names
+}
+
+// voices stands in for espeak-ng: each announcement is a tone pattern of
+// its own, so the test can tell which one a phone heard.
+type voices struct {
+	mu   sync.Mutex
+	pcm  map[string][]int16
+	next int
+}
+
+func (v *voices) speak(text string) []byte {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.pcm == nil {
+		v.pcm = map[string][]int16{}
+	}
+	if _, ok := v.pcm[text]; !ok {
+		v.next++
+		v.pcm[text] = calltest.Pattern(float64(440+70*v.next), 1.4, 50+v.next)
+	}
+	return calltest.WAV(v.pcm[text], 8000)
+}
+
+func (v *voices) of(name string) []int16 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.pcm[spoken(name)+" joined."]
+}
+
+// rig is a node with the sample bot on it, its prompts served, and a
+// registered baresip as Eve, who hangs up after talking for eveTalks.
+type rig struct {
+	p      *calltest.Platform
+	bot    *Bot
+	out    *output
+	voices *voices
+	eve    *calltest.Baresip
+}
+
+func start(t *testing.T, hold, eveTalks time.Duration) *rig {
 	t.Helper()
 	calltest.NeedPeer(t, "baresip", "baresip")
 	hook := httptest.NewUnstartedServer(nil)
 	t.Cleanup(hook.Close)
 	hookURL := "http://" + hook.Listener.Addr().String()
+	promptSrv := httptest.NewUnstartedServer(nil)
+	t.Cleanup(promptSrv.Close)
+	served := prompts.NewServer("http://" + promptSrv.Listener.Addr().String())
 	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
 		c.Applications[0].CallbackURI = hookURL + "/callback"
-		c.Tenants[0].Users = append(c.Tenants[0].Users, config.User{ID: doraID, DisplayName: "Dora", Simulated: true,
-			Simulation: config.Simulation{Answer: "decline", RingAfter: config.Duration(20 * time.Millisecond),
-				AnswerAfter: config.Duration(300 * time.Millisecond)}})
+		c.Simulator.Audio = true // the simulated users have handsets: they speak and hear
+		fast := config.Simulation{RingAfter: config.Duration(20 * time.Millisecond), AnswerAfter: config.Duration(100 * time.Millisecond)}
+		decline := fast
+		decline.Answer = "decline"
+		c.Tenants[0].Users = append(c.Tenants[0].Users,
+			config.User{ID: doraID, DisplayName: "Dora", Simulated: true, Simulation: decline},
+			config.User{ID: finnID, DisplayName: "Finn", Simulated: true, Simulation: fast})
 	}})
-	b, err := New(Options{BaseURL: p.URL + "/v1.0", TenantID: calltest.TenantID, AppID: calltest.BotID, Secret: calltest.Secret,
-		CallbackURL: hookURL + "/callback", Hold: hold, RingSeconds: 2})
+	r := &rig{p: p, out: newOutput(), voices: &voices{}}
+	var err error
+	r.bot, err = New(Options{BaseURL: p.URL + "/v1.0", TenantID: calltest.TenantID, AppID: calltest.BotID, Secret: calltest.Secret,
+		CallbackURL: hookURL + "/callback", Prompts: served, Voice: r.voices.speak, Hold: hold, Out: r.out,
+		Logger: bottest.Logger(t, false)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hook.Config.Handler = b.Handler()
+	hook.Config.Handler = r.bot.Handler()
+	promptSrv.Config.Handler = served
 	hook.Start()
-	t.Cleanup(func() { _ = b.Handler().Shutdown(t.Context()) })
+	promptSrv.Start()
+	t.Cleanup(func() { _ = r.bot.Handler().Shutdown(context.Background()) })
 
-	src := t.TempDir() + "/voice.wav"
-	if err := calltest.WriteWAV(src, calltest.Melody(30, 1), 8000); err != nil {
+	src := filepath.Join(t.TempDir(), "eve.wav")
+	if err := calltest.WriteWAV(src, tone(eveTone, 2500, eveTalks), 8000); err != nil {
 		t.Fatal(err)
 	}
-	bs := calltest.StartBaresip(t, calltest.BaresipOptions{User: "eve", Password: calltest.EvePassword,
+	r.eve = calltest.StartBaresip(t, calltest.BaresipOptions{User: "eve", Password: calltest.EvePassword,
 		Registrar: p.Node.SIP.Addr().String(), Source: src})
-	return b, bs
+	return r
 }
 
-type want struct {
-	name          string
-	outcome       Outcome
-	code, subcode int
-	leftEarly     bool
-}
-
-func check(t *testing.T, rep Report, want []want) {
+// handset is a simulated user's leg in the group call.
+func (r *rig) handset(t *testing.T, callID, userID string) *simulated.Leg {
 	t.Helper()
-	var out strings.Builder
-	_ = rep.Write(&out)
-	t.Logf("report:\n%s", out.String())
-	if len(rep.Members) != len(want) {
-		t.Fatalf("%d members in the report, want %d", len(rep.Members), len(want))
+	for _, l := range r.p.Node.Sim.Legs("") {
+		st := l.State()
+		if st.UserID == userID && strings.HasPrefix(st.CallID, callID) && st.State == "connected" {
+			return l
+		}
 	}
-	for i, w := range want {
-		m := rep.Members[i]
-		if m.Name != w.name || m.Outcome != w.outcome || m.End == nil || m.End.Code != w.code || m.End.Subcode != w.subcode ||
-			m.LeftEarly != w.leftEarly || m.Err != nil || m.CallID == "" {
-			t.Errorf("member %d: %+v (end %+v), want %+v", i, m, m.End, w)
+	t.Fatalf("no connected leg of %s in call %s", userID, callID)
+	return nil
+}
+
+// waitHeard waits until a simulated user has heard want (compared as
+// audio, as bottest does).
+func waitHeard(t *testing.T, l *simulated.Leg, want []int16) {
+	t.Helper()
+	deadline := time.NewTimer(20 * time.Second)
+	defer deadline.Stop()
+	poll := time.NewTicker(50 * time.Millisecond) // heard audio signals no change
+	defer poll.Stop()
+	for bottest.Similarity(l.Heard(), want) < 0.8 {
+		select {
+		case <-l.Changed():
+		case <-poll.C:
+		case <-deadline.C:
+			t.Fatalf("%s never heard it (similarity %.2f)", l.State().User, bottest.Similarity(l.Heard(), want))
 		}
 	}
 }
 
-// The README's group call end to end: a real softphone (baresip, as eve)
-// and a simulated user answer, simulated users are busy, decline and do
-// not answer; the report says so with Graph's codes, and those who joined
-// are hung up after the hold.
-func TestGroupCallReportsWhoJoined(t *testing.T) {
-	b, bs := start(t, time.Second)
-	rep, err := b.Run(t.Context(), []string{calltest.EveID, calltest.AliceID, calltest.CarolID, doraID, calltest.DaveID})
+// The README's group call end to end: one group call with a real
+// softphone (baresip as Eve), two simulated users and Carol, who is busy.
+// The bot announces each arrival and prints the roster; Eve hears the
+// announcements and what Alice and Bob say, and they hear her. Dora is
+// invited and declines, Finn is invited and joins; Bob is muted, Alice
+// removed. The report says who joined and why the others did not.
+func TestGroupCallAnnouncesAndTracksTheRoster(t *testing.T) {
+	r := start(t, 0, time.Minute)
+	ctx := t.Context()
+	g, err := r.bot.Start(ctx, []string{calltest.EveID, calltest.AliceID, calltest.BobID, calltest.CarolID})
 	if err != nil {
 		t.Fatal(err)
 	}
+	r.out.waitRoster(t, "Eve", "Alice", "Bob")
+	for _, who := range []string{"Eve", "Alice", "Bob"} {
+		r.out.waitLine(t, "announced", who)
+	}
+
+	// Alice and Bob speak in turn; each hears the other.
+	alice, bob := r.handset(t, g.CallID(), calltest.AliceID), r.handset(t, g.CallID(), calltest.BobID)
+	aliceSays, bobSays := calltest.Pattern(900, 2, 71), calltest.Pattern(1200, 2, 72)
+	if err := alice.Say(aliceSays); err != nil {
+		t.Fatal(err)
+	}
+	waitHeard(t, bob, aliceSays)
+	if err := bob.Say(bobSays); err != nil {
+		t.Fatal(err)
+	}
+	waitHeard(t, alice, bobSays)
+
+	// Invitations: Dora declines (the reason is hers), Finn joins.
+	if err := g.Do(ctx, "invite "+doraID); err != nil {
+		t.Fatal(err)
+	}
+	r.out.waitLine(t, "notJoined", "Dora: declined (603/9006 The callee declined the call.)")
+	if err := g.Do(ctx, "invite "+finnID); err != nil {
+		t.Fatal(err)
+	}
+	r.out.waitRoster(t, "Eve", "Alice", "Bob", "Finn")
+	r.out.waitLine(t, "announced", "Finn")
+
+	// Mute Bob, remove Alice.
+	if err := g.Do(ctx, "mute bob"); err != nil {
+		t.Fatal(err)
+	}
+	r.out.waitLine(t, "muted", "Bob")
+	r.out.waitRoster(t, "Eve", "Alice", "Bob (muted)", "Finn")
+	if err := g.Do(ctx, "remove Alice"); err != nil {
+		t.Fatal(err)
+	}
+	r.out.waitLine(t, "removed", "Alice")
+	r.out.waitRoster(t, "Eve", "Bob (muted)", "Finn")
+	if !waitEnded(t, alice) {
+		t.Errorf("Alice's phone was not hung up when she was removed: %+v", alice.State())
+	}
+	if err := g.Do(ctx, "mute nobody"); err == nil {
+		t.Error("muting someone not in the call succeeded")
+	}
+
+	rep, err := g.HangUp(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table strings.Builder
+	_ = rep.Write(&table)
+	t.Logf("printed:\n%s\nreport:\n%s", r.out.String(), table.String())
 	check(t, rep, []want{
-		{"Eve", Joined, 200, 5001, false}, // hung up by the bot after the hold
-		{"Alice", Joined, 200, 5001, false},
-		{"Carol", Busy, 486, 9005, false},
-		{"Dora", Declined, 603, 9006, false},
-		{"Dave", NoAnswer, 408, 10057, false}, // rang for RingSeconds
+		{"Eve", Joined, false, false, ""},
+		{"Alice", Removed, false, false, ""},
+		{"Bob", Joined, true, false, ""},
+		{"Carol", NotJoined, false, false, noReason}, // busy, but a group call's target fails silently
+		{"Dora", Declined, false, true, "603/9006 The callee declined the call."},
+		{"Finn", Joined, false, true, ""},
 	})
-	// The phone was in the call, and the bot's hang-up reached it.
-	bs.WaitOutput(t, "Call established", 5*time.Second)
-	bs.WaitOutput(t, "terminated", 10*time.Second)
+
+	// What Eve's phone heard: her own announcement and those of everyone
+	// who joined after her, and what Alice and Bob said.
+	r.eve.WaitOutput(t, "terminated", 10*time.Second)
+	heard := r.eve.Heard(t)
+	order := r.out.joinOrder()
+	for _, who := range order[slices.Index(order, "Eve"):] {
+		if s := bottest.Similarity(heard, r.voices.of(who)); s < 0.8 {
+			t.Errorf("Eve did not hear %q joined (similarity %.2f)", who, s)
+		}
+	}
+	for who, said := range map[string][]int16{"Alice": aliceSays, "Bob": bobSays} {
+		if s := bottest.Similarity(heard, said); s < 0.8 {
+			t.Errorf("Eve did not hear %s (similarity %.2f)", who, s)
+		}
+	}
+	// And the simulated users heard Eve.
+	for _, l := range []*simulated.Leg{alice, bob} {
+		if lvl := toneLevel(l.Heard(), eveTone); lvl < 0.02 {
+			t.Errorf("%s did not hear Eve's tone (%.4f of the energy)", l.State().User, lvl)
+		}
+	}
 }
 
-// When everyone who joined has hung up, the hold is over: Run returns long
-// before it would have, reporting them as having left early.
+// waitEnded waits for a simulated leg to end.
+func waitEnded(t *testing.T, l *simulated.Leg) bool {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	for l.State().State != "ended" {
+		select {
+		case <-l.Changed():
+		case <-deadline.C:
+			return false
+		}
+	}
+	return true
+}
+
+// When everyone who joined has left, the call is over: Run returns long
+// before the hold would have ended.
 func TestGroupCallEndsWhenEveryoneHasLeft(t *testing.T) {
-	b, bs := start(t, time.Minute)
+	r := start(t, time.Minute, 2*time.Second) // baresip hangs up when its source ends
 	type result struct {
 		rep Report
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		rep, err := b.Run(t.Context(), []string{calltest.EveID, calltest.CarolID})
+		rep, err := r.bot.Run(t.Context(), []string{calltest.EveID, calltest.CarolID}, nil)
 		done <- result{rep, err}
 	}()
-	bs.WaitOutput(t, "Call established", 20*time.Second)
-	bs.Command(t, "hangup", "")
-	var r result
+	r.out.waitLine(t, "joined", "Eve")
+	var res result
 	select {
-	case r = <-done:
+	case res = <-done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("the group call went on after everyone had left")
 	}
-	if r.err != nil {
-		t.Fatal(r.err)
+	if res.err != nil {
+		t.Fatal(res.err)
 	}
-	check(t, r.rep, []want{
-		{"Eve", Joined, 200, 4521, true}, // the other party ended the call
-		{"Carol", Busy, 486, 9005, false},
+	r.out.waitLine(t, "left", "Eve")
+	check(t, res.rep, []want{
+		{"Eve", Left, false, false, ""},
+		{"Carol", NotJoined, false, false, noReason},
 	})
+}
+
+type want struct {
+	name    string
+	outcome Outcome
+	muted   bool
+	invited bool
+	reason  string
+}
+
+func check(t *testing.T, rep Report, want []want) {
+	t.Helper()
+	if len(rep.Members) != len(want) {
+		t.Fatalf("%d members in the report, want %d: %+v", len(rep.Members), len(want), rep.Members)
+	}
+	for i, w := range want {
+		m := rep.Members[i]
+		if m.Name != w.name || m.Outcome != w.outcome || m.Muted != w.muted || m.Invited != w.invited || m.Reason() != w.reason {
+			t.Errorf("member %d: %s %s muted=%v invited=%v %q, want %+v", i, m.Name, m.Outcome, m.Muted, m.Invited, m.Reason(), w)
+		}
+	}
+}
+
+// tone is a steady sine at freq, 8 kHz.
+func tone(freq, amplitude float64, d time.Duration) []int16 {
+	pcm := make([]int16, int(d.Seconds()*8000))
+	for i := range pcm {
+		pcm[i] = int16(amplitude * math.Sin(2*math.Pi*freq*float64(i)/8000))
+	}
+	return pcm
+}
+
+// toneLevel is the share of pcm's energy at freq (Goertzel), 0..1.
+func toneLevel(pcm []int16, freq float64) float64 {
+	k := 2 * math.Cos(2*math.Pi*freq/8000)
+	var s1, s2, total float64
+	for _, v := range pcm {
+		x := float64(v)
+		s1, s2 = x+k*s1-s2, s1
+		total += x * x
+	}
+	if total == 0 {
+		return 0
+	}
+	return 2 * (s1*s1 + s2*s2 - k*s1*s2) / (float64(len(pcm)) * total)
 }
