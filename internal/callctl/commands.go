@@ -99,6 +99,7 @@ func init() {
 		onParticipant(act("startHoldMusic", 202, (*actor).startHoldMusic)),
 		onParticipant(act("stopHoldMusic", 202, (*actor).stopHoldMusic)),
 		onParticipant(act("mute", 200, (*actor).muteMember)),
+		onParticipant(act("admit", 204, (*actor).admit)),
 	} {
 		participantActions[x.Name] = x
 	}

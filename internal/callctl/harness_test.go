@@ -188,6 +188,9 @@ func note(n webhook.Notification) string {
 			if p.IsMuted {
 				s += "(muted)"
 			}
+			if p.IsInLobby {
+				s += "(lobby)"
+			}
 		}
 		return s
 	}
@@ -299,6 +302,7 @@ type fakeLeg struct {
 	did       []string
 	answerErr error
 	port      *fakePort
+	told      chan struct{} // if set, told of each request
 }
 
 var _ PortLeg = (*fakeLeg)(nil)
@@ -306,7 +310,24 @@ var _ PortLeg = (*fakeLeg)(nil)
 func (l *fakeLeg) log(s string) {
 	l.mu.Lock()
 	l.did = append(l.did, s)
+	if l.told != nil {
+		select {
+		case l.told <- struct{}{}:
+		default:
+		}
+	}
 	l.mu.Unlock()
+}
+
+// waitAsked waits (bounded) until something is asked of the leg; the leg
+// must have been made with told.
+func (l *fakeLeg) waitAsked(t *testing.T) {
+	t.Helper()
+	select {
+	case <-l.told:
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing was asked of the leg in 10 s")
+	}
 }
 
 func (l *fakeLeg) Answer() error {
@@ -326,6 +347,14 @@ func (l *fakeLeg) emit(k LegEventKind) {
 }
 
 func (l *fakeLeg) end(r errs.EndReason) { l.ev(LegEvent{Kind: LegEnded, Reason: r}) }
+
+// press sends keys as the far end's tones.
+func (l *fakeLeg) press(keys string) {
+	for _, k := range keys {
+		t, _ := graph.ParseTone(string(k))
+		l.ev(LegEvent{Kind: LegTone, Tone: t})
+	}
+}
 
 // did returns what was asked of the leg since the last call.
 func (l *fakeLeg) asked() []string {
@@ -561,6 +590,14 @@ func (f *fakeMeetings) ByThreadID(_ context.Context, tenant, thread string) (*Me
 	return &m, nil
 }
 
+func (f *fakeMeetings) ByConferenceID(_ context.Context, id string) (*Meeting, error) {
+	if id != f.m.ConferenceID {
+		return nil, errs.E(errs.NotFound, "no meeting with conference id %s", id)
+	}
+	m := f.m
+	return &m, nil
+}
+
 func (f *fakeMeetings) ByJoinMeetingID(_ context.Context, tenant, id string) (*Meeting, error) {
 	if id != f.m.JoinMeetingID || !strings.EqualFold(tenant, f.m.TenantID) {
 		return nil, errs.E(errs.NotFound, "no meeting %s", id)
@@ -616,7 +653,7 @@ func newHarness(t *testing.T) *harness {
 		pr:  &fakePrompts{started: make(chan struct{}, 1)}, recs: &fakeRecordings{},
 		confs: map[string]*fakeConference{}, rooms: map[string]*fakeRoom{},
 		meet: &fakeMeetings{m: Meeting{ID: "mtg1", TenantID: tTenant, ThreadID: "19:meeting_abc@thread.v2",
-			JoinMeetingID: "1234567", Passcode: "pw1", PasscodeRequired: true, Subject: "Standup",
+			JoinMeetingID: "1234567", Passcode: "2468", PasscodeRequired: true, Subject: "Standup", ConferenceID: "445566",
 			Organizer: &graph.IdentitySet{User: &graph.Identity{ID: tAlice}}}}}
 	h.start(h.st)
 	return h
@@ -709,6 +746,30 @@ func (h *harness) sync(call string) {
 	case <-a.done:
 	case <-time.After(10 * time.Second):
 		h.t.Fatalf("call %s ended but its actor neither exited nor ran in 10 s", call)
+	}
+}
+
+// settle waits until the rooms have handled every leg event so far, then
+// syncs the calls.
+func (h *harness) settle(calls ...string) {
+	h.t.Helper()
+	h.m.mu.Lock()
+	rooms := make([]*room, 0, len(h.m.rooms))
+	for _, r := range h.m.rooms {
+		rooms = append(rooms, r)
+	}
+	h.m.mu.Unlock()
+	for _, r := range rooms {
+		done := make(chan struct{})
+		r.events.do(func() { close(done) })
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			h.t.Fatal("a room's events did not drain in 10 s")
+		}
+	}
+	for _, c := range calls {
+		h.sync(c)
 	}
 }
 

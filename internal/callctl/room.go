@@ -37,6 +37,12 @@ type Meeting struct {
 	PasscodeRequired bool
 	Subject          string
 	Organizer        *graph.IdentitySet
+	// ConferenceID is what a caller enters at the dial-in number.
+	ConferenceID string
+	// DialInBypassesLobby lets dial-in callers straight in
+	// (lobbyBypassSettings.isDialInBypassEnabled); else they wait in the
+	// lobby until a bot admits them.
+	DialInBypassesLobby bool
 }
 
 // Meetings finds the meetings bots join. Errors are classified with errs
@@ -44,6 +50,7 @@ type Meeting struct {
 type Meetings interface {
 	ByThreadID(ctx context.Context, tenantID, threadID string) (*Meeting, error)
 	ByJoinMeetingID(ctx context.Context, tenantID, joinMeetingID string) (*Meeting, error)
+	ByConferenceID(ctx context.Context, conferenceID string) (*Meeting, error)
 }
 
 // RoomMedia is a meeting's conference: the people's legs on it, and a
@@ -81,6 +88,7 @@ type room struct {
 	parts   map[string]*graph.Participant
 	sources int
 	closed  bool
+	events  serial // the people's leg events, in order
 }
 
 type roomBot struct {
@@ -113,7 +121,7 @@ func (m *Manager) room(mt *Meeting) (*room, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &room{m: m, meeting: *mt, media: rm, parts: map[string]*graph.Participant{}}
+	r := &room{m: m, meeting: *mt, media: rm, parts: map[string]*graph.Participant{}, events: serial{m: m}}
 	m.rooms[mt.ID] = r
 	return r, nil
 }
@@ -229,7 +237,7 @@ func (r *room) invite(a *actor, op string, targets []Target, infos []graph.Invit
 		r.mu.Lock()
 		r.people = append(r.people, p)
 		r.mu.Unlock()
-		leg, err := r.m.o.Dialer.Dial(a.rec.Call.ID+"-m"+p.pid[:8], t, func(ev LegEvent) { r.onPerson(p, ev) })
+		leg, err := r.m.o.Dialer.Dial(a.rec.Call.ID+"-m"+p.pid[:8], t, func(ev LegEvent) { r.personEvent(p, ev) })
 		if err != nil {
 			reason := errs.CannotRoute
 			if re, ok := err.(*RouteError); ok {
@@ -243,13 +251,17 @@ func (r *room) invite(a *actor, op string, targets []Target, infos []graph.Invit
 		early := p.early
 		r.mu.Unlock()
 		if early {
-			r.onPerson(p, LegEvent{Kind: LegAnswered})
+			r.personEvent(p, LegEvent{Kind: LegAnswered})
 		}
 	}
 }
 
-// onPerson applies what a person's leg did. It runs on the leg's
-// goroutine.
+// personEvent queues what a person's leg did, for onPerson.
+func (r *room) personEvent(p *roomMember, ev LegEvent) {
+	r.events.do(func() { r.onPerson(p, ev) })
+}
+
+// onPerson applies what a person's leg did, on the room's event queue.
 func (r *room) onPerson(p *roomMember, ev LegEvent) {
 	switch ev.Kind {
 	case LegAnswered:
@@ -326,6 +338,70 @@ func (r *room) gone(p *roomMember, reason errs.EndReason) {
 		by.post(func(a *actor) { a.inviteSettled(op, &reason) })
 	}
 	r.closeIfEmpty()
+}
+
+// addPerson puts someone who called in into the room, in the lobby or
+// on the conference; false when the room has closed meanwhile.
+func (r *room) addPerson(p *roomMember, lobby bool) bool {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return false
+	}
+	r.people = append(r.people, p)
+	part := participant(p.pid, p.target.Identity, "")
+	part.IsInLobby = lobby
+	r.addPart(part)
+	if !lobby {
+		if s := sessionOf(p.leg); s != nil {
+			if err := r.media.Add(p.pid, s); err != nil {
+				r.m.log.Warn("put a dial-in caller on the conference", "meeting", r.meeting.ID, "err", err)
+			}
+		}
+	}
+	r.mu.Unlock()
+	r.broadcast()
+	return true
+}
+
+// inLobby reports whether p still waits in the lobby.
+func (r *room) inLobby(p *roomMember) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	part := r.parts[p.pid]
+	return r.isPerson(p) && part != nil && part.IsInLobby
+}
+
+// admit lets someone waiting in the lobby into the conference.
+func (r *room) admit(pid string) error {
+	r.mu.Lock()
+	part := r.parts[pid]
+	var p *roomMember
+	for _, x := range r.people {
+		if strings.EqualFold(x.pid, pid) {
+			p = x
+		}
+	}
+	if p == nil || part == nil {
+		r.mu.Unlock()
+		return r.notHere(pid)
+	}
+	if !part.IsInLobby {
+		r.mu.Unlock()
+		return errs.E(errs.Conflict, "Participant %s is not in the lobby.", pid)
+	}
+	part.IsInLobby = false
+	if port := mediaPortOf(p.leg); port != nil {
+		port.StopPlay() // the hold music
+	}
+	if s := sessionOf(p.leg); s != nil {
+		if err := r.media.Add(p.pid, s); err != nil {
+			r.m.log.Warn("admit to the conference", "meeting", r.meeting.ID, "err", err)
+		}
+	}
+	r.mu.Unlock()
+	r.broadcast()
+	return nil
 }
 
 // mute server-mutes a person of the room.
@@ -509,4 +585,17 @@ func (m *Manager) findMeeting(ctx context.Context, c Caller, req *graph.Call) (*
 		return nil, badRequest("A meeting is joined by chatInfo.threadId (with an organizerMeetingInfo) or by meetingInfo.joinMeetingId (a joinMeetingIdMeetingInfo).")
 	}
 	return mt, nil
+}
+
+// admit lets a person waiting in the meeting's lobby in (POST
+// .../participants/{id}/admit; docs/graph-deviations.md: Graph v1.0 has
+// no admit action for bots).
+func (a *actor) admit(cmd *command, _ *noBody) (*graph.Operation, error) {
+	if a.room == nil {
+		return nil, errs.E(errs.NotSupported, "admit applies to meetings: only a meeting has a lobby.")
+	}
+	if a.rec.Call.State != graph.StateEstablished {
+		return nil, a.conflict("admit")
+	}
+	return nil, a.room.admit(cmd.Participant)
 }

@@ -45,7 +45,7 @@ func TestTwoBotsShareAMeeting(t *testing.T) {
 		t.Errorf("the 201 of a meeting join: chatInfo %+v meetingInfo %+v targets %v", a.ChatInfo, a.MeetingInfo, a.Targets)
 	}
 	h.sync(a.ID)
-	b, err := h.joinByID(h.other, ptrTo("pw1"))
+	b, err := h.joinByID(h.other, ptrTo("2468"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +62,7 @@ func TestTwoBotsShareAMeeting(t *testing.T) {
 	}
 	carol := h.dl.dialed()[0]
 	carol.emit(LegAnswered)
-	h.sync(a.ID)
-	h.sync(b.ID)
+	h.settle(a.ID, b.ID)
 	h.expect(a.ID, "updated roster Bot Other Carol", "deleted operation Completed")
 	h.expect(b.ID, "updated roster Bot Other Carol")
 
@@ -100,7 +99,7 @@ func TestTwoBotsShareAMeeting(t *testing.T) {
 	}
 	// Carol hangs up, then B: the room closes.
 	carol.emit(LegEnded)
-	h.sync(b.ID)
+	h.settle(b.ID)
 	h.expect(b.ID, "updated roster Other")
 	h.must(h.do(h.other, b.ID, "hangUp", "", nil))
 	h.sync(b.ID)
