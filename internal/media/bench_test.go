@@ -47,7 +47,7 @@ func benchSession(b *testing.B, dtmfPT uint8) (*Session, *net.UDPConn) {
 	return s, sink
 }
 
-func rtpBytes(b *testing.B, pt uint8, seq uint16, ts uint32, payload []byte) []byte {
+func rtpBytes(b testing.TB, pt uint8, seq uint16, ts uint32, payload []byte) []byte {
 	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: ts, SSRC: 1}, Payload: payload}
 	buf, err := p.Marshal()
 	if err != nil {

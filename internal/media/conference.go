@@ -30,10 +30,13 @@ var (
 	ErrMember           = errors.New("media: session is already in a conference or a bridge")
 )
 
-// Conference is the media of a group call: member sessions, each of which
-// hears everyone but itself, and the bot's side (its MediaPort methods),
-// whose prompts everyone hears and whose recording is of everyone. The mix
-// is package mixer's, made at 16 kHz from the loudest few talkers.
+// Conference is the media of a group call or a meeting: member sessions,
+// each of which hears everyone but itself, and the bots' ports: its own
+// (its MediaPort methods), whose prompts everyone hears and whose
+// recording is of everyone, and any number more (NewPort), one for each
+// further bot sharing the conference, whose prompts everyone hears too
+// and whose recordings leave out their own prompts. The mix is package
+// mixer's, made at 16 kHz from the loudest few talkers.
 //
 // A conference is a task on one of the engine's shards: every 20 ms that
 // shard's worker runs its tick, which ticks the members itself in three
@@ -44,23 +47,23 @@ var (
 // (about 4 ms). It has no goroutine of its own.
 //
 // All methods are safe for concurrent use. Callbacks (done and sink
-// functions, OnDominant) run on the engine's goroutines, never two at a
-// time for one conference, and must neither block nor call back into the
-// conference or a member session synchronously. The done callback of an
-// operation that a method cancels (Play or Record replacing another,
-// StopPlay, StopRecord, Close) runs before that method returns, on the
-// calling goroutine. Each done callback is called exactly once, and none
-// after Close returns. The caller owns the conference and must Close it;
-// the member sessions stay the caller's.
+// functions of every port, OnDominant) run on the engine's goroutines,
+// never two at a time for one conference, and must neither block nor
+// call back into the conference, a port or a member session
+// synchronously. The done callback of an operation that a method cancels
+// (Play or Record replacing another, StopPlay, StopRecord, Close) runs
+// before that method returns, on the calling goroutine. Each done
+// callback is called exactly once, and none after Close returns. The
+// caller owns the conference and must Close it; the member sessions stay
+// the caller's.
 type Conference struct {
-	e        *Engine
-	mix      *mixer.Conference
-	prompt   *mixer.Participant // the bot's Play
-	listener *mixer.Participant // the bot's Record
-	shard    *shard
+	e     *Engine
+	mix   *mixer.Conference
+	def   *ConferencePort // the conference's own MediaPort methods
+	shard *shard
 
 	tones      atomic.Uint32 // RFC 4733 codes of tones members detected since the last tick, as bits
-	needDetect atomic.Bool   // the recording has stop tones: members look for in-band tones
+	needDetect atomic.Bool   // a port's recording has stop tones: members look for in-band tones
 
 	// cbMu serialises callbacks and is held by the tick; taken before mu,
 	// and before the member sessions' locks.
@@ -69,21 +72,18 @@ type Conference struct {
 	st   confState // guarded by mu
 
 	// Owned by the tick.
-	snap     []*confMember
-	promptOn bool
-	recFrame mixer.Frame
-	quiet    [SamplesPerFrame]int16 // what is recorded when the mix has no frame
-	pend     pending
+	snap  []*confMember
+	psnap []*ConferencePort
+	quiet [SamplesPerFrame]int16 // what is recorded when the mix has no frame
 }
 
 // confState is a conference's state under its mutex.
 type confState struct {
 	closed  bool
 	members []*confMember
-	detect  bool
-	muted   bool
-	play    playState
-	rec     recState
+	ports   []*ConferencePort // the conference's own first
+	detects int               // ports whose DetectTones is on
+	detect  bool              // members detect tones: detects > 0
 }
 
 // confMember is a session's place in a conference. Its participant's
@@ -119,14 +119,11 @@ func (e *Engine) NewConference(o ConferenceOptions) (*Conference, error) {
 		return nil, fmt.Errorf("new media conference: %w", err)
 	}
 	c := &Conference{e: e, mix: mix}
-	// Neither can fail: known roles and formats.
-	if c.prompt, err = mix.Add(mixer.ParticipantOptions{Role: mixer.Prompt}); err != nil {
+	// The conference's own port records everything, its prompts too.
+	if c.def, err = c.newPort("", false); err != nil {
 		return nil, fmt.Errorf("new media conference: %w", err)
 	}
-	c.prompt.SetContributes(false) // until Play
-	if c.listener, err = mix.Add(mixer.ParticipantOptions{Role: mixer.Listener, Output: mixer.Linear8k}); err != nil {
-		return nil, fmt.Errorf("new media conference: %w", err)
-	}
+	c.st.ports = []*ConferencePort{c.def}
 	e.addConference(c)
 	return c, nil
 }
@@ -137,8 +134,8 @@ func (e *Engine) NewConference(o ConferenceOptions) (*Conference, error) {
 // re-INVITE). What the session sends itself still comes first (SendTones,
 // and Play, which call control uses on the conference instead); SetMuted
 // and SetDirection on it act on the mix as on played audio. Its RFC 4733
-// and in-band tone detection and events go on as before; DetectTones on
-// the conference turns detection on for it. It fails when the conference
+// and in-band tone detection and events go on as before; detection is
+// on while any port's DetectTones is. It fails when the conference
 // is closed, when pid is a member already, and when s is closed, on
 // another engine, in a conference or in a bridge.
 func (c *Conference) Add(pid string, s *Session) error {
@@ -256,128 +253,77 @@ func (c *Conference) Dominant() string {
 // Stats returns the mixer's counters.
 func (c *Conference) Stats() mixer.Stats { return c.mix.Stats() }
 
-// Play plays a to every member, frame by frame on the media clock,
-// replacing whatever the conference is playing (whose done gets false).
-// done(true) follows the last frame of a non-looping a; a looping a plays
-// until replaced or stopped. done may be nil. Play continues, silently,
-// while muted or with no members.
+// Play plays a to every member on the conference's own port: see
+// ConferencePort.Play.
 func (c *Conference) Play(a *Audio, loop bool, done func(completed bool)) {
-	c.cbMu.Lock()
-	defer c.cbMu.Unlock()
-	var p pending
-	c.mu.Lock()
-	if c.st.closed {
-		c.mu.Unlock()
-		if done != nil {
-			done(false)
-		}
-		return
-	}
-	c.stopPlayLocked(&p)
-	c.st.play = playState{audio: a, loop: loop, done: done, playing: true}
-	c.mu.Unlock()
-	p.run(nil)
+	c.def.Play(a, loop, done)
 }
 
-// StopPlay stops what the conference is playing; its done gets false.
-func (c *Conference) StopPlay() {
-	c.cbMu.Lock()
-	defer c.cbMu.Unlock()
-	var p pending
-	c.mu.Lock()
-	c.stopPlayLocked(&p)
-	c.mu.Unlock()
-	p.run(nil)
-}
+// StopPlay stops what the conference's own port plays; its done gets
+// false.
+func (c *Conference) StopPlay() { c.def.StopPlay() }
 
-func (c *Conference) stopPlayLocked(p *pending) {
-	if c.st.play.playing {
-		p.playDone, p.playOK = c.st.play.done, false
-	}
-	c.st.play = playState{}
-}
-
-// Record delivers the mix of everyone, members and the bot's prompts, as
-// 20 ms frames of 8 kHz PCM (160 samples) to sink, until o ends the
-// recording or StopRecord is called; then done gets the result, as for
-// Session.Record. Stop tones are those any member's session detects (RFC
-// 4733, or in-band while recording: members look for them). The sink must
-// not retain the slice. A Record replaces a recording in progress (whose
-// done gets RecordStopped). sink and done may be nil.
+// Record delivers the mix of everyone, members and every port's prompts,
+// its own included, to sink, as ConferencePort.Record does for a port
+// (whose recording leaves out its own prompts): the conference's own
+// side records the call as a member who says nothing would hear it.
 func (c *Conference) Record(o RecordOptions, sink func(pcm []int16), done func(RecordResult)) {
-	c.cbMu.Lock()
-	defer c.cbMu.Unlock()
-	var p pending
-	c.mu.Lock()
-	if c.st.closed {
-		c.mu.Unlock()
-		if done != nil {
-			done(RecordResult{Reason: RecordStopped})
-		}
-		return
-	}
-	c.stopRecordLocked(&p, RecordStopped, 0)
-	c.st.rec = newRecState(o, sink, done)
-	c.needDetect.Store(c.st.rec.needDetect)
-	c.mu.Unlock()
-	p.run(nil)
+	c.def.Record(o, sink, done)
 }
 
-// StopRecord ends the recording in progress with RecordStopped.
-func (c *Conference) StopRecord() {
-	c.cbMu.Lock()
-	defer c.cbMu.Unlock()
-	var p pending
-	c.mu.Lock()
-	c.stopRecordLocked(&p, RecordStopped, 0)
-	c.mu.Unlock()
-	p.run(nil)
-}
+// StopRecord ends the own port's recording in progress with
+// RecordStopped.
+func (c *Conference) StopRecord() { c.def.StopRecord() }
 
-func (c *Conference) stopRecordLocked(p *pending, reason RecordReason, tone byte) {
-	if c.st.rec.on {
-		p.recDone, p.recRes = c.st.rec.done, c.st.rec.result(reason, tone)
-	}
-	c.st.rec = recState{}
-	c.needDetect.Store(false)
-}
+// DetectTones turns tone detection on or off for the conference's own
+// port: see ConferencePort.DetectTones. Members detect tones while it or
+// any other port wants them.
+func (c *Conference) DetectTones(on bool) { c.def.DetectTones(on) }
 
-// DetectTones turns tone detection on or off on every member session, and
-// on those added later (see Session.DetectTones): the tones members press
-// are their sessions' events. Off, it turns detection off on the members
-// too. A recording's stop tones work either way.
-func (c *Conference) DetectTones(on bool) {
+// SetMuted stops (or resumes) what the conference's own port plays being
+// heard; Play keeps its place in time. Members and other ports are
+// unaffected (MuteMember, ConferencePort.SetMuted).
+func (c *Conference) SetMuted(m bool) { c.def.SetMuted(m) }
+
+// Members is the number of member sessions.
+func (c *Conference) Members() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.st.detect = on
-	for _, m := range c.st.members {
-		m.s.DetectTones(on)
-	}
+	return len(c.st.members)
 }
 
-// SetMuted stops (or resumes) what the conference plays being heard; Play
-// keeps its place in time. Members are unaffected (MuteMember).
-func (c *Conference) SetMuted(m bool) {
+// Ports is the number of ports open with NewPort (the conference's own
+// is not counted).
+func (c *Conference) Ports() int {
 	c.mu.Lock()
-	c.st.muted = m
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	return len(c.st.ports) - 1
 }
 
-// Close ends the conference: what it plays and records stops (done gets
-// false, RecordStopped, before Close returns), and every member session
-// goes back to being an ordinary session, still open: its owner closes
-// it. Close is idempotent. It must not be called from a callback of the
-// conference or of a member session.
+// Close ends the conference: what each port plays and records stops
+// (done gets false, RecordStopped, before Close returns), every port is
+// closed, and every member session goes back to being an ordinary
+// session, still open: its owner closes it. Close is idempotent. It must
+// not be called from a callback of the conference, of a port or of a
+// member session.
 func (c *Conference) Close() {
-	var p pending
+	// cbMu first: a tick under way finishes, and those after find the
+	// conference closed; the ports' pending slots are then this
+	// goroutine's.
+	c.cbMu.Lock()
+	defer c.cbMu.Unlock()
 	c.mu.Lock()
 	if c.st.closed {
 		c.mu.Unlock()
 		return
 	}
 	c.st.closed = true
-	c.stopPlayLocked(&p)
-	c.stopRecordLocked(&p, RecordStopped, 0)
+	ports := c.st.ports
+	for _, pt := range ports {
+		pt.closeLocked(&pt.pend)
+	}
+	c.st.ports = nil
+	c.needDetect.Store(false)
 	for _, m := range c.st.members {
 		c.mix.Remove(m.part)
 		m.s.mu.Lock()
@@ -389,11 +335,28 @@ func (c *Conference) Close() {
 	c.st.members = nil
 	c.mu.Unlock()
 	c.e.removeConference(c)
-	// A tick under way finishes first (it holds cbMu); those after find
-	// the conference closed.
-	c.cbMu.Lock()
-	defer c.cbMu.Unlock()
-	p.run(nil)
+	for _, pt := range ports {
+		pt.pend.run(nil)
+	}
+}
+
+// updateNeedDetectLocked tells members whether any port's recording has
+// stop tones, for which they look for in-band tones.
+func (c *Conference) updateNeedDetectLocked() {
+	need := false
+	for _, pt := range c.st.ports {
+		need = need || pt.st.rec.needDetect
+	}
+	c.needDetect.Store(need)
+}
+
+// setDetectLocked turns the members' tone detection on while any port
+// wants it, off when none does.
+func (c *Conference) setDetectLocked() {
+	c.st.detect = c.st.detects > 0
+	for _, m := range c.st.members {
+		m.s.DetectTones(c.st.detect)
+	}
 }
 
 // noteTone records a tone a member detected, for the recording's stop
@@ -406,34 +369,28 @@ func (c *Conference) noteTone(tone byte) {
 
 // tick is the conference's share of one media clock tick, on its shard's
 // worker: every member's receive half (its played-out frame into the mix),
-// the bot's prompt frame, the mix, every member's send half (its mix
-// out), and the recording of the mix. Bounded work, no allocation.
+// every port's prompt frame, the mix, every member's send half (its mix
+// out), and every port's recording. Bounded work, no allocation.
 func (c *Conference) tick(n uint64, now int64) {
 	c.cbMu.Lock()
 	defer c.cbMu.Unlock()
-	p := &c.pend
 	c.mu.Lock()
 	if c.st.closed {
 		c.mu.Unlock()
 		return
 	}
 	c.snap = append(c.snap[:0], c.st.members...)
-	var prompt []int16
-	if c.st.play.playing {
-		prompt = c.playFrameLocked(p)
+	c.psnap = append(c.psnap[:0], c.st.ports...)
+	for _, pt := range c.psnap {
+		pt.promptFrameLocked()
 	}
-	on := prompt != nil && !c.st.muted
 	c.mu.Unlock()
 
 	for _, m := range c.snap {
 		m.s.confReceive(m, n, now)
 	}
-	if on != c.promptOn {
-		c.prompt.SetContributes(on) // read by the Tick just below
-		c.promptOn = on
-	}
-	if on {
-		c.prompt.Write(prompt)
+	for _, pt := range c.psnap {
+		pt.writePrompt() // read by the Tick just below
 	}
 	c.mix.Tick()
 	for _, m := range c.snap {
@@ -441,63 +398,20 @@ func (c *Conference) tick(n uint64, now int64) {
 	}
 	clear(c.snap)
 
+	for _, pt := range c.psnap {
+		pt.readMix()
+	}
 	tones := c.tones.Swap(0)
-	pcm := c.quiet[:]
-	if c.listener.Read(&c.recFrame) {
-		pcm = c.recFrame.PCM()
-	} else {
-		clear(pcm) // never in steady state: the listener is fed this tick
-	}
 	c.mu.Lock()
-	if rec := &c.st.rec; rec.on && !c.st.closed {
-		if t := rec.stopTone(tones); t != 0 {
-			c.stopRecordLocked(p, RecordStopTone, t)
-		} else {
-			c.recordFrameLocked(p, pcm)
-		}
+	for _, pt := range c.psnap {
+		pt.recordLocked(tones)
 	}
+	c.updateNeedDetectLocked()
 	c.mu.Unlock()
-	p.run(nil)
-}
-
-// playFrameLocked advances the bot's Play by one frame and returns its
-// 8 kHz PCM, or nil when it has none.
-func (c *Conference) playFrameLocked(p *pending) []int16 {
-	pl := &c.st.play
-	frames := 0
-	if pl.audio != nil {
-		frames = pl.audio.Frames()
+	for _, pt := range c.psnap {
+		pt.pend.run(nil)
 	}
-	if frames == 0 {
-		c.finishPlayLocked(p)
-		return nil
-	}
-	pos := pl.pos
-	pcm := pl.audio.PCM()[pos*SamplesPerFrame : (pos+1)*SamplesPerFrame]
-	pl.pos++
-	if pl.pos >= frames {
-		if pl.loop {
-			pl.pos = 0
-		} else {
-			c.finishPlayLocked(p)
-		}
-	}
-	return pcm
-}
-
-func (c *Conference) finishPlayLocked(p *pending) {
-	p.playDone, p.playOK = c.st.play.done, true
-	c.st.play = playState{}
-}
-
-// recordFrameLocked gives this tick's mix to the recording and ends it
-// when one of its limits is reached.
-func (c *Conference) recordFrameLocked(p *pending, pcm []int16) {
-	rec := &c.st.rec
-	p.sink, p.sinkPCM = rec.sink, pcm
-	if reason := rec.account(pcm); reason != 0 {
-		c.stopRecordLocked(p, reason, 0)
-	}
+	clear(c.psnap)
 }
 
 // take moves the member's mix for this tick into dst in the codec of the

@@ -88,9 +88,9 @@ func newConfRig(t *testing.T, codecs []Codec, inband []bool) *confRig {
 // network, a late tick.
 const settleFrames = 15
 
-// listen records what the phone hears for settleFrames then n frames,
-// and returns the n.
-func listen(t *testing.T, phone *Session, n int) []int16 {
+// listen records what the phone hears, or what a conference's port
+// records, for settleFrames then n frames, and returns the n.
+func listen(t *testing.T, phone mediaPort, n int) []int16 {
 	t.Helper()
 	rec := newRecorder(settleFrames + n)
 	phone.Record(RecordOptions{}, rec.sink, rec.done)
@@ -131,6 +131,14 @@ func heard(t *testing.T, who string, pcm []int16, freqs []float64, want []bool) 
 // hears(listener, talker) says, and the prompt as prompt says.
 func (r *confRig) expect(hears func(listener, talker int) bool, prompt bool) {
 	r.t.Helper()
+	r.expectPrompts(hears, []float64{promptFreq}, []bool{prompt})
+}
+
+// expectPrompts checks what every phone hears: the members' tones, heard
+// as hears(listener, talker) says, and each of prompts (frequencies) as
+// heard says.
+func (r *confRig) expectPrompts(hears func(listener, talker int) bool, prompts []float64, promptHeard []bool) {
+	r.t.Helper()
 	var wg sync.WaitGroup
 	pcms := make([][]int16, len(r.members))
 	for i, m := range r.members {
@@ -145,13 +153,13 @@ func (r *confRig) expect(hears func(listener, talker int) bool, prompt bool) {
 	for _, m := range r.members {
 		freqs = append(freqs, m.freq)
 	}
-	freqs = append(freqs, promptFreq)
+	freqs = append(freqs, prompts...)
 	for i, m := range r.members {
-		want := make([]bool, len(freqs))
+		want := make([]bool, 0, len(freqs))
 		for j := range r.members {
-			want[j] = hears(i, j)
+			want = append(want, hears(i, j))
 		}
-		want[len(r.members)] = prompt
+		want = append(want, promptHeard...)
 		heard(r.t, m.pid+"'s phone", pcms[i], freqs, want)
 	}
 }
@@ -794,8 +802,10 @@ func TestConferenceAddsNoTick(t *testing.T) {
 // parse and hand-over, see BenchmarkReceive), and the conference's tick
 // plays each out of its jitter buffer, decodes it into the mix, mixes,
 // and builds and sends each member's packet of its N−1 mix. "build" stops
-// short of the sendto syscalls. ns/member is ns/op over N; %core is ns/op
-// as a share of one core's 20 ms.
+// short of the sendto syscalls. With ports=P, P bots share the
+// conference, each playing a prompt and recording its mix without it (a
+// meeting). ns/member is ns/op over N; %core is ns/op as a share of one
+// core's 20 ms.
 func BenchmarkConferenceTick(b *testing.B) {
 	for _, n := range []int{3, 10, 100} {
 		for _, send := range []bool{false, true} {
@@ -803,27 +813,69 @@ func BenchmarkConferenceTick(b *testing.B) {
 			if send {
 				name = fmt.Sprintf("members=%d/send", n)
 			}
-			b.Run(name, func(b *testing.B) { benchConference(b, n, send) })
+			b.Run(name, func(b *testing.B) { benchConference(b, n, 0, send) })
 		}
+	}
+	for _, send := range []bool{false, true} {
+		name := "members=10/ports=3/build"
+		if send {
+			name = "members=10/ports=3/send"
+		}
+		b.Run(name, func(b *testing.B) { benchConference(b, 10, 3, send) })
 	}
 }
 
-func benchConference(b *testing.B, n int, send bool) {
-	e, err := NewEngine(EngineOptions{BindIP: loopback}) // not run: the benchmark ticks
+func benchConference(b *testing.B, n, ports int, send bool) {
+	e, c, step := newConfBench(b, n, ports, send)
+	sent0 := e.Stats().PacketsSent
+	b.ReportAllocs()
+	for b.Loop() {
+		step()
+	}
+	if send && e.Stats().PacketsSent-sent0 < uint64(n)*uint64(b.N) {
+		b.Fatalf("sent %d packets in %d ticks of %d members", e.Stats().PacketsSent-sent0, b.N, n)
+	}
+	if st := c.Stats(); st.Missing != 0 || st.Dropped != 0 {
+		b.Fatalf("mixer stats %+v", st)
+	}
+	perTick := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
+	b.ReportMetric(perTick/float64(n), "ns/member")
+	b.ReportMetric(100*perTick/float64(FrameDuration.Nanoseconds()), "%core")
+}
+
+// A conference's tick allocates nothing, with several bots' ports
+// playing and recording.
+func TestConferenceTickDoesNotAllocate(t *testing.T) {
+	_, _, step := newConfBench(t, 10, 3, false)
+	if a := testing.AllocsPerRun(100, step); a != 0 {
+		t.Errorf("%v allocations per tick of 10 members and 3 ports, want 0", a)
+	}
+}
+
+// newConfBench makes a conference of n members on an engine that is not
+// run, and ports ports each playing a looping prompt and recording, and
+// returns a step that feeds every member a frame and ticks the
+// conference, ticked until the buffers are full. Without send, packets
+// are built, not sent.
+func newConfBench(tb testing.TB, n, ports int, send bool) (*Engine, *Conference, func()) {
+	tb.Helper()
+	e, err := NewEngine(EngineOptions{BindIP: loopback}) // not run: the caller ticks
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	c, err := e.NewConference(ConferenceOptions{})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(c.Close)
+	tb.Cleanup(c.Close)
 	sink, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 0)))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { sink.Close() })
+	drained := make(chan struct{})
+	tb.Cleanup(func() { sink.Close(); <-drained })
 	go func() {
+		defer close(drained)
 		buf := make([]byte, 1500)
 		for {
 			if _, _, err := sink.ReadFromUDPAddrPort(buf); err != nil {
@@ -837,15 +889,23 @@ func benchConference(b *testing.B, n int, send bool) {
 	pkts := make([][]byte, n)
 	for i := range ss {
 		if ss[i], err = e.NewSession(func(Event) {}); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
-		b.Cleanup(func() { ss[i].Close() })
+		tb.Cleanup(func() { ss[i].Close() })
 		ss[i].SetRemote(from, PCMU, 101)
 		if err := c.Add(fmt.Sprint(i), ss[i]); err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 		voices[i] = NewAudio(speechLike(time.Second, uint64(i))).Payload(PCMU)
-		pkts[i] = rtpBytes(b, 0, 0, 0, voices[i][:SamplesPerFrame])
+		pkts[i] = rtpBytes(tb, 0, 0, 0, voices[i][:SamplesPerFrame])
+	}
+	for i := range ports {
+		p, err := c.NewPort(fmt.Sprint("bot", i))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		p.Play(NewAudio(sine(portFreqs[i%len(portFreqs)], toneAmp, time.Second)), true, nil)
+		p.Record(RecordOptions{}, func([]int16) {}, nil)
 	}
 	tick := uint64(0)
 	step := func() {
@@ -871,18 +931,5 @@ func benchConference(b *testing.B, n int, send bool) {
 			s.mu.Unlock()
 		}
 	}
-	sent0 := e.Stats().PacketsSent
-	b.ReportAllocs()
-	for b.Loop() {
-		step()
-	}
-	if send && e.Stats().PacketsSent-sent0 < uint64(n)*uint64(b.N) {
-		b.Fatalf("sent %d packets in %d ticks of %d members", e.Stats().PacketsSent-sent0, b.N, n)
-	}
-	if st := c.Stats(); st.Missing != 0 || st.Dropped != 0 {
-		b.Fatalf("mixer stats %+v", st)
-	}
-	perTick := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
-	b.ReportMetric(perTick/float64(n), "ns/member")
-	b.ReportMetric(100*perTick/float64(FrameDuration.Nanoseconds()), "%core")
+	return e, c, step
 }
