@@ -74,12 +74,27 @@
 //
 // # Conferences
 //
-// Conference is the media of a group call: member sessions, each hearing
-// everyone but itself, and the bot's side, whose Play everyone hears and
-// whose Record takes the mix of everyone. The mix is package mixer's
-// (16 kHz, the loudest few talkers, N−1 for each from at most K+1
-// distinct mixes, each G.711-encoded once per codec); this package feeds
-// it and sends what it makes.
+// Conference is the media of a group call or a meeting: member sessions,
+// each hearing everyone but itself, and the bots' ports. The mix is
+// package mixer's (16 kHz, the loudest few talkers, N−1 for each from at
+// most K+1 distinct mixes, each G.711-encoded once per codec); this
+// package feeds it and sends what it makes.
+//
+// A port is one bot's side of the conference, call control's MediaPort:
+// a Prompt and a Listener in the mix. The conference's own Play, Record,
+// DetectTones and SetMuted are its first port, the group call's bot's,
+// which records everything, its own prompts included, as a member who
+// says nothing would hear it. A meeting is shared by several bots, each
+// bot's call joined to it, and each gets a port of its own (NewPort):
+// what it plays every member and every other port hears, mixed with the
+// other ports' prompts; what it records is everyone but itself, the
+// members and the other ports' prompts, not its own (N−1 for the port,
+// as for a member: a bot does not record its own announcements). That is
+// the mixer's listener without its prompt, one more distinct mix per
+// port only while that port's prompt plays. Each port's Play, Record and
+// SetMuted are its own, independent of the others'; closing a port ends
+// its play and recording (their done callbacks run before Close returns)
+// and takes its prompt out of the mix, and the conference goes on.
 //
 // A conference has no goroutine: it is a task on one engine shard, whose
 // worker runs it after the shard's sessions every tick. Its members,
@@ -87,10 +102,10 @@
 // their worker, in three passes on that one goroutine: each member's
 // receive half (the jitter buffer plays out a frame, it is decoded, goes
 // to the recorder and tone detector as before, and into the mix), then
-// the bot's prompt frame and the mixer's Tick, then each member's send
+// each port's prompt frame and the mixer's Tick, then each member's send
 // half (tones first, then anything the session plays itself, then its mix
 // of this tick, in its codec; SetMuted and SetDirection apply as to
-// played audio), then the bot's recording of the mix. So a frame played
+// played audio), then each port's recording of its mix. So a frame played
 // out in a tick is sent to the others in that same tick: the conference
 // adds no tick of delay, only the resampling filters' 31 samples (3.9 ms;
 // TestConferenceAddsNoTick), where a bridge adds the phase between its two
@@ -102,12 +117,13 @@
 // that order; the tick reads the members once per tick.
 //
 // The tones a member's phone presses stay its session's events, as
-// before; DetectTones on the conference turns detection on for every
-// member. Each tone a member detects is also noted, lock-free, for the
-// conference's recording, whose StopTones they end; while those are set,
-// members look for in-band tones too. A session closed while a member
-// leaves the conference; a member cannot be bridged, nor a bridged
-// session added.
+// before; detection is on for every member while any port's DetectTones
+// is: the ports' wishes are counted, so one bot turning tones off does
+// not turn them off for another. Each tone a member detects is also
+// noted, lock-free, for the ports' recordings, whose StopTones they end;
+// while any of those are set, members look for in-band tones too. A
+// session closed while a member leaves the conference; a member cannot be
+// bridged, nor a bridged session added.
 //
 // # Callbacks
 //
