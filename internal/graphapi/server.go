@@ -1,5 +1,6 @@
 // Package graphapi serves the Microsoft Graph cloud-communications API
-// (/v1.0/communications/calls and its legacy /app/calls alias) over HTTP:
+// (/v1.0/communications/calls and its legacy /app/calls alias, and
+// /users/{userId}/onlineMeetings) over HTTP:
 // authentication, OData JSON in and out, Graph error bodies, request ids,
 // body limits, gzip request bodies and throttling. Call semantics live in
 // callctl; this package only translates.
@@ -29,6 +30,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/identity"
 	"github.com/switchboard-voice/switchboard/internal/ids"
+	"github.com/switchboard-voice/switchboard/internal/meetings"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -41,6 +43,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock used for error dates; time.Now when nil.
 	Now func() time.Time
+	// Meetings serves onlineMeetings; their routes are not mounted when nil.
+	Meetings *meetings.Store
 }
 
 // Server is the Graph API's http.Handler. It is safe for concurrent use.
@@ -85,6 +89,7 @@ func New(o Options) *Server {
 		s.route(base+"/{id}/participants/{pid}", "participant", s.participant)
 		s.route(base+"/{id}/participants/{pid}/{action}", "participantAction", s.participantAction)
 	}
+	s.meetingRoutes()
 	s.mux.HandleFunc("GET /healthz", s.health)
 	s.mux.HandleFunc("/", s.unknown)
 	return s

@@ -34,6 +34,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/internal/media/prompt"
 	"github.com/switchboard-voice/switchboard/internal/media/record"
+	"github.com/switchboard-voice/switchboard/internal/meetings"
 	"github.com/switchboard-voice/switchboard/internal/simulated"
 	"github.com/switchboard-voice/switchboard/internal/sipgw"
 	"github.com/switchboard-voice/switchboard/internal/store"
@@ -62,6 +63,7 @@ type Node struct {
 	Directory *identity.Directory
 	Keys      *identity.Keyring
 	Identity  *identity.Service
+	Meetings  *meetings.Store
 	Outbox    *webhook.Outbox
 	Calls     *callctl.Manager
 	Sim       *simulated.Endpoint
@@ -126,6 +128,11 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		return nil, err
 	}
 	n.Identity = identity.New(cfg, n.Directory, n.Keys, time.Now)
+	n.Meetings, err = meetings.Open(ctx, meetings.Options{Store: n.Store, Config: cfg, Directory: n.Directory,
+		Logger: log.With("component", "meetings")})
+	if err != nil {
+		return nil, err
+	}
 
 	policy, err := egress.NewPolicy(cfg.Outbound.Allow)
 	if err != nil {
@@ -180,10 +187,11 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	n.Sim.Attach(n.Calls)
 	calls.m = n.Calls
 
-	n.API = graphapi.New(graphapi.Options{Config: cfg, Identity: n.Identity, Calls: n.Calls,
+	n.API = graphapi.New(graphapi.Options{Config: cfg, Identity: n.Identity, Calls: n.Calls, Meetings: n.Meetings,
 		Logger: log.With("component", "graphapi"), Registerer: reg})
 	mux := n.API.Mux()
 	n.Identity.Routes(mux)
+	n.Meetings.Routes(mux)
 	n.Records.Routes(mux)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if o.Simulator {
