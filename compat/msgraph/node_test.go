@@ -220,6 +220,8 @@ outbound:
 tenants:
   - id: %s
     displayName: msgraph compat
+    conferencing:
+      tollNumber: "+15550150"
     users:
       - id: %s
         displayName: Alice
@@ -245,7 +247,7 @@ applications:
     displayName: msgraph compat bot
     secret: %q
     tenants: [%s]
-    permissions: [Calls.Initiate.All, Calls.InitiateGroupCall.All, Calls.AccessMedia.All]
+    permissions: [Calls.Initiate.All, Calls.InitiateGroupCall.All, Calls.AccessMedia.All, OnlineMeetings.ReadWrite.All]
     callbackUri: %q
     mediaMode: service
     numbers: [%q]
