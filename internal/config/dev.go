@@ -13,6 +13,8 @@ const (
 	DevAppID     = "b07ab07a-0000-4000-8000-00000000b07a"
 	DevAppSecret = "dev-secret-change-me"
 	DevAppNumber = "+15550199"
+	// DevTollNumber is the demo tenant's dial-in number for its online meetings.
+	DevTollNumber = "+15550150"
 )
 
 // Dev returns the configuration of `serve --dev`: one tenant with simulated
@@ -25,6 +27,7 @@ func Dev() Config {
 	c.Simulator.Enabled = true
 	c.Tenants = []Tenant{{
 		ID: DevTenantID, DisplayName: "Contoso (demo)",
+		Conferencing: Conferencing{TollNumber: DevTollNumber},
 		Users: []User{
 			{ID: DevAliceID, DisplayName: "Alice", Phone: "+15550100", Simulated: true,
 				SIP: SIPCredentials{Username: "alice", Password: "alice-secret"}},
