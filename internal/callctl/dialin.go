@@ -118,6 +118,9 @@ func (m *Manager) DialIn(ctx context.Context, in DialIn) error {
 		if err != nil {
 			return err
 		}
+		if in.TenantID != "" && !sameID(mt.TenantID, in.TenantID) {
+			return errs.E(errs.NotFound, "No meeting with conference id %s.", in.ConferenceID)
+		}
 		d.mt = mt
 	}
 	d.sink = newSink(func(ev LegEvent) { d.events.do(func() { d.onEvent(ev) }) })
@@ -223,7 +226,7 @@ func (d *dialIn) key(t graph.Tone) {
 		d.enter()
 	case askPasscode:
 		d.mu.Lock()
-		ok := entry == d.mt.Passcode
+		ok := entry == keypad(d.mt.Passcode)
 		d.mu.Unlock()
 		if !ok {
 			d.wrong()
@@ -304,4 +307,21 @@ func (d *dialIn) enter() {
 			}
 		})
 	})
+}
+
+// keypad spells a passcode as a phone keypad enters it: digits as they
+// are, each letter as the key that carries it (ABC on 2 ... WXYZ on 9),
+// so a caller can key in a meeting's letters-and-digits passcode.
+func keypad(s string) string {
+	const keys = "22233344455566677778889999"
+	b := make([]byte, 0, len(s))
+	for _, r := range strings.ToUpper(s) {
+		switch {
+		case r >= '0' && r <= '9':
+			b = append(b, byte(r))
+		case r >= 'A' && r <= 'Z':
+			b = append(b, keys[r-'A'])
+		}
+	}
+	return string(b)
 }

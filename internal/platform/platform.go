@@ -180,6 +180,14 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		Node: nodeID, Config: cfg, Directory: n.Directory, Store: n.Store, Notifier: n.Outbox,
 		Dialer: dial, Prompts: n.Prompts, Recordings: recordings{n.Records}, Clock: clk, Logger: log.With("component", "calls"), Registerer: reg,
 		Conferences: func(string) (callctl.Conference, error) { return n.Media.NewConference(media.ConferenceOptions{}) },
+		Meetings:    meetingDirectory{n.Meetings},
+		Rooms: func(string) (callctl.RoomMedia, error) {
+			c, err := n.Media.NewConference(media.ConferenceOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return roomMedia{c}, nil
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -357,9 +365,55 @@ func (r recordings) Begin(ctx context.Context, callID, opID string) (callctl.Rec
 // dials through it), hand incoming calls to the manager once it exists.
 type lateCalls struct{ m *callctl.Manager }
 
+func (l *lateCalls) DialIn(ctx context.Context, in callctl.DialIn) error {
+	if l.m == nil {
+		return errs.E(errs.Unavailable, "the node is starting")
+	}
+	return l.m.DialIn(ctx, in)
+}
+
 func (l *lateCalls) Incoming(ctx context.Context, in callctl.IncomingCall) (string, error) {
 	if l.m == nil {
 		return "", errs.E(errs.Unavailable, "the node is starting")
 	}
 	return l.m.Incoming(ctx, in)
+}
+
+// meetingDirectory adapts meetings.Store to callctl.Meetings.
+type meetingDirectory struct{ s *meetings.Store }
+
+func (d meetingDirectory) ByThreadID(ctx context.Context, tenantID, threadID string) (*callctl.Meeting, error) {
+	m, err := d.s.ByThreadID(ctx, tenantID, threadID)
+	return callMeeting(m), err
+}
+
+func (d meetingDirectory) ByJoinMeetingID(ctx context.Context, tenantID, id string) (*callctl.Meeting, error) {
+	m, err := d.s.ByJoinMeetingID(ctx, tenantID, id)
+	return callMeeting(m), err
+}
+
+func (d meetingDirectory) ByConferenceID(ctx context.Context, id string) (*callctl.Meeting, error) {
+	m, err := d.s.ByConferenceID(ctx, id)
+	return callMeeting(m), err
+}
+
+func callMeeting(m *meetings.Meeting) *callctl.Meeting {
+	if m == nil {
+		return nil
+	}
+	return &callctl.Meeting{ID: m.ID, TenantID: m.TenantID, ThreadID: m.ThreadID, JoinMeetingID: m.JoinMeetingID,
+		Passcode: m.Passcode, PasscodeRequired: m.PasscodeRequired, Subject: m.Subject, Organizer: m.Organizer(),
+		ConferenceID: m.ConferenceID, DialInBypassesLobby: m.LobbyBypass.IsDialInBypassEnabled}
+}
+
+// roomMedia gives call control's meeting rooms media.Conference, whose
+// ports are the bots' sides.
+type roomMedia struct{ *media.Conference }
+
+func (r roomMedia) NewPort(name string) (callctl.BotPort, error) {
+	p, err := r.Conference.NewPort(name)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }

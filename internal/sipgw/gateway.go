@@ -47,6 +47,8 @@ import (
 // (*callctl.Manager).
 type Incoming interface {
 	Incoming(ctx context.Context, in callctl.IncomingCall) (string, error)
+	// DialIn answers a person calling into meetings.
+	DialIn(ctx context.Context, in callctl.DialIn) error
 }
 
 // Options configure New.

@@ -179,6 +179,12 @@ func (f *fakeCalls) Incoming(ctx context.Context, in callctl.IncomingCall) (stri
 	return c.id, nil
 }
 
+// DialIn refuses: the SIP edge's own tests have no meetings (the dial-in
+// path is tested end to end in internal/calltest).
+func (f *fakeCalls) DialIn(context.Context, callctl.DialIn) error {
+	return errs.E(errs.NotFound, "no meetings here")
+}
+
 func (e *env) nextCall() *fakeCall {
 	e.t.Helper()
 	select {

@@ -67,6 +67,30 @@ func (g *Gateway) trunkFrom(ip netip.Addr) *trunk {
 	return nil
 }
 
+// tollNumber reports whether num is a tenant's dial-in number
+// (tenants[].conferencing.tollNumber), and whose.
+func (g *Gateway) tollNumber(num string) (tenantID string, ok bool) {
+	if num == "" {
+		return "", false
+	}
+	for _, t := range g.cfg.Tenants {
+		n := t.Conferencing.TollNumber
+		if n != "" && (n == num || n == "+"+num) {
+			return t.ID, true
+		}
+	}
+	return "", false
+}
+
+// callerTenant is the tenant of an authenticated SIP user; empty for a
+// trunk's caller.
+func callerTenant(caller *graph.IdentitySet) string {
+	if caller != nil && caller.User != nil {
+		return caller.User.TenantID
+	}
+	return ""
+}
+
 func (g *Gateway) isClosing() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -132,6 +156,16 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if !ok && num != "" && num[0] >= '1' && num[0] <= '9' {
 		// Trunks often send E.164 without its "+".
 		app, tenantID, instanceID, ok = g.dir.Number("+" + num)
+	}
+	// Or a meeting: a tenant's dial-in number, or a meeting's own URI
+	// (sip:meeting-{conferenceId}@…).
+	dialIn, conferenceID := "", ""
+	if !ok {
+		if tid, yes := g.tollNumber(num); yes {
+			dialIn, ok = tid, true
+		} else if id, yes := strings.CutPrefix(num, "meeting-"); yes && id != "" {
+			dialIn, conferenceID, ok = callerTenant(caller), id, true
+		}
 	}
 	if !ok {
 		refuse(404, "Not Found")
@@ -213,11 +247,15 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 
 	ctx, cancel := context.WithTimeout(g.runCtx, 10*time.Second)
-	_, err = g.calls.Incoming(ctx, callctl.IncomingCall{
-		TenantID: tenantID, AppID: app.ID, Caller: caller,
-		Called: &graph.IdentitySet{ApplicationInstance: &graph.Identity{ID: instanceID, DisplayName: app.DisplayName, TenantID: tenantID}},
-		NewLeg: l.attach,
-	})
+	if dialIn != "" || conferenceID != "" {
+		err = g.calls.DialIn(ctx, callctl.DialIn{TenantID: dialIn, Caller: caller, ConferenceID: conferenceID, NewLeg: l.attach})
+	} else {
+		_, err = g.calls.Incoming(ctx, callctl.IncomingCall{
+			TenantID: tenantID, AppID: app.ID, Caller: caller,
+			Called: &graph.IdentitySet{ApplicationInstance: &graph.Identity{ID: instanceID, DisplayName: app.DisplayName, TenantID: tenantID}},
+			NewLeg: l.attach,
+		})
+	}
 	cancel()
 	if err != nil {
 		code, ph := sipStatusOf(err)
