@@ -194,3 +194,59 @@ func TestBlindTransfer(t *testing.T) {
 	end := waitState(t, id, models.TERMINATED_CALLSTATE)
 	checkResult(t, "transfer", end.GetResultInfo(), 0, 7015)
 }
+
+// msgraph-sdk-go creates a Meet Now meeting and joins it, once by its
+// chatInfo and organizer and once by its meeting id: both calls are
+// established with the meeting's chatInfo, and each roster lists both bots.
+func TestJoinMeeting(t *testing.T) {
+	client, _ := botClient(t)
+	ctx := testCtx(t)
+	mtg := models.NewOnlineMeeting()
+	mtg.SetSubject(ptr("Compat meeting"))
+	m, err := client.Users().ByUserId(aliceID).OnlineMeetings().Post(ctx, mtg, nil)
+	if err != nil {
+		t.Fatal(describe(err))
+	}
+	join := func(set func(c models.Callable)) string {
+		t.Helper()
+		req := models.NewCall()
+		req.SetCallbackUri(ptr(env.hook.URL + "/callback"))
+		req.SetRequestedModalities([]models.Modality{models.AUDIO_MODALITY})
+		req.SetMediaConfig(models.NewServiceHostedMediaConfig())
+		req.SetTenantId(ptr(tenantID))
+		set(req)
+		call, err := client.Communications().Calls().Post(ctx, req, nil)
+		if err != nil {
+			t.Fatal(describe(err))
+		}
+		id := val(call.GetId())
+		t.Cleanup(func() { _ = client.Communications().Calls().ByCallId(id).Delete(ctx, nil) })
+		if ci := call.GetChatInfo(); ci == nil || val(ci.GetThreadId()) != val(m.GetChatInfo().GetThreadId()) {
+			t.Errorf("the joined call's chatInfo %+v, want the meeting's", ci)
+		}
+		waitState(t, id, models.ESTABLISHED_CALLSTATE)
+		return id
+	}
+	byLink := join(func(c models.Callable) {
+		// A fresh chatInfo: the client sends only what was set on a model,
+		// and the meeting's came from a response.
+		ci := models.NewChatInfo()
+		ci.SetThreadId(m.GetChatInfo().GetThreadId())
+		ci.SetMessageId(ptr("0"))
+		c.SetChatInfo(ci)
+		org := models.NewIdentity()
+		org.SetId(ptr(aliceID))
+		set := models.NewIdentitySet()
+		set.SetUser(org)
+		info := models.NewOrganizerMeetingInfo()
+		info.SetOrganizer(set)
+		c.SetMeetingInfo(info)
+	})
+	byID := join(func(c models.Callable) {
+		info := models.NewJoinMeetingIdMeetingInfo()
+		info.SetJoinMeetingId(ptr(val(m.GetJoinMeetingIdSettings().GetJoinMeetingId())))
+		c.SetMeetingInfo(info)
+	})
+	waitRoster(t, byLink, "bot", "bot")
+	waitRoster(t, byID, "bot", "bot")
+}

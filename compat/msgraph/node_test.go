@@ -247,7 +247,7 @@ applications:
     displayName: msgraph compat bot
     secret: %q
     tenants: [%s]
-    permissions: [Calls.Initiate.All, Calls.InitiateGroupCall.All, Calls.AccessMedia.All, OnlineMeetings.ReadWrite.All]
+    permissions: [Calls.Initiate.All, Calls.InitiateGroupCall.All, Calls.JoinGroupCall.All, Calls.AccessMedia.All, OnlineMeetings.ReadWrite.All]
     callbackUri: %q
     mediaMode: service
     numbers: [%q]
