@@ -293,11 +293,11 @@ func (c *Conference) Members() int {
 }
 
 // Ports is the number of ports open with NewPort (the conference's own
-// is not counted).
+// is not counted): a meeting whose last bot has left may end.
 func (c *Conference) Ports() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.st.ports) - 1
+	return max(len(c.st.ports)-1, 0) // no ports once closed
 }
 
 // Close ends the conference: what each port plays and records stops

@@ -290,6 +290,9 @@ func TestConferencePortClose(t *testing.T) {
 		t.Error("A's Record's done had not run when the conference's Close returned")
 	}
 	b.Close() // closed with the conference: nothing
+	if n := r.conf.Ports(); n != 0 {
+		t.Errorf("Ports() = %d after the conference's Close, want 0", n)
+	}
 	if _, err := r.conf.NewPort("C"); !errors.Is(err, ErrConferenceClosed) {
 		t.Errorf("NewPort after Close: %v", err)
 	}
