@@ -129,3 +129,10 @@ func TestConfUASArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSoftIRQ(t *testing.T) {
+	d, err := parseSoftIRQ([]byte("cpu  395466 0 65500 371243 2040 0 5234 132 0 0\ncpu0 1 2 3 4 5 6 7 8 9 10\n"))
+	if err != nil || d != 52340*time.Millisecond {
+		t.Errorf("softirq %v, %v; want 52.34s", d, err)
+	}
+}

@@ -101,6 +101,7 @@ type sample struct {
 	SIPp      time.Duration // SIPp's CPU so far (0 when not running)
 	Self      time.Duration // sbbench's (the bot's) CPU so far
 	Busy, All time.Duration // the machine's busy and total CPU time so far (/proc/stat)
+	SoftIRQ   time.Duration // the machine's softirq time so far, part of Busy: packet delivery no process is charged for
 	LateTicks float64       // the node's switchboard_media_late_ticks_total
 	Sessions  float64       // the node's switchboard_media_sessions
 	Go        goStats       // the node's Go runtime, from /metrics
@@ -182,6 +183,7 @@ func (s *sampler) run() {
 				sm.Self = c.Total() // in-process (-inprocess), the node's CPU is sbbench's
 			}
 			sm.Busy, sm.All, _ = readMachineCPU()
+			sm.SoftIRQ, _ = readMachineSoftIRQ()
 			if m, err := s.metrics(); err == nil {
 				sm.LateTicks, sm.Sessions = m["switchboard_media_late_ticks_total"], m["switchboard_media_sessions"]
 				sm.Go = goStatsOf(m)
@@ -233,10 +235,35 @@ func readMachineCPU() (busy, all time.Duration, err error) {
 	return busy, all, nil
 }
 
+// readMachineSoftIRQ reads the softirq column of /proc/stat's first line.
+// With IRQ time accounting the kernel charges the softirqs a process's
+// syscalls run (loopback delivery of the packets it sends) to no process:
+// they are busy time outside every /proc/PID/stat.
+func readMachineSoftIRQ() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseSoftIRQ(b)
+}
+
+func parseSoftIRQ(b []byte) (time.Duration, error) {
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, errors.New("/proc/stat: no cpu line")
+	}
+	n, err := strconv.ParseUint(f[7], 10, 64) // user nice system idle iowait irq softirq
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(n) * clockTick, nil
+}
+
 // writeTimeline writes the samples as CSV, one line per second.
 func writeTimeline(path string, samples []sample) error {
 	var b strings.Builder
-	b.WriteString("t_s,live_calls,node_cpu_pct,node_rss_mb,node_threads,sipp_cpu_pct,sbbench_cpu_pct,machine_busy_pct,late_ticks,media_sessions,goroutines,heap_inuse_mb,stack_inuse_mb,mallocs_per_s,gcs,ctx_switches_per_s\n")
+	b.WriteString("t_s,live_calls,node_cpu_pct,node_rss_mb,node_threads,sipp_cpu_pct,sbbench_cpu_pct,machine_busy_pct,softirq_pct,late_ticks,media_sessions,goroutines,heap_inuse_mb,stack_inuse_mb,mallocs_per_s,gcs,ctx_switches_per_s\n")
 	for i := 1; i < len(samples); i++ {
 		p, s := samples[i-1], samples[i]
 		dt := s.At.Sub(p.At).Seconds()
@@ -256,8 +283,8 @@ func writeTimeline(path string, samples []sample) error {
 		if s.CtxSw >= p.CtxSw {
 			cs = float64(s.CtxSw-p.CtxSw) / dt
 		}
-		fmt.Fprintf(&b, "%.1f,%d,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%.0f,%.0f,%.0f,%.1f,%.1f,%.0f,%.0f,%.0f\n", s.At.Sub(samples[0].At).Seconds(), s.Live,
-			pct(p.CPU.Total(), s.CPU.Total()), float64(s.RSS)/(1<<20), s.Threads, sipp, pct(p.Self, s.Self), busy,
+		fmt.Fprintf(&b, "%.1f,%d,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%.1f,%.0f,%.0f,%.0f,%.1f,%.1f,%.0f,%.0f,%.0f\n", s.At.Sub(samples[0].At).Seconds(), s.Live,
+			pct(p.CPU.Total(), s.CPU.Total()), float64(s.RSS)/(1<<20), s.Threads, sipp, pct(p.Self, s.Self), busy, pct(p.SoftIRQ, s.SoftIRQ),
 			s.LateTicks-p.LateTicks, s.Sessions, s.Go.Goroutines, s.Go.HeapInuse/(1<<20), s.Go.StackInuse/(1<<20),
 			(s.Go.Mallocs-p.Go.Mallocs)/dt, s.Go.GCs-p.Go.GCs, cs)
 	}
