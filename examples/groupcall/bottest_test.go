@@ -62,7 +62,7 @@ func TestGroupCallWithSimulatedUsers(t *testing.T) {
 	for _, c := range []*bottest.Caller{alice, bob, dave} {
 		name := c.State().User
 		out.waitLine(t, "announced", name)
-		c.WaitHeardPCM(voices.of(name)) // each heard their own arrival at least
+		c.WaitHeardPCM(voices.of(name).pcm) // each heard their own arrival at least
 	}
 
 	hello := calltest.Pattern(700, 1.5, 81)
