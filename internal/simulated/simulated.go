@@ -477,11 +477,23 @@ func (e *Endpoint) Legs(callID string) []*Leg {
 	var out []*Leg
 	for _, id := range e.order {
 		l := e.legs[id]
-		if l != nil && (callID == "" || strings.EqualFold(l.callID, callID) || strings.HasPrefix(strings.ToLower(l.callID), strings.ToLower(callID)+"-r")) {
+		if l != nil && (callID == "" || belongs(l.callID, callID)) {
 			out = append(out, l)
 		}
 	}
 	return out
+}
+
+// belongs reports whether a leg dialed with legCallID is part of call
+// callID: the call's own leg, a redirect's (-r…), a group call's or
+// meeting's member (-m…), a transfer's target (-t).
+func belongs(legCallID, callID string) bool {
+	l, c := strings.ToLower(legCallID), strings.ToLower(callID)
+	if l == c {
+		return true
+	}
+	rest, ok := strings.CutPrefix(l, c+"-")
+	return ok && rest != "" && strings.ContainsRune("rmt", rune(rest[0]))
 }
 
 // CallOptions tune a simulated caller.
