@@ -43,6 +43,7 @@ type actor struct {
 	members        []*member
 	legMember      *member
 	inviteFailures map[string]errs.EndReason
+	pairs          []*pair // participants transferred out, with their targets
 
 	// A meeting call's room and its port on the room's conference
 	// (room.go), and its invites still counting invitees.
@@ -197,7 +198,7 @@ func (a *actor) quitting() bool {
 // finished reports whether nothing is left for the actor to do: the call
 // ended for the bot, everything about it is stored and queued, and no
 // redirected leg is still bridged.
-func (a *actor) finished() bool { return a.removed && a.bridged == nil }
+func (a *actor) finished() bool { return a.removed && a.bridged == nil && len(a.pairs) == 0 }
 
 // exit answers the commands still in the mailbox (the call is gone for
 // them: 404, or 503 when the node is stopping under the call), stops the

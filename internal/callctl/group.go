@@ -54,6 +54,10 @@ type member struct {
 	target graph.InvitationParticipantInfo
 	joined bool
 	op     string // the invite that dialed it, until it joins or fails
+	// transfer is the target of a transfer of this member, while it rings;
+	// pair, once the member left the call with its target.
+	transfer Leg
+	pair     *pair
 }
 
 // MemberRecord is what the store keeps of a member.
@@ -168,6 +172,13 @@ func (a *actor) saveMembers() {
 
 // onMember applies what a member's far end did.
 func (a *actor) onMember(m *member, ev LegEvent) {
+	if m.pair != nil {
+		// Transferred out: its end ends the pair.
+		if ev.Kind == LegEnded {
+			a.pairEnded(m)
+		}
+		return
+	}
 	if a.deleted || !a.isMember(m) {
 		return
 	}
@@ -191,6 +202,12 @@ func (a *actor) onMember(m *member, ev LegEvent) {
 		a.settleInvite(m.op)
 	case LegEnded:
 		m.leg = nil
+		if m.transfer != nil {
+			// Its transfer's target has nobody to talk to.
+			m.transfer.HangUp(ev.Reason)
+			m.transfer = nil
+			a.disarm("transfer:" + m.pid)
+		}
 		a.memberGone(m, ev.Reason)
 	case LegTone:
 		if !a.rec.ToneSubscribed || a.rec.Call.State != graph.StateEstablished || !m.joined {
@@ -530,6 +547,10 @@ func (a *actor) endMembers(reason errs.EndReason) {
 		if m.leg != nil {
 			m.leg.HangUp(reason)
 			m.leg = nil
+		}
+		if m.transfer != nil {
+			m.transfer.HangUp(reason)
+			m.transfer = nil
 		}
 	}
 	a.members = nil

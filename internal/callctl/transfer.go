@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -93,8 +94,14 @@ func (a *actor) transfer(cmd *command, req *graph.TransferRequest) (*graph.Opera
 	if t == nil || t.Identity == nil {
 		return nil, badRequest("transferTarget with an identity is required.")
 	}
-	if a.rec.Group || a.room != nil || req.Transferee != nil {
-		return nil, errs.E(errs.NotSupported, "Transferring a participant out of a group call (transferee) is not supported by this Switchboard version yet; transfer serves two-party calls.")
+	if a.room != nil {
+		return nil, errs.E(errs.NotSupported, "Transferring out of a meeting is not supported by this Switchboard version yet.")
+	}
+	if a.rec.Group {
+		return a.transferMember(cmd, req)
+	}
+	if req.Transferee != nil {
+		return nil, badRequest("transferee applies to group calls; a two-party call transfers its far end.")
 	}
 	if a.rec.Call.State != graph.StateEstablished || a.leg == nil {
 		return nil, a.conflict("transfer")
@@ -245,4 +252,148 @@ func (m *Manager) handOver(c Caller, id string, done func(Leg, *legSink, error))
 	}) {
 		fail(errs.E(errs.NotFound, "the call to replace (%s) has ended", id))
 	}
+}
+
+// Transferring a participant out of a group call (transferee): the target
+// is dialed; when it answers, the participant leaves the conference and
+// the roster and talks with the target, bridged through Switchboard; the
+// group call goes on. A target that does not answer leaves everything as
+// it was and tells the bot why (resultInfo 500/7000 on an established
+// call). Consultative (replacesCallId) is not served here yet.
+
+// pair is a participant transferred out of a group call with its target.
+type pair struct {
+	from, to Leg
+	unbridge func()
+}
+
+func (a *actor) transferMember(cmd *command, req *graph.TransferRequest) (*graph.Operation, error) {
+	if req.Transferee == nil || (req.Transferee.ParticipantID == "" && req.Transferee.ID == "") {
+		return nil, badRequest("transferee.participantId is required to transfer a participant out of a group call.")
+	}
+	pid := req.Transferee.ParticipantID
+	if pid == "" {
+		pid = req.Transferee.ID
+	}
+	if req.TransferTarget.ReplacesCallID != "" {
+		return nil, errs.E(errs.NotSupported, "Consultative transfer (replacesCallId) out of a group call is not supported by this Switchboard version yet.")
+	}
+	if a.rec.Call.State != graph.StateEstablished {
+		return nil, a.conflict("transfer")
+	}
+	m, _, err := a.findMember("transfer", pid)
+	if err != nil {
+		return nil, err
+	}
+	if m.transfer != nil {
+		return nil, errs.E(errs.Conflict, "Participant %s is being transferred already.", m.pid)
+	}
+	if a.hold != nil && a.hold.pid == m.pid {
+		return nil, errs.E(errs.Conflict, "Participant %s is on hold: stop the hold music before transferring.", m.pid)
+	}
+	src := a.rec.Call.Source
+	target, err := a.m.resolveTarget(cmd.Caller, *req.TransferTarget, src)
+	if err != nil {
+		return nil, errs.E(errs.KindOf(err), "%s", strings.Replace(errs.Message(err), "targets[0]", "transferTarget", 1))
+	}
+	target.From, target.FromName = a.m.presented(cmd.Caller, src)
+	leg, err := a.m.o.Dialer.Dial(a.rec.Call.ID+"-t"+m.pid[:8], target, func(ev LegEvent) {
+		a.post(func(a *actor) { a.onMemberTransfer(m, ev) })
+	})
+	if err != nil {
+		reason := errs.CannotRoute
+		var re *RouteError
+		if errors.As(err, &re) {
+			reason = re.Reason
+		}
+		a.transferBack(reason.Message)
+		return nil, nil
+	}
+	m.transfer = leg
+	a.arm("transfer:"+m.pid, a.m.clk.Now().Add(a.m.cfg.Calls.RingTimeout.D()), func(a *actor) {
+		if m.transfer != nil && a.isMember(m) {
+			m.transfer.HangUp(errs.NoAnswer)
+			m.transfer = nil
+			a.transferBack(errs.NoAnswer.Message)
+		}
+	})
+	return nil, nil
+}
+
+// onMemberTransfer applies what the target of a participant's transfer
+// did.
+func (a *actor) onMemberTransfer(m *member, ev LegEvent) {
+	for i, p := range a.pairs {
+		if p.to == m.transfer || (m.transfer == nil && p.from == m.leg) {
+			if ev.Kind == LegEnded {
+				a.endPair(i, errs.EndedByRemote, p.from)
+			}
+			return
+		}
+	}
+	if m.transfer == nil || !a.isMember(m) {
+		return
+	}
+	switch ev.Kind {
+	case LegAnswered:
+		a.disarm("transfer:" + m.pid)
+		to := m.transfer
+		m.transfer = nil
+		from := m.leg
+		// Out of the conference and the roster, without hanging up.
+		if a.conf != nil {
+			a.conf.Remove(m.pid)
+		}
+		for i, x := range a.members {
+			if x == m {
+				a.members = append(a.members[:i], a.members[i+1:]...)
+				break
+			}
+		}
+		for i := range a.rec.Participants {
+			if a.rec.Participants[i].ID == m.pid {
+				a.rec.Participants = append(a.rec.Participants[:i], a.rec.Participants[i+1:]...)
+				break
+			}
+		}
+		a.saveMembers()
+		a.notifyRoster()
+		p := &pair{from: from, to: to}
+		if x, y := sessionOf(from), sessionOf(to); x != nil && y != nil {
+			p.unbridge = media.Bridge(x, y)
+		}
+		a.pairs = append(a.pairs, p)
+		m.pair = p
+	case LegEnded:
+		a.disarm("transfer:" + m.pid)
+		m.transfer = nil
+		a.transferBack(ev.Reason.Message)
+	}
+}
+
+// endPair ends a transferred pair when one side hangs up: the other is
+// hung up too.
+func (a *actor) endPair(i int, reason errs.EndReason, other Leg) {
+	p := a.pairs[i]
+	a.pairs = append(a.pairs[:i], a.pairs[i+1:]...)
+	if p.unbridge != nil {
+		p.unbridge()
+	}
+	if other != nil {
+		other.HangUp(reason)
+	}
+}
+
+// pairEnded applies the end of a transferred participant's own leg.
+func (a *actor) pairEnded(m *member) bool {
+	if m.pair == nil {
+		return false
+	}
+	for i, p := range a.pairs {
+		if p == m.pair {
+			a.endPair(i, errs.EndedByRemote, p.to)
+		}
+	}
+	m.pair = nil
+	return true
 }

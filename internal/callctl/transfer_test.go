@@ -73,8 +73,8 @@ func TestBlindTransferFails(t *testing.T) {
 		t.Errorf("transfer of a call not yet established: %v", err)
 	}
 	gid, _ := h.group()
-	if _, err := h.do(h.bot, gid, "transfer", "", transferTo(tCarol)); errs.KindOf(err) != errs.NotSupported {
-		t.Errorf("transfer in a group call: %v", err)
+	if _, err := h.do(h.bot, gid, "transfer", "", transferTo(tCarol)); errs.KindOf(err) != errs.BadRequest {
+		t.Errorf("transfer in a group call without a transferee: %v", err)
 	}
 }
 
@@ -113,4 +113,52 @@ func TestConsultativeTransfer(t *testing.T) {
 	h.must(h.do(h.bot, c, "transfer", "", req))
 	h.sync(c)
 	h.expect(c, "updated call transferring", "updated call established 7000")
+}
+
+// A participant transferred out of a group call leaves the roster once the
+// target answers and stays connected to it; the group call goes on.
+func TestTransferOutOfGroupCall(t *testing.T) {
+	h := newHarness(t)
+	id, legs := h.group()
+	h.nt.take(id)
+	alice := h.roster(id)[1]
+	req := transferTo(tCarol)
+	req.Transferee = &graph.ParticipantInfo{ParticipantID: alice.ID}
+	if _, err := h.do(h.bot, id, "transfer", "", req); err != nil {
+		t.Fatal(err)
+	}
+	h.sync(id)
+	carol := h.dl.dialed()[2]
+	carol.emit(LegAnswered)
+	h.sync(id)
+	h.expect(id, "updated roster Bot Bob")
+	if s := h.state(id); s != "established" {
+		t.Fatalf("group call %s after a transfer out", s)
+	}
+	// The group call ends; Alice and Carol talk on. Then Carol hangs up.
+	h.must(h.do(h.bot, id, "hangUp", "", nil))
+	h.sync(id)
+	if got := legs[0].asked(); len(got) != 0 {
+		t.Errorf("the transferred participant was asked %q when the group call ended", got)
+	}
+	carol.emit(LegEnded)
+	h.sync(id)
+	if got := legs[0].asked(); !slices.Equal(got, []string{"hangUp 4521"}) {
+		t.Errorf("after the target hung up, the transferred participant was asked %q", got)
+	}
+	h.leak(id)
+
+	// A target that is busy: the participant stays, the bot hears why.
+	id2, _ := h.group()
+	h.nt.take(id2)
+	bob := h.roster(id2)[2]
+	req.Transferee = &graph.ParticipantInfo{ParticipantID: bob.ID}
+	h.must(h.do(h.bot, id2, "transfer", "", req))
+	h.sync(id2)
+	h.dl.dialed()[5].end(errs.RemoteBusy)
+	h.sync(id2)
+	h.expect(id2, "updated call established 7000")
+	if n := len(h.roster(id2)); n != 3 {
+		t.Errorf("roster of %d after a failed transfer, want 3", n)
+	}
 }

@@ -288,3 +288,59 @@ func TestTransferBetweenPhones(t *testing.T) {
 		})
 	}
 }
+
+// A participant transferred out of a group call: the bot calls Fay and Gus
+// together, then transfers Fay to Hal; Fay and Hal hear each other, and
+// the group call goes on with Gus.
+func TestTransferOutOfGroupCall(t *testing.T) {
+	calltest.NeedPeer(t, "baresip", "baresip")
+	p := calltest.Start(t, calltest.Options{Edit: withGroupPhones})
+	fay, gus, hal := groupPhones[0], groupPhones[1], groupPhones[2]
+	// Fay's microphone ends after 8 s: she hangs up, and Hal with her.
+	phones := startPhones(t, p, 8*time.Second, fay)
+	phones = append(phones, startPhones(t, p, 60*time.Second, gus, hal)...)
+	r := p.Bot("POST", calls, map[string]any{
+		"@odata.type": "#microsoft.graph.call", "callbackUri": p.Hook.URL,
+		"requestedModalities": []string{"audio"},
+		"mediaConfig":         map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+		"targets": []map[string]any{
+			{"identity": map[string]any{"user": map[string]any{"id": fay.id}}},
+			{"identity": map[string]any{"user": map[string]any{"id": gus.id}}},
+		},
+	})
+	if r.StatusCode != 201 {
+		t.Fatalf("create group call: %s %s", r.Status, r.Body)
+	}
+	var call graph.Call
+	r.JSON(t, &call)
+	waitRoster(t, p, call.ID, "Test bot", "Fay", "Gus")
+	var roster struct{ Value []graph.Participant }
+	p.Bot("GET", calls+"/"+call.ID+"/participants", nil).JSON(t, &roster)
+	var fayID string
+	for _, x := range roster.Value {
+		if _, id := x.Info.Identity.Primary(); id.DisplayName == "Fay" {
+			fayID = x.ID
+		}
+	}
+	r = p.Bot("POST", calls+"/"+call.ID+"/transfer", map[string]any{
+		"transferTarget": map[string]any{"identity": map[string]any{"user": map[string]any{"id": hal.id}}},
+		"transferee":     map[string]any{"participantId": fayID},
+	})
+	if r.StatusCode != 202 {
+		t.Fatalf("transfer Fay: %s %s", r.Status, r.Body)
+	}
+	waitRoster(t, p, call.ID, "Test bot", "Gus")
+	phones[0].WaitOutput(t, "terminated", 20*time.Second)
+	phones[2].WaitOutput(t, "terminated", 20*time.Second)
+	if lvl := toneLevel(phones[0].Heard(t), hal.freq); lvl < 0.05 {
+		t.Errorf("Fay did not hear Hal after her transfer (%.4f)", lvl)
+	}
+	if lvl := toneLevel(phones[2].Heard(t), fay.freq); lvl < 0.05 {
+		t.Errorf("Hal did not hear Fay (%.4f)", lvl)
+	}
+	var got graph.Call
+	p.Bot("GET", calls+"/"+call.ID, nil).JSON(t, &got)
+	if got.State != graph.StateEstablished {
+		t.Errorf("the group call is %s after the transfer out, want established", got.State)
+	}
+}
