@@ -31,6 +31,14 @@
 // Await returns at once; otherwise it returns on the operation's deleted
 // notification, even one that arrived before Await was called.
 //
+// Online meetings: Client creates them for a user (CreateMeeting, Meet
+// Now without dates; CreateOrGetMeeting by an external id), reads,
+// finds (by join link or meeting id), updates and deletes them. A bot
+// joins one with Handler.JoinMeetingByURL (the link taken apart by
+// ParseJoinURL, as Microsoft's samples do) or Handler.JoinMeetingByID;
+// OnParticipants then reports everyone in the meeting, and Call.Admit
+// lets in those waiting in the lobby.
+//
 // Against Switchboard, BaseURL is the node's public URL plus /v1.0 and the
 // token endpoint and notification keys are found on the same host; against
 // Microsoft Graph they default to Microsoft's. The wire types are in
