@@ -240,7 +240,10 @@ func (l *Leg) Say(pcm []int16) error {
 }
 
 // countingPort is a handset leg's service-hosted media: the real session,
-// counting what is played as timed media does.
+// counting what is played as timed media does, and whether a prompt is
+// playing now (on the user's own line it takes the place of a
+// conference's mix: a dial-in caller hears the meeting once the
+// platform's own prompts are over).
 type countingPort struct {
 	*media.Session
 	l *Leg
@@ -250,6 +253,16 @@ func (p countingPort) Play(a *media.Audio, loop bool, done func(bool)) {
 	p.l.mu.Lock()
 	p.l.played++
 	p.l.playedFor += a.Duration()
+	p.l.playing++
 	p.l.mu.Unlock()
-	p.Session.Play(a, loop, done)
+	p.Session.Play(a, loop, func(completed bool) {
+		p.l.mu.Lock()
+		p.l.playing--
+		close(p.l.changed)
+		p.l.changed = make(chan struct{})
+		p.l.mu.Unlock()
+		if done != nil {
+			done(completed)
+		}
+	})
 }

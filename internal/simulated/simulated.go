@@ -111,6 +111,7 @@ type Leg struct {
 	audio     *legAudio // nil with timed media
 	played    int
 	playedFor time.Duration
+	playing   int // prompts playing on a handset's own line
 	timers    []clock.Timer
 	changed   chan struct{}
 }
@@ -127,6 +128,11 @@ type LegState struct {
 	// PromptsHeard counts the prompts (and beeps) played to the simulated user; PromptSeconds their length.
 	PromptsHeard  int     `json:"promptsHeard"`
 	PromptSeconds float64 `json:"promptSeconds"`
+	// PromptPlaying says a prompt is playing to the user on their own line
+	// now (with a handset): the bot's in a two-party call, or the
+	// platform's own to a dial-in caller (its questions, the lobby's hold
+	// music), which the user hears instead of the meeting.
+	PromptPlaying bool `json:"promptPlaying,omitempty"`
 	// Audio says the user has an RTP handset (simulator.audio); SoundSeconds
 	// is how much sound (not silence) it has heard.
 	Audio        bool    `json:"audio"`
@@ -415,7 +421,7 @@ func (l *Leg) State() LegState {
 		b.WriteByte(t.Char())
 	}
 	s.TonesReceived = b.String()
-	s.PromptsHeard, s.PromptSeconds = l.played, l.playedFor.Seconds()
+	s.PromptsHeard, s.PromptSeconds, s.PromptPlaying = l.played, l.playedFor.Seconds(), l.playing > 0
 	if l.audio != nil {
 		s.Audio = true
 		s.SoundSeconds = l.audio.hs.Sound()
@@ -500,19 +506,24 @@ func belongs(legCallID, callID string) bool {
 type CallOptions struct {
 	// From is the calling user: a user id, phone number or SIP user name.
 	From string
-	// To is the number (or SIP user) a bot owns.
+	// To is the number (or SIP user) a bot owns, or the caller's tenant's
+	// meeting dial-in number (see DialIn).
 	To string
 	// Simulation overrides the caller's behaviour once connected.
 	Simulation *config.Simulation
 }
 
-// Call places a call from a simulated user to a bot's number.
+// Call places a call from a simulated user to a bot's number, or to the
+// tenant's meeting dial-in number (DialIn).
 func (e *Endpoint) Call(ctx context.Context, o CallOptions) (*Leg, error) {
 	tid, u, ok := e.user(o.From)
 	if !ok {
 		return nil, errs.E(errs.BadRequest, "from: %q is not a configured user (id, phone or SIP user name).", o.From)
 	}
 	app, appTenant, instanceID, ok := e.dir.Number(o.To)
+	if !ok && e.tollTenant(o.From, o.To) {
+		return e.DialIn(ctx, o) // the tenant's meeting dial-in number
+	}
 	if !ok {
 		return nil, errs.E(errs.NotFound, "to: no application owns the number %q.", o.To)
 	}
