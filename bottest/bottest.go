@@ -28,6 +28,18 @@
 //	alice.Say(helloWAV)
 //	bob.WaitHeard(helloWAV) // through the conference
 //
+// A bot's online meeting (sdk.Client.CreateMeeting) is dialed in to as
+// people do: JoinMeeting calls the tenant's dial-in number (TollNumber),
+// keys the conference id (and passcode), and the caller waits in the lobby
+// until the bot admits them.
+//
+//	m, _ := client.CreateMeeting(ctx, bottest.AliceID, nil)
+//	call, _ := h.JoinMeetingByURL(ctx, m.JoinWebURL, nil)
+//	bob := sb.JoinMeeting(t, "Bob", m) // in the bot's roster, IsInLobby
+//	call.Admit(ctx, bobsParticipantID)
+//	bob.WaitInMeeting()
+//	bob.WaitHeard(welcomeWAV)
+//
 // Nothing is mocked: the bot gets real tokens, signed notifications, and
 // its Graph requests go to the real API.
 package bottest

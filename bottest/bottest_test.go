@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -578,4 +579,205 @@ func TestGroupCallInviteMuteRemove(t *testing.T) {
 		t.Fatal(err)
 	}
 	erin.WaitEnded()
+}
+
+// waitMeeting waits until the bot's roster of a meeting call, the bot
+// itself left out, is want in any order: display names, "(lobby)" after
+// those waiting in the lobby. It returns the participant id of each name.
+func (b *groupBot) waitMeeting(t *testing.T, call *sdk.Call, want ...string) map[string]string {
+	t.Helper()
+	deadline := time.NewTimer(15 * time.Second)
+	defer deadline.Stop()
+	for {
+		b.mu.Lock()
+		changed := b.changed
+		b.mu.Unlock()
+		var got []string
+		ids := map[string]string{}
+		for _, p := range call.Participants() {
+			if p.ID == call.Snapshot().MyParticipantID {
+				continue
+			}
+			_, id := p.Info.Identity.Primary()
+			name := id.DisplayName
+			ids[name] = p.ID
+			if p.IsInLobby {
+				name += " (lobby)"
+			}
+			got = append(got, name)
+		}
+		slices.Sort(got)
+		if slices.Equal(got, slices.Sorted(slices.Values(want))) {
+			return ids
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("the meeting's roster is %q, want %q", got, want)
+		}
+	}
+}
+
+// A person dials in to a meeting the bot created (Meet Now, with a
+// passcode) and joined by its meeting id: they key the conference id and
+// the passcode, wait in the lobby, where the bot's prompts do not reach
+// them, and once the bot admits them they hear it.
+func TestMeetingCallerDialsInWaitsInTheLobbyAndIsAdmitted(t *testing.T) {
+	before, welcome := pattern(520, 1.5, 51), pattern(700, 1.5, 52)
+	sb := bottest.Start(t)
+	prompts := servePrompts(t, map[string][]int16{"before.wav": before, "welcome.wav": welcome})
+	bot := newGroupBot(t, sb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	yes := true
+	m, err := bot.h.Client().CreateMeeting(ctx, bottest.AliceID, &graph.OnlineMeeting{Subject: "Stand-up",
+		JoinMeetingIDSettings: &graph.JoinMeetingIDSettings{IsPasscodeRequired: &yes}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := m.AudioConferencing; a == nil || a.TollNumber != bottest.TollNumber || a.ConferenceID == "" {
+		t.Fatalf("the meeting's audioConferencing is %+v, want the dial-in number %s", a, bottest.TollNumber)
+	}
+	call, err := bot.h.JoinMeetingByID(ctx, m.JoinMeetingIDSettings.JoinMeetingID, *m.JoinMeetingIDSettings.Passcode, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := call.WaitState(ctx, graph.StateEstablished); err != nil {
+		t.Fatal(err)
+	}
+
+	bob := sb.JoinMeeting(t, "Bob", m) // the conference id, the passcode
+	pid := bot.waitMeeting(t, call, "Bob (lobby)")["Bob"]
+	if op, err := call.PlayPrompt(ctx, prompts+"/before.wav"); err != nil {
+		t.Fatal(err)
+	} else if _, err := call.Await(ctx, op); err != nil {
+		t.Fatal(err)
+	}
+	if err := call.Admit(ctx, pid); err != nil {
+		t.Fatal(err)
+	}
+	bot.waitMeeting(t, call, "Bob")
+	bob.WaitInMeeting() // the hold music stopped
+	if _, err := call.PlayPrompt(ctx, prompts+"/welcome.wav"); err != nil {
+		t.Fatal(err)
+	}
+	bob.WaitHeardPCM(welcome)
+	if bob.HasHeardPCM(before) {
+		t.Error("Bob heard the bot's prompt while he waited in the lobby")
+	}
+	var ge *sdk.GraphError
+	if err := call.Admit(ctx, pid); !errors.As(err, &ge) || ge.StatusCode != http.StatusConflict {
+		t.Errorf("admitting Bob twice: %v, want 409", err)
+	}
+
+	bob.HangUp()
+	bot.waitMeeting(t, call)
+	if err := call.HangUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A meeting that lets dial-in callers bypass the lobby, joined by its
+// link: Alice and Bob dial in and are straight in; they hear the bot and
+// each other, and the speaker does not hear herself.
+func TestMeetingDialInCallersHearEachOther(t *testing.T) {
+	hello, aliceSays := pattern(520, 1.5, 61), pattern(350, 1.5, 62)
+	sb := bottest.Start(t)
+	prompts := servePrompts(t, map[string][]int16{"hello.wav": hello})
+	bot := newGroupBot(t, sb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	yes := true
+	m, err := bot.h.Client().CreateMeeting(ctx, bottest.AliceID, &graph.OnlineMeeting{Subject: "Open line",
+		LobbyBypassSettings: &graph.LobbyBypassSettings{Scope: graph.LobbyEveryone, IsDialInBypassEnabled: &yes}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	call, err := bot.h.JoinMeetingByURL(ctx, m.JoinWebURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := call.WaitState(ctx, graph.StateEstablished); err != nil {
+		t.Fatal(err)
+	}
+	alice, bob := sb.JoinMeeting(t, "Alice", m), sb.JoinMeeting(t, "Bob", m)
+	bot.waitMeeting(t, call, "Alice", "Bob")
+	alice.WaitInMeeting() // past the platform's "you have joined"
+	bob.WaitInMeeting()
+
+	if _, err := call.PlayPrompt(ctx, prompts+"/hello.wav"); err != nil {
+		t.Fatal(err)
+	}
+	alice.WaitHeardPCM(hello)
+	bob.WaitHeardPCM(hello)
+	alice.SayPCM(aliceSays)
+	bob.WaitHeardPCM(aliceSays)
+	if alice.HasHeardPCM(aliceSays) {
+		t.Error("Alice heard herself in the meeting")
+	}
+	if err := call.HangUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The people stay in the meeting when the bot leaves.
+	if st := alice.State().State; st != "connected" {
+		t.Errorf("Alice's call is %s after the bot left the meeting", st)
+	}
+	alice.HangUp()
+	bob.HangUp()
+}
+
+// From outside Go, a simulated caller dials in with the control API: the
+// call goes to the tenant's dial-in number, the keys are the conference
+// id, and the bot's roster shows the caller in the lobby.
+func TestControlAPIDialsIn(t *testing.T) {
+	sb := bottest.Start(t)
+	bot := newGroupBot(t, sb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := bot.h.Client().CreateMeeting(ctx, bottest.AliceID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call, err := bot.h.JoinMeetingByURL(ctx, m.JoinWebURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := sb.URL + "/simulator/v1/calls"
+	post := func(url, body string) []byte {
+		t.Helper()
+		resp, err := http.Post(url, "application/json", bytes.NewReader([]byte(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("POST %s: %d %s", url, resp.StatusCode, b)
+		}
+		return b
+	}
+	var leg struct{ ID string }
+	_ = json.Unmarshal(post(api, `{"from":"+15550102","to":"`+bottest.TollNumber+`"}`), &leg)
+	// Keys count once the platform asks for them.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(api + "/" + leg.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st bottest.Leg
+		_ = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if st.PromptsHeard > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dial-in prompt never played: %+v", st)
+		}
+		time.Sleep(50 * time.Millisecond) // polling an HTTP API, as a test in another language would
+	}
+	post(api+"/"+leg.ID+"/keys", `{"keys":"`+m.AudioConferencing.ConferenceID+`#","interval":"100ms"}`)
+	bot.waitMeeting(t, call, "Carol (lobby)")
 }

@@ -20,6 +20,7 @@ type Caller struct {
 	leg     *simulated.Leg
 	timeout time.Duration
 	beeps   int // beeps WaitBeep has returned for
+	entry   int // the prompts a dial-in caller hears until let in (JoinMeeting)
 }
 
 // Leg is what a Caller knows of its call.
