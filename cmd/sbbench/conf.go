@@ -93,7 +93,8 @@ type confReport struct {
 	MachineBusyPercent          float64 `json:"machineBusyPercent"` // at the hold, of all cores
 	SIPpCPUPercent              float64 `json:"sippCpuPercent"`     // at the hold, of one core
 	BotCPUPercent               float64 `json:"botCpuPercent"`
-	SoftIRQPercent              float64 `json:"softirqPercent"` // at the hold, of one core: packet delivery charged to no process
+	SoftIRQPercent              float64 `json:"softirqPercent"`   // at the hold, of one core: the machine's softirq time, within the processes' (see readMachineSoftIRQ)
+	KsoftirqdPercent            float64 `json:"ksoftirqdPercent"` // at the hold, of one core: softirqs deferred to the ksoftirqd threads
 	OtherCPUPercent             float64 `json:"otherCpuPercent"`
 	BackgroundPercent           float64 `json:"backgroundCpuPercent"`
 
@@ -655,7 +656,8 @@ func fillHold(rep *confReport, cpuA, cpuB procCPU, mA, mB map[string]float64, fr
 		if all := last.All - first.All; all > 0 {
 			rep.MachineBusyPercent = 100 * float64(last.Busy-first.Busy) / float64(all)
 			rep.SoftIRQPercent = 100 * (last.SoftIRQ - first.SoftIRQ).Seconds() / sw
-			rep.OtherCPUPercent = 100*(last.Busy-first.Busy).Seconds()/sw - node - rep.SIPpCPUPercent - rep.BotCPUPercent - rep.SoftIRQPercent
+			rep.KsoftirqdPercent = 100 * (last.Ksoftirqd - first.Ksoftirqd).Seconds() / sw
+			rep.OtherCPUPercent = 100*(last.Busy-first.Busy).Seconds()/sw - node - rep.SIPpCPUPercent - rep.BotCPUPercent - rep.KsoftirqdPercent
 		}
 	}
 }
@@ -696,7 +698,8 @@ func printConf(w *os.File, r *confReport) {
 	t.add("HOLD: RSS; per party over idle", "%.1f MB; %.3f MB", r.HoldRSSMB, r.RSSPerPartyMB)
 	t.add("HOLD: goroutines, heap in use", "%.0f, %.1f MB", r.HoldGoroutines, r.HoldHeapMB)
 	t.add("HOLD: context switches; allocations", "%.0f/s; %.1f per party-second", r.HoldCtxSwitchesPerS, r.MallocsPerPartyS)
-	t.add("HOLD: machine busy", "%.0f%% of %d cores (SIPp %.0f%%, sbbench %.0f%%, softirq %.0f%%, other processes %.0f%% of one core)", r.MachineBusyPercent, r.Machine.CPUs, r.SIPpCPUPercent, r.BotCPUPercent, r.SoftIRQPercent, r.OtherCPUPercent)
+	t.add("HOLD: machine busy", "%.0f%% of %d cores (SIPp %.0f%%, sbbench %.0f%%, ksoftirqd %.0f%%, other processes %.0f%% of one core)", r.MachineBusyPercent, r.Machine.CPUs, r.SIPpCPUPercent, r.BotCPUPercent, r.KsoftirqdPercent, r.OtherCPUPercent)
+	t.add("HOLD: softirq (packet delivery)", "%.0f%% of one core, within the CPU above where the kernel accounts by ticks", r.SoftIRQPercent)
 	t.add("background before the run", "%.0f%% of one core", r.BackgroundPercent)
 	t.add("", "")
 	t.add("RUN: node CPU user+sys", "%.2f s + %.2f s; peak %.0f%% of one core", r.CPUUserS, r.CPUSysS, r.PeakCPUPercent)

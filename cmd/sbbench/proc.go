@@ -101,7 +101,8 @@ type sample struct {
 	SIPp      time.Duration // SIPp's CPU so far (0 when not running)
 	Self      time.Duration // sbbench's (the bot's) CPU so far
 	Busy, All time.Duration // the machine's busy and total CPU time so far (/proc/stat)
-	SoftIRQ   time.Duration // the machine's softirq time so far, part of Busy: packet delivery no process is charged for
+	SoftIRQ   time.Duration // the machine's softirq time so far, part of Busy (see readMachineSoftIRQ)
+	Ksoftirqd time.Duration // the ksoftirqd threads' CPU so far: softirqs deferred from the load's syscalls
 	LateTicks float64       // the node's switchboard_media_late_ticks_total
 	Sessions  float64       // the node's switchboard_media_sessions
 	Go        goStats       // the node's Go runtime, from /metrics
@@ -155,12 +156,15 @@ type sampler struct {
 	stop    chan struct{}
 	done    chan struct{}
 
+	ksoftirqd []int // pids of the ksoftirqd/N kernel threads
+
 	mu      sync.Mutex
 	samples []sample
 }
 
 func startSampler(pid int, live func() int, sipp func() int, metrics func() (map[string]float64, error)) *sampler {
-	s := &sampler{pid: pid, live: live, sipp: sipp, metrics: metrics, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &sampler{pid: pid, live: live, sipp: sipp, metrics: metrics, stop: make(chan struct{}), done: make(chan struct{}),
+		ksoftirqd: findKsoftirqd()}
 	go s.run()
 	return s
 }
@@ -184,6 +188,11 @@ func (s *sampler) run() {
 			}
 			sm.Busy, sm.All, _ = readMachineCPU()
 			sm.SoftIRQ, _ = readMachineSoftIRQ()
+			for _, p := range s.ksoftirqd {
+				if c, err := readCPU(p); err == nil {
+					sm.Ksoftirqd += c.Total()
+				}
+			}
 			if m, err := s.metrics(); err == nil {
 				sm.LateTicks, sm.Sessions = m["switchboard_media_late_ticks_total"], m["switchboard_media_sessions"]
 				sm.Go = goStatsOf(m)
@@ -235,10 +244,12 @@ func readMachineCPU() (busy, all time.Duration, err error) {
 	return busy, all, nil
 }
 
-// readMachineSoftIRQ reads the softirq column of /proc/stat's first line.
-// With IRQ time accounting the kernel charges the softirqs a process's
-// syscalls run (loopback delivery of the packets it sends) to no process:
-// they are busy time outside every /proc/PID/stat.
+// readMachineSoftIRQ reads the softirq column of /proc/stat's first line:
+// mostly loopback delivery of the packets the node and SIPp send. Where
+// it is charged depends on the kernel: with tick-based accounting (the
+// benchmark machine's) a softirq run on a syscall's way out is also in
+// that process's stime, and one deferred to ksoftirqd is that thread's;
+// with CONFIG_IRQ_TIME_ACCOUNTING it is in no process's time.
 func readMachineSoftIRQ() (time.Duration, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -260,10 +271,29 @@ func parseSoftIRQ(b []byte) (time.Duration, error) {
 	return time.Duration(n) * clockTick, nil
 }
 
+// findKsoftirqd returns the pids of the ksoftirqd/N kernel threads.
+func findKsoftirqd() []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/comm"); err == nil && strings.HasPrefix(string(b), "ksoftirqd/") {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // writeTimeline writes the samples as CSV, one line per second.
 func writeTimeline(path string, samples []sample) error {
 	var b strings.Builder
-	b.WriteString("t_s,live_calls,node_cpu_pct,node_rss_mb,node_threads,sipp_cpu_pct,sbbench_cpu_pct,machine_busy_pct,softirq_pct,late_ticks,media_sessions,goroutines,heap_inuse_mb,stack_inuse_mb,mallocs_per_s,gcs,ctx_switches_per_s\n")
+	b.WriteString("t_s,live_calls,node_cpu_pct,node_rss_mb,node_threads,sipp_cpu_pct,sbbench_cpu_pct,machine_busy_pct,softirq_pct,ksoftirqd_pct,late_ticks,media_sessions,goroutines,heap_inuse_mb,stack_inuse_mb,mallocs_per_s,gcs,ctx_switches_per_s\n")
 	for i := 1; i < len(samples); i++ {
 		p, s := samples[i-1], samples[i]
 		dt := s.At.Sub(p.At).Seconds()
@@ -283,8 +313,8 @@ func writeTimeline(path string, samples []sample) error {
 		if s.CtxSw >= p.CtxSw {
 			cs = float64(s.CtxSw-p.CtxSw) / dt
 		}
-		fmt.Fprintf(&b, "%.1f,%d,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%.1f,%.0f,%.0f,%.0f,%.1f,%.1f,%.0f,%.0f,%.0f\n", s.At.Sub(samples[0].At).Seconds(), s.Live,
-			pct(p.CPU.Total(), s.CPU.Total()), float64(s.RSS)/(1<<20), s.Threads, sipp, pct(p.Self, s.Self), busy, pct(p.SoftIRQ, s.SoftIRQ),
+		fmt.Fprintf(&b, "%.1f,%d,%.1f,%.1f,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%.0f,%.0f,%.0f,%.1f,%.1f,%.0f,%.0f,%.0f\n", s.At.Sub(samples[0].At).Seconds(), s.Live,
+			pct(p.CPU.Total(), s.CPU.Total()), float64(s.RSS)/(1<<20), s.Threads, sipp, pct(p.Self, s.Self), busy, pct(p.SoftIRQ, s.SoftIRQ), pct(p.Ksoftirqd, s.Ksoftirqd),
 			s.LateTicks-p.LateTicks, s.Sessions, s.Go.Goroutines, s.Go.HeapInuse/(1<<20), s.Go.StackInuse/(1<<20),
 			(s.Go.Mallocs-p.Go.Mallocs)/dt, s.Go.GCs-p.Go.GCs, cs)
 	}
