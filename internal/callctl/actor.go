@@ -43,7 +43,8 @@ type actor struct {
 	members        []*member
 	legMember      *member
 	inviteFailures map[string]errs.EndReason
-	pairs          []*pair // participants transferred out, with their targets
+	pairs          []*pair   // participants transferred out, with their targets
+	lastDominant   time.Time // the last roster notification for a dominant-speaker change
 
 	// A meeting call's room and its port on the room's conference
 	// (room.go), and its invites still counting invitees.

@@ -300,6 +300,16 @@ func (d *dialIn) enter() {
 		port.Play(voice("joined"), false, nil)
 		return
 	}
+	// Under the room's lock, as admit stops what plays on the caller's
+	// line under it: a bot that admits the caller as soon as the roster
+	// shows them in the lobby either stops the lobby prompt or keeps it
+	// from starting, rather than it playing over the meeting to someone
+	// already admitted.
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if part := r.parts[p.pid]; part == nil || !part.IsInLobby {
+		return
+	}
 	port.Play(voice("lobby"), false, func(completed bool) {
 		r.events.do(func() {
 			if completed && r.inLobby(p) {

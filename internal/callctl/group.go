@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/ids"
@@ -43,9 +44,11 @@ type Conference interface {
 
 var _ Conference = (*media.Conference)(nil)
 
-// Conferences makes the conference of a group call; nil (the Manager's
+// Conferences makes the conference of a group call, telling onDominant
+// (from the media's goroutines, without blocking) the participant id of
+// each new dominant speaker ("" for nobody); nil (the Manager's
 // Options.Conferences) refuses group calls.
-type Conferences func(callID string) (Conference, error)
+type Conferences func(callID string, onDominant func(pid string)) (Conference, error)
 
 // member is a far end of a group call.
 type member struct {
@@ -108,7 +111,9 @@ func (a *actor) openConference() error {
 	if a.m.o.Conferences == nil {
 		return errs.E(errs.NotSupported, "Group calls are not supported by this node.")
 	}
-	conf, err := a.m.o.Conferences(a.rec.Call.ID)
+	conf, err := a.m.o.Conferences(a.rec.Call.ID, func(pid string) {
+		a.post(func(a *actor) { a.dominantIs(pid) })
+	})
 	if err != nil {
 		return err
 	}
@@ -558,4 +563,44 @@ func (a *actor) endMembers(reason errs.EndReason) {
 		a.conf.Close()
 		a.conf = nil
 	}
+}
+
+// dominantEvery spaces the roster notifications that only move the
+// dominant speaker: a lively conversation changes it every second or so.
+const dominantEvery = time.Second
+
+// dominantIs marks the participant heard most in the roster, and tells
+// the bot (at most every dominantEvery).
+func (a *actor) dominantIs(pid string) {
+	if a.deleted || !markDominant(a.rec.Participants, pid) {
+		return
+	}
+	a.dirty = true
+	now := a.m.clk.Now()
+	if wait := a.lastDominant.Add(dominantEvery).Sub(now); wait > 0 {
+		if _, armed := a.timers["dominant"]; !armed {
+			a.arm("dominant", now.Add(wait), func(a *actor) {
+				delete(a.timers, "dominant")
+				a.lastDominant = a.m.clk.Now()
+				a.notifyRoster()
+			})
+		}
+		return
+	}
+	a.lastDominant = now
+	a.notifyRoster()
+}
+
+// markDominant sets the dominant-speaker mark on pid alone; false when
+// nothing changed.
+func markDominant(roster []graph.Participant, pid string) bool {
+	changed := false
+	for i := range roster {
+		want := pid != "" && roster[i].ID == pid
+		if roster[i].DominantSpeaker != want {
+			roster[i].DominantSpeaker = want
+			changed = true
+		}
+	}
+	return changed
 }

@@ -353,3 +353,27 @@ func TestConcurrentMuteAndRemove(t *testing.T) {
 		h.sync(id)
 	}
 }
+
+// The dominant speaker is marked in the roster (Switchboard's annotation),
+// told at most every second.
+func TestGroupCallDominantSpeaker(t *testing.T) {
+	h := newHarness(t)
+	id, _ := h.group()
+	h.nt.take(id)
+	ps := h.roster(id)
+	alice, bob := ps[1].ID, ps[2].ID
+	conf := h.conf(id)
+	conf.dominant(alice)
+	h.sync(id)
+	h.expect(id, "updated roster Bot Alice* Bob")
+	conf.dominant(bob) // within the second: told when it is over
+	h.sync(id)
+	h.expect(id)
+	h.clk.Advance(time.Second)
+	h.sync(id)
+	h.expect(id, "updated roster Bot Alice Bob*")
+	conf.dominant("")
+	h.clk.Advance(2 * time.Second)
+	h.sync(id)
+	h.expect(id, "updated roster Bot Alice Bob")
+}

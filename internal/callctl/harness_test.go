@@ -191,6 +191,9 @@ func note(n webhook.Notification) string {
 			if p.IsInLobby {
 				s += "(lobby)"
 			}
+			if p.DominantSpeaker {
+				s += "*"
+			}
 		}
 		return s
 	}
@@ -556,9 +559,10 @@ func (r *fakeRecording) Finish(ctx context.Context) (string, string, error) {
 // fakeConference records what call control asks of a group call's media.
 type fakeConference struct {
 	fakePort
-	mu     sync.Mutex
-	did    []string
-	closed bool
+	mu       sync.Mutex
+	did      []string
+	closed   bool
+	dominant func(pid string) // what call control gave for dominant-speaker changes
 }
 
 func (c *fakeConference) log(s string) {
@@ -673,8 +677,8 @@ func (h *harness) start(st *memStore) {
 	h.cfg = &cfg
 	m, err := New(context.Background(), Options{Node: "n1", Config: &cfg, Directory: identity.NewDirectory(&cfg),
 		Calls: st, Notifier: h.nt, Dialer: h.dl, Prompts: h.pr, Recordings: h.recs, Clock: h.clk,
-		Conferences: func(callID string) (Conference, error) {
-			c := &fakeConference{}
+		Conferences: func(callID string, onDominant func(string)) (Conference, error) {
+			c := &fakeConference{dominant: onDominant}
 			c.plays = make(chan struct{}, 1)
 			h.cmu.Lock()
 			h.confs[callID] = c
@@ -682,7 +686,7 @@ func (h *harness) start(st *memStore) {
 			return c, nil
 		},
 		Meetings: h.meet,
-		Rooms: func(id string) (RoomMedia, error) {
+		Rooms: func(id string, _ func(string)) (RoomMedia, error) {
 			r := &fakeRoom{}
 			h.cmu.Lock()
 			h.rooms[id] = r

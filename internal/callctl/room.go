@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/ids"
@@ -71,9 +72,10 @@ type BotPort interface {
 	Close()
 }
 
-// Rooms makes the conference of a meeting; nil (Options.Rooms) refuses
+// Rooms makes the conference of a meeting, telling onDominant of each new
+// dominant speaker as Conferences does; nil (Options.Rooms) refuses
 // meeting joins.
-type Rooms func(meetingID string) (RoomMedia, error)
+type Rooms func(meetingID string, onDominant func(pid string)) (RoomMedia, error)
 
 // room is a meeting in progress on this node.
 type room struct {
@@ -89,6 +91,9 @@ type room struct {
 	sources int
 	closed  bool
 	events  serial // the people's leg events, in order
+
+	lastDominant  time.Time // the last roster told for a dominant-speaker change
+	dominantLater bool      // a later one is due
 }
 
 type roomBot struct {
@@ -117,11 +122,12 @@ func (m *Manager) room(mt *Meeting) (*room, error) {
 	if m.o.Rooms == nil {
 		return nil, errs.E(errs.NotSupported, "Joining meetings is not supported by this node: it has no conference media.")
 	}
-	rm, err := m.o.Rooms(mt.ID)
+	r := &room{m: m, meeting: *mt, parts: map[string]*graph.Participant{}, events: serial{m: m}}
+	rm, err := m.o.Rooms(mt.ID, func(pid string) { r.events.do(func() { r.dominantIs(pid) }) })
 	if err != nil {
 		return nil, err
 	}
-	r := &room{m: m, meeting: *mt, media: rm, parts: map[string]*graph.Participant{}, events: serial{m: m}}
+	r.media = rm
 	m.rooms[mt.ID] = r
 	return r, nil
 }
@@ -598,4 +604,38 @@ func (a *actor) admit(cmd *command, _ *noBody) (*graph.Operation, error) {
 		return nil, a.conflict("admit")
 	}
 	return nil, a.room.admit(cmd.Participant)
+}
+
+// dominantIs marks the participant heard most and tells the bots, at most
+// every dominantEvery (a change within it is told with the next).
+func (r *room) dominantIs(pid string) {
+	r.mu.Lock()
+	changed := false
+	for id, p := range r.parts {
+		want := pid != "" && id == pid
+		if p.DominantSpeaker != want {
+			p.DominantSpeaker = want
+			changed = true
+		}
+	}
+	now := r.m.clk.Now()
+	due := changed && !now.Before(r.lastDominant.Add(dominantEvery))
+	if due {
+		r.lastDominant = now
+	} else if changed && !r.dominantLater {
+		r.dominantLater = true
+		r.m.clk.AfterFunc(r.lastDominant.Add(dominantEvery).Sub(now), func() {
+			r.events.do(func() {
+				r.mu.Lock()
+				r.dominantLater = false
+				r.lastDominant = r.m.clk.Now()
+				r.mu.Unlock()
+				r.broadcast()
+			})
+		})
+	}
+	r.mu.Unlock()
+	if due {
+		r.broadcast()
+	}
 }

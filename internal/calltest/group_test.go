@@ -138,6 +138,23 @@ func TestGroupCallOfThreePhones(t *testing.T) {
 		t.Fatalf("playPrompt: %+v %+v", op, op.ResultInfo)
 	}
 
+	// Someone talks all the time: a roster names a dominant speaker.
+	p.Hook.Wait(t, call.ID, 30*time.Second, "a dominant speaker", func(ns []calltest.Notification) bool {
+		for _, n := range ns {
+			if n.ResourceURL != "/communications/calls/"+call.ID+"/participants" {
+				continue
+			}
+			var ps []graph.Participant
+			_ = json.Unmarshal(n.ResourceData, &ps)
+			for _, x := range ps {
+				if x.DominantSpeaker {
+					return true
+				}
+			}
+		}
+		return false
+	})
+
 	// Mute Hal: the roster says so.
 	var roster struct{ Value []graph.Participant }
 	p.Bot("GET", c+"/participants", nil).JSON(t, &roster)

@@ -179,10 +179,12 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	n.Calls, err = callctl.New(ctx, callctl.Options{
 		Node: nodeID, Config: cfg, Directory: n.Directory, Store: n.Store, Notifier: n.Outbox,
 		Dialer: dial, Prompts: n.Prompts, Recordings: recordings{n.Records}, Clock: clk, Logger: log.With("component", "calls"), Registerer: reg,
-		Conferences: func(string) (callctl.Conference, error) { return n.Media.NewConference(media.ConferenceOptions{}) },
-		Meetings:    meetingDirectory{n.Meetings},
-		Rooms: func(string) (callctl.RoomMedia, error) {
-			c, err := n.Media.NewConference(media.ConferenceOptions{})
+		Conferences: func(_ string, onDominant func(string)) (callctl.Conference, error) {
+			return n.Media.NewConference(media.ConferenceOptions{OnDominant: onDominant})
+		},
+		Meetings: meetingDirectory{n.Meetings},
+		Rooms: func(_ string, onDominant func(string)) (callctl.RoomMedia, error) {
+			c, err := n.Media.NewConference(media.ConferenceOptions{OnDominant: onDominant})
 			if err != nil {
 				return nil, err
 			}

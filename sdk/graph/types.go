@@ -350,6 +350,11 @@ type Participant struct {
 	RecordingInfo        *RecordingInfo   `json:"recordingInfo,omitempty"`
 	RemovedState         *RemovedState    `json:"removedState,omitempty"`
 	RosterSequenceNumber int64            `json:"rosterSequenceNumber,omitempty"`
+
+	// DominantSpeaker marks the participant heard most in a group call or
+	// meeting right now: Switchboard's instance annotation (Graph has no
+	// such property; OData clients keep unknown annotations aside).
+	DominantSpeaker bool `json:"@switchboard.dominantSpeaker,omitempty"`
 }
 
 // MediaStream is one of a participant's streams.
