@@ -92,7 +92,7 @@ func TestGroupCallWithSimulatedUsers(t *testing.T) {
 	check(t, res.rep, []want{
 		{"Alice", Removed, false, false, ""},
 		{"Bob", Joined, true, false, ""},
-		{"Carol", NotJoined, false, false, noReason},
+		{"Carol", Busy, false, false, "486/9005 The callee is busy."},
 		{"Dave", Joined, false, true, ""},
 	})
 }

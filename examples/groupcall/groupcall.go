@@ -59,13 +59,14 @@ const (
 	NoAnswer    Outcome = "noAnswer"    // 408: rang until the ringing timeout
 	Unreachable Outcome = "unreachable" // 480: no phone to ring
 	Failed      Outcome = "failed"      // any other failure, or the invitation could not be sent
-	// NotJoined is a target of the created call who never joined. The
-	// platform reports nothing about such a target, so why is unknown.
+	// NotJoined is a target of the created call who never joined, when
+	// the call ended before its invitation did.
 	NotJoined Outcome = "notJoined"
 )
 
-// noReason is the report's reason for a target that never joined.
-const noReason = "unknown: the platform does not say why a group call's target did not join"
+// noReason is the report's reason for a target that never joined and whose
+// invitation had not ended.
+const noReason = "the call ended while it rang"
 
 // outcome classifies a failed invitation.
 func outcome(r *graph.ResultInfo) Outcome {
@@ -111,8 +112,6 @@ func (m Member) Reason() string {
 		return m.Err.Error()
 	case m.Result != nil:
 		return m.Result.String()
-	case m.Outcome == NotJoined && m.Invited:
-		return "the call ended while it rang"
 	case m.Outcome == NotJoined:
 		return noReason
 	}
@@ -149,7 +148,10 @@ type Bot struct {
 	mu     sync.Mutex
 	groups map[string]*Group                   // by call id
 	early  map[string][]sdk.ParticipantsChange // roster changes that came before their call's create response
-	voices map[string]string                   // announcement file by text
+	// earlyOps are operations that ended before their call's create
+	// response: a target busy at once.
+	earlyOps map[string][]graph.Operation
+	voices   map[string]string // announcement file by text
 }
 
 // New builds the bot: an SDK client and its webhook handler.
@@ -175,15 +177,35 @@ func New(o Options) (*Bot, error) {
 		return nil, err
 	}
 	b := &Bot{o: o, handler: h, log: o.Logger,
-		groups: map[string]*Group{}, early: map[string][]sdk.ParticipantsChange{}, voices: map[string]string{}}
+		groups: map[string]*Group{}, early: map[string][]sdk.ParticipantsChange{}, voices: map[string]string{},
+		earlyOps: map[string][]graph.Operation{}}
 	h.OnParticipants(b.onParticipants)
+	h.OnOperation(b.onOperation)
 	h.OnTerminated(func(_ context.Context, c *sdk.Call) {
 		b.mu.Lock()
 		delete(b.groups, c.ID())
 		delete(b.early, c.ID())
+		delete(b.earlyOps, c.ID())
 		b.mu.Unlock()
 	})
 	return b, nil
+}
+
+// onOperation hands an ended invitation of one of the call's targets (the
+// platform invites each target of a created group call by an operation
+// of its own) to its group.
+func (b *Bot) onOperation(_ context.Context, c *sdk.Call, op graph.Operation) {
+	if op.ODataType != graph.TypeInviteParticipantsOperation || op.Status != graph.OperationFailed {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	g := b.groups[c.ID()]
+	if g == nil {
+		b.earlyOps[c.ID()] = append(b.earlyOps[c.ID()], op)
+		return
+	}
+	g.targetFailed(op)
 }
 
 // Handler is the bot's webhook; serve it at Options.CallbackURL.
@@ -348,8 +370,36 @@ func (b *Bot) Start(ctx context.Context, users []string) (*Group, error) {
 	for _, ch := range early { // under b.mu: no later change overtakes them
 		g.apply(ch)
 	}
+	for _, op := range b.earlyOps[call.ID()] {
+		g.targetFailed(op)
+	}
+	delete(b.earlyOps, call.ID())
 	b.mu.Unlock()
 	return g, nil
+}
+
+// targetFailed records why a target the call was created with did not
+// join: its invitation's resultInfo.
+func (g *Group) targetFailed(op graph.Operation) {
+	if len(op.Participants) == 0 {
+		return
+	}
+	_, who := op.Participants[0].Identity.Primary()
+	if who == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, m := range g.members {
+		if strings.EqualFold(m.UserID, who.ID) && !m.Invited && m.Outcome == Ringing {
+			m.Result = op.ResultInfo
+			m.Outcome = outcome(m.Result)
+			if !g.ending {
+				g.printf("notJoined", "%s: %s (%s)", m.Name, m.Outcome, m.Result)
+			}
+			g.checkEmpty()
+		}
+	}
 }
 
 // Group is a running group call. It is safe for concurrent use.

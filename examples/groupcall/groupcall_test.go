@@ -327,7 +327,7 @@ func TestGroupCallAnnouncesAndTracksTheRoster(t *testing.T) {
 		{"Eve", Joined, false, false, ""},
 		{"Alice", Removed, false, false, ""},
 		{"Bob", Joined, true, false, ""},
-		{"Carol", NotJoined, false, false, noReason}, // busy, but a group call's target fails silently
+		{"Carol", Busy, false, false, "486/9005 The callee is busy."},
 		{"Dora", Declined, false, true, "603/9006 The callee declined the call."},
 		{"Finn", Joined, false, true, ""},
 	})
@@ -397,7 +397,7 @@ func TestGroupCallEndsWhenEveryoneHasLeft(t *testing.T) {
 	r.out.waitLine(t, "left", "Eve")
 	check(t, res.rep, []want{
 		{"Eve", Left, false, false, ""},
-		{"Carol", NotJoined, false, false, noReason},
+		{"Carol", Busy, false, false, "486/9005 The callee is busy."},
 	})
 }
 

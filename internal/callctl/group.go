@@ -99,8 +99,13 @@ func (a *actor) startGroup(targets []Target, infos []graph.InvitationParticipant
 	a.rec.Call.MediaState = &graph.CallMediaState{Audio: graph.MediaStateActive}
 	a.setState(graph.StateEstablished)
 	a.notifyRoster()
+	// Each target is invited by an operation of its own, so that the bot
+	// learns whether and why a target did not join (Graph documents
+	// nothing for the targets of a created group call).
 	for i, t := range targets {
-		a.dialMember(t, infos[i], "")
+		op := a.newOperation(graph.TypeInviteParticipantsOperation, "", graph.OperationRunning)
+		op.Participants = []graph.InvitationParticipantInfo{infos[i]}
+		a.dialMember(t, infos[i], op.ID)
 	}
 }
 

@@ -64,8 +64,9 @@ func TestGroupCallRoster(t *testing.T) {
 	if len(legs) != 2 {
 		t.Fatalf("%d legs dialed, want 2", len(legs))
 	}
+	// Each target's own invite operation completes as it joins.
 	h.expect(id, "updated call establishing", "updated call established", "updated roster Bot",
-		"updated roster Bot Alice", "updated roster Bot Alice Bob")
+		"updated roster Bot Alice", "deleted operation Completed", "updated roster Bot Alice Bob", "deleted operation Completed")
 	ps := h.roster(id)
 	if len(ps) != 3 {
 		t.Fatalf("roster of %d, want 3", len(ps))
@@ -261,6 +262,27 @@ func TestGroupCallHoldMusic(t *testing.T) {
 	if _, err := h.do(h.bot, id, "startHoldMusic", h.roster(id)[1].ID, &graph.StartHoldMusicRequest{}); err != nil {
 		t.Errorf("hold for Bob after Alice left while held: %v", err)
 	}
+}
+
+// A target of a created group call that does not join: its invite
+// operation fails with the reason.
+func TestGroupCallTargetBusy(t *testing.T) {
+	h := newHarness(t)
+	call, err := h.m.Create(context.Background(), h.bot, &graph.Call{
+		CallbackURI: tHook,
+		MediaConfig: &graph.MediaConfig{ODataType: graph.TypeServiceHostedMediaConfig},
+		Targets:     []graph.InvitationParticipantInfo{user(tAlice), user(tBob)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sync(call.ID)
+	legs := h.dl.dialed()
+	legs[0].emit(LegAnswered)
+	legs[1].end(errs.RemoteBusy)
+	h.sync(call.ID)
+	h.expect(call.ID, "updated call establishing", "updated call established", "updated roster Bot",
+		"updated roster Bot Alice", "deleted operation Completed", "deleted operation Failed 9005")
 }
 
 // Without conference media a node refuses group calls, as before.
