@@ -253,3 +253,30 @@ func TestHandlerJoinsMeetings(t *testing.T) {
 		t.Error("joined by a link that is not a meeting's")
 	}
 }
+
+// Switchboard marks the participant heard most with an instance annotation
+// and leaves it out for the others: a roster that no longer carries it on
+// someone means they are no longer the dominant speaker, while properties
+// a partial update leaves out keep their values.
+func TestRosterAnnotationsDescribeTheirPayload(t *testing.T) {
+	p := newPlatform(t, true)
+	h := p.handler(sdk.HandlerOptions{})
+	p.notify(h, incomingCall("c1"))
+	p.notify(h, rosterNote("updated", "c1", []any{
+		map[string]any{"id": "pa", "isMuted": true, "@switchboard.dominantSpeaker": true, "@odata.type": graph.TypeParticipant},
+		map[string]any{"id": "pb"}}))
+	p.notify(h, rosterNote("updated", "c1", []any{
+		map[string]any{"id": "pa"},
+		map[string]any{"id": "pb", "@switchboard.dominantSpeaker": true}}))
+	c, _ := h.State().Call("c1")
+	got := map[string]graph.Participant{}
+	for _, x := range c.Participants() {
+		got[x.ID] = x
+	}
+	if got["pa"].DominantSpeaker || !got["pb"].DominantSpeaker {
+		t.Errorf("dominant speaker: pa %v, pb %v; want only pb", got["pa"].DominantSpeaker, got["pb"].DominantSpeaker)
+	}
+	if !got["pa"].IsMuted || got["pa"].ODataType != graph.TypeParticipant {
+		t.Errorf("a property left out of an update was forgotten: %+v", got["pa"])
+	}
+}

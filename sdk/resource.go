@@ -39,6 +39,21 @@ func (r resource) merge(upd resource) {
 	}
 }
 
+// mergeEntity merges upd, the entity as a new payload shows it, into r:
+// as merge, except that an instance annotation ("@namespace.term", not
+// OData's own "@odata.…") describes the payload it comes with, so one
+// that upd does not carry no longer holds (Switchboard marks the dominant
+// speaker with "@switchboard.dominantSpeaker": true and omits it when
+// false).
+func (r resource) mergeEntity(upd resource) {
+	for k := range r {
+		if _, ok := upd[k]; !ok && strings.HasPrefix(k, "@") && !strings.HasPrefix(k, "@odata.") {
+			delete(r, k)
+		}
+	}
+	r.merge(upd)
+}
+
 // fill copies base's non-null properties that r does not have: base is
 // older (a create-call response) than what r already knows.
 func (r resource) fill(base resource) {

@@ -335,7 +335,7 @@ func (c *Call) applyParticipants(change graph.ChangeType, data json.RawMessage, 
 				c.removeParticipantLocked(key)
 			}
 		case known:
-			cur.merge(it)
+			cur.mergeEntity(it)
 			pc.Updated = append(pc.Updated, c.participantLocked(cur))
 		default:
 			r := resource{}
