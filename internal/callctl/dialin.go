@@ -312,7 +312,11 @@ func (d *dialIn) enter() {
 	}
 	port.Play(voice("lobby"), false, func(completed bool) {
 		r.events.do(func() {
-			if completed && r.inLobby(p) {
+			// Checked and started under the lock admit takes, so the
+			// looping music cannot start after the caller was let in.
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if part := r.parts[p.pid]; completed && r.isPerson(p) && part != nil && part.IsInLobby {
 				port.Play(media.HoldChime(), true, nil)
 			}
 		})

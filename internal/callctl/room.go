@@ -370,14 +370,6 @@ func (r *room) addPerson(p *roomMember, lobby bool) bool {
 	return true
 }
 
-// inLobby reports whether p still waits in the lobby.
-func (r *room) inLobby(p *roomMember) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	part := r.parts[p.pid]
-	return r.isPerson(p) && part != nil && part.IsInLobby
-}
-
 // admit lets someone waiting in the lobby into the conference.
 func (r *room) admit(pid string) error {
 	r.mu.Lock()
