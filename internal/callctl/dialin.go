@@ -201,6 +201,8 @@ func (d *dialIn) key(t graph.Tone) {
 	d.digits = d.digits[:0]
 	stage := d.stage
 	d.mu.Unlock()
+	// The entry's length only: a passcode is a secret.
+	d.m.log.Debug("dial-in entry", "stage", stage, "digits", len(entry), "timeout", t == "")
 	if entry == "" && t == "" {
 		d.wrong() // silence: ask again
 		return
