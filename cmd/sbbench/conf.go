@@ -129,6 +129,7 @@ func runConf(args []string) error {
 	hold := fs.Duration("hold", 30*time.Second, "how long every party stays in once all have joined: the measured steady state")
 	legRate := fs.Float64("rate", 50, "legs dialed per second, over all conferences (the bot paces its creates and invites)")
 	warmup := fs.Int("warmup", 5, "parties of a conference placed and ended before measuring (0: none)")
+	audio := fs.String("audio", "stream", "how SIPp speaks: stream (rtp_stream from its one -mp UDP socket) or pcap (play_pcap_audio: a raw socket per leg, which the kernel offers every UDP packet on the machine)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: sbbench conf [flags]
 
@@ -159,6 +160,14 @@ Flags:
 	case *hold < 5*time.Second:
 		return errors.New("-hold must be at least 5s")
 	}
+	scenario := "conf_uas_stream.xml"
+	switch *audio {
+	case "stream":
+	case "pcap":
+		scenario = "conf_uas.xml"
+	default:
+		return fmt.Errorf("-audio %q is not stream or pcap", *audio)
+	}
 	legs := *parties * *confs
 	rtpMin, rtpMax, err := c.portRange()
 	if err != nil {
@@ -186,6 +195,7 @@ Flags:
 	defer e.close()
 	d := newConfDriver(e.bot, *legRate)
 	e.bot.conf = d
+	e.uasScenario = scenario
 	rep := &confReport{InProcess: c.inprocess, Machine: describeMachine(c.sipp), Command: "sbbench " + strings.Join(os.Args[1:], " "),
 		Parties: *parties, Conferences: *confs, HoldS: hold.Seconds(), Rate: *legRate, Out: e.out}
 
@@ -401,7 +411,7 @@ Flags:
 
 // sippUAS prepares a SIPp run that answers the node's calls as the trunk.
 func (e *env) sippUAS(name string, calls int, timeout time.Duration, stop <-chan struct{}) *sippRun {
-	r := e.sippRun(name, "conf_uas.xml", 0, 0, calls, 0, timeout)
+	r := e.sippRun(name, e.uasScenario, 0, 0, calls, 0, timeout)
 	r.uas, r.stop = true, stop
 	return r
 }

@@ -136,3 +136,14 @@ func TestParseSoftIRQ(t *testing.T) {
 		t.Errorf("softirq %v, %v; want 52.34s", d, err)
 	}
 }
+
+func TestAlawFromPcap(t *testing.T) {
+	a, err := alawFromPcap("/usr/share/sip-tester/g711a.pcap")
+	if err != nil {
+		t.Skipf("sip-tester's pcaps: %v", err)
+	}
+	// 236 packets of 30 ms (240 bytes of A-law at 8 kHz): 7.08 s.
+	if len(a) != 236*240 {
+		t.Errorf("%d bytes of A-law, want %d", len(a), 236*240)
+	}
+}

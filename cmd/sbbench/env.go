@@ -25,6 +25,9 @@ type env struct {
 	ctrlPort  int
 	mediaPort int
 	sippPID   atomic.Int64
+	// uasScenario is the SIPp scenario that answers the node's calls as
+	// the trunk (sbbench conf).
+	uasScenario string
 }
 
 // setupEnv builds (or takes) the node's binary, starts the bot, writes the

@@ -196,7 +196,7 @@ func TestPromptWAVDecodes(t *testing.T) {
 }
 
 func TestScenariosEmbedded(t *testing.T) {
-	for _, name := range []string{"ivr_load.xml", "ivr_load_dtmf.xml", "setup.xml", "conf_uas.xml"} {
+	for _, name := range []string{"ivr_load.xml", "ivr_load_dtmf.xml", "setup.xml", "conf_uas.xml", "conf_uas_stream.xml"} {
 		b, err := scenarios.ReadFile("testdata/" + name)
 		if err != nil || !strings.Contains(string(b), "<scenario") {
 			t.Errorf("%s: %v", name, err)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +27,56 @@ import (
 //
 //go:embed testdata/*.xml
 var scenarios embed.FS
+
+// alawFromPcap returns the RTP payloads of a pcap of one RTP stream over
+// UDP/IPv4 on Ethernet (libpcap format, either byte order), end to end:
+// g711a.pcap's speech as the raw A-law rtp_stream plays.
+func alawFromPcap(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) < 24 {
+		return nil, fmt.Errorf("%s: not a pcap file", path)
+	}
+	var bo binary.ByteOrder
+	switch binary.LittleEndian.Uint32(b) {
+	case 0xa1b2c3d4:
+		bo = binary.LittleEndian
+	case 0xd4c3b2a1:
+		bo = binary.BigEndian
+	default:
+		return nil, fmt.Errorf("%s: not a pcap file", path)
+	}
+	if link := bo.Uint32(b[20:]); link != 1 {
+		return nil, fmt.Errorf("%s: link type %d, not Ethernet", path, link)
+	}
+	var out []byte
+	for off := 24; off+16 <= len(b); {
+		n := int(bo.Uint32(b[off+8:]))
+		if off+16+n > len(b) {
+			break
+		}
+		pkt := b[off+16 : off+16+n]
+		off += 16 + n
+		if len(pkt) < 14+20 || binary.BigEndian.Uint16(pkt[12:]) != 0x0800 || pkt[14+9] != 17 {
+			continue // not IPv4/UDP
+		}
+		ip := int(pkt[14]&0x0f) * 4
+		rtp := pkt[14+ip+8:]
+		if len(rtp) < 12 || rtp[0]>>6 != 2 {
+			continue
+		}
+		h := 12 + int(rtp[0]&0x0f)*4
+		if len(rtp) > h {
+			out = append(out, rtp[h:]...)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: no RTP payload", path)
+	}
+	return out, nil
+}
 
 // dtmfAt is when ivr_load_dtmf.xml presses its key, after the ACK; the
 // hold that SIPp's -d sets follows it.
@@ -111,6 +162,16 @@ func (r *sippRun) prepare() error {
 	}
 	if err := os.WriteFile(filepath.Join(r.dir, r.scenario), b, 0o644); err != nil {
 		return err
+	}
+	if r.scenario == "conf_uas_stream.xml" {
+		// rtp_stream plays a raw file of the payload type's samples.
+		a, err := alawFromPcap(filepath.Join(r.pcapDir, "g711a.pcap"))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(r.dir, "speech.alaw"), a, 0o644); err != nil {
+			return err
+		}
 	}
 	link := filepath.Join(r.dir, "pcap")
 	if _, err := os.Lstat(link); errors.Is(err, os.ErrNotExist) {
