@@ -136,9 +136,10 @@ func runConf(args []string) error {
 A conference run: the bot creates -conferences group calls of -parties phone
 numbers each (the first 25 in the create request, the rest invited five at a
 time), sourced from its number's applicationInstance. The node dials every
-party through the trunk, where a SIPp UAS (testdata/conf_uas.xml) answers and
-plays speech until hung up; the node mixes each conference. Once every roster
-is full the load is held for -hold, then the bot hangs the calls up.
+party through the trunk, where a SIPp UAS (testdata/conf_uas_stream.xml)
+answers and speaks until hung up (7 s of A-law speech looped in 20 ms packets);
+the node mixes each conference. Once every roster is full the load is held for
+-hold, then the bot hangs the calls up.
 Figures: the node's CPU per participant-second, at the hold and over the run;
 RSS per participant; late media ticks; what the roster notifications cost.
 
