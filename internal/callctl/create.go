@@ -95,6 +95,16 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 	if err != nil {
 		return nil, err
 	}
+	if mt != nil && !c.has(PermJoinGroupCall) {
+		// Calls.JoinGroupCallAsGuest.All alone: the bot is in the meeting
+		// as a guest, and shows so in its roster.
+		name := app.DisplayName
+		if req.Source != nil && req.Source.Identity != nil && req.Source.Identity.Guest != nil && req.Source.Identity.Guest.DisplayName != "" {
+			name = req.Source.Identity.Guest.DisplayName
+		}
+		source.Identity = &graph.IdentitySet{Guest: &graph.Identity{ID: c.AppID, DisplayName: name}}
+		normIdentitySet(source.Identity)
+	}
 	targets := make([]Target, len(req.Targets))
 	for i, t := range req.Targets {
 		tg, err := m.resolveTarget(c, t, source)

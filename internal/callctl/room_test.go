@@ -156,3 +156,20 @@ func TestMeetingJoinRefusals(t *testing.T) {
 		t.Errorf("refused joins left %d rooms and %d app slots", len(h.m.rooms), len(h.m.perApp))
 	}
 }
+
+// A bot holding only Calls.JoinGroupCallAsGuest.All is in the meeting as a
+// guest.
+func TestMeetingJoinAsGuest(t *testing.T) {
+	h := newHarness(t)
+	guest := h.bot
+	guest.Roles = []string{PermJoinAsGuest}
+	a, err := h.joinByThread(guest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.sync(a.ID)
+	ps := h.roster(a.ID)
+	if len(ps) != 1 || ps[0].Info.Identity.Guest == nil || ps[0].Info.Identity.Guest.ID != tBot {
+		t.Fatalf("a guest bot's roster entry: %+v", ps[0].Info.Identity)
+	}
+}
