@@ -233,7 +233,11 @@ func (m *Manager) resolveSource(c Caller, myID, appName string, src *graph.Parti
 		if _, _, ok := m.dir.AppInstance(c.AppID, inst.ID); !ok {
 			return nil, badRequest("source.identity.applicationInstance.id: %q is not an application instance (number) of this application.", inst.ID)
 		}
-		set := &graph.IdentitySet{ApplicationInstance: &graph.Identity{ID: inst.ID, DisplayName: inst.DisplayName, TenantID: c.TenantID}}
+		name := inst.DisplayName
+		if name == "" {
+			name = appName // the number's resource account is the app's
+		}
+		set := &graph.IdentitySet{ApplicationInstance: &graph.Identity{ID: inst.ID, DisplayName: name, TenantID: c.TenantID}}
 		normIdentitySet(set)
 		out.Identity = set
 		return out, nil

@@ -267,3 +267,76 @@ func writeKeyPcap(t *testing.T, path string, key rune, ts uint32, seq uint16) {
 		t.Fatal(err)
 	}
 }
+
+// A group call of two baresip phones and a SIPp phone behind the trunk
+// (a phone number, called from the bot's number): the phones hear each
+// other's tones and the SIPp phone's speech, never their own tone.
+func TestGroupCallWithBaresipAndSipp(t *testing.T) {
+	calltest.NeedPeer(t, "baresip", "baresip")
+	sipp := calltest.NeedPeer(t, "sipp", "sip-tester")
+	const pcaps = "/usr/share/sip-tester"
+	port := calltest.FreeUDPPort(t, "127.0.0.2")
+	mport := calltest.FreeUDPPort(t, "127.0.0.2")
+	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
+		withGroupPhones(c)
+		c.SIP.Trunks = []config.Trunk{{Name: "pstn", Address: "127.0.0.2:" + strconv.Itoa(port), AllowFrom: []string{"127.0.0.2"}}}
+	}})
+	dir := t.TempDir()
+	if err := os.Symlink(pcaps, filepath.Join(dir, "pcap")); err != nil {
+		t.Fatal(err)
+	}
+	scen, _ := filepath.Abs("../../cmd/sbbench/testdata/conf_uas.xml")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, sipp, "-sf", scen, "-i", "127.0.0.2", "-p", strconv.Itoa(port), "-mp", strconv.Itoa(mport),
+		"-m", "1", "-nostdin", "-timeout", "50s", "-trace_err", "-error_file", filepath.Join(dir, "err.log"))
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+
+	fay, gus := groupPhones[0], groupPhones[1]
+	phones := startPhones(t, p, 14*time.Second, fay, gus)
+	_, _, instance, ok := p.Node.Directory.Number(calltest.BotNumber)
+	if !ok {
+		t.Fatal("the bot has no number")
+	}
+	r := p.Bot("POST", calls, map[string]any{
+		"@odata.type": "#microsoft.graph.call", "callbackUri": p.Hook.URL, "requestedModalities": []string{"audio"},
+		"mediaConfig": map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+		"source":      map[string]any{"identity": map[string]any{"applicationInstance": map[string]any{"id": instance}}},
+		"targets": []map[string]any{
+			{"identity": map[string]any{"user": map[string]any{"id": fay.id}}},
+			{"identity": map[string]any{"user": map[string]any{"id": gus.id}}},
+			{"identity": map[string]any{"phone": map[string]any{"id": "+15557770030", "displayName": "SIPp"}}},
+		},
+	})
+	if r.StatusCode != 201 {
+		t.Fatalf("create group call: %s %s", r.Status, r.Body)
+	}
+	var call graph.Call
+	r.JSON(t, &call)
+	waitRoster(t, p, call.ID, "Test bot", "Fay", "Gus", "SIPp")
+	for _, ph := range phones {
+		ph.WaitOutput(t, "terminated", 30*time.Second)
+	}
+	for i, me := range []phoneUser{fay, gus} {
+		other := []phoneUser{gus, fay}[i]
+		h := phones[i].Heard(t)
+		own, theirs := toneLevel(h, me.freq), toneLevel(h, other.freq)
+		rest := 1 - own - theirs
+		t.Logf("%s: own tone %.4f, %s's %.3f, the rest (SIPp's speech) %.3f", me.name, own, other.name, theirs, rest)
+		if theirs < 0.05 || own > theirs/20 {
+			t.Errorf("%s should hear %s and not themselves: %.4f / %.4f", me.name, other.name, theirs, own)
+		}
+		if rest < 0.02 {
+			t.Errorf("%s did not hear the SIPp phone's speech (%.3f of the energy)", me.name, rest)
+		}
+	}
+	if r := p.Bot("DELETE", calls+"/"+call.ID, nil); r.StatusCode != 204 {
+		t.Fatalf("hang up: %s", r.Status)
+	}
+}
