@@ -76,6 +76,12 @@ type MemberRecord struct {
 // reference: up to 5).
 const maxInvitees = 5
 
+// maxMembers bounds the far ends of one group call: the call's record,
+// with its roster and the roster notification in its outbox, must stay
+// well inside the store's 1 MB message limit (about 500 participants
+// broke it: docs/benchmarks.md).
+const maxMembers = 250
+
 func rosterPath(callID string) string       { return callPath(callID) + "/participants" }
 func legacyRosterPath(callID string) string { return legacyCallPath(callID) + "/participants" }
 
@@ -351,6 +357,9 @@ func (a *actor) invite(cmd *command, req *graph.InviteParticipantsRequest) (*gra
 	}
 	if a.room != nil {
 		return a.inviteMeeting(req, targets)
+	}
+	if n := len(a.members) + len(targets); n > maxMembers {
+		return nil, badRequest("participants: the call would have %d participants besides the bot; a group call holds at most %d.", n, maxMembers)
 	}
 	if !a.rec.Group {
 		if err := a.becomeGroup(); err != nil {

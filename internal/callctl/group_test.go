@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/ids"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -398,4 +399,28 @@ func TestGroupCallDominantSpeaker(t *testing.T) {
 	h.clk.Advance(2 * time.Second)
 	h.sync(id)
 	h.expect(id, "updated roster Bot Alice Bob")
+}
+
+// A group call is bounded: an invite past maxMembers is refused, and the
+// call is not changed.
+func TestGroupCallSizeBounded(t *testing.T) {
+	h := newHarness(t)
+	id, _ := h.group()
+	a := h.actor(id)
+	filler := make(chan struct{})
+	a.post(func(a *actor) {
+		for len(a.members) < maxMembers {
+			a.members = append(a.members, &member{pid: ids.New(), joined: true})
+		}
+		close(filler)
+	})
+	<-filler
+	_, err := h.do(h.bot, id, "participants/invite", "", &graph.InviteParticipantsRequest{
+		Participants: []graph.InvitationParticipantInfo{user(tCarol)}})
+	if errs.KindOf(err) != errs.BadRequest {
+		t.Fatalf("an invite past the limit: %v, want 400", err)
+	}
+	if n := len(h.dl.dialed()); n != 2 {
+		t.Errorf("%d legs dialed, want the first 2 only", n)
+	}
 }
