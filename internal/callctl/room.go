@@ -347,10 +347,11 @@ func (r *room) gone(p *roomMember, reason errs.EndReason) {
 }
 
 // addPerson puts someone who called in into the room, in the lobby or
-// on the conference; false when the room has closed meanwhile.
+// on the conference; false when the room has closed meanwhile or is full
+// (maxMembers).
 func (r *room) addPerson(p *roomMember, lobby bool) bool {
 	r.mu.Lock()
-	if r.closed {
+	if r.closed || len(r.people) >= maxMembers {
 		r.mu.Unlock()
 		return false
 	}
@@ -490,6 +491,12 @@ func (a *actor) leaveMeeting() {
 
 // inviteMeeting dials people into the bot's meeting.
 func (a *actor) inviteMeeting(req *graph.InviteParticipantsRequest, targets []Target) (*graph.Operation, error) {
+	a.room.mu.Lock()
+	n := len(a.room.people) + len(targets)
+	a.room.mu.Unlock()
+	if n > maxMembers {
+		return nil, badRequest("participants: the meeting would have %d people; a meeting holds at most %d besides its bots.", n, maxMembers)
+	}
 	op := a.newOperation(graph.TypeInviteParticipantsOperation, req.ClientContext, graph.OperationRunning)
 	op.Participants = req.Participants
 	resp := *op
