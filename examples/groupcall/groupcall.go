@@ -151,7 +151,7 @@ type Bot struct {
 	// earlyOps are operations that ended before their call's create
 	// response: a target busy at once.
 	earlyOps map[string][]graph.Operation
-	voices   map[string]string // announcement file by text
+	phrases  *prompts.Phrases // the announcements, spoken once each
 }
 
 // New builds the bot: an SDK client and its webhook handler.
@@ -177,8 +177,9 @@ func New(o Options) (*Bot, error) {
 		return nil, err
 	}
 	b := &Bot{o: o, handler: h, log: o.Logger,
-		groups: map[string]*Group{}, early: map[string][]sdk.ParticipantsChange{}, voices: map[string]string{},
-		earlyOps: map[string][]graph.Operation{}}
+		groups: map[string]*Group{}, early: map[string][]sdk.ParticipantsChange{},
+		earlyOps: map[string][]graph.Operation{},
+		phrases:  &prompts.Phrases{Server: o.Prompts, Prefix: "announce", Voice: o.Voice}}
 	h.OnParticipants(b.onParticipants)
 	h.OnOperation(b.onOperation)
 	h.OnTerminated(func(_ context.Context, c *sdk.Call) {
@@ -227,26 +228,8 @@ func (b *Bot) onParticipants(_ context.Context, c *sdk.Call, ch sdk.Participants
 	g.apply(ch)
 }
 
-// voice returns the prompt file saying text, made once (each file keeps
-// its content: the platform may cache a prompt by its URL).
-func (b *Bot) voice(text string) string {
-	b.mu.Lock()
-	name, ok := b.voices[text]
-	b.mu.Unlock()
-	if ok {
-		return name
-	}
-	wav := b.o.Voice(text) // espeak-ng takes a while: not under b.mu
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if name, ok := b.voices[text]; ok {
-		return name
-	}
-	name = fmt.Sprintf("announce-%d.wav", len(b.voices)+1)
-	b.o.Prompts.Add(name, wav)
-	b.voices[text] = name
-	return name
-}
+// voice returns the prompt file saying text, made once.
+func (b *Bot) voice(text string) string { return b.phrases.Name(text) }
 
 // Run places a group call with users, invites Options.Invite after
 // Options.InviteAfter, carries out the commands read from commands (one a

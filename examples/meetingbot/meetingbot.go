@@ -61,7 +61,7 @@ type Bot struct {
 	mu       sync.Mutex
 	meetings map[string]*Meeting                 // by the bot's call id
 	early    map[string][]sdk.ParticipantsChange // roster changes that came before their call's create response
-	voices   map[string]string                   // greeting file by text
+	phrases  *prompts.Phrases                    // the greetings, spoken once each
 }
 
 // New builds the bot: an SDK client and its webhook handler.
@@ -93,7 +93,8 @@ func New(o Options) (*Bot, error) {
 		return nil, err
 	}
 	b := &Bot{o: o, client: client, handler: h, log: o.Logger,
-		meetings: map[string]*Meeting{}, early: map[string][]sdk.ParticipantsChange{}, voices: map[string]string{}}
+		meetings: map[string]*Meeting{}, early: map[string][]sdk.ParticipantsChange{},
+		phrases: &prompts.Phrases{Server: o.Prompts, Prefix: "greeting", Voice: o.Voice}}
 	h.OnParticipants(b.onParticipants)
 	h.OnTerminated(func(_ context.Context, c *sdk.Call) {
 		b.mu.Lock()
@@ -123,26 +124,8 @@ func (b *Bot) onParticipants(_ context.Context, c *sdk.Call, ch sdk.Participants
 	m.apply(ch)
 }
 
-// voice returns the prompt file saying text, made once (each file keeps
-// its content: the platform may cache a prompt by its URL).
-func (b *Bot) voice(text string) string {
-	b.mu.Lock()
-	name, ok := b.voices[text]
-	b.mu.Unlock()
-	if ok {
-		return name
-	}
-	wav := b.o.Voice(text) // espeak-ng takes a while: not under b.mu
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if name, ok := b.voices[text]; ok {
-		return name
-	}
-	name = fmt.Sprintf("greeting-%d.wav", len(b.voices)+1)
-	b.o.Prompts.Add(name, wav)
-	b.voices[text] = name
-	return name
-}
+// voice returns the prompt file saying text, made once.
+func (b *Bot) voice(text string) string { return b.phrases.Name(text) }
 
 // Run creates the meeting (or finds the one at Options.JoinURL), prints
 // how to join it, joins it, invites Options.Invite, and stays until

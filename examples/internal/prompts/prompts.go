@@ -148,3 +148,45 @@ func WAV(pcm []int16, rate int) []byte {
 	}
 	return b
 }
+
+// Phrases serves spoken phrases, each rendered once and served under a
+// name of its own (a file keeps its content: the platform may cache a
+// prompt by its URL). It is safe for concurrent use.
+type Phrases struct {
+	Server *Server
+	// Prefix names the files: Prefix-1.wav, Prefix-2.wav, …
+	Prefix string
+	// Voice renders a text as a WAV file; Speak when nil.
+	Voice func(text string) []byte
+
+	mu    sync.Mutex
+	names map[string]string // file by text
+}
+
+// Name returns the name of the file saying text, rendering it the first
+// time (outside the lock: espeak-ng takes a while).
+func (p *Phrases) Name(text string) string {
+	p.mu.Lock()
+	name, ok := p.names[text]
+	p.mu.Unlock()
+	if ok {
+		return name
+	}
+	voice := p.Voice
+	if voice == nil {
+		voice = Speak
+	}
+	wav := voice(text)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if name, ok := p.names[text]; ok {
+		return name
+	}
+	if p.names == nil {
+		p.names = map[string]string{}
+	}
+	name = fmt.Sprintf("%s-%d.wav", p.Prefix, len(p.names)+1)
+	p.Server.Add(name, wav)
+	p.names[text] = name
+	return name
+}

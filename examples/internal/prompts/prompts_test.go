@@ -58,3 +58,19 @@ func TestServerServesFilesAddedWhileServing(t *testing.T) {
 		t.Fatalf("POST: %d", resp.StatusCode)
 	}
 }
+
+func TestPhrasesRenderEachTextOnce(t *testing.T) {
+	srv := NewServer("http://127.0.0.1:1")
+	renders := 0
+	p := &Phrases{Server: srv, Prefix: "hello", Voice: func(text string) []byte {
+		renders++
+		return WAV(make([]int16, 800), 8000)
+	}}
+	a, b, a2 := p.Name("Hello Ann."), p.Name("Hello Bo."), p.Name("Hello Ann.")
+	if a != "hello-1.wav" || b != "hello-2.wav" || a2 != a || renders != 2 {
+		t.Fatalf("names %q %q %q after %d renders", a, b, a2, renders)
+	}
+	if _, ok := srv.File(a); !ok {
+		t.Fatal("the phrase is not served")
+	}
+}
