@@ -61,7 +61,7 @@ func TestGroupCallWithSimulatedUsers(t *testing.T) {
 	out.waitRoster(t, "Alice", "Bob", "Dave")
 	for _, c := range []*bottest.Caller{alice, bob, dave} {
 		name := c.State().User
-		out.waitLine(t, "announced", name)
+		out.WaitLine(t, "announced", name)
 		c.WaitHeardPCM(voices.of(name).pcm) // each heard their own arrival at least
 	}
 
@@ -71,12 +71,12 @@ func TestGroupCallWithSimulatedUsers(t *testing.T) {
 	dave.WaitHeardPCM(hello)
 
 	typeLine("dance")
-	out.wait(t, "an error line", func(ev, detail string) bool { return ev == "error" && strings.Contains(detail, "unknown command") })
+	out.Wait(t, "an error line", func(ev, detail string) bool { return ev == "error" && strings.Contains(detail, "unknown command") })
 	typeLine("mute Bob")
 	out.waitRoster(t, "Alice", "Bob (muted)", "Dave")
 	typeLine("remove alice")
 	alice.WaitEnded()
-	out.waitLine(t, "removed", "Alice")
+	out.WaitLine(t, "removed", "Alice")
 	typeLine("hangup")
 	var res result
 	select {

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/switchboard-voice/switchboard/examples/internal/lines"
 	"math"
 	"net/http/httptest"
 	"path/filepath"
@@ -39,80 +39,17 @@ const (
 	voiceStep = 130
 )
 
-// output collects the lines the bot writes to Options.Out and lets a test
-// wait for one.
-type output struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	lines   []string
-	changed chan struct{}
-}
+// output is what the bot printed (lines.Log), with this sample's own
+// readings of it.
+type output struct{ *lines.Log }
 
-func newOutput() *output { return &output{changed: make(chan struct{})} }
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.buf.Write(p)
-	for {
-		line, err := o.buf.ReadString('\n')
-		if err != nil {
-			o.buf.WriteString(line) // a partial line: keep it for the next write
-			break
-		}
-		o.lines = append(o.lines, strings.TrimRight(line, "\n"))
-	}
-	close(o.changed)
-	o.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return strings.Join(o.lines, "\n")
-}
-
-// event splits a line into its event and what follows.
-func event(line string) (string, string) {
-	ev, rest, _ := strings.Cut(line, " ")
-	return ev, strings.TrimSpace(rest)
-}
-
-// wait waits for a line for which ok holds and returns it.
-func (o *output) wait(t *testing.T, what string, ok func(event, detail string) bool) string {
-	t.Helper()
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	for seen := 0; ; {
-		o.mu.Lock()
-		lines, changed := o.lines[seen:], o.changed
-		o.mu.Unlock()
-		for _, l := range lines {
-			seen++
-			if ev, detail := event(l); ok(ev, detail) {
-				return l
-			}
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("the bot never printed %s; it printed:\n%s", what, o.String())
-		}
-	}
-}
-
-// waitLine waits for the line "event detail".
-func (o *output) waitLine(t *testing.T, ev, detail string) {
-	t.Helper()
-	o.wait(t, fmt.Sprintf("%q", ev+" "+detail), func(e, d string) bool { return e == ev && d == detail })
-}
+func newOutput() *output { return &output{lines.New()} }
 
 // waitRoster waits for a roster line naming exactly names, in any order.
 func (o *output) waitRoster(t *testing.T, names ...string) {
 	t.Helper()
 	slices.Sort(names)
-	o.wait(t, fmt.Sprintf("the roster %v", names), func(ev, detail string) bool {
+	o.Wait(t, fmt.Sprintf("the roster %v", names), func(ev, detail string) bool {
 		got := strings.Split(detail, ", ")
 		slices.Sort(got)
 		return ev == "roster" && slices.Equal(got, names)
@@ -120,17 +57,7 @@ func (o *output) waitRoster(t *testing.T, names ...string) {
 }
 
 // joinOrder is who joined, in the order the bot printed it.
-func (o *output) joinOrder() []string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	var names []string
-	for _, l := range o.lines {
-		if ev, who := event(l); ev == "joined" {
-			names = append(names, who)
-		}
-	}
-	return names
-}
+func (o *output) joinOrder() []string { return o.Details("joined") }
 
 // voices stands in for espeak-ng: each announcement is a tone pattern at
 // a frequency of its own, so the test can tell which one a phone heard.
@@ -269,7 +196,7 @@ func TestGroupCallAnnouncesAndTracksTheRoster(t *testing.T) {
 	}
 	r.out.waitRoster(t, "Eve", "Alice", "Bob")
 	for _, who := range []string{"Eve", "Alice", "Bob"} {
-		r.out.waitLine(t, "announced", who)
+		r.out.WaitLine(t, "announced", who)
 	}
 
 	// Alice and Bob speak in turn; each hears the other.
@@ -291,23 +218,23 @@ func TestGroupCallAnnouncesAndTracksTheRoster(t *testing.T) {
 	if err := g.Do(ctx, "invite "+doraID); err != nil {
 		t.Fatal(err)
 	}
-	r.out.waitLine(t, "notJoined", "Dora: declined (603/9006 The callee declined the call.)")
+	r.out.WaitLine(t, "notJoined", "Dora: declined (603/9006 The callee declined the call.)")
 	if err := g.Do(ctx, "invite "+finnID); err != nil {
 		t.Fatal(err)
 	}
 	r.out.waitRoster(t, "Eve", "Alice", "Bob", "Finn")
-	r.out.waitLine(t, "announced", "Finn")
+	r.out.WaitLine(t, "announced", "Finn")
 
 	// Mute Bob, remove Alice.
 	if err := g.Do(ctx, "mute bob"); err != nil {
 		t.Fatal(err)
 	}
-	r.out.waitLine(t, "muted", "Bob")
+	r.out.WaitLine(t, "muted", "Bob")
 	r.out.waitRoster(t, "Eve", "Alice", "Bob (muted)", "Finn")
 	if err := g.Do(ctx, "remove Alice"); err != nil {
 		t.Fatal(err)
 	}
-	r.out.waitLine(t, "removed", "Alice")
+	r.out.WaitLine(t, "removed", "Alice")
 	r.out.waitRoster(t, "Eve", "Bob (muted)", "Finn")
 	if !waitEnded(t, alice) {
 		t.Errorf("Alice's phone was not hung up when she was removed: %+v", alice.State())
@@ -384,7 +311,7 @@ func TestGroupCallEndsWhenEveryoneHasLeft(t *testing.T) {
 		rep, err := r.bot.Run(t.Context(), []string{calltest.EveID, calltest.CarolID}, nil)
 		done <- result{rep, err}
 	}()
-	r.out.waitLine(t, "joined", "Eve")
+	r.out.WaitLine(t, "joined", "Eve")
 	var res result
 	select {
 	case res = <-done:
@@ -394,7 +321,7 @@ func TestGroupCallEndsWhenEveryoneHasLeft(t *testing.T) {
 	if res.err != nil {
 		t.Fatal(res.err)
 	}
-	r.out.waitLine(t, "left", "Eve")
+	r.out.WaitLine(t, "left", "Eve")
 	check(t, res.rep, []want{
 		{"Eve", Left, false, false, ""},
 		{"Carol", Busy, false, false, "486/9005 The callee is busy."},

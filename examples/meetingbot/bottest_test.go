@@ -117,13 +117,13 @@ func TestMeetingBotWithSimulatedUsers(t *testing.T) {
 	m := s.meeting(t)
 
 	bob := s.sb.JoinMeeting(t, "Bob", m)
-	s.out.waitLine(t, "lobby", "Bob")
-	s.out.waitLine(t, "admitted", "Bob")
-	s.out.waitLine(t, "greeted", "Bob")
+	s.out.WaitLine(t, "lobby", "Bob")
+	s.out.WaitLine(t, "admitted", "Bob")
+	s.out.WaitLine(t, "greeted", "Bob")
 	hears(t, bob, s.voices.of("Bob").freq)
 
 	carol := s.sb.JoinMeeting(t, "Carol", m)
-	s.out.waitLine(t, "greeted", "Carol")
+	s.out.WaitLine(t, "greeted", "Carol")
 	hears(t, carol, s.voices.of("Carol").freq)
 	hears(t, bob, s.voices.of("Carol").freq) // everyone hears a greeting
 	const carolTone = 1400                   // what Carol says
@@ -156,9 +156,9 @@ func TestMeetingBotWithoutAdmitEndsWhenTheLastOneLeaves(t *testing.T) {
 	m := s.meeting(t)
 	alice := s.sb.WaitCalled(t, "Alice")
 	alice.WaitConnected()
-	s.out.waitLine(t, "greeted", "Alice")
+	s.out.WaitLine(t, "greeted", "Alice")
 	bob := s.sb.JoinMeeting(t, "Bob", m)
-	s.out.waitLine(t, "lobby", "Bob")
+	s.out.WaitLine(t, "lobby", "Bob")
 
 	alice.HangUp()
 	rep := s.result(t) // no Ctrl-C: the bot left when Alice did

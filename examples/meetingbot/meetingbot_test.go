@@ -1,9 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"fmt"
+	"github.com/switchboard-voice/switchboard/examples/internal/lines"
 	"math"
 	"net/http/httptest"
 	"path/filepath"
@@ -34,93 +33,14 @@ const (
 	tollNum   = "+15550150"
 )
 
-// output collects the lines the bot writes to Options.Out and lets a test
-// wait for one.
-type output struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	lines   []string
-	changed chan struct{}
-}
+// output is what the bot printed (lines.Log), with this sample's own
+// readings of it.
+type output struct{ *lines.Log }
 
-func newOutput() *output { return &output{changed: make(chan struct{})} }
-
-func (o *output) Write(p []byte) (int, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.buf.Write(p)
-	for {
-		line, err := o.buf.ReadString('\n')
-		if err != nil {
-			o.buf.WriteString(line) // a partial line: keep it for the next write
-			break
-		}
-		o.lines = append(o.lines, strings.TrimRight(line, "\n"))
-	}
-	close(o.changed)
-	o.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return strings.Join(o.lines, "\n")
-}
-
-// event splits a line into its event and what follows.
-func event(line string) (string, string) {
-	ev, rest, _ := strings.Cut(line, " ")
-	return ev, strings.TrimSpace(rest)
-}
-
-// wait waits for a line for which ok holds and returns what follows its event.
-func (o *output) wait(t *testing.T, what string, ok func(event, detail string) bool) string {
-	t.Helper()
-	deadline := time.NewTimer(30 * time.Second)
-	defer deadline.Stop()
-	for seen := 0; ; {
-		o.mu.Lock()
-		lines, changed := o.lines[seen:], o.changed
-		o.mu.Unlock()
-		for _, l := range lines {
-			seen++
-			if ev, detail := event(l); ok(ev, detail) {
-				return detail
-			}
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("the bot never printed %s; it printed:\n%s", what, o.String())
-		}
-	}
-}
-
-// waitLine waits for the line "event detail".
-func (o *output) waitLine(t *testing.T, ev, detail string) {
-	t.Helper()
-	o.wait(t, fmt.Sprintf("%q", ev+" "+detail), func(e, d string) bool { return e == ev && d == detail })
-}
-
-// waitEvent waits for a line of event ev and returns its detail.
-func (o *output) waitEvent(t *testing.T, ev string) string {
-	t.Helper()
-	return o.wait(t, "a "+ev+" line", func(e, _ string) bool { return e == ev })
-}
+func newOutput() *output { return &output{lines.New()} }
 
 // greeted is who was greeted, in order.
-func (o *output) greeted() []string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	var names []string
-	for _, l := range o.lines {
-		if ev, who := event(l); ev == "greeted" {
-			names = append(names, who)
-		}
-	}
-	return names
-}
+func (o *output) greeted() []string { return o.Details("greeted") }
 
 var conferenceRE = regexp.MustCompile(`conference id ([0-9 ]+)#`)
 
@@ -128,19 +48,19 @@ var conferenceRE = regexp.MustCompile(`conference id ([0-9 ]+)#`)
 // one keys it in, checking what else the bot printed of the meeting.
 func (o *output) details(t *testing.T, subject string) string {
 	t.Helper()
-	if got := o.waitEvent(t, "meeting"); got != subject {
+	if got := o.WaitEvent(t, "meeting"); got != subject {
 		t.Errorf("meeting %q, want %q", got, subject)
 	}
-	link := o.waitEvent(t, "link")
+	link := o.WaitEvent(t, "link")
 	if info, err := sdk.ParseJoinURL(link); err != nil || info.OrganizerID == "" {
 		t.Errorf("the printed link %q is not a join link: %v", link, err)
 	}
-	dial := o.waitEvent(t, "dial-in")
+	dial := o.WaitEvent(t, "dial-in")
 	m := conferenceRE.FindStringSubmatch(dial)
 	if !strings.HasPrefix(dial, tollNum+", ") || m == nil {
 		t.Fatalf("dial-in %q, want the dial-in number and a conference id", dial)
 	}
-	if id := o.waitEvent(t, "meeting-id"); len(strings.ReplaceAll(id, " ", "")) != 12 {
+	if id := o.WaitEvent(t, "meeting-id"); len(strings.ReplaceAll(id, " ", "")) != 12 {
 		t.Errorf("meeting-id %q, want 12 digits", id)
 	}
 	return strings.ReplaceAll(m[1], " ", "")
@@ -241,15 +161,15 @@ func TestMeetingBotGreetsAdmitsAndReports(t *testing.T) {
 	conf := out.details(t, "Incident review")
 
 	// Bob, invited, comes straight in.
-	out.waitLine(t, "invited", "Bob")
-	out.waitLine(t, "greeted", "Bob")
+	out.WaitLine(t, "invited", "Bob")
+	out.WaitLine(t, "greeted", "Bob")
 	bob := handset(t, p, calltest.BobID)
 
 	// Eve calls the meeting's own SIP URI: the lobby, then admitted.
 	eve.Command(t, "dial", "sip:meeting-"+conf+"@"+p.Node.SIP.Addr().String())
-	out.waitLine(t, "lobby", "Eve")
-	out.waitLine(t, "admitted", "Eve")
-	out.waitLine(t, "greeted", "Eve")
+	out.WaitLine(t, "lobby", "Eve")
+	out.WaitLine(t, "admitted", "Eve")
+	out.WaitLine(t, "greeted", "Eve")
 
 	// Alice dials the dial-in number and keys the conference id.
 	alice, err := p.Node.Sim.DialIn(t.Context(), simulated.CallOptions{From: calltest.AliceID, To: tollNum})
@@ -260,9 +180,9 @@ func TestMeetingBotGreetsAdmitsAndReports(t *testing.T) {
 	if err := alice.PressKeys(conf+"#", 100*time.Millisecond); err != nil {
 		t.Fatal(err)
 	}
-	out.waitLine(t, "lobby", "Alice")
-	out.waitLine(t, "admitted", "Alice")
-	out.waitLine(t, "greeted", "Alice")
+	out.WaitLine(t, "lobby", "Alice")
+	out.WaitLine(t, "admitted", "Alice")
+	out.WaitLine(t, "greeted", "Alice")
 
 	// Everyone heard their own greeting and those of who came after them;
 	// Bob heard Eve. A 1.6 s pattern is sound about half the time.
@@ -280,11 +200,11 @@ func TestMeetingBotGreetsAdmitsAndReports(t *testing.T) {
 
 	// They hang up, the last one ends the meeting for the bot.
 	alice.HangUpNow()
-	out.waitLine(t, "left", "Alice")
+	out.WaitLine(t, "left", "Alice")
 	bob.HangUpNow()
-	out.waitLine(t, "left", "Bob")
+	out.WaitLine(t, "left", "Bob")
 	eve.Command(t, "hangup", "")
-	out.waitLine(t, "left", "Eve")
+	out.WaitLine(t, "left", "Eve")
 	var res result
 	select {
 	case res = <-done:
