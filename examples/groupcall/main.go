@@ -21,13 +21,11 @@ import (
 	"context"
 	"flag"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
 	"github.com/switchboard-voice/switchboard/examples/internal/sample"
 )
 
@@ -61,12 +59,10 @@ func main() {
 func run(o Options, conn *sample.Conn, users []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	pl, base, err := conn.ListenPrompts()
-	if err != nil {
+	var err error
+	if o.Prompts, err = conn.ServePrompts(); err != nil {
 		return err
 	}
-	o.Prompts = prompts.NewServer(base)
-	go func() { _ = http.Serve(pl, o.Prompts) }()
 	bot, err := New(o)
 	if err != nil {
 		return err

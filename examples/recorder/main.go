@@ -17,11 +17,9 @@ import (
 	"context"
 	"flag"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 
-	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
 	"github.com/switchboard-voice/switchboard/examples/internal/sample"
 )
 
@@ -45,16 +43,14 @@ func main() {
 func run(o Options, conn *sample.Conn, call string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	pl, base, err := conn.ListenPrompts()
-	if err != nil {
+	var err error
+	if o.Prompts, err = conn.ServePrompts(); err != nil {
 		return err
 	}
-	o.Prompts = prompts.NewServer(base)
 	bot, err := New(o)
 	if err != nil {
 		return err
 	}
-	go func() { _ = http.Serve(pl, o.Prompts) }()
 	shutdown, err := conn.ServeWebhook(bot.Handler())
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
 	"github.com/switchboard-voice/switchboard/sdk"
 )
 
@@ -51,14 +52,16 @@ func Flags(fs *flag.FlagSet, withPrompts bool) *Conn {
 	return c
 }
 
-// ListenPrompts binds the prompts address and returns the listener and the
-// base URL the platform fetches prompts from.
-func (c *Conn) ListenPrompts() (net.Listener, string, error) {
+// ServePrompts serves a prompts.Server on c.Prompts in the background,
+// with the base URL the platform fetches its prompts from.
+func (c *Conn) ServePrompts() (*prompts.Server, error) {
 	l, err := net.Listen("tcp", c.Prompts)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	return l, "http://" + l.Addr().String(), nil
+	srv := prompts.NewServer("http://" + l.Addr().String())
+	go func() { _ = http.Serve(l, srv) }()
+	return srv, nil
 }
 
 // ServeWebhook serves h on c.Listen in the background. stop shuts h down,
