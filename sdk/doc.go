@@ -39,6 +39,16 @@
 // OnParticipants then reports everyone in the meeting, and Call.Admit
 // lets in those waiting in the lobby.
 //
+// Application-hosted media: a call created or answered with
+// appHostedMediaConfig has its audio on a WebSocket, the media socket
+// (docs/media-socket.md). Call.OpenMedia (or Client.OpenMedia) opens it
+// and returns a MediaSocket: ReadFrame fills a reused MediaFrame (20 ms of
+// 16 kHz PCM of the mix or of one participant) without allocating, WritePCM
+// and WriteBytes send the bot's audio, Subscribe asks for participants'
+// own streams, Events reports the roster, the dominant speaker, DTMF,
+// stats and the call's end, and a socket that drops while the call is up
+// is reopened.
+//
 // Against Switchboard, BaseURL is the node's public URL plus /v1.0 and the
 // token endpoint and notification keys are found on the same host; against
 // Microsoft Graph they default to Microsoft's. The wire types are in
