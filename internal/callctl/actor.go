@@ -29,6 +29,10 @@ type actor struct {
 	bridged    Leg      // after a successful redirect: the winning leg
 	unbridge   func()   // stops the media bridge between leg and bridged, if any
 
+	// refers are the transfers far ends asked for (SIP REFER), while
+	// their targets ring (refer.go).
+	refers []*referral
+
 	mu      sync.Mutex
 	queue   []mail
 	wake    chan struct{}
@@ -351,6 +355,10 @@ func (a *actor) onLeg(ev LegEvent) {
 		a.onMember(a.legMember, ev)
 		return
 	}
+	if ev.Kind == LegRefer {
+		a.onRefer(nil, ev.Refer)
+		return
+	}
 	if a.bridged != nil {
 		// After a redirect the bot's call is over: the caller and the new
 		// target talk through Switchboard until either hangs up.
@@ -426,6 +434,7 @@ func (a *actor) end(reason errs.EndReason, hangLeg bool) {
 		op.ResultInfo = resultInfo(errs.OpCallEnded.With(reason.Message))
 		a.notifyOperation(op)
 	}
+	a.endRefers()
 	if hangLeg && a.leg != nil {
 		if a.rec.Call.State == graph.StateIncoming || a.rec.Call.State == graph.StateRedirecting {
 			a.leg.Reject(reason)

@@ -133,6 +133,9 @@ func (m *Manager) DialIn(ctx context.Context, in DialIn) error {
 }
 
 func (d *dialIn) onEvent(ev LegEvent) {
+	if refuseRefer(ev) {
+		return
+	}
 	switch ev.Kind {
 	case LegAnswered:
 		d.mu.Lock()

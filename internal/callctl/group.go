@@ -188,6 +188,9 @@ func (a *actor) saveMembers() {
 
 // onMember applies what a member's far end did.
 func (a *actor) onMember(m *member, ev LegEvent) {
+	if a.referEvent(m, ev) {
+		return
+	}
 	if m.pair != nil {
 		// Transferred out: its end ends the pair.
 		if ev.Kind == LegEnded {

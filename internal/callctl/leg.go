@@ -19,6 +19,10 @@ type Target struct {
 	// From is who the call presents: the bot's number (applicationInstance)
 	// or app id; FromName its display name.
 	From, FromName string
+	// Replaces, when set, asks the target to replace one of its dialogs
+	// with this call: the value of an RFC 3891 Replaces header (an
+	// attended transfer a phone asked for, refer.go).
+	Replaces string
 }
 
 // LegEventKind says what happened on a leg.
@@ -31,6 +35,7 @@ const (
 	LegAnswered                         // SIP 200
 	LegEnded                            // BYE, CANCEL, or a final failure
 	LegTone                             // a DTMF key from the far end
+	LegRefer                            // the far end asks to be transferred (SIP REFER, refer.go)
 )
 
 // LegEvent is reported by a leg to its call.
@@ -38,6 +43,7 @@ type LegEvent struct {
 	Kind   LegEventKind
 	Reason errs.EndReason // for LegEnded
 	Tone   graph.Tone     // for LegTone
+	Refer  *Refer         // for LegRefer
 }
 
 // Leg is the far end of a call: a simulated endpoint, a SIP dialog, a

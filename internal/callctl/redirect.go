@@ -95,6 +95,9 @@ func (a *actor) liveRedirects() int {
 }
 
 func (a *actor) onRedirectLeg(i int, ev LegEvent) {
+	if refuseRefer(ev) {
+		return
+	}
 	if a.deleted || a.rec.Call.State != graph.StateRedirecting || i >= len(a.redirects) || a.redirects[i] == nil {
 		// After the redirect won, only the winner still reports (the
 		// others were hung up): its end releases the caller.

@@ -269,6 +269,9 @@ func (r *room) personEvent(p *roomMember, ev LegEvent) {
 
 // onPerson applies what a person's leg did, on the room's event queue.
 func (r *room) onPerson(p *roomMember, ev LegEvent) {
+	if refuseRefer(ev) {
+		return
+	}
 	switch ev.Kind {
 	case LegAnswered:
 		r.mu.Lock()

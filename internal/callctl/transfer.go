@@ -160,6 +160,9 @@ func (a *actor) transfer(cmd *command, req *graph.TransferRequest) (*graph.Opera
 
 // onTransferLeg applies what a blind transfer's target did.
 func (a *actor) onTransferLeg(ev LegEvent) {
+	if refuseRefer(ev) {
+		return
+	}
 	if a.bridged != nil {
 		if ev.Kind == LegEnded {
 			a.endBridged(errs.EndedByRemote)
@@ -323,6 +326,9 @@ func (a *actor) transferMember(cmd *command, req *graph.TransferRequest) (*graph
 // onMemberTransfer applies what the target of a participant's transfer
 // did.
 func (a *actor) onMemberTransfer(m *member, ev LegEvent) {
+	if refuseRefer(ev) {
+		return
+	}
 	for i, p := range a.pairs {
 		if p.to == m.transfer || (m.transfer == nil && p.from == m.leg) {
 			if ev.Kind == LegEnded {

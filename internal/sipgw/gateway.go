@@ -69,7 +69,7 @@ type Options struct {
 const RegistrationsBucket = "sb_registrations"
 
 // allowed is the Allow header of our responses and requests.
-const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO"
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, REFER"
 
 // Gateway is the SIP edge of one node.
 type Gateway struct {
@@ -301,6 +301,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		sip.OPTIONS:  g.onOptions,
 		sip.UPDATE:   g.onInDialog,
 		sip.INFO:     g.onInDialog,
+		sip.REFER:    g.onRefer,
 	} {
 		g.srv.OnRequest(method, g.guard(h))
 	}
@@ -627,6 +628,16 @@ func (g *Gateway) onOther(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	g.respond(tx, req, 405, "Method Not Allowed", sip.NewHeader("Allow", allowed))
+}
+
+// onRefer routes a REFER to its dialog (refer.go); Switchboard takes no
+// REFER outside a dialog, which is answered as an unknown method is.
+func (g *Gateway) onRefer(req *sip.Request, tx sip.ServerTransaction) {
+	if toTag(req) == "" {
+		g.onOther(req, tx)
+		return
+	}
+	g.onInDialog(req, tx)
 }
 
 // onCancel answers a CANCEL that matched no pending INVITE (sipgo's

@@ -264,6 +264,7 @@ type peer struct {
 	tcpClients *sipgo.DialogClientCache
 	invites    chan *peerInvite
 	byes       chan *sip.Request
+	notifies   chan *sip.Request // NOTIFYs received, answered 200
 }
 
 // peerInvite is an INVITE the peer received; the test answers it.
@@ -279,7 +280,8 @@ func (pi *peerInvite) finish() { pi.once.Do(func() { close(pi.done) }) }
 
 func newPeer(t *testing.T, ip, user string) *peer {
 	t.Helper()
-	p := &peer{t: t, ip: ip, user: user, invites: make(chan *peerInvite, 8), byes: make(chan *sip.Request, 8)}
+	p := &peer{t: t, ip: ip, user: user, invites: make(chan *peerInvite, 8), byes: make(chan *sip.Request, 8),
+		notifies: make(chan *sip.Request, 16)}
 	var err error
 	p.ua, err = sipgo.NewUA(sipgo.WithUserAgentHostname(ip))
 	if err != nil {
@@ -314,6 +316,16 @@ func newPeer(t *testing.T, ip, user string) *peer {
 		}
 	})
 	p.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = p.servers.ReadAck(req, tx) })
+	p.srv.OnNotify(func(req *sip.Request, tx sip.ServerTransaction) {
+		// Recorded before it is answered: what the gateway sends on
+		// getting the answer comes after it.
+		select {
+		case p.notifies <- req:
+		default:
+			t.Errorf("peer: NOTIFY not read")
+		}
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
+	})
 	p.srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		if err := p.servers.ReadBye(req, tx); errors.Is(err, sipgo.ErrDialogDoesNotExists) || errors.Is(err, sipgo.ErrDialogOutsideDialog) {
 			if err := p.clients.ReadBye(req, tx); err != nil {

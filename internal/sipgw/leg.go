@@ -43,6 +43,7 @@ type Leg struct {
 	pstn bool   // the far end is a trunk
 	// from and fromName are what an outgoing leg presents (callctl.Target.From).
 	from, fromName string
+	replaces       string // an outgoing leg's Replaces header (callctl.Target.Replaces)
 	sdp            localSDP
 	sess           *media.Session
 	in             *inbound  // set for incoming legs
@@ -69,6 +70,9 @@ type Leg struct {
 	remote   remoteMedia
 	ackWait  chan *sip.Request // ACKs for the INVITE being answered (2xx)
 	byeSent  bool
+	// referDone is closed once the NOTIFYs of the far end's last
+	// accepted REFER are sent: our BYE waits for it (refer.go).
+	referDone chan struct{}
 }
 
 var _ callctl.Leg = (*Leg)(nil)
@@ -345,13 +349,25 @@ func (l *Leg) hangUpEstablished(reason errs.EndReason, report bool) {
 		l.silenceLocked()
 	}
 	req := l.g.newRequest(l.dlg, sip.BYE)
+	notified := l.referDone
 	l.mu.Unlock()
 	if report {
 		l.finish(reason)
 	} else {
 		l.finish(errs.EndReason{})
 	}
-	l.g.goTracked(func() { l.sendBye(req) })
+	l.g.goTracked(func() {
+		if notified != nil {
+			// The transferor hears how its transfer went before the BYE.
+			t := time.NewTimer(4 * l.g.t1)
+			select {
+			case <-notified:
+			case <-t.C:
+			}
+			t.Stop()
+		}
+		l.sendBye(req)
+	})
 }
 
 // sendBye sends a BYE and waits (bounded) for its answer.
@@ -429,6 +445,8 @@ func (l *Leg) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 		l.modify(req, tx)
 	case sip.INFO:
 		l.info(req, tx)
+	case sip.REFER:
+		l.refer(req, tx)
 	case sip.OPTIONS:
 		g.onOptions(req, tx)
 	default:

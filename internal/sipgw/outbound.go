@@ -136,6 +136,7 @@ func (g *Gateway) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent
 	l := g.newLeg("out")
 	l.pstn = tr != nil
 	l.from, l.fromName = t.From, t.FromName
+	l.replaces = t.Replaces
 	l.callID = callID
 	l.ev = ev
 	l.logp.Store(l.lg().With("call", callID))
@@ -199,6 +200,12 @@ func (g *Gateway) newBranch(l *Leg, d destination, to sip.Uri, toName string, of
 	req.AppendHeader(g.contact(d.transport))
 	req.AppendHeader(sip.NewHeader("Allow", allowed))
 	req.AppendHeader(sip.NewHeader("User-Agent", "Switchboard"))
+	if l.replaces != "" {
+		// An attended transfer (refer.go): the target replaces its
+		// consultation call by this one, or refuses (RFC 3891 §3).
+		req.AppendHeader(sip.NewHeader("Replaces", l.replaces))
+		req.AppendHeader(sip.NewHeader("Require", "replaces"))
+	}
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody(offer)
 	req.SetTransport(d.transport)
