@@ -278,14 +278,7 @@ func (c *Client) openMedia(ctx context.Context, callID string, opts *MediaOption
 	if o.Logger == nil {
 		o.Logger = c.log
 	}
-	u := c.callURL(callID, "media")
-	switch {
-	case strings.HasPrefix(u, "https://"):
-		u = "wss://" + strings.TrimPrefix(u, "https://")
-	case strings.HasPrefix(u, "http://"):
-		u = "ws://" + strings.TrimPrefix(u, "http://")
-	}
-	m := &MediaSocket{c: c, callID: callID, url: u, o: o, log: o.Logger.With("call", callID), done: done,
+	m := &MediaSocket{c: c, callID: callID, url: c.MediaURL(callID), o: o, log: o.Logger.With("call", callID), done: done,
 		msg: make([]byte, 0, 4096), events: make(chan MediaEvent, o.EventBuffer), roster: map[uint32]MediaSource{}}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	dctx, cancel := context.WithTimeout(ctx, o.DialTimeout)
@@ -295,6 +288,20 @@ func (c *Client) openMedia(ctx context.Context, callID string, opts *MediaOption
 		return nil, fmt.Errorf("open media of call %s: %w", callID, err)
 	}
 	return m, nil
+}
+
+// MediaURL is the URL of a call's media socket: the call's URL with
+// ws or wss for http or https, and /media. A bot that hosts its media in
+// another program hands it this URL and a Token.
+func (c *Client) MediaURL(callID string) string {
+	u := c.callURL(callID, "media")
+	switch {
+	case strings.HasPrefix(u, "https://"):
+		return "wss://" + strings.TrimPrefix(u, "https://")
+	case strings.HasPrefix(u, "http://"):
+		return "ws://" + strings.TrimPrefix(u, "http://")
+	}
+	return u
 }
 
 // CallID is the id of the socket's call.
