@@ -62,6 +62,7 @@ type Conference struct {
 	def   *ConferencePort // the conference's own MediaPort methods
 	shard *shard
 
+	apps       atomic.Int32  // open app ports: members keep their decoded frame for them
 	tones      atomic.Uint32 // RFC 4733 codes of tones members detected since the last tick, as bits
 	needDetect atomic.Bool   // a port's recording has stop tones: members look for in-band tones
 
@@ -95,6 +96,17 @@ type confMember struct {
 	part  *mixer.Participant
 	out   mixer.Format // the output asked of the mixer: the session's codec
 	frame mixer.Frame  // the mix read this tick
+
+	// For app ports (AppPort): the member's source number (under c.mu),
+	// and, owned by the tick, its frame of this tick at 8 kHz (rxTick:
+	// the tick it was played out in) and at 16 kHz, made only while an
+	// app port subscribes to it.
+	source uint32
+	pcm8   [SamplesPerFrame]int16
+	rxTick uint64
+	want   bool
+	up     mixer.Upsampler
+	pcm16  [AppSamples]int16
 }
 
 // NewConference returns a conference with no members, ticked from the
@@ -322,6 +334,7 @@ func (c *Conference) Close() {
 	for _, pt := range ports {
 		pt.closeLocked(&pt.pend)
 	}
+	c.apps.Store(0)
 	c.st.ports = nil
 	c.needDetect.Store(false)
 	for _, m := range c.st.members {
@@ -381,13 +394,24 @@ func (c *Conference) tick(n uint64, now int64) {
 	}
 	c.snap = append(c.snap[:0], c.st.members...)
 	c.psnap = append(c.psnap[:0], c.st.ports...)
+	for _, m := range c.snap {
+		m.want = false
+	}
 	for _, pt := range c.psnap {
 		pt.promptFrameLocked()
+		if pt.app != nil && pt.app.snapLocked(c.snap) {
+			for i, w := range pt.app.want {
+				c.snap[i].want = c.snap[i].want || w
+			}
+		}
 	}
 	c.mu.Unlock()
 
 	for _, m := range c.snap {
 		m.s.confReceive(m, n, now)
+	}
+	for _, m := range c.snap {
+		m.upsample(n)
 	}
 	for _, pt := range c.psnap {
 		pt.writePrompt() // read by the Tick just below
@@ -396,11 +420,14 @@ func (c *Conference) tick(n uint64, now int64) {
 	for _, m := range c.snap {
 		m.s.confSend(m, n, now)
 	}
-	clear(c.snap)
 
 	for _, pt := range c.psnap {
 		pt.readMix()
+		if pt.app != nil {
+			pt.emitApp(n, c.snap)
+		}
 	}
+	clear(c.snap)
 	tones := c.tones.Swap(0)
 	c.mu.Lock()
 	for _, pt := range c.psnap {
@@ -468,10 +495,28 @@ func (s *Session) confReceive(m *confMember, n uint64, now int64) {
 	p := &st.pend
 	if due(&st.rxNext, n) {
 		s.tickReceive(s.cfg.Load(), now, p)
+		if m.c.apps.Load() > 0 {
+			copy(m.pcm8[:], st.pcm[:])
+			m.rxTick = n
+		}
 	}
 	s.mu.Unlock()
 	p.run(s.ev)
 	s.cbMu.Unlock()
+}
+
+// upsample makes the member's 16 kHz frame of tick n for the app ports
+// that want it: silence when nothing played out this tick.
+func (m *confMember) upsample(n uint64) {
+	if !m.want {
+		return
+	}
+	if m.rxTick != n {
+		clear(m.pcm16[:])
+		m.up.Reset()
+		return
+	}
+	m.up.Process(m.pcm16[:], m.pcm8[:])
 }
 
 // confSend is the send half of a member's tick, which its conference runs

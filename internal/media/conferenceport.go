@@ -32,6 +32,7 @@ import (
 type ConferencePort struct {
 	c        *Conference
 	name     string
+	app      *AppPort           // application-hosted media (NewAppPort), or nil
 	prompt   *mixer.Participant // Play
 	listener *mixer.Participant // Record
 	st       portState          // guarded by c.mu
@@ -263,6 +264,9 @@ func (pt *ConferencePort) Close() {
 	}
 	c.mix.Remove(pt.prompt)
 	c.mix.Remove(pt.listener)
+	if pt.app != nil {
+		c.apps.Add(-1)
+	}
 	if detect {
 		c.st.detects--
 		c.setDetectLocked()
@@ -285,6 +289,13 @@ func (pt *ConferencePort) closeLocked(p *pending) {
 // its 8 kHz PCM, or nil when it has none or is muted.
 func (pt *ConferencePort) promptFrameLocked() {
 	pt.frame = nil
+	if pt.app != nil {
+		// The bot's voice: taken every tick, heard unless muted.
+		if pcm := pt.app.voiceFrame(); !pt.st.muted && !pt.st.closed {
+			pt.frame = pcm
+		}
+		return
+	}
 	if !pt.st.play.playing {
 		return
 	}
@@ -349,6 +360,17 @@ func (pt *ConferencePort) readMix() {
 	q := pt.c.quiet[:]
 	clear(q)
 	pt.recPCM = q
+}
+
+// emitApp queues this tick's frames for an app port's reader: the mix
+// readMix took (silence if it is not 16 kHz: never in steady state) and
+// the members it subscribed to.
+func (pt *ConferencePort) emitApp(n uint64, members []*confMember) {
+	mix := pt.recPCM
+	if len(mix) != AppSamples {
+		mix = nil
+	}
+	pt.app.emit(n, mix, members)
 }
 
 // recordLocked gives this tick's mix to the port's recording and ends it

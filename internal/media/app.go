@@ -1,0 +1,369 @@
+package media
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/switchboard-voice/switchboard/internal/media/mixer"
+)
+
+// Application-hosted media (docs/media-socket.md): the bot hears and
+// speaks itself, 20 ms frames of 16 kHz PCM, over a socket call control
+// and package mediasock own. The media engine's side of it is an AppPort:
+// a port of the call's conference whose prompt is the audio the bot sends
+// and whose listener is the mix of everyone but the bot, made into
+// wire-ready frames on the conference's tick.
+
+// The frame layout of the media socket: a 16-byte little-endian header
+// (u32 sourceId, u32 sequence, u64 timestamp in ms) and 20 ms of 16 kHz
+// mono s16le.
+const (
+	AppHeaderBytes = 16
+	AppSamples     = 320
+	AppPCMBytes    = 2 * AppSamples
+	AppFrameBytes  = AppHeaderBytes + AppPCMBytes
+)
+
+// Defaults of AppOptions.
+const (
+	DefaultAppSendBuffer = 10 // 200 ms
+	DefaultAppBatches    = 8  // 160 ms
+	maxAppPrefix         = 16
+)
+
+// AppOptions configures an AppPort.
+type AppOptions struct {
+	// Prefix is written before each frame in the batches Take returns:
+	// the transport's framing (a WebSocket frame header), so that a batch
+	// goes to the socket as it is. At most 16 bytes.
+	Prefix []byte
+	// SendBuffer is how many frames from the bot (Write) are held, 20 ms
+	// each, beyond which the oldest are dropped. Default 10 (200 ms).
+	SendBuffer int
+	// Batches is how many ticks of frames for the bot are held while its
+	// reader is behind, beyond which a tick's frames are dropped. Default
+	// 8 (160 ms).
+	Batches int
+}
+
+// AppStats are an AppPort's frame counters since it was opened.
+type AppStats struct {
+	Sent     uint64 // frames queued for the bot's reader
+	Dropped  uint64 // frames for the bot dropped: its reader was behind
+	Received uint64 // frames the bot wrote
+	Overrun  uint64 // frames from the bot dropped: more than SendBuffer ahead, or trimmed to cut delay
+}
+
+// AppPort is a bot's application-hosted media on a conference: what it
+// writes, every member hears (mixed with any other port's prompts); what
+// it reads, each 20 ms, is the mix of everyone but itself (source 0) and,
+// for the sources it subscribed to, each member's own audio, unmixed, all
+// at 16 kHz and ready for the wire. A member's source is the number call
+// control gave it (Conference.SetSource); the frames of one tick all
+// carry the same sequence (ticks since the port opened) and timestamp
+// (20 ms per tick), so that a gap shows every frame a slow reader missed.
+//
+// The tick never waits for the bot: frames for it go into a ring of
+// batches, one batch per tick, which one reader takes (Take, Done) while
+// Attach is on; a full ring drops the tick's frames (counted). The
+// bot's frames go into a bounded queue the tick plays one frame per tick
+// from. Muting (SetMuted) silences the bot's audio; DetectTones,
+// SetMuted and Close are the ConferencePort's.
+type AppPort struct {
+	*ConferencePort
+	prefix []byte
+
+	// Bot → call: a ring of frames, drop-oldest beyond its size.
+	inMu    sync.Mutex
+	in      [][AppSamples]int16
+	inFirst int
+	inLen   int
+	inFull  int // consecutive ticks that found more than one frame queued
+
+	// Call → bot: batches, single producer (the tick), single consumer.
+	batches    []appBatch
+	head, tail atomic.Uint64
+	ready      chan struct{}
+
+	sent, dropped, received, overrun atomic.Uint64
+
+	// Under the conference's mutex.
+	st appState
+
+	// Owned by the conference's tick.
+	start   uint64 // the first tick
+	started bool
+	voice   [AppSamples]int16
+	want    []bool // per member of the tick's snapshot: subscribed
+	on      bool   // attached, as of this tick
+}
+
+type appBatch struct{ buf []byte }
+
+type appState struct {
+	attached bool
+	all      bool
+	sources  map[uint32]bool
+}
+
+// NewAppPort opens a port for a bot's application-hosted media, named name
+// (its call's id), from the next tick; see AppPort. The caller must Close
+// it, or the conference.
+func (c *Conference) NewAppPort(name string, o AppOptions) (*AppPort, error) {
+	if name == "" {
+		return nil, errors.New("new app port: no name")
+	}
+	if len(o.Prefix) > maxAppPrefix {
+		return nil, fmt.Errorf("new app port %s: a prefix of %d bytes, at most %d", name, len(o.Prefix), maxAppPrefix)
+	}
+	if o.SendBuffer <= 0 {
+		o.SendBuffer = DefaultAppSendBuffer
+	}
+	if o.Batches <= 0 {
+		o.Batches = DefaultAppBatches
+	}
+	ap := &AppPort{
+		prefix:  append([]byte(nil), o.Prefix...),
+		in:      make([][AppSamples]int16, o.SendBuffer),
+		batches: make([]appBatch, o.Batches),
+		ready:   make(chan struct{}, 1),
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.st.closed {
+		return nil, fmt.Errorf("new app port %s: %w", name, ErrConferenceClosed)
+	}
+	for _, pt := range c.st.ports {
+		if pt.name == name {
+			return nil, fmt.Errorf("new app port %s: already open", name)
+		}
+	}
+	pt := &ConferencePort{c: c, name: name, app: ap}
+	var err error
+	if pt.prompt, err = c.mix.Add(mixer.ParticipantOptions{ID: name, Role: mixer.Prompt, Input: mixer.Linear16k}); err != nil {
+		return nil, fmt.Errorf("new app port %s: %w", name, err)
+	}
+	pt.prompt.SetContributes(false) // until the bot speaks
+	pt.listener, err = c.mix.Add(mixer.ParticipantOptions{ID: name, Role: mixer.Listener, Output: mixer.Linear16k, Without: pt.prompt})
+	if err != nil {
+		c.mix.Remove(pt.prompt)
+		return nil, fmt.Errorf("new app port %s: %w", name, err)
+	}
+	ap.ConferencePort = pt
+	c.st.ports = append(c.st.ports, pt)
+	c.apps.Add(1)
+	return ap, nil
+}
+
+// SetSource gives member pid the source number its frames carry in the
+// app ports' batches (its mediaStreams sourceId); 0, the default, is
+// none: the member is heard in the mix only.
+func (c *Conference) SetSource(pid string, source uint32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m := c.memberLocked(pid); m != nil {
+		m.source = source
+	}
+}
+
+// Attach says whether a reader takes the port's batches. While off, the
+// tick makes none (the media clock still runs: the sequence a reader
+// attaching later sees has moved on); turning it on forgets any batch
+// left over from a previous reader. One reader at a time: the caller
+// turns it off, and stops calling Take, before another turns it on.
+func (ap *AppPort) Attach(on bool) {
+	c := ap.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if on && !ap.st.attached {
+		ap.tail.Store(ap.head.Load())
+		select {
+		case <-ap.ready:
+		default:
+		}
+	}
+	ap.st.attached = on
+}
+
+// Subscribe sets the members whose own audio the reader gets besides the
+// mix: all of them, present and later, or those with the given sources.
+// Subscribe(false) with no sources goes back to the mix alone.
+func (ap *AppPort) Subscribe(all bool, sources ...uint32) {
+	c := ap.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ap.st.all = all
+	clear(ap.st.sources)
+	if len(sources) > 0 && ap.st.sources == nil {
+		ap.st.sources = make(map[uint32]bool, len(sources))
+	}
+	for _, s := range sources {
+		if s != 0 {
+			ap.st.sources[s] = true
+		}
+	}
+}
+
+// Ready is signalled when the tick has queued a batch: wait on it, then
+// Take until nil.
+func (ap *AppPort) Ready() <-chan struct{} { return ap.ready }
+
+// Take returns the oldest batch queued for the reader, nil when there is
+// none: frames, each Prefix, the 16-byte header and 640 bytes of PCM, one
+// per source of one tick, the mix first. It stays valid until Done, which
+// the reader must call before the next Take.
+func (ap *AppPort) Take() []byte {
+	t := ap.tail.Load()
+	if t == ap.head.Load() {
+		return nil
+	}
+	return ap.batches[t%uint64(len(ap.batches))].buf
+}
+
+// Done hands back the batch Take returned.
+func (ap *AppPort) Done() { ap.tail.Add(1) }
+
+// Write queues one frame from the bot, 640 bytes of 16 kHz s16le, to be
+// heard from the next tick on, one frame per tick; beyond the send
+// buffer the oldest queued frame is dropped. It reports false for a
+// frame of the wrong size. Safe for one writer alongside the tick.
+func (ap *AppPort) Write(pcm []byte) bool {
+	if len(pcm) != AppPCMBytes {
+		return false
+	}
+	ap.received.Add(1)
+	ap.inMu.Lock()
+	if ap.inLen == len(ap.in) {
+		ap.inFirst = (ap.inFirst + 1) % len(ap.in)
+		ap.inLen--
+		ap.overrun.Add(1)
+	}
+	slot := &ap.in[(ap.inFirst+ap.inLen)%len(ap.in)]
+	for i := range slot {
+		slot[i] = int16(binary.LittleEndian.Uint16(pcm[2*i:]))
+	}
+	ap.inLen++
+	ap.inMu.Unlock()
+	return true
+}
+
+// Stats returns the port's frame counters.
+func (ap *AppPort) Stats() AppStats {
+	return AppStats{Sent: ap.sent.Load(), Dropped: ap.dropped.Load(),
+		Received: ap.received.Load(), Overrun: ap.overrun.Load()}
+}
+
+// trimAfter is how long the bot's queue may hold more than one frame at
+// every tick before one is dropped: a burst's delay does not stay.
+const trimAfter = 50 // ticks: 1 s
+
+// voiceFrame takes the bot's next frame into ap.voice, on the tick; nil
+// when it sent none in time.
+func (ap *AppPort) voiceFrame() []int16 {
+	ap.inMu.Lock()
+	defer ap.inMu.Unlock()
+	if ap.inLen == 0 {
+		ap.inFull = 0
+		return nil
+	}
+	if ap.inLen > 1 {
+		ap.inFull++
+		if ap.inFull >= trimAfter {
+			ap.inFirst = (ap.inFirst + 1) % len(ap.in)
+			ap.inLen--
+			ap.overrun.Add(1)
+			ap.inFull = 0
+		}
+	} else {
+		ap.inFull = 0
+	}
+	ap.voice = ap.in[ap.inFirst]
+	ap.inFirst = (ap.inFirst + 1) % len(ap.in)
+	ap.inLen--
+	return ap.voice[:]
+}
+
+// snapLocked takes, at the start of a tick, whether a reader is attached
+// and which of the tick's members it wants unmixed; it reports whether
+// any is wanted.
+func (ap *AppPort) snapLocked(members []*confMember) bool {
+	ap.on = ap.st.attached
+	ap.want = ap.want[:0]
+	any := false
+	for _, m := range members {
+		w := ap.on && m.source != 0 && (ap.st.all || ap.st.sources[m.source])
+		ap.want = append(ap.want, w)
+		any = any || w
+	}
+	return any
+}
+
+// emit queues this tick's frames for the reader: the mix (mix, 320
+// samples) and each wanted member's 16 kHz audio, on the tick.
+func (ap *AppPort) emit(n uint64, mix []int16, members []*confMember) {
+	if !ap.started {
+		ap.start, ap.started = n, true
+	}
+	if !ap.on {
+		return
+	}
+	frames := 1
+	for _, w := range ap.want {
+		if w {
+			frames++
+		}
+	}
+	h, t := ap.head.Load(), ap.tail.Load()
+	if h-t >= uint64(len(ap.batches)) {
+		ap.dropped.Add(uint64(frames))
+		ap.signal() // a reader waking late finds the ring full
+		return
+	}
+	b := &ap.batches[h%uint64(len(ap.batches))]
+	seq := uint32(n - ap.start)
+	ts := (n - ap.start) * 20
+	buf := b.buf[:0]
+	buf = ap.appendFrame(buf, 0, seq, ts, mix)
+	for i, w := range ap.want {
+		if w {
+			m := members[i]
+			buf = ap.appendFrame(buf, m.source, seq, ts, m.pcm16[:])
+		}
+	}
+	b.buf = buf
+	ap.head.Store(h + 1)
+	ap.sent.Add(uint64(frames))
+	ap.signal()
+}
+
+func (ap *AppPort) signal() {
+	select {
+	case ap.ready <- struct{}{}:
+	default:
+	}
+}
+
+// appendFrame appends one frame, prefix first, to buf; pcm nil is
+// silence. It grows buf only until it has held the largest batch.
+func (ap *AppPort) appendFrame(buf []byte, source, seq uint32, ts uint64, pcm []int16) []byte {
+	buf = append(buf, ap.prefix...)
+	var h [AppHeaderBytes]byte
+	binary.LittleEndian.PutUint32(h[0:], source)
+	binary.LittleEndian.PutUint32(h[4:], seq)
+	binary.LittleEndian.PutUint64(h[8:], ts)
+	buf = append(buf, h[:]...)
+	at := len(buf)
+	buf = append(buf, zeroPCM[:]...)
+	if pcm != nil {
+		out := buf[at:]
+		for i, v := range pcm[:AppSamples] {
+			binary.LittleEndian.PutUint16(out[2*i:], uint16(v))
+		}
+	}
+	return buf
+}
+
+var zeroPCM [AppPCMBytes]byte
