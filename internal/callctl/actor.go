@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/clock"
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -62,6 +63,15 @@ type actor struct {
 	hold    *mediaJob   // the hold music, while a participant is held; jobs wait for it
 
 	timers map[string]clock.Timer
+
+	// App-hosted media (appmedia.go): what the media sockets attach to,
+	// the bot's port, and a two-party call's conference of its own.
+	app     *appMedia
+	appPort *media.AppPort
+	appConf Conference
+	// inDominant: appDominant is telling dominantIs, which tells it back.
+	inDominant bool
+	appOpen    bool // openAppMedia ran
 
 	// What the current step changed, for persist.go: dirty when the record
 	// must be written, pending the notifications not yet queued (in order),
@@ -121,6 +131,9 @@ func (m *Manager) spawn(rec *Record, rev uint64) *actor {
 	m.wg.Add(1)
 	m.mu.Unlock()
 	m.active.Inc()
+	if a.appHosted() || rec.Call.State == graph.StateIncoming {
+		a.appMediaFor() // the bot may open the socket before answering
+	}
 	go a.run()
 	return a
 }
@@ -281,6 +294,9 @@ func (a *actor) setState(s graph.CallState) {
 	a.rec.Call.State = s
 	a.dirty = true
 	a.notifyCall(graph.ChangeUpdated, callChange(&a.rec.Call))
+	if s == graph.StateEstablished {
+		a.openAppMedia()
+	}
 }
 
 // legEvents is the event callback of the call's leg, through a sink a
@@ -403,6 +419,7 @@ func (a *actor) onLeg(ev LegEvent) {
 		}
 		a.end(reason, false)
 	case LegTone:
+		a.appTone(a.farPID(), ev.Tone)
 		if !a.rec.ToneSubscribed || a.rec.Call.State != graph.StateEstablished {
 			return
 		}
@@ -465,6 +482,7 @@ func (a *actor) end(reason errs.EndReason, hangLeg bool) {
 		data = fullCall(&a.rec.Call)
 	}
 	a.notifyCall(graph.ChangeDeleted, data)
+	a.closeAppMedia(a.rec.Call.ResultInfo)
 	a.deleted = true
 	a.dirty = true
 	for name := range a.timers {

@@ -179,10 +179,8 @@ func (a *actor) answer(cmd *command, req *graph.AnswerRequest) (*graph.Operation
 		return nil, badRequest("mediaConfig is required.")
 	}
 	req.MediaConfig.Normalize()
-	if req.MediaConfig.AppHosted() {
-		if err := cmd.Caller.require(PermAccessMedia); err != nil {
-			return nil, err
-		}
+	if err := a.m.checkMediaMode(cmd.Caller, req.MediaConfig); err != nil {
+		return nil, err
 	}
 	if len(req.AcceptedModalities) == 0 {
 		return nil, badRequest("acceptedModalities is required.")
@@ -197,6 +195,9 @@ func (a *actor) answer(cmd *command, req *graph.AnswerRequest) (*graph.Operation
 	}
 	a.rec.Call.MediaConfig = req.MediaConfig
 	a.rec.Call.CallOptions = req.CallOptions
+	if !req.MediaConfig.AppHosted() {
+		a.refuseAppMedia()
+	}
 	a.m.prefetch(req.MediaConfig)
 	a.disarm("answer")
 	a.rec.LastKeepAlive = a.m.clk.Now()

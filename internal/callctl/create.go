@@ -45,10 +45,8 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 		return nil, badRequest("mediaConfig is required.")
 	}
 	req.MediaConfig.Normalize()
-	if req.MediaConfig.AppHosted() {
-		if err := c.require(PermAccessMedia); err != nil {
-			return nil, err
-		}
+	if err := m.checkMediaMode(c, req.MediaConfig); err != nil {
+		return nil, err
 	}
 	var mt *Meeting
 	if req.MeetingInfo != nil || req.ChatInfo != nil {

@@ -90,6 +90,7 @@ func (a *actor) notifyRoster() {
 	roster := make([]graph.Participant, len(a.rec.Participants))
 	copy(roster, a.rec.Participants)
 	a.notify(graph.ChangeUpdated, legacyRosterPath(a.rec.Call.ID), rosterPath(a.rec.Call.ID), roster)
+	a.appRoster()
 }
 
 // startGroup sets up a group call the bot created: the conference, then
@@ -229,6 +230,9 @@ func (a *actor) onMember(m *member, ev LegEvent) {
 		}
 		a.memberGone(m, ev.Reason)
 	case LegTone:
+		if m.joined {
+			a.appTone(m.pid, ev.Tone)
+		}
 		if !a.rec.ToneSubscribed || a.rec.Call.State != graph.StateEstablished || !m.joined {
 			return
 		}
@@ -449,6 +453,13 @@ func (a *actor) becomeGroup() error {
 		return errs.E(errs.NotSupported, "Inviting participants makes a group call, and group calls are not supported by this node: it has no conference media.")
 	}
 	a.interrupt()
+	if a.appConf != nil {
+		// App-hosted: the far end and the bot's port are on the call's
+		// conference already, which becomes the group call's.
+		a.conf, a.appConf = a.appConf, nil
+		a.rec.Group = true
+		a.dirty = true
+	}
 	if err := a.openConference(); err != nil {
 		a.pump()
 		return err
@@ -465,7 +476,7 @@ func (a *actor) becomeGroup() error {
 	}
 	a.members = append(a.members, m)
 	a.legMember = m
-	if s := sessionOf(far); s != nil {
+	if s := sessionOf(far); s != nil && a.appPort == nil {
 		if err := a.conf.Add(m.pid, s); err != nil {
 			a.log.Warn("put the far end on the conference", "err", err)
 		}
@@ -592,6 +603,7 @@ func (a *actor) dominantIs(pid string) {
 	if a.deleted || !markDominant(a.rec.Participants, pid) {
 		return
 	}
+	a.appDominant(pid)
 	a.dirty = true
 	now := a.m.clk.Now()
 	if wait := a.lastDominant.Add(dominantEvery).Sub(now); wait > 0 {

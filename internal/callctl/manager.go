@@ -105,8 +105,9 @@ type Manager struct {
 
 	mu      sync.Mutex
 	actors  map[string]*actor
-	rooms   map[string]*room // meetings in progress, by meeting id
-	perApp  map[string]int   // live calls per app|tenant on this node
+	rooms   map[string]*room     // meetings in progress, by meeting id
+	apps    map[string]*appMedia // app-hosted media of this node's calls, by call id
+	perApp  map[string]int       // live calls per app|tenant on this node
 	closing bool
 	wg      sync.WaitGroup // the actors
 	sub     *nats.Subscription
@@ -150,7 +151,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	}
 	m := &Manager{
 		o: o, cfg: o.Config, dir: o.Directory, calls: calls, log: o.Logger, clk: o.Clock,
-		actors: map[string]*actor{}, rooms: map[string]*room{}, perApp: map[string]int{}, pepper: pepper,
+		actors: map[string]*actor{}, rooms: map[string]*room{}, apps: map[string]*appMedia{}, perApp: map[string]int{}, pepper: pepper,
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_calls_active", Help: "Calls live on this node."}),
 		ended:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_calls_ended_total", Help: "Calls ended, by resultInfo code and subcode."}, []string{"code", "subcode"}),
 	}

@@ -109,6 +109,9 @@ type mediaJob struct {
 }
 
 func (a *actor) port() MediaPort {
+	if a.appPort != nil {
+		return a.appPort
+	}
 	if a.roomPort != nil {
 		return a.roomPort
 	}

@@ -321,6 +321,7 @@ func (a *actor) referTwoParty(x *referral) {
 	x.sink.retarget(func(ev LegEvent) { a.post(func(a *actor) { a.onLeg(ev) }) })
 	x.after = (*actor).onLeg
 	a.sink = x.sink
+	oldPID := a.farPID()
 	a.setLeg(x.to)
 	if a.rec.NextSource < len(a.rec.Participants) {
 		a.rec.NextSource = len(a.rec.Participants)
@@ -340,6 +341,7 @@ func (a *actor) referTwoParty(x *referral) {
 	}
 	a.dirty = true
 	a.notifyRoster()
+	a.appLegReplaced(oldPID)
 	if port := a.port(); port != nil {
 		if a.rec.Muted {
 			port.SetMuted(true)

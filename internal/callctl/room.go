@@ -139,7 +139,22 @@ func (r *room) join(a *actor) (BotPort, error) {
 		r.mu.Unlock()
 		return nil, errs.E(errs.Unavailable, "The meeting's conference closed while the bot joined; join again.")
 	}
-	port, err := r.media.NewPort(a.rec.Call.ID)
+	var port BotPort
+	var err error
+	if a.appHosted() {
+		// The bot hosts its media: its port is an app port (appmedia.go).
+		ac, ok := r.media.(appConference)
+		if !ok {
+			r.mu.Unlock()
+			return nil, errs.E(errs.NotSupported, "This node's meeting conferences have no app-hosted media.")
+		}
+		var ap *media.AppPort
+		if ap, err = ac.NewAppPort(a.rec.Call.ID, a.appOptions()); err == nil {
+			a.appPort, port = ap, ap
+		}
+	} else {
+		port, err = r.media.NewPort(a.rec.Call.ID)
+	}
 	if err != nil {
 		r.mu.Unlock()
 		return nil, err
@@ -305,7 +320,12 @@ func (r *room) onPerson(p *roomMember, ev LegEvent) {
 		bots := append([]*roomBot(nil), r.bots...)
 		r.mu.Unlock()
 		for _, b := range bots {
-			b.a.post(func(a *actor) { a.meetingTone(ev.Tone) })
+			b.a.post(func(a *actor) {
+				if !a.deleted {
+					a.appTone(p.pid, ev.Tone)
+				}
+				a.meetingTone(ev.Tone)
+			})
 		}
 	}
 }
@@ -636,7 +656,19 @@ func (r *room) dominantIs(pid string) {
 			})
 		})
 	}
+	bots := append([]*roomBot(nil), r.bots...)
 	r.mu.Unlock()
+	if changed {
+		// The media sockets hear of it at once; the roster notifications
+		// at most every dominantEvery.
+		for _, b := range bots {
+			b.a.post(func(a *actor) {
+				if !a.deleted && a.room == r {
+					a.appDominant(pid)
+				}
+			})
+		}
+	}
 	if due {
 		r.broadcast()
 	}

@@ -85,7 +85,7 @@ func Config(dataDir, publicURL, botHook, weakHook string) *config.Config {
 	all := []string{"Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.JoinGroupCall.All", "Calls.AccessMedia.All"}
 	c.Applications = []config.Application{
 		{ID: BotID, DisplayName: "Test bot", Secret: Secret, Tenants: []string{TenantID}, Permissions: all,
-			CallbackURI: botHook, MediaMode: "service", Numbers: []config.Number{{Number: BotNumber}}},
+			CallbackURI: botHook, MediaMode: "app", Numbers: []config.Number{{Number: BotNumber}}},
 		{ID: Bot2ID, DisplayName: "Second bot", Secret: Secret, Tenants: []string{TenantID}, Permissions: all, CallbackURI: botHook},
 		{ID: WeakBotID, DisplayName: "Weak bot", Secret: Secret, Tenants: []string{TenantID}, CallbackURI: weakHook,
 			Numbers: []config.Number{{Number: WeakBotNumber}}},

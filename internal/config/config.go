@@ -108,6 +108,16 @@ type Media struct {
 	PromptCacheBytes int64 `yaml:"promptCacheBytes"`
 	// HoldMusic is a WAV URI (http or https) played, looped, to participants on hold when the bot names no customPrompt; a built-in chime when empty or unreachable.
 	HoldMusic string `yaml:"holdMusic"`
+	// Socket configures the media socket of app-hosted calls (docs/media-socket.md).
+	Socket MediaSocket `yaml:"socket"`
+}
+
+// MediaSocket configures the media socket of app-hosted calls.
+type MediaSocket struct {
+	// SendBuffer is how much audio from the bot is held ahead of playing it (20ms to 2s); beyond it the oldest frames are dropped.
+	SendBuffer Duration `yaml:"sendBuffer"`
+	// ReconnectWindow is how long an app-hosted call's media may be without a socket (the bot never opened one, or went away) before the call ends with 500/1005.
+	ReconnectWindow Duration `yaml:"reconnectWindow"`
 }
 
 // NATS selects the state store's NATS.
@@ -316,7 +326,8 @@ func Default() Config {
 		SIP: SIP{Listen: "127.0.0.1:5060", Domain: "switchboard.local", TLSListen: "127.0.0.1:5061",
 			RegisterExpiry: Duration(time.Hour), InvitesPerSecond: 200},
 		Media: Media{BindIP: "127.0.0.1", RTPPortMin: 20000, RTPPortMax: 29999, InactivityTimeout: Duration(30 * time.Second),
-			RecordingRetention: Duration(time.Hour), PromptCacheBytes: 64 << 20},
+			RecordingRetention: Duration(time.Hour), PromptCacheBytes: 64 << 20,
+			Socket: MediaSocket{SendBuffer: Duration(200 * time.Millisecond), ReconnectWindow: Duration(30 * time.Second)}},
 		DataDir: "./data",
 		NATS:    NATS{Replicas: 1},
 		Identity: Identity{TokenLifetime: Duration(time.Hour), KeyRotation: Duration(30 * 24 * time.Hour),

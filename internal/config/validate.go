@@ -91,6 +91,12 @@ func (c *Config) Validate() error {
 	if c.Media.InactivityTimeout.D() < 0 {
 		bad("media.inactivityTimeout", "must not be negative")
 	}
+	if d := c.Media.Socket.SendBuffer.D(); d < 20e6 || d > 2e9 {
+		bad("media.socket.sendBuffer", "%v is not within 20ms-2s", d)
+	}
+	if d := c.Media.Socket.ReconnectWindow.D(); d < 1e9 || d > 3600e9 {
+		bad("media.socket.reconnectWindow", "%v is not within 1s-1h", d)
+	}
 	if c.Media.RecordingRetention.D() < 10*60e9 {
 		bad("media.recordingRetention", "must be at least 10m (a recording's first chunks would expire before a long one ends)")
 	}

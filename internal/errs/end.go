@@ -38,7 +38,11 @@ var (
 	CallerCancelled   = EndReason{487, 9008, "The caller hung up before the call was answered.", 0}
 	ResumeFailed      = EndReason{410, 9016, "The Switchboard node that carried the call restarted and its media could not continue; the far end was hung up.", 0}
 	AnswerFailed      = EndReason{500, 9015, "Switchboard could not answer the caller's leg (its media could not be set up).", 0}
-	StoreFailed       = EndReason{503, 9017, "The call could not be stored: the state store is unavailable.", 0}
+	// BotMediaGone ends an app-hosted call whose media had no socket for
+	// media.socket.reconnectWindow: Graph's "platform could not reach the
+	// bot's media". The message is replaced by one naming the window.
+	BotMediaGone = EndReason{500, 1005, "The platform could not reach the bot's media: its media socket was not open.", 0}
+	StoreFailed  = EndReason{503, 9017, "The call could not be stored: the state store is unavailable.", 0}
 	// NotReplaceable fails an invite (or a transfer) whose replacesCallId
 	// names no established two-party call of the bot on this node; the
 	// message is replaced by what was wrong.

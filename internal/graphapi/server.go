@@ -88,6 +88,7 @@ func New(o Options) *Server {
 		s.route(base+"/{id}/participants", "participants", s.participants)
 		s.route(base+"/{id}/participants/{pid}", "participant", s.participant)
 		s.route(base+"/{id}/participants/{pid}/{action}", "participantAction", s.participantAction)
+		s.mux.HandleFunc("GET "+base+"/{id}/media", s.mediaSocket) // not s.route: the upgrade needs the bare ResponseWriter
 	}
 	s.meetingRoutes()
 	s.mux.HandleFunc("GET /healthz", s.health)
