@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/media"
@@ -352,7 +353,9 @@ var _ appConference = (*media.Conference)(nil)
 // appOptions are the AppPort options of this node.
 func (a *actor) appOptions() media.AppOptions {
 	frames := int(a.m.cfg.Media.Socket.SendBuffer.D() / media.FrameDuration)
-	return media.AppOptions{Prefix: wsBinaryPrefix, SendBuffer: max(frames, 1)}
+	h := a.m.echoDelay
+	return media.AppOptions{Prefix: wsBinaryPrefix, SendBuffer: max(frames, 1),
+		OnEchoDelay: func(d time.Duration) { h.Observe(d.Seconds()) }}
 }
 
 // wsBinaryPrefix is the WebSocket header of a server's binary frame of

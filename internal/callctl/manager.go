@@ -119,8 +119,9 @@ type Manager struct {
 	bgCtx    context.Context
 	bgCancel context.CancelFunc
 
-	active prometheus.Gauge
-	ended  *prometheus.CounterVec
+	active    prometheus.Gauge
+	ended     *prometheus.CounterVec
+	echoDelay prometheus.Histogram
 }
 
 // New opens the calls bucket and returns a Manager. Call Start to resume
@@ -154,10 +155,13 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		actors: map[string]*actor{}, rooms: map[string]*room{}, apps: map[string]*appMedia{}, perApp: map[string]int{}, pepper: pepper,
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_calls_active", Help: "Calls live on this node."}),
 		ended:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_calls_ended_total", Help: "Calls ended, by resultInfo code and subcode."}, []string{"code", "subcode"}),
+		echoDelay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_media_socket_echo_delay_seconds",
+			Help:    "App-hosted media: how long a frame a bot sent straight back (an echo) took from leaving the mix to being mixed again.",
+			Buckets: []float64{.005, .01, .02, .03, .04, .05, .06, .08, .1, .15, .2, .3}}),
 	}
 	m.bgCtx, m.bgCancel = context.WithCancel(context.Background())
 	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{m.active, m.ended} {
+		for _, c := range []prometheus.Collector{m.active, m.ended, m.echoDelay} {
 			if err := o.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("callctl: metrics: %w", err)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/media/mixer"
 )
@@ -47,6 +48,11 @@ type AppOptions struct {
 	// reader is behind, beyond which a tick's frames are dropped. Default
 	// 8 (160 ms).
 	Batches int
+	// OnEchoDelay, when not nil, is told, on the conference's tick, how
+	// long a frame the bot sent back unchanged, header included (an echo),
+	// took from leaving the mix to being mixed in again: the delay the bot
+	// adds. It must not block.
+	OnEchoDelay func(time.Duration)
 }
 
 // AppStats are an AppPort's frame counters since it was opened.
@@ -76,9 +82,11 @@ type AppPort struct {
 	*ConferencePort
 	prefix []byte
 
-	// Bot → call: a ring of frames, drop-oldest beyond its size.
+	// Bot → call: a ring of frames, drop-oldest beyond its size; inSeq
+	// is each frame's echoed sequence + 1, 0 when it is not an echo.
 	inMu    sync.Mutex
 	in      [][AppSamples]int16
+	inSeq   []uint64
 	inFirst int
 	inLen   int
 	inFull  int // consecutive ticks that found more than one frame queued
@@ -92,6 +100,12 @@ type AppPort struct {
 
 	// Under the conference's mutex.
 	st appState
+
+	onEcho func(time.Duration)
+	// sentAt is when the frames of the last len ticks left, by sequence,
+	// for OnEchoDelay; written by the tick, read by Write.
+	sentAt [echoWindow]atomic.Int64
+	echoSeq uint64 // the frame the tick plays this tick echoes this sequence + 1
 
 	// Owned by the conference's tick.
 	start   uint64 // the first tick
@@ -128,6 +142,8 @@ func (c *Conference) NewAppPort(name string, o AppOptions) (*AppPort, error) {
 	ap := &AppPort{
 		prefix:  append([]byte(nil), o.Prefix...),
 		in:      make([][AppSamples]int16, o.SendBuffer),
+		inSeq:   make([]uint64, o.SendBuffer),
+		onEcho:  o.OnEchoDelay,
 		batches: make([]appBatch, o.Batches),
 		ready:   make(chan struct{}, 1),
 	}
@@ -226,11 +242,32 @@ func (ap *AppPort) Take() []byte {
 // Done hands back the batch Take returned.
 func (ap *AppPort) Done() { ap.tail.Add(1) }
 
+// echoWindow is how many ticks back an echoed frame is recognised.
+const echoWindow = 64
+
+// WriteFrame is Write for a whole frame, header and PCM (656 bytes): a
+// header the port sent (an echo) is timed for OnEchoDelay.
+func (ap *AppPort) WriteFrame(frame []byte) bool {
+	if len(frame) != AppFrameBytes {
+		return false
+	}
+	echo := uint64(0)
+	if ap.onEcho != nil {
+		seq := binary.LittleEndian.Uint32(frame[4:])
+		if binary.LittleEndian.Uint64(frame[8:]) == uint64(seq)*20 && ap.sentAt[seq%echoWindow].Load() != 0 {
+			echo = uint64(seq) + 1
+		}
+	}
+	return ap.write(frame[AppHeaderBytes:], echo)
+}
+
 // Write queues one frame from the bot, 640 bytes of 16 kHz s16le, to be
 // heard from the next tick on, one frame per tick; beyond the send
 // buffer the oldest queued frame is dropped. It reports false for a
 // frame of the wrong size. Safe for one writer alongside the tick.
-func (ap *AppPort) Write(pcm []byte) bool {
+func (ap *AppPort) Write(pcm []byte) bool { return ap.write(pcm, 0) }
+
+func (ap *AppPort) write(pcm []byte, echo uint64) bool {
 	if len(pcm) != AppPCMBytes {
 		return false
 	}
@@ -241,7 +278,9 @@ func (ap *AppPort) Write(pcm []byte) bool {
 		ap.inLen--
 		ap.overrun.Add(1)
 	}
-	slot := &ap.in[(ap.inFirst+ap.inLen)%len(ap.in)]
+	at := (ap.inFirst + ap.inLen) % len(ap.in)
+	ap.inSeq[at] = echo
+	slot := &ap.in[at]
 	for i := range slot {
 		slot[i] = int16(binary.LittleEndian.Uint16(pcm[2*i:]))
 	}
@@ -281,6 +320,7 @@ func (ap *AppPort) voiceFrame() []int16 {
 		ap.inFull = 0
 	}
 	ap.voice = ap.in[ap.inFirst]
+	ap.echoSeq = ap.inSeq[ap.inFirst]
 	ap.inFirst = (ap.inFirst + 1) % len(ap.in)
 	ap.inLen--
 	return ap.voice[:]
@@ -302,10 +342,18 @@ func (ap *AppPort) snapLocked(members []*confMember) bool {
 }
 
 // emit queues this tick's frames for the reader: the mix (mix, 320
-// samples) and each wanted member's 16 kHz audio, on the tick.
-func (ap *AppPort) emit(n uint64, mix []int16, members []*confMember) {
+// samples) and each wanted member's 16 kHz audio, on the tick at now.
+func (ap *AppPort) emit(n uint64, now int64, mix []int16, members []*confMember) {
 	if !ap.started {
 		ap.start, ap.started = n, true
+	}
+	if e := ap.echoSeq; e != 0 {
+		// The bot's frame mixed this tick echoed one sent at sentAt.
+		ap.echoSeq = 0
+		cur := n - ap.start
+		if at := ap.sentAt[(e-1)%echoWindow].Load(); at != 0 && ap.onEcho != nil && cur-(e-1) < echoWindow {
+			ap.onEcho(time.Duration(now - at))
+		}
 	}
 	if !ap.on {
 		return
@@ -325,6 +373,9 @@ func (ap *AppPort) emit(n uint64, mix []int16, members []*confMember) {
 	b := &ap.batches[h%uint64(len(ap.batches))]
 	seq := uint32(n - ap.start)
 	ts := (n - ap.start) * 20
+	if ap.onEcho != nil {
+		ap.sentAt[seq%echoWindow].Store(now)
+	}
 	buf := b.buf[:0]
 	buf = ap.appendFrame(buf, 0, seq, ts, mix)
 	for i, w := range ap.want {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 )
@@ -249,5 +250,58 @@ func BenchmarkAppPortTick(b *testing.B) {
 				step()
 			}
 		})
+	}
+}
+
+// A bot that sends each frame straight back, header included, is timed:
+// the delay from leaving the mix to being mixed again is about a tick.
+func TestAppPortEchoDelay(t *testing.T) {
+	t.Parallel()
+	r := newConfRig(t, []Codec{PCMU}, nil)
+	delays := make(chan time.Duration, 200)
+	ap, err := r.conf.NewAppPort("bot", AppOptions{OnEchoDelay: func(d time.Duration) {
+		select {
+		case delays <- d:
+		default:
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ap.Close()
+	ap.Attach(true)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ap.Ready():
+			}
+			for b := ap.Take(); b != nil; b = ap.Take() {
+				ap.WriteFrame(b[:AppFrameBytes]) // the mix, as it came
+				ap.Done()
+			}
+		}
+	}()
+	var got []time.Duration
+	timeout := time.After(10 * time.Second)
+	for len(got) < 50 {
+		select {
+		case d := <-delays:
+			got = append(got, d)
+		case <-timeout:
+			t.Fatalf("only %d echoes timed", len(got))
+		}
+	}
+	close(stop)
+	<-done
+	slices.Sort(got)
+	p99 := got[len(got)*99/100]
+	t.Logf("echo delay: median %v, p99 %v", got[len(got)/2], p99)
+	if got[0] < 15*time.Millisecond || p99 > 60*time.Millisecond {
+		t.Errorf("echo delays from %v to %v; want about one tick", got[0], got[len(got)-1])
 	}
 }

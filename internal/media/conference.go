@@ -424,7 +424,7 @@ func (c *Conference) tick(n uint64, now int64) {
 	for _, pt := range c.psnap {
 		pt.readMix()
 		if pt.app != nil {
-			pt.emitApp(n, c.snap)
+			pt.emitApp(n, now, c.snap)
 		}
 	}
 	clear(c.snap)

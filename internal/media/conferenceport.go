@@ -365,12 +365,12 @@ func (pt *ConferencePort) readMix() {
 // emitApp queues this tick's frames for an app port's reader: the mix
 // readMix took (silence if it is not 16 kHz: never in steady state) and
 // the members it subscribed to.
-func (pt *ConferencePort) emitApp(n uint64, members []*confMember) {
+func (pt *ConferencePort) emitApp(n uint64, now int64, members []*confMember) {
 	mix := pt.recPCM
 	if len(mix) != AppSamples {
 		mix = nil
 	}
-	pt.app.emit(n, mix, members)
+	pt.app.emit(n, now, mix, members)
 }
 
 // recordLocked gives this tick's mix to the port's recording and ends it

@@ -429,7 +429,7 @@ func (c *Conn) readFrame(h header, frame []byte) error {
 		ws.Cipher(frame, h.mask, 0)
 		c.received.Add(1)
 		if p := c.port.Load(); p != nil {
-			p.Write(frame[media.AppHeaderBytes:])
+			p.WriteFrame(frame)
 		}
 		return nil
 	case ws.OpText:
