@@ -104,7 +104,7 @@ type AppPort struct {
 	onEcho func(time.Duration)
 	// sentAt is when the frames of the last len ticks left, by sequence,
 	// for OnEchoDelay; written by the tick, read by Write.
-	sentAt [echoWindow]atomic.Int64
+	sentAt  [echoWindow]atomic.Int64
 	echoSeq uint64 // the frame the tick plays this tick echoes this sequence + 1
 
 	// Owned by the conference's tick.
