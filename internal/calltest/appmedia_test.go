@@ -450,3 +450,123 @@ func TestMediaSocketPhone(t *testing.T) {
 		t.Errorf("Fay did not hear the bot's 1400 Hz (%.3f)", l)
 	}
 }
+
+// sourcesByName reads the newest roster the socket got: sourceId by
+// display name.
+func (s *sock) sourcesByName() map[string]uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]uint32{}
+	for _, m := range s.texts {
+		if m["type"] != "roster" && m["type"] != "hello" {
+			continue
+		}
+		clear(out)
+		for _, e := range m["roster"].([]any) {
+			e := e.(map[string]any)
+			n, _ := strconv.ParseUint(e["sourceId"].(string), 10, 32)
+			out[e["displayName"].(string)] = uint32(n)
+		}
+	}
+	return out
+}
+
+// An app-hosted group call of three phones, each sending its own tone:
+// subscribed to all, the bot gets three unmixed streams, each carrying
+// only its own phone's tone and labelled in the roster with the right
+// participant, besides the mix of all three; what the bot says, every
+// phone hears. A reconnect carries the media clock on.
+func TestMediaSocketGroupCall(t *testing.T) {
+	calltest.NeedPeer(t, "baresip", "baresip")
+	p := calltest.Start(t, calltest.Options{Edit: withGroupPhones})
+	phones := startPhones(t, p, 40*time.Second, groupPhones...)
+	var ids []string
+	for _, ph := range groupPhones {
+		ids = append(ids, ph.id)
+	}
+	r := p.Bot("POST", calls, appCall(p.Hook.URL, ids...))
+	if r.StatusCode != 201 {
+		t.Fatalf("create: %s %s", r.Status, r.Body)
+	}
+	var c graph.Call
+	r.JSON(t, &c)
+	tok := p.Token(calltest.BotID, calltest.TenantID)
+	s, err := dialMedia(t, p, c.ID, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitRoster(t, p, c.ID, "Test bot", "Fay", "Gus", "Hal")
+	s.wait("the three phones in the socket's roster", 10*time.Second, func(s *sock) bool {
+		for _, m := range s.texts {
+			if (m["type"] == "roster" || m["type"] == "hello") && len(m["roster"].([]any)) == 3 {
+				return true
+			}
+		}
+		return false
+	})
+	src := s.sourcesByName()
+	s.send(ws.OpText, []byte(`{"type":"subscribe","sourceIds":"all"}`))
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for _, f := range tone16(2300, 200, 8000) {
+			s.send(ws.OpBinary, f)
+			<-tick.C
+		}
+	}()
+	s.wait("2 s of every phone's stream", 15*time.Second, func(s *sock) bool {
+		for _, ph := range groupPhones {
+			if len(s.frames[src[ph.name]]) < 100*320 {
+				return false
+			}
+		}
+		return true
+	})
+	s.mu.Lock()
+	mix := s.frames[0]
+	streams := map[string][]int16{}
+	for _, ph := range groupPhones {
+		pcm := s.frames[src[ph.name]]
+		streams[ph.name] = pcm[len(pcm)-75*320:]
+	}
+	lastSeq := s.seqs[0][len(s.seqs[0])-1]
+	s.mu.Unlock()
+	for _, ph := range groupPhones {
+		for _, other := range groupPhones {
+			l := level16(streams[ph.name], other.freq)
+			switch {
+			case other == ph && l < 0.3:
+				t.Errorf("%s's stream (source %d) carries %v Hz at %.3f, want it", ph.name, src[ph.name], other.freq, l)
+			case other != ph && l > 0.01:
+				t.Errorf("%s's stream (source %d) carries %s's %v Hz at %.3f", ph.name, src[ph.name], other.name, other.freq, l)
+			}
+		}
+		if l := level16(mix[len(mix)-75*320:], ph.freq); l < 0.05 {
+			t.Errorf("the mix carries %s's %v Hz at %.3f", ph.name, ph.freq, l)
+		}
+	}
+
+	// Reconnect: the new socket's frames carry on the old one's clock.
+	s.conn.Close()
+	s2, err := dialMedia(t, p, c.ID, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2.wait("frames after reconnecting", 5*time.Second, func(s *sock) bool { return len(s.seqs[0]) > 0 })
+	s2.mu.Lock()
+	first := s2.seqs[0][0]
+	s2.mu.Unlock()
+	if first <= lastSeq {
+		t.Errorf("after reconnecting the sequence restarted at %d (was at %d)", first, lastSeq)
+	}
+
+	if r := p.Bot("DELETE", calls+"/"+c.ID, nil); r.StatusCode != 204 {
+		t.Fatalf("hang up: %s", r.Status)
+	}
+	for i, ph := range groupPhones {
+		phones[i].WaitOutput(t, "terminated", 10*time.Second)
+		if l := toneLevel(phones[i].Heard(t), 2300); l < 0.02 {
+			t.Errorf("%s did not hear the bot's 2300 Hz (%.3f)", ph.name, l)
+		}
+	}
+}

@@ -111,7 +111,7 @@ type AppPort struct {
 	start   uint64 // the first tick
 	started bool
 	voice   [AppSamples]int16
-	want    []bool // per member of the tick's snapshot: subscribed
+	want    []uint32 // per member of the tick's snapshot: its source if subscribed, else 0
 	on      bool   // attached, as of this tick
 }
 
@@ -334,9 +334,12 @@ func (ap *AppPort) snapLocked(members []*confMember) bool {
 	ap.want = ap.want[:0]
 	any := false
 	for _, m := range members {
-		w := ap.on && m.source != 0 && (ap.st.all || ap.st.sources[m.source])
+		w := uint32(0)
+		if ap.on && m.source != 0 && (ap.st.all || ap.st.sources[m.source]) {
+			w = m.source
+			any = true
+		}
 		ap.want = append(ap.want, w)
-		any = any || w
 	}
 	return any
 }
@@ -360,7 +363,7 @@ func (ap *AppPort) emit(n uint64, now int64, mix []int16, members []*confMember)
 	}
 	frames := 1
 	for _, w := range ap.want {
-		if w {
+		if w != 0 {
 			frames++
 		}
 	}
@@ -379,9 +382,8 @@ func (ap *AppPort) emit(n uint64, now int64, mix []int16, members []*confMember)
 	buf := b.buf[:0]
 	buf = ap.appendFrame(buf, 0, seq, ts, mix)
 	for i, w := range ap.want {
-		if w {
-			m := members[i]
-			buf = ap.appendFrame(buf, m.source, seq, ts, m.pcm16[:])
+		if w != 0 {
+			buf = ap.appendFrame(buf, w, seq, ts, members[i].pcm16[:])
 		}
 	}
 	b.buf = buf

@@ -401,7 +401,7 @@ func (c *Conference) tick(n uint64, now int64) {
 		pt.promptFrameLocked()
 		if pt.app != nil && pt.app.snapLocked(c.snap) {
 			for i, w := range pt.app.want {
-				c.snap[i].want = c.snap[i].want || w
+				c.snap[i].want = c.snap[i].want || w != 0
 			}
 		}
 	}
