@@ -112,7 +112,7 @@ type AppPort struct {
 	started bool
 	voice   [AppSamples]int16
 	want    []uint32 // per member of the tick's snapshot: its source if subscribed, else 0
-	on      bool   // attached, as of this tick
+	on      bool     // attached, as of this tick
 }
 
 type appBatch struct{ buf []byte }
