@@ -570,3 +570,41 @@ func TestMediaSocketGroupCall(t *testing.T) {
 		}
 	}
 }
+
+// The keys a participant presses reach the socket as dtmf messages, with
+// the participant's source and id.
+func TestMediaSocketDTMF(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
+		for i, u := range c.Tenants[0].Users {
+			if u.ID == calltest.BobID {
+				c.Tenants[0].Users[i].Simulation.AnswerAfter = config.Duration(time.Second)
+			}
+		}
+	}})
+	r := p.Bot("POST", calls, appCall(p.Hook.URL, calltest.BobID))
+	if r.StatusCode != 201 {
+		t.Fatalf("create: %s %s", r.Status, r.Body)
+	}
+	var c graph.Call
+	r.JSON(t, &c)
+	s, err := dialMedia(t, p, c.ID, p.Token(calltest.BotID, calltest.TenantID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	s.wait("Bob's three keys", 10*time.Second, func(s *sock) bool {
+		keys = keys[:0]
+		for _, m := range s.texts {
+			if m["type"] == "dtmf" {
+				keys = append(keys, m["tone"].(string))
+				if m["participantId"] == "" || m["sourceId"] == "" {
+					t.Errorf("dtmf without its participant: %v", m)
+				}
+			}
+		}
+		return len(keys) >= 3
+	})
+	if strings.Join(keys, "") != "12#" {
+		t.Errorf("keys %v, want 1 2 #", keys)
+	}
+}
