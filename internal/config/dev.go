@@ -46,7 +46,7 @@ func Dev() Config {
 		Tenants:     []string{DevTenantID},
 		Permissions: []string{"Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.JoinGroupCall.All", "Calls.AccessMedia.All", "OnlineMeetings.ReadWrite.All", "CallRecords.Read.All"},
 		CallbackURI: "http://127.0.0.1:9000/callback",
-		MediaMode:   "service",
+		MediaMode:   "app", // both kinds of media: the samples include app-hosted ones (echo, speakers)
 		Numbers:     []Number{{Number: DevAppNumber}},
 	}}
 	return c
