@@ -383,7 +383,13 @@ func (ap *AppPort) emit(n uint64, now int64, mix []int16, members []*confMember)
 	buf = ap.appendFrame(buf, 0, seq, ts, mix)
 	for i, w := range ap.want {
 		if w != 0 {
-			buf = ap.appendFrame(buf, w, seq, ts, members[i].pcm16[:])
+			// The member's input this tick, which the mixer upsampled
+			// (SetKeep16k); silence when it had none or is muted.
+			var pcm []int16
+			if p := members[i].part; p.Contributes() {
+				pcm = p.Input16k()
+			}
+			buf = ap.appendFrame(buf, w, seq, ts, pcm)
 		}
 	}
 	b.buf = buf

@@ -97,16 +97,12 @@ type confMember struct {
 	out   mixer.Format // the output asked of the mixer: the session's codec
 	frame mixer.Frame  // the mix read this tick
 
-	// For app ports (AppPort): the member's source number (under c.mu),
-	// and, owned by the tick, its frame of this tick at 8 kHz (rxTick:
-	// the tick it was played out in) and at 16 kHz, made only while an
-	// app port subscribes to it.
-	source uint32
-	pcm8   [SamplesPerFrame]int16
-	rxTick uint64
-	want   bool
-	up     mixer.Upsampler
-	pcm16  [AppSamples]int16
+	// For app ports (AppPort): the member's source number (under c.mu);
+	// owned by the tick, whether an app port receives it unmixed this
+	// tick (want) and whether the mixer was asked to keep its 16 kHz
+	// input (keep).
+	source     uint32
+	want, keep bool
 }
 
 // NewConference returns a conference with no members, ticked from the
@@ -408,10 +404,11 @@ func (c *Conference) tick(n uint64, now int64) {
 	c.mu.Unlock()
 
 	for _, m := range c.snap {
+		if m.want != m.keep {
+			m.part.SetKeep16k(m.want) // read by the mixer's Tick below
+			m.keep = m.want
+		}
 		m.s.confReceive(m, n, now)
-	}
-	for _, m := range c.snap {
-		m.upsample(n)
 	}
 	for _, pt := range c.psnap {
 		pt.writePrompt() // read by the Tick just below
@@ -495,29 +492,12 @@ func (s *Session) confReceive(m *confMember, n uint64, now int64) {
 	p := &st.pend
 	if due(&st.rxNext, n) {
 		s.tickReceive(s.cfg.Load(), now, p)
-		if m.c.apps.Load() > 0 {
-			copy(m.pcm8[:], st.pcm[:])
-			m.rxTick = n
-		}
 	}
 	s.mu.Unlock()
 	p.run(s.ev)
 	s.cbMu.Unlock()
 }
 
-// upsample makes the member's 16 kHz frame of tick n for the app ports
-// that want it: silence when nothing played out this tick.
-func (m *confMember) upsample(n uint64) {
-	if !m.want {
-		return
-	}
-	if m.rxTick != n {
-		clear(m.pcm16[:])
-		m.up.Reset()
-		return
-	}
-	m.up.Process(m.pcm16[:], m.pcm8[:])
-}
 
 // confSend is the send half of a member's tick, which its conference runs
 // after the mix: the member's mix goes out (tickSend).

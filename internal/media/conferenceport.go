@@ -42,6 +42,7 @@ type ConferencePort struct {
 	promptOn bool
 	recFrame mixer.Frame
 	recPCM   []int16
+	recOK    bool // recPCM is this tick's mix, not silence in its place
 	// pend is owned by whoever holds c.cbMu: the tick, Close.
 	pend pending
 }
@@ -101,6 +102,9 @@ func (c *Conference) newPort(name string, withoutOwn bool) (*ConferencePort, err
 		c.mix.Remove(pt.prompt)
 		return nil, err
 	}
+	// The listener's mix is made only while the port records: a bot that
+	// only plays costs no mix of its own, nor its downsampling.
+	pt.listener.SetHears(false)
 	return pt, nil
 }
 
@@ -177,6 +181,7 @@ func (pt *ConferencePort) Record(o RecordOptions, sink func(pcm []int16), done f
 	}
 	pt.stopRecordLocked(&p, RecordStopped, 0)
 	pt.st.rec = newRecState(o, sink, done)
+	pt.listener.SetHears(true)
 	c.updateNeedDetectLocked()
 	c.mu.Unlock()
 	p.run(nil)
@@ -200,6 +205,9 @@ func (pt *ConferencePort) stopRecordLocked(p *pending, reason RecordReason, tone
 		p.recDone, p.recRes = pt.st.rec.done, pt.st.rec.result(reason, tone)
 	}
 	pt.st.rec = recState{}
+	if pt.app == nil {
+		pt.listener.SetHears(false)
+	}
 }
 
 // DetectTones says whether the port wants the members' tones. The tones
@@ -353,13 +361,14 @@ func (pt *ConferencePort) writePrompt() {
 // just after the mixer's Tick.
 func (pt *ConferencePort) readMix() {
 	if pt.listener.Read(&pt.recFrame) {
-		pt.recPCM = pt.recFrame.PCM()
+		pt.recPCM, pt.recOK = pt.recFrame.PCM(), true
 		return
 	}
-	// Never in steady state: the listener is fed this tick.
+	// The listener was not fed this tick: it does not record (a
+	// recording that started after this tick's mix), or has just joined.
 	q := pt.c.quiet[:]
 	clear(q)
-	pt.recPCM = q
+	pt.recPCM, pt.recOK = q, false
 }
 
 // emitApp queues this tick's frames for an app port's reader: the mix
@@ -385,6 +394,9 @@ func (pt *ConferencePort) recordLocked(tones uint32) {
 	if t := rec.stopTone(tones); t != 0 {
 		pt.stopRecordLocked(p, RecordStopTone, t)
 		return
+	}
+	if !pt.recOK {
+		return // begun after this tick's mix: it starts with the next
 	}
 	pcm := pt.recPCM
 	p.sink, p.sinkPCM = rec.sink, pcm

@@ -477,10 +477,15 @@ func (c *Conference) Tick() TickStats {
 					t.up.Reset() // silence this tick: the stream restarts after it
 					t.idle = true
 				}
+			case t.src == nil && t.fl&flagKeep16k != 0:
+				t.up.Process(t.in16[:], t.frame.pcm[:Samples8k])
+				t.kept = c.n
+				t.idle = false
 			case t.src == nil:
 				t.up.Skip(t.frame.pcm[:Samples8k])
 				t.idle = false
 			default:
+				t.kept = c.n // contribute made it
 				t.idle = false
 			}
 		}

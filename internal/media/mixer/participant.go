@@ -43,6 +43,7 @@ func (r Role) String() string {
 const (
 	flagContributes = 1 << iota
 	flagHears
+	flagKeep16k
 )
 
 // ParticipantOptions describes a participant to Conference.Add.
@@ -132,6 +133,7 @@ type tickState struct {
 	idle     bool
 	up       Upsampler // 8 kHz input: continuous across ticks, mixed or not
 	in16     [Samples16k]int16
+	kept     uint64 // the tick in16 holds this tick's input, whether mixed or not (flagKeep16k)
 }
 
 // ID is the participant's name, as given to Add.
@@ -213,6 +215,23 @@ func (p *Participant) setFlag(f uint32, on bool) {
 	} else {
 		p.flags.And(^uint32(f))
 	}
+}
+
+// SetKeep16k asks the tick to make the participant's input at 16 kHz
+// every tick it has one, mixed or not, for Input16k: an 8 kHz talker
+// whose own audio an app-hosted bot receives unmixed. The mixer's one
+// upsampler per participant serves both, so the stream stays continuous.
+func (p *Participant) SetKeep16k(on bool) { p.setFlag(flagKeep16k, on) }
+
+// Input16k is the participant's input of the last Tick at 16 kHz, nil
+// when it had none (or SetKeep16k was off for that tick, or its input is
+// not 8 kHz). It is for the goroutine that calls Tick, after it, and
+// aliases the participant's buffer until the next Tick.
+func (p *Participant) Input16k() []int16 {
+	if p.input != Linear8k || p.t.kept == 0 || p.t.kept != p.conf.n {
+		return nil
+	}
+	return p.t.in16[:]
 }
 
 // Contributes reports whether the participant is mixed into others' audio
