@@ -498,7 +498,6 @@ func (s *Session) confReceive(m *confMember, n uint64, now int64) {
 	s.cbMu.Unlock()
 }
 
-
 // confSend is the send half of a member's tick, which its conference runs
 // after the mix: the member's mix goes out (tickSend).
 func (s *Session) confSend(m *confMember, n uint64, now int64) {
