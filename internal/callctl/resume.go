@@ -74,6 +74,9 @@ func (m *Manager) resume(ctx context.Context, rec *Record, rev uint64) error {
 		default:
 			a.armKeepAlive()
 			a.resumeHold()
+			if a.rec.Call.State == graph.StateEstablished {
+				a.openAppMedia() // the bot opens its media socket again
+			}
 		}
 	})
 	return nil
