@@ -161,6 +161,11 @@ func (m *Manager) OpenMedia(ctx context.Context, c Caller, callID string) error 
 	if err := c.require(PermAccessMedia); err != nil {
 		return err
 	}
+	if m.dir != nil {
+		if app, ok := m.dir.App(c.AppID); ok && !strings.EqualFold(app.MediaMode, "app") {
+			return badRequest("Application %s is registered for service-hosted media (mediaMode: %s): it has no media sockets.", c.AppID, app.MediaMode)
+		}
+	}
 	if mc := rec.Call.MediaConfig; mc != nil && !mc.AppHosted() && rec.Call.State != graph.StateIncoming {
 		return badRequest("Call %s has service-hosted media (serviceHostedMediaConfig): it has no media socket.", callID)
 	}

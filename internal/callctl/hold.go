@@ -50,6 +50,9 @@ func (a *actor) startHoldMusic(cmd *command, req *graph.StartHoldMusicRequest) (
 	if err := checkClientContext(req.ClientContext); err != nil {
 		return nil, err
 	}
+	if a.appHosted() {
+		return nil, badRequest("startHoldMusic needs service-hosted media (serviceHostedMediaConfig); this call hosts its own media: play hold music over the media socket.")
+	}
 	var custom *graph.MediaInfo
 	if cp := req.CustomPrompt; cp != nil {
 		if cp.MediaInfo == nil || cp.MediaInfo.URI == "" {

@@ -324,6 +324,20 @@ func TestMediaSocketContract(t *testing.T) {
 	if r := p.Bot("POST", calls+"/"+c.ID+"/playPrompt", prompts("http://127.0.0.1:1/x.wav")); r.StatusCode != 400 {
 		t.Errorf("playPrompt on an app-hosted call: %s", r.Status)
 	}
+	var roster []graph.Participant
+	p.Bot("GET", calls+"/"+c.ID+"/participants", nil).JSON(t, &struct {
+		Value *[]graph.Participant `json:"value"`
+	}{&roster})
+	if len(roster) < 2 {
+		t.Errorf("roster %+v", roster)
+	}
+	for _, pt := range roster {
+		if pt.ID != c.MyParticipantID {
+			if r := p.Bot("POST", calls+"/"+c.ID+"/participants/"+pt.ID+"/startHoldMusic", map[string]any{}); r.StatusCode != 400 {
+				t.Errorf("startHoldMusic on an app-hosted call: %s %s", r.Status, r.Body)
+			}
+		}
+	}
 
 	// The call's end: bye, then 1000.
 	s5, _ := dialMedia(t, p, c.ID, bot)

@@ -174,6 +174,22 @@ func (c *Conference) NewAppPort(name string, o AppOptions) (*AppPort, error) {
 	return ap, nil
 }
 
+// Play does not play on an app port: the bot speaks through Write. done
+// gets false at once.
+func (ap *AppPort) Play(_ *Audio, _ bool, done func(completed bool)) {
+	if done != nil {
+		done(false)
+	}
+}
+
+// Record does not record on an app port: the bot hears through Take.
+// done gets RecordStopped at once.
+func (ap *AppPort) Record(_ RecordOptions, _ func(pcm []int16), done func(RecordResult)) {
+	if done != nil {
+		done(RecordResult{Reason: RecordStopped})
+	}
+}
+
 // SetSource gives member pid the source number its frames carry in the
 // app ports' batches (its mediaStreams sourceId); 0, the default, is
 // none: the member is heard in the mix only.
