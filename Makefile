@@ -18,8 +18,9 @@ export HOME := $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 endif
 
 # Debian packages the end-to-end tests drive: real SIP peers (sipp from
-# sip-tester, with its pcaps; baresip, a softphone).
-TEST_DEBS := sip-tester baresip
+# sip-tester, with its pcaps; baresip, a softphone), and the websockets
+# package the system python3 runs docs/media-socket.md's Python echo with.
+TEST_DEBS := sip-tester baresip python3-websockets
 
 RUN_ARGS ?=
 
