@@ -175,7 +175,11 @@ func (b *Bot) Run(ctx context.Context) (Report, error) {
 	}
 	b.printf("link", "%s", info.JoinWebURL)
 	if a := info.AudioConferencing; a != nil && a.ConferenceID != "" {
-		b.printf("dial-in", "%s, conference id %s#", a.TollNumber, a.ConferenceID)
+		if a.TollNumber != "" {
+			b.printf("dial-in", "%s, conference id %s#", a.TollNumber, a.ConferenceID)
+		} else {
+			b.printf("dial-in", "conference id %s# (the tenant has no dial-in number)", a.ConferenceID)
+		}
 	}
 
 	call, err := b.handler.JoinMeetingByURL(ctx, info.JoinWebURL,
