@@ -481,8 +481,9 @@ func (a *actor) appLegReplaced(oldPID string) {
 	a.appRoster()
 }
 
-// appRoster tells the socket the roster: everyone but the bot, with the
-// source their audio comes as, and the conference the same numbers.
+// appRoster tells the socket the roster: the people in the call (not the
+// bot, nor other bots in a meeting), with the source their audio comes
+// as, and the conference the same numbers.
 func (a *actor) appRoster() {
 	if a.app == nil || a.appPort == nil {
 		return
@@ -493,6 +494,9 @@ func (a *actor) appRoster() {
 		p := &a.rec.Participants[i]
 		if p.ID == a.rec.Call.MyParticipantID {
 			continue
+		}
+		if p.Info != nil && p.Info.Identity != nil && p.Info.Identity.Application != nil {
+			continue // another bot in a meeting: its voice is in the mix, not a stream of its own
 		}
 		src, n := sourceOf(p)
 		if n == 0 {
