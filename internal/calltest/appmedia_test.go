@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -620,5 +621,95 @@ func TestMediaSocketDTMF(t *testing.T) {
 	})
 	if strings.Join(keys, "") != "12#" {
 		t.Errorf("keys %v, want 1 2 #", keys)
+	}
+}
+
+// A bot joins a meeting with app-hosted media and invites three phones:
+// it receives each phone's own stream under its roster sourceId, and
+// what it says every phone hears.
+func TestMediaSocketMeeting(t *testing.T) {
+	calltest.NeedPeer(t, "baresip", "baresip")
+	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) { withMeetings(c); withGroupPhones(c) }})
+	phones := startPhones(t, p, 40*time.Second, groupPhones...)
+	m := meeting(t, p.Bot("POST", userMeetings(calltest.AliceID), map[string]any{"subject": "App media"}), 201)
+	u, _ := url.Parse(m.JoinWebURL)
+	path, _ := url.PathUnescape(u.EscapedPath())
+	segs := strings.Split(strings.TrimPrefix(path, "/l/meetup-join/"), "/")
+	r := p.Bot("POST", calls, map[string]any{
+		"@odata.type": "#microsoft.graph.call", "callbackUri": p.Hook.URL, "requestedModalities": []string{"audio"},
+		"mediaConfig": map[string]any{"@odata.type": "#microsoft.graph.appHostedMediaConfig"},
+		"chatInfo":    map[string]any{"threadId": segs[0], "messageId": segs[1]},
+		"meetingInfo": map[string]any{"@odata.type": "#microsoft.graph.organizerMeetingInfo",
+			"organizer": map[string]any{"user": map[string]any{"id": calltest.AliceID}}},
+	})
+	if r.StatusCode != 201 {
+		t.Fatalf("join: %s %s", r.Status, r.Body)
+	}
+	var c graph.Call
+	r.JSON(t, &c)
+	s, err := dialMedia(t, p, c.ID, p.Token(calltest.BotID, calltest.TenantID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.send(ws.OpText, []byte(`{"type":"subscribe","sourceIds":"all"}`))
+	var invitees []any
+	for _, ph := range groupPhones {
+		invitees = append(invitees, map[string]any{"identity": map[string]any{"user": map[string]any{"id": ph.id}}})
+	}
+	if r := p.Bot("POST", calls+"/"+c.ID+"/participants/invite", map[string]any{"participants": invitees}); r.StatusCode != 200 {
+		t.Fatalf("invite: %s %s", r.Status, r.Body)
+	}
+	waitRoster(t, p, c.ID, "Test bot", "Fay", "Gus", "Hal")
+	s.wait("the three phones in the socket's roster", 10*time.Second, func(s *sock) bool {
+		for _, m := range s.texts {
+			if (m["type"] == "roster" || m["type"] == "hello") && len(m["roster"].([]any)) == 3 {
+				return true
+			}
+		}
+		return false
+	})
+	src := s.sourcesByName()
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for _, f := range tone16(2300, 200, 8000) {
+			s.send(ws.OpBinary, f)
+			<-tick.C
+		}
+	}()
+	s.wait("2 s of every phone's stream", 15*time.Second, func(s *sock) bool {
+		for _, ph := range groupPhones {
+			if len(s.frames[src[ph.name]]) < 100*320 {
+				return false
+			}
+		}
+		return true
+	})
+	s.mu.Lock()
+	for _, ph := range groupPhones {
+		pcm := s.frames[src[ph.name]]
+		pcm = pcm[len(pcm)-75*320:]
+		for _, other := range groupPhones {
+			l := level16(pcm, other.freq)
+			switch {
+			case other == ph && l < 0.3:
+				t.Errorf("%s's stream carries %v Hz at %.3f, want it", ph.name, other.freq, l)
+			case other != ph && l > 0.01:
+				t.Errorf("%s's stream carries %s's %v Hz at %.3f", ph.name, other.name, other.freq, l)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if r := p.Bot("DELETE", calls+"/"+c.ID, nil); r.StatusCode != 204 {
+		t.Fatalf("hang up: %s", r.Status)
+	}
+	s.waitClosed(1000)
+	for i, ph := range groupPhones {
+		// The phones stay in the meeting without the bot: they hang up.
+		phones[i].Command(t, "hangup", "")
+		phones[i].WaitOutput(t, "terminated", 10*time.Second)
+		if l := toneLevel(phones[i].Heard(t), 2300); l < 0.02 {
+			t.Errorf("%s did not hear the bot's 2300 Hz (%.3f)", ph.name, l)
+		}
 	}
 }
