@@ -23,6 +23,7 @@ import (
 const (
 	botIVR    = "ivr"    // answer, subscribeToTone, playPrompt, recordResponse
 	botAnswer = "answer" // answer only (setup-rate runs)
+	botEcho   = "echo"   // open the media socket, answer with appHostedMediaConfig, echo the mix
 )
 
 // bot is the IVR bot the benchmark runs in-process: a webhook on loopback
@@ -52,6 +53,10 @@ type bot struct {
 	// notification instead of the IVR's handling.
 	conf *confDriver
 
+	// echo is the echo bot's (sbbench echo): its SDK client, its options,
+	// and its media sockets still open.
+	echo echoBot
+
 	mu    sync.Mutex
 	calls map[string]*botCall
 	live  int
@@ -74,6 +79,11 @@ type botCall struct {
 	prompt      opResult
 	record      opResult
 	end         graph.ResultInfo
+	// The echo bot's: the media socket (opened, or why not) and what went
+	// over it, set when the socket is over.
+	slow     bool
+	mediaErr string
+	media    echoStats
 }
 
 type opResult struct {
@@ -145,6 +155,16 @@ func (b *bot) connect(ctx context.Context, api string, verify bool) error {
 		return fmt.Errorf("token: %s", r.Status)
 	}
 	b.token = tr.AccessToken
+	if b.mode == botEcho {
+		// The media sockets are opened with the SDK's client, as a Go bot
+		// would: its own token, for the same application.
+		c, err := sdk.NewClient(sdk.ClientOptions{BaseURL: api + "/v1.0", TenantID: benchTenant,
+			ClientID: benchApp, ClientSecret: benchSecret, HTTPClient: b.client})
+		if err != nil {
+			return err
+		}
+		b.echo.client = c
+	}
 	return nil
 }
 
@@ -285,6 +305,15 @@ func (b *bot) handle(now time.Time, n graph.CommsNotification) {
 			}
 		}
 		b.live++
+		if b.mode == botEcho {
+			c.slow = b.echo.slowLeft > 0
+			if c.slow {
+				b.echo.slowLeft--
+			}
+			slow := c.slow
+			b.jobs <- func() { b.echoAnswer(callID, slow) }
+			return
+		}
 		b.jobs <- func() { b.answer(callID) }
 	case d.ToneInfo != nil:
 		c.tones = append(c.tones, string(d.ToneInfo.Tone))
@@ -299,6 +328,9 @@ func (b *bot) handle(now time.Time, n graph.CommsNotification) {
 			return
 		}
 		c.ended = now
+		if ch, ok := b.echo.ended.LoadAndDelete(callID); ok {
+			close(ch.(chan struct{}))
+		}
 		if d.ResultInfo != nil {
 			c.end = *d.ResultInfo
 		}
@@ -421,6 +453,16 @@ func (c *botCall) failure(mode string) string {
 		return "never established"
 	case c.ivrErr != "":
 		return "IVR request failed: " + c.ivrErr
+	}
+	if mode == botEcho {
+		switch {
+		case c.mediaErr != "":
+			return "media socket: " + c.mediaErr
+		case !c.media.Done && !c.slow:
+			return "media socket still open at the end"
+		case c.media.FramesRead == 0:
+			return "heard no frames"
+		}
 	}
 	if mode == botIVR {
 		if c.prompt.status != graph.OperationCompleted {

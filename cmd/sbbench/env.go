@@ -98,6 +98,9 @@ func setupEnv(ctx context.Context, c *common, mode string, recordSecs int, inact
 	}
 	nc := nodeConfig{httpPort: httpPort, sipPort: sipPort, sippPort: sippPort, callback: e.bot.callback,
 		dataDir: e.dataDir, logLevel: c.logLevel, rtpMin: rtpMin, rtpMax: rtpMax, inactivity: inactivity}
+	if mode == botEcho {
+		nc.mediaMode = "app"
+	}
 	if c.inprocess {
 		e.node, err = startNodeInProcess(ctx, e.out, nc)
 	} else {

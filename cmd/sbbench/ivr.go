@@ -368,7 +368,7 @@ func fillIVR(rep *ivrReport, sr *sippResult, b *bot, cpu0, cpu1 procCPU, m0, m1 
 
 	calls := b.Calls()
 	rep.BotCalls = len(calls)
-	rep.BotFailed, rep.BotFailures = failureSummary(calls, botIVR)
+	rep.BotFailed, rep.BotFailures = failureSummary(calls, b.mode)
 	var answer, establish []time.Duration
 	completedPrompts := 0
 	for _, c := range calls {

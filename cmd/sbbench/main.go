@@ -20,6 +20,7 @@
 //	go run ./cmd/sbbench ivr   -calls 1000 -rate 50 -hold 30s      # steady state, N concurrent IVR calls with DTMF
 //	go run ./cmd/sbbench setup -rates 100,200,500 -step 10s -hold 2s # setup rate, short calls
 //	go run ./cmd/sbbench conf  -parties 100 -conferences 1 -hold 30s # group calls: conferences of SIPp phones
+//	go run ./cmd/sbbench echo  -calls 100 -rate 20 -hold 30s        # app-hosted media: an echo bot on every call's media socket
 //
 // conf turns the call path round: the bot creates group calls (POST
 // /communications/calls from its number's applicationInstance, the first
@@ -30,7 +31,21 @@
 // state (CPU per participant-second, RSS per participant, late media
 // ticks), then the bot hangs up.
 //
-// All three need sipp (Debian package sip-tester, run as root: it sends the
+// echo is the IVR run with app-hosted media instead: the bot (application
+// mediaMode: app) opens each call's media socket before answering with
+// appHostedMediaConfig, and sends every frame of the mix straight back, so
+// that the node times the echo (switchboard_media_socket_echo_delay_seconds,
+// read from /metrics at both ends of the load) when the frame comes back
+// with its header. -client sdk (the default) uses the Go SDK's MediaSocket,
+// whose writers make their own header: it matches the frame's only until
+// the bot misses a frame (a skipped media tick), and the report counts the
+// echoes that kept it. -client raw speaks the wire protocol in sbbench and
+// sends every frame back byte for byte. With -slow-bots N, the first N
+// calls' bots read their socket slowly instead (-slow-read per frame) and
+// echo nothing: the frames the platform drops for them are counted from
+// the socket's stats messages and the sequence gaps.
+//
+// All four need sipp (Debian package sip-tester, run as root: it sends the
 // caller's audio from pcap files through a raw socket) and loopback
 // addresses 127.0.0.2 and 127.0.0.3. -perf records a CPU profile of the
 // node with linux-perf during the steady state; -inprocess instead runs the
@@ -63,8 +78,10 @@ Usage:
   sbbench setup [flags]   setup rate: short calls at increasing rates
   sbbench conf  [flags]   group calls: the bot creates conferences of phone numbers behind the trunk,
                           SIPp answers every leg and speaks, the node mixes; CPU per participant-second
+  sbbench echo  [flags]   app-hosted media: N concurrent calls whose bot echoes the mix over the media
+                          socket; CPU per call-second, the node's echo delay, drops for slow bots
 
-Run "sbbench ivr -h", "sbbench setup -h" or "sbbench conf -h" for the flags.
+Run "sbbench ivr -h", "sbbench setup -h", "sbbench conf -h" or "sbbench echo -h" for the flags.
 `
 
 func main() {
@@ -80,6 +97,8 @@ func main() {
 		err = runSetup(os.Args[2:])
 	case "conf":
 		err = runConf(os.Args[2:])
+	case "echo":
+		err = runEcho(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -60,12 +60,12 @@ func (m machine) String() string {
 	return fmt.Sprintf("%d × %s, %d MB, Linux %s (%s), %s, %s", m.CPUs, m.Model, m.MemMB, m.Kernel, m.OS, m.Go, m.SIPp)
 }
 
-// histQuantile estimates the q-quantile of a Prometheus histogram from the
-// bucket counts added between two scrapes, over every series of name whose
-// labels contain all of match; linear within a bucket, like
-// histogram_quantile.
-func histQuantile(before, after map[string]float64, name string, q float64, match ...string) (float64, float64) {
-	counts := map[float64]float64{}
+// histBuckets returns the cumulative bucket counts of a Prometheus
+// histogram added between two scrapes, over every series of name whose
+// labels contain all of match: the buckets' upper bounds in order (+Inf
+// last) and the count at or below each.
+func histBuckets(before, after map[string]float64, name string, match ...string) (les, counts []float64) {
+	byLe := map[float64]float64{}
 	prefix := name + "_bucket{"
 	for k, v := range after {
 		if !strings.HasPrefix(k, prefix) {
@@ -90,24 +90,37 @@ func histQuantile(before, after map[string]float64, name string, q float64, matc
 		if err != nil {
 			continue // +Inf parses; anything else is skipped
 		}
-		counts[le] += v - before[k]
+		byLe[le] += v - before[k]
 	}
-	les := make([]float64, 0, len(counts))
-	for le := range counts {
+	les = make([]float64, 0, len(byLe))
+	for le := range byLe {
 		les = append(les, le)
 	}
 	sort.Float64s(les)
+	counts = make([]float64, len(les))
+	for i, le := range les {
+		counts[i] = byLe[le]
+	}
+	return les, counts
+}
+
+// histQuantile estimates the q-quantile of a Prometheus histogram from the
+// bucket counts added between two scrapes, over every series of name whose
+// labels contain all of match; linear within a bucket, like
+// histogram_quantile. It also returns the number of observations.
+func histQuantile(before, after map[string]float64, name string, q float64, match ...string) (float64, float64) {
+	les, counts := histBuckets(before, after, name, match...)
 	if len(les) == 0 {
 		return 0, 0
 	}
-	total := counts[les[len(les)-1]]
+	total := counts[len(counts)-1]
 	if total <= 0 {
 		return 0, 0
 	}
 	rank := q * total
 	prevLe, prevC := 0.0, 0.0
-	for _, le := range les {
-		c := counts[le]
+	for i, le := range les {
+		c := counts[i]
 		if c >= rank {
 			if le > 1e300 { // +Inf: the last finite bound is all we know
 				return prevLe, total
@@ -120,6 +133,41 @@ func histQuantile(before, after map[string]float64, name string, q float64, matc
 		prevLe, prevC = le, c
 	}
 	return prevLe, total
+}
+
+// histBucketOf returns the bounds (lo, hi] of the bucket that holds the
+// q-quantile: what the histogram knows for sure, where histQuantile
+// interpolates. hi is +Inf beyond the last finite bound.
+func histBucketOf(before, after map[string]float64, name string, q float64, match ...string) (lo, hi float64) {
+	les, counts := histBuckets(before, after, name, match...)
+	if len(les) == 0 || counts[len(counts)-1] <= 0 {
+		return 0, 0
+	}
+	rank := q * counts[len(counts)-1]
+	for i, le := range les {
+		if counts[i] >= rank && counts[i] > 0 {
+			return lo, le
+		}
+		lo = le
+	}
+	return lo, les[len(les)-1]
+}
+
+// histShareAtMost returns the share (0–1) of a histogram's observations
+// added between two scrapes that were at most le, exactly when le is one
+// of its bucket bounds (else at most the largest bound below le).
+func histShareAtMost(before, after map[string]float64, name string, le float64, match ...string) float64 {
+	les, counts := histBuckets(before, after, name, match...)
+	if len(les) == 0 || counts[len(counts)-1] <= 0 {
+		return 0
+	}
+	var c float64
+	for i, b := range les {
+		if b <= le {
+			c = counts[i]
+		}
+	}
+	return c / counts[len(counts)-1]
 }
 
 func ms(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) + " ms" }

@@ -124,6 +124,9 @@ type nodeConfig struct {
 	logLevel          string
 	rtpMin, rtpMax    int
 	inactivity        time.Duration
+	// mediaMode is the bot's applications[].mediaMode: "service" (the
+	// default) or "app", for app-hosted media (sbbench echo).
+	mediaMode string
 }
 
 // yaml renders the configuration. It starts from config.Default() so that
@@ -148,10 +151,14 @@ func (nc nodeConfig) yaml() ([]byte, error) {
 	c.Outbound.Allow = []string{"127.0.0.0/8"}
 	c.Log.Level = nc.logLevel
 	c.Tenants = []config.Tenant{{ID: benchTenant, DisplayName: "sbbench"}}
+	mediaMode := nc.mediaMode
+	if mediaMode == "" {
+		mediaMode = "service"
+	}
 	c.Applications = []config.Application{{
 		ID: benchApp, DisplayName: "sbbench IVR bot", Secret: benchSecret, Tenants: []string{benchTenant},
 		Permissions: []string{"Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.AccessMedia.All"},
-		CallbackURI: nc.callback, MediaMode: "service", Numbers: []config.Number{{Number: benchNumber, InstanceID: benchInstance}},
+		CallbackURI: nc.callback, MediaMode: mediaMode, Numbers: []config.Number{{Number: benchNumber, InstanceID: benchInstance}},
 	}}
 	b, err := yaml.Marshal(&c)
 	if err != nil {
