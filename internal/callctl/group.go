@@ -61,6 +61,10 @@ type member struct {
 	// pair, once the member left the call with its target.
 	transfer Leg
 	pair     *pair
+	// replacing is the bot's other call whose far end a consultative
+	// transfer of this member is taking over (transfer.go), until it has
+	// it.
+	replacing string
 }
 
 // MemberRecord is what the store keeps of a member.

@@ -140,7 +140,7 @@ func (a *actor) startReferral(m *member, r *Refer) error {
 		if !a.isMember(m) || !m.joined {
 			return errs.E(errs.NotFound, "The participant has left the call.")
 		}
-		if m.transfer != nil {
+		if m.transfer != nil || m.replacing != "" {
 			return errs.E(errs.Conflict, "The bot is transferring participant %s.", m.pid)
 		}
 		if a.hold != nil && a.hold.pid == m.pid {

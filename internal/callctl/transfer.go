@@ -25,8 +25,8 @@ import (
 //     ends with the same 7015 and terminationReason AppTransferred) and
 //     bridged at once.
 //
-// Transferring a participant out of a group call (transferee) is not
-// served yet.
+// Transferring a participant out of a group call (transferee), blind or
+// consultative, is transferMember's, below.
 
 // legSink delivers a leg's events to whichever call owns the leg now: a
 // consultative transfer moves a leg from one call to another. While the
@@ -128,7 +128,9 @@ func (a *actor) transfer(cmd *command, req *graph.TransferRequest) (*graph.Opera
 		a.cancelJobs()
 		a.setState(graph.StateTransferring)
 		a.m.handOver(cmd.Caller, id, func(leg Leg, sink *legSink, err error) {
-			a.post(func(a *actor) { a.consulted(leg, sink, err) })
+			if !a.post(func(a *actor) { a.consulted(leg, sink, err) }) {
+				dropTaken(leg, sink)
+			}
 		})
 		return nil, nil
 	}
@@ -189,11 +191,8 @@ func (a *actor) onTransferLeg(ev LegEvent) {
 // the bot's other call.
 func (a *actor) consulted(leg Leg, sink *legSink, err error) {
 	if a.deleted || a.rec.Call.State != graph.StateTransferring {
-		if leg != nil {
-			// The call ended meanwhile: the target has nobody to talk to.
-			sink.retarget(func(LegEvent) {})
-			leg.HangUp(errs.EndedByRemote)
-		}
+		// The call ended meanwhile: the target has nobody to talk to.
+		dropTaken(leg, sink)
 		return
 	}
 	if err != nil {
@@ -222,6 +221,17 @@ func (a *actor) transferBack(why string) {
 	ch := callChange(&a.rec.Call)
 	ch.ResultInfo = transferFailed(why)
 	a.notifyCall(graph.ChangeUpdated, ch)
+}
+
+// dropTaken hangs up a leg taken by handOver (if any) that its new owner
+// cannot use: the target of a consultative transfer whose transferee has
+// gone.
+func dropTaken(leg Leg, sink *legSink) {
+	if leg == nil {
+		return
+	}
+	sink.retarget(func(LegEvent) {})
+	leg.HangUp(errs.EndedByRemote)
 }
 
 // handOver takes the leg of the bot's call id for a consultative
@@ -262,7 +272,11 @@ func (m *Manager) handOver(c Caller, id string, done func(Leg, *legSink, error))
 // the roster and talks with the target, bridged through Switchboard; the
 // group call goes on. A target that does not answer leaves everything as
 // it was and tells the bot why (resultInfo 500/7000 on an established
-// call). Consultative (replacesCallId) is not served here yet.
+// call). Consultative (transferTarget.replacesCallId): the target is the
+// far end of another of the bot's calls, whose leg is taken over as for a
+// two-party consultative transfer (handOver: that call ends 0/7015) and
+// takes the place of a target that answered; a call that cannot be taken
+// over gives the same 500/7000 update.
 
 // pair is a participant transferred out of a group call with its target.
 type pair struct {
@@ -278,9 +292,6 @@ func (a *actor) transferMember(cmd *command, req *graph.TransferRequest) (*graph
 	if pid == "" {
 		pid = req.Transferee.ID
 	}
-	if req.TransferTarget.ReplacesCallID != "" {
-		return nil, errs.E(errs.NotSupported, "Consultative transfer (replacesCallId) out of a group call is not supported by this Switchboard version yet.")
-	}
 	if a.rec.Call.State != graph.StateEstablished {
 		return nil, a.conflict("transfer")
 	}
@@ -288,7 +299,7 @@ func (a *actor) transferMember(cmd *command, req *graph.TransferRequest) (*graph
 	if err != nil {
 		return nil, err
 	}
-	if m.transfer != nil {
+	if m.transfer != nil || m.replacing != "" {
 		return nil, errs.E(errs.Conflict, "Participant %s is being transferred already.", m.pid)
 	}
 	if a.hold != nil && a.hold.pid == m.pid {
@@ -300,6 +311,9 @@ func (a *actor) transferMember(cmd *command, req *graph.TransferRequest) (*graph
 		return nil, errs.E(errs.KindOf(err), "%s", strings.Replace(errs.Message(err), "targets[0]", "transferTarget", 1))
 	}
 	target.From, target.FromName = a.m.presented(cmd.Caller, src)
+	if id := req.TransferTarget.ReplacesCallID; id != "" {
+		return a.consultMember(cmd, m, id)
+	}
 	leg, err := a.m.o.Dialer.Dial(a.rec.Call.ID+"-t"+m.pid[:8], target, func(ev LegEvent) {
 		a.post(func(a *actor) { a.onMemberTransfer(m, ev) })
 	})
@@ -321,6 +335,49 @@ func (a *actor) transferMember(cmd *command, req *graph.TransferRequest) (*graph
 		}
 	})
 	return nil, nil
+}
+
+// consultMember starts a consultative transfer of member m to the far end
+// of the bot's call id.
+func (a *actor) consultMember(cmd *command, m *member, id string) (*graph.Operation, error) {
+	if sameID(id, a.rec.Call.ID) {
+		return nil, badRequest("transferTarget.replacesCallId: %s is this call; name the bot's call with the transfer target.", id)
+	}
+	m.replacing = id
+	a.m.handOver(cmd.Caller, id, func(leg Leg, sink *legSink, err error) {
+		if !a.post(func(a *actor) { a.memberConsulted(m, leg, sink, err) }) {
+			dropTaken(leg, sink)
+		}
+	})
+	return nil, nil
+}
+
+// memberConsulted completes a consultative transfer of member m with the
+// leg taken from the bot's other call, or tells the bot why not. The
+// other call has ended by now whenever leg is set: if the member has gone
+// meanwhile, the target is hung up.
+func (a *actor) memberConsulted(m *member, leg Leg, sink *legSink, err error) {
+	if m.replacing == "" || a.deleted {
+		dropTaken(leg, sink)
+		return
+	}
+	m.replacing = ""
+	why := ""
+	switch {
+	case err != nil:
+		why = errs.Message(err)
+	case !a.isMember(m) || m.leg == nil:
+		why = "the participant left the call before the transfer completed"
+	case a.hold != nil && a.hold.pid == m.pid:
+		why = "the participant was put on hold before the transfer completed"
+	}
+	if why != "" {
+		dropTaken(leg, sink)
+		a.transferBack(why)
+		return
+	}
+	sink.retarget(func(ev LegEvent) { a.post(func(a *actor) { a.onMemberTransfer(m, ev) }) })
+	a.memberLeaves(m, leg)
 }
 
 // onMemberTransfer applies what the target of a participant's transfer
@@ -345,36 +402,41 @@ func (a *actor) onMemberTransfer(m *member, ev LegEvent) {
 		a.disarm("transfer:" + m.pid)
 		to := m.transfer
 		m.transfer = nil
-		from := m.leg
-		// Out of the conference and the roster, without hanging up.
-		if a.conf != nil {
-			a.conf.Remove(m.pid)
-		}
-		for i, x := range a.members {
-			if x == m {
-				a.members = append(a.members[:i], a.members[i+1:]...)
-				break
-			}
-		}
-		for i := range a.rec.Participants {
-			if a.rec.Participants[i].ID == m.pid {
-				a.rec.Participants = append(a.rec.Participants[:i], a.rec.Participants[i+1:]...)
-				break
-			}
-		}
-		a.saveMembers()
-		a.notifyRoster()
-		p := &pair{from: from, to: to}
-		if x, y := sessionOf(from), sessionOf(to); x != nil && y != nil {
-			p.unbridge = media.Bridge(x, y)
-		}
-		a.pairs = append(a.pairs, p)
-		m.pair = p
+		a.memberLeaves(m, to)
 	case LegEnded:
 		a.disarm("transfer:" + m.pid)
 		m.transfer = nil
 		a.transferBack(ev.Reason.Message)
 	}
+}
+
+// memberLeaves takes transferred member m out of the conference and the
+// roster, without hanging it up, and bridges it with its target to.
+func (a *actor) memberLeaves(m *member, to Leg) {
+	from := m.leg
+	if a.conf != nil {
+		a.conf.Remove(m.pid)
+	}
+	for i, x := range a.members {
+		if x == m {
+			a.members = append(a.members[:i], a.members[i+1:]...)
+			break
+		}
+	}
+	for i := range a.rec.Participants {
+		if a.rec.Participants[i].ID == m.pid {
+			a.rec.Participants = append(a.rec.Participants[:i], a.rec.Participants[i+1:]...)
+			break
+		}
+	}
+	a.saveMembers()
+	a.notifyRoster()
+	p := &pair{from: from, to: to}
+	if x, y := sessionOf(from), sessionOf(to); x != nil && y != nil {
+		p.unbridge = media.Bridge(x, y)
+	}
+	a.pairs = append(a.pairs, p)
+	m.pair = p
 }
 
 // endPair ends a transferred pair when one side hangs up: the other is

@@ -306,15 +306,24 @@ func TestTransferBetweenPhones(t *testing.T) {
 	}
 }
 
-// A participant transferred out of a group call: the bot calls Fay and Gus
-// together, then transfers Fay to Hal; Fay and Hal hear each other, and
-// the group call goes on with Gus.
+// A bot transfers a phone out of a group call of two phones to a third,
+// blind and then consultative (the bot called the third phone first, and
+// names that call with replacesCallId): the transferred phone and the
+// third one hear each other's tones, the roster drops the transferred
+// phone, the group call goes on, and a consultation call ends 0/7015.
 func TestTransferOutOfGroupCall(t *testing.T) {
 	calltest.NeedPeer(t, "baresip", "baresip")
+	for _, consultative := range []bool{false, true} {
+		name := map[bool]string{false: "blind", true: "consultative"}[consultative]
+		t.Run(name, func(t *testing.T) { transferOutOfGroupCall(t, consultative) })
+	}
+}
+
+func transferOutOfGroupCall(t *testing.T, consultative bool) {
 	p := calltest.Start(t, calltest.Options{Edit: withGroupPhones})
 	fay, gus, hal := groupPhones[0], groupPhones[1], groupPhones[2]
-	// Fay's microphone ends after 8 s: she hangs up, and Hal with her.
-	phones := startPhones(t, p, 8*time.Second, fay)
+	// Fay's microphone ends after 10 s: she hangs up, and Hal with her.
+	phones := startPhones(t, p, 10*time.Second, fay)
 	phones = append(phones, startPhones(t, p, 60*time.Second, gus, hal)...)
 	r := p.Bot("POST", calls, map[string]any{
 		"@odata.type": "#microsoft.graph.call", "callbackUri": p.Hook.URL,
@@ -339,16 +348,29 @@ func TestTransferOutOfGroupCall(t *testing.T) {
 			fayID = x.ID
 		}
 	}
+	target := map[string]any{"identity": map[string]any{"user": map[string]any{"id": hal.id}}}
+	var consult graph.Call
+	if consultative {
+		consult = p.CreateCall(hal.id)
+		p.Hook.WaitState(t, consult.ID, graph.StateEstablished)
+		target["replacesCallId"] = consult.ID
+	}
 	r = p.Bot("POST", calls+"/"+call.ID+"/transfer", map[string]any{
-		"transferTarget": map[string]any{"identity": map[string]any{"user": map[string]any{"id": hal.id}}},
+		"transferTarget": target,
 		"transferee":     map[string]any{"participantId": fayID},
 	})
 	if r.StatusCode != 202 {
 		t.Fatalf("transfer Fay: %s %s", r.Status, r.Body)
 	}
 	waitRoster(t, p, call.ID, "Test bot", "Gus")
-	phones[0].WaitOutput(t, "terminated", 20*time.Second)
-	phones[2].WaitOutput(t, "terminated", 20*time.Second)
+	if consultative {
+		end := p.Hook.WaitState(t, consult.ID, graph.StateTerminated).Call(t)
+		if end.ResultInfo == nil || end.ResultInfo.Code != 0 || end.ResultInfo.Subcode != 7015 {
+			t.Errorf("the consultation call ended %+v, want 0/7015", end.ResultInfo)
+		}
+	}
+	phones[0].WaitOutput(t, "terminated", 30*time.Second)
+	phones[2].WaitOutput(t, "terminated", 30*time.Second)
 	if lvl := toneLevel(phones[0].Heard(t), hal.freq); lvl < 0.05 {
 		t.Errorf("Fay did not hear Hal after her transfer (%.4f)", lvl)
 	}
