@@ -83,6 +83,12 @@ func transferFailed(why string) *graph.ResultInfo {
 	return &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 500, Subcode: 7000, Message: "The transfer failed: " + why}
 }
 
+// consultFailed is transferFailed for a consultative transfer: Graph's
+// 500/7700.
+func consultFailed(why string) *graph.ResultInfo {
+	return &graph.ResultInfo{ODataType: graph.TypeResultInfo, Code: 500, Subcode: 7700, Message: "The consultative transfer failed: " + why}
+}
+
 func (a *actor) transfer(cmd *command, req *graph.TransferRequest) (*graph.Operation, error) {
 	if err := checkClientContext(req.ClientContext); err != nil {
 		return nil, err
@@ -196,7 +202,7 @@ func (a *actor) consulted(leg Leg, sink *legSink, err error) {
 		return
 	}
 	if err != nil {
-		a.transferBack(errs.Message(err))
+		a.consultBack(errs.Message(err))
 		return
 	}
 	sink.retarget(func(ev LegEvent) { a.post(func(a *actor) { a.onTransferLeg(ev) }) })
@@ -215,11 +221,16 @@ func (a *actor) completeTransfer(target Leg) {
 
 // transferBack returns a call whose transfer failed to established, and
 // tells the bot why.
-func (a *actor) transferBack(why string) {
+func (a *actor) transferBack(why string) { a.transferBackWith(transferFailed(why)) }
+
+// consultBack is transferBack for a consultative transfer (500/7700).
+func (a *actor) consultBack(why string) { a.transferBackWith(consultFailed(why)) }
+
+func (a *actor) transferBackWith(ri *graph.ResultInfo) {
 	a.rec.Call.State = graph.StateEstablished
 	a.dirty = true
 	ch := callChange(&a.rec.Call)
-	ch.ResultInfo = transferFailed(why)
+	ch.ResultInfo = ri
 	a.notifyCall(graph.ChangeUpdated, ch)
 }
 
@@ -373,7 +384,7 @@ func (a *actor) memberConsulted(m *member, leg Leg, sink *legSink, err error) {
 	}
 	if why != "" {
 		dropTaken(leg, sink)
-		a.transferBack(why)
+		a.consultBack(why)
 		return
 	}
 	sink.retarget(func(ev LegEvent) { a.post(func(a *actor) { a.onMemberTransfer(m, ev) }) })

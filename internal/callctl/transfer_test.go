@@ -113,7 +113,7 @@ func TestConsultativeTransfer(t *testing.T) {
 	req.TransferTarget.ReplacesCallID = "0f0f0f0f-0000-4000-8000-000000000000"
 	h.must(h.do(h.bot, c, "transfer", "", req))
 	h.sync(c)
-	h.expect(c, "updated call transferring", "updated call established 7000")
+	h.expect(c, "updated call transferring", "updated call established 7700")
 }
 
 // A participant transferred out of a group call leaves the roster once the
@@ -255,7 +255,7 @@ func TestConsultativeTransferOutOfGroupCall(t *testing.T) {
 // A consultative transfer out of a group call that cannot be made: what
 // the request alone shows is refused at once (Graph-shaped 400, 404, 409);
 // a call to replace that cannot be taken over is told as for a two-party
-// consultative transfer (202, then the established group call with 500/7000
+// consultative transfer (202, then the established group call with 500/7700
 // and the reason); in every case the roster and the other call are as
 // they were.
 func TestConsultativeTransferOutOfGroupCallFails(t *testing.T) {
@@ -325,7 +325,7 @@ func TestConsultativeTransferOutOfGroupCallFails(t *testing.T) {
 		}
 		h.sync(c.id)
 		h.sync(gid)
-		h.expect(gid, "updated call established 7000")
+		h.expect(gid, "updated call established 7700")
 		if n := len(h.roster(gid)); n != 3 {
 			t.Errorf("%s: roster of %d, want 3", c.what, n)
 		}
@@ -355,7 +355,7 @@ func TestConsultativeTransferOutOfGroupCallFails(t *testing.T) {
 	h.sync(cid)
 	h.sync(gid)
 	h.expect(cid, "deleted call terminated 7015")
-	h.expect(gid, "updated call established 7000")
+	h.expect(gid, "updated call established 7700")
 	if got := carol.asked(); !slices.Equal(got, []string{"hangUp 4521"}) {
 		t.Errorf("Carol, taken for a participant who had left, was asked %q", got)
 	}
