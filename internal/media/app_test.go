@@ -301,7 +301,9 @@ func TestAppPortEchoDelay(t *testing.T) {
 	slices.Sort(got)
 	p99 := got[len(got)*99/100]
 	t.Logf("echo delay: median %v, p99 %v", got[len(got)/2], p99)
-	if got[0] < 15*time.Millisecond || p99 > 60*time.Millisecond {
+	// At least the next tick (a late tick, caught up, may be closer than
+	// 20 ms to the one before), and not many ticks more.
+	if got[0] <= 0 || p99 > 60*time.Millisecond {
 		t.Errorf("echo delays from %v to %v; want about one tick", got[0], got[len(got)-1])
 	}
 }
