@@ -249,7 +249,7 @@ applications:
     tenants: [%s]
     permissions: [Calls.Initiate.All, Calls.InitiateGroupCall.All, Calls.JoinGroupCall.All, Calls.AccessMedia.All, OnlineMeetings.ReadWrite.All]
     callbackUri: %q
-    mediaMode: service
+    mediaMode: app
     numbers: [%q]
 `
 
