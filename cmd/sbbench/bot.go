@@ -454,15 +454,13 @@ func (c *botCall) failure(mode string) string {
 	case c.ivrErr != "":
 		return "IVR request failed: " + c.ivrErr
 	}
-	if mode == botEcho {
-		switch {
-		case c.mediaErr != "":
-			return "media socket: " + c.mediaErr
-		case !c.media.Done && !c.slow:
-			return "media socket still open at the end"
-		case c.media.FramesRead == 0:
-			return "heard no frames"
+	if mode == botEcho && c.media.FramesRead == 0 {
+		// How the socket ended is counted apart (echoReport.SocketEnds):
+		// the call is what failed or not.
+		if c.mediaErr != "" {
+			return "heard no frames: media socket: " + c.mediaErr
 		}
+		return "heard no frames"
 	}
 	if mode == botIVR {
 		if c.prompt.status != graph.OperationCompleted {

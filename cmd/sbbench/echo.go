@@ -40,23 +40,27 @@ type echoReport struct {
 	EchoMaxBucketsMS string  `json:"echoMaxBucket"`
 
 	// The fast (echoing) bots.
-	FastCalls         int     `json:"fastCalls"`
-	FramesHeard       int64   `json:"framesHeard"`    // source-0 frames read
-	FramesExpected    float64 `json:"framesExpected"` // 50 a second from established to terminated
-	FramesHeardMin    int64   `json:"framesHeardMinPerCall"`
-	Echoed            int64   `json:"echoed"`
-	HeaderKept        int64   `json:"headerKept"`
-	Misaligned        int64   `json:"misaligned"`
-	FastMissed        int64   `json:"fastMissed"` // sequence gaps
-	FastCallsMissing  int     `json:"fastCallsMissing"`
-	FastStatsDropped  int64   `json:"fastStatsToBotDropped"` // the last stats message's toBot.dropped, summed
-	FastFromBotDrop   int64   `json:"fastStatsFromBotDropped"`
-	FastNoStats       int     `json:"fastNoStats"`
-	FastLagP99MS      float64 `json:"fastLagP99ms"` // of the calls' most lag
-	FastLagMaxMS      float64 `json:"fastLagMaxms"`
-	MediaReconnects   int64   `json:"mediaReconnects"`
-	SocketsOpenAtEnd  int64   `json:"socketsOpenAtEnd"` // 30 s after the last call ended
-	SocketsWithoutBye int     `json:"socketsWithoutBye"`
+	FastCalls        int     `json:"fastCalls"`
+	FramesHeard      int64   `json:"framesHeard"`    // source-0 frames read
+	FramesExpected   float64 `json:"framesExpected"` // 50 a second from established to terminated
+	FramesHeardMin   int64   `json:"framesHeardMinPerCall"`
+	Echoed           int64   `json:"echoed"`
+	HeaderKept       int64   `json:"headerKept"`
+	Misaligned       int64   `json:"misaligned"`
+	FastMissed       int64   `json:"fastMissed"` // sequence gaps
+	FastCallsMissing int     `json:"fastCallsMissing"`
+	FastStatsDropped int64   `json:"fastStatsToBotDropped"` // the last stats message's toBot.dropped, summed
+	FastFromBotDrop  int64   `json:"fastStatsFromBotDropped"`
+	FastNoStats      int     `json:"fastNoStats"`
+	FastLagP99MS     float64 `json:"fastLagP99ms"` // of the calls' most lag
+	FastLagMaxMS     float64 `json:"fastLagMaxms"`
+	MediaReconnects  int64   `json:"mediaReconnects"`
+	// SocketEnds counts how the calls' sockets ended: "bye, then 1000" as
+	// the contract says, or what else; EndCodes the calls' resultInfo.
+	SocketEnds        map[string]int `json:"socketEnds"`
+	EndCodes          map[string]int `json:"endCodes"`
+	SocketsOpenAtEnd  int64          `json:"socketsOpenAtEnd"` // 30 s after the last call ended
+	SocketsWithoutBye int            `json:"socketsWithoutBye"`
 
 	// The slow bots, per call: mean and most.
 	SlowCalls        int     `json:"slowCalls"`
@@ -307,9 +311,14 @@ func fillEcho(rep *echoReport, calls []botCall, m0, m1 map[string]float64) {
 	var lags []time.Duration
 	var slowLagEnd, slowHeard, slowExpected, slowSent, slowDropped, slowMissed float64
 	rep.FramesHeardMin = math.MaxInt64
+	rep.SocketEnds, rep.EndCodes = map[string]int{}, map[string]int{}
 	for i := range calls {
 		c := &calls[i]
 		st := c.media
+		rep.SocketEnds[socketEnd(c)]++
+		if !c.ended.IsZero() {
+			rep.EndCodes[fmt.Sprintf("%d/%d", c.end.Code, c.end.Subcode)]++
+		}
 		rep.MediaReconnects += st.Reconnects
 		if st.Done && !st.Bye {
 			rep.SocketsWithoutBye++
@@ -365,6 +374,35 @@ func fillEcho(rep *echoReport, calls []botCall, m0, m1 map[string]float64) {
 	if rep.SlowDropping > 0 {
 		rep.SlowFirstDropS /= float64(rep.SlowDropping)
 	}
+}
+
+// socketEnd says how a call's media socket ended.
+func socketEnd(c *botCall) string {
+	st := c.media
+	var what string
+	switch {
+	case !st.Done && c.slow:
+		return "a slow bot still reading its backlog"
+	case !st.Done:
+		return "still open"
+	case st.Bye && c.mediaErr == "":
+		return "bye, then 1000"
+	case st.Bye:
+		what = "bye, then "
+	default:
+		what = "no bye: "
+	}
+	e := c.mediaErr
+	// One line per kind, not per call or port.
+	switch {
+	case strings.Contains(e, "closed by the server"):
+		e = e[strings.Index(e, "closed by the server"):]
+	case strings.Contains(e, "broken pipe"), strings.Contains(e, "connection reset"):
+		e = "the bot's echo written after the server closed (EPIPE/ECONNRESET)"
+	case e == "":
+		e = "ended"
+	}
+	return what + e
 }
 
 // bucketString writes a histogram bucket (lo, hi] in milliseconds.
@@ -431,6 +469,12 @@ func printEcho(w *os.File, r *echoReport) {
 		t.add("  reading lag when the call ended (mean); most", "%.0f ms; %.0f ms (then it reads the rest at once)", r.SlowLagEndMeanMS, r.SlowLagMaxMS)
 	}
 	t.add("sockets: reconnects; ended without bye; open 30 s after the last call", "%d; %d; %d", r.MediaReconnects, r.SocketsWithoutBye, r.SocketsOpenAtEnd)
+	for _, s := range sortedReasons(r.SocketEnds) {
+		t.add("  socket ended", "%s", s)
+	}
+	for _, s := range sortedReasons(r.EndCodes) {
+		t.add("  call ended (resultInfo)", "%s", s)
+	}
 	var st []string
 	for k, v := range r.InvitesByStatus {
 		st = append(st, fmt.Sprintf("%s: %.0f", k, v))

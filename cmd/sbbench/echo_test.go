@@ -189,3 +189,22 @@ func TestRawMediaFraming(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 }
+
+// How a socket ended is told by kind, one line for many calls.
+func TestSocketEnd(t *testing.T) {
+	for _, c := range []struct {
+		call botCall
+		want string
+	}{
+		{botCall{media: echoStats{Done: true, Bye: true}}, "bye, then 1000"},
+		{botCall{media: echoStats{Done: true}, mediaErr: "media of call x: media socket closed by the server: 1000 call ended"}, "no bye: closed by the server: 1000 call ended"},
+		{botCall{media: echoStats{Done: true}, mediaErr: "closed by the server with 1000"}, "no bye: closed by the server with 1000"},
+		{botCall{media: echoStats{Done: true, Bye: true}, mediaErr: "write tcp 127.0.0.1:1->127.0.0.1:2: write: broken pipe"}, "bye, then the bot's echo written after the server closed (EPIPE/ECONNRESET)"},
+		{botCall{media: echoStats{}, slow: true}, "a slow bot still reading its backlog"},
+		{botCall{media: echoStats{}}, "still open"},
+	} {
+		if got := socketEnd(&c.call); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.call.media, got, c.want)
+		}
+	}
+}
