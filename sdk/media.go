@@ -48,6 +48,9 @@ var (
 	ErrMediaReplaced = errors.New("media socket replaced by a newer one")
 )
 
+// readBuffer is the kernel receive buffer of a media socket.
+const readBuffer = 32 << 10
+
 // MediaFrame is one 20 ms frame of one source. ReadFrame fills it in
 // place, so a bot reads every frame into the same MediaFrame without
 // allocating.
@@ -203,9 +206,11 @@ type MediaSocket struct {
 	wconn  net.Conn // nil while reconnecting
 	wbuf   [14 + FrameBytes]byte
 	wseq   uint32
-	subMsg []byte // the last subscribe, sent again on reconnect
-	closed bool   // the socket is over: Close was called or the reader gave up
-	werr   error  // what writes return once closed
+	wecho  bool      // WriteFrame: the header is whdr, not our own
+	whdr   [3]uint64 // sourceId, sequence, timestamp
+	subMsg []byte    // the last subscribe, sent again on reconnect
+	closed bool      // the socket is over: Close was called or the reader gave up
+	werr   error     // what writes return once closed
 
 	closing atomic.Bool
 	events  chan MediaEvent
@@ -435,6 +440,12 @@ func (m *MediaSocket) dial(ctx context.Context) (net.Conn, *bufio.Reader, error)
 		if hs.Protocol != MediaSubprotocol {
 			conn.Close()
 			return nil, nil, fmt.Errorf("the server did not select %s", MediaSubprotocol)
+		}
+		if tc, ok := conn.(*net.TCPConn); ok {
+			// A bot that falls behind should see gaps (the platform drops
+			// what it cannot send), not seconds of old audio piling up in
+			// its own kernel: about a second of the mix fits.
+			_ = tc.SetReadBuffer(readBuffer)
 		}
 		return conn, br, nil
 	}
@@ -824,6 +835,22 @@ func (m *MediaSocket) WriteBytes(audio []byte) error {
 	return m.writeAudioLocked()
 }
 
+// WriteFrame sends a frame back as it was read, header included: an
+// echo. The platform ignores the header for what the call hears, but
+// recognises a frame of the mix sent back whole and times it (the
+// switchboard_media_socket_echo_delay_seconds metric): the delay the bot
+// adds.
+func (m *MediaSocket) WriteFrame(f *MediaFrame) error {
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	copy(m.wbuf[14+FrameHeaderBytes:], f.Raw[:])
+	m.wecho = true
+	m.whdr = [3]uint64{uint64(f.SourceID), uint64(f.Sequence), f.Timestamp}
+	err := m.writeAudioLocked()
+	m.wecho = false
+	return err
+}
+
 // writeAudioLocked sends the frame whose audio is in place in m.wbuf.
 func (m *MediaSocket) writeAudioLocked() error {
 	if m.wconn == nil {
@@ -837,9 +864,15 @@ func (m *MediaSocket) writeAudioLocked() error {
 	// watching the wire.
 	p := m.wbuf[14 : 14+FrameBytes]
 	m.wseq++
-	binary.LittleEndian.PutUint32(p[0:], 0)
-	binary.LittleEndian.PutUint32(p[4:], m.wseq)
-	binary.LittleEndian.PutUint64(p[8:], uint64(m.wseq)*20)
+	if m.wecho {
+		binary.LittleEndian.PutUint32(p[0:], uint32(m.whdr[0]))
+		binary.LittleEndian.PutUint32(p[4:], uint32(m.whdr[1]))
+		binary.LittleEndian.PutUint64(p[8:], m.whdr[2])
+	} else {
+		binary.LittleEndian.PutUint32(p[0:], 0)
+		binary.LittleEndian.PutUint32(p[4:], m.wseq)
+		binary.LittleEndian.PutUint64(p[8:], uint64(m.wseq)*20)
+	}
 	// A 656-byte payload takes an 8-byte header (2 + 2 length + 4 mask):
 	// build the frame so that the payload stays where it is.
 	buf := m.wbuf[14-8:]

@@ -134,7 +134,7 @@ func (b *Bot) echo(m *sdk.MediaSocket, log *slog.Logger) {
 		if f.SourceID != 0 {
 			continue
 		}
-		if err := m.WriteBytes(f.Raw[:]); err != nil {
+		if err := m.WriteFrame(&f); err != nil {
 			log.Warn("echo", "err", err)
 			return
 		}

@@ -595,22 +595,47 @@ func (a *actor) armMediaSocket(why string) {
 	})
 }
 
+// appFrames sums the frame counters of every app port, open or closed.
+func (m *Manager) appFrames() media.AppStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.appDone
+	for _, h := range m.apps {
+		h.mu.Lock()
+		if h.port != nil {
+			s = addStats(s, h.port.Stats())
+		}
+		h.mu.Unlock()
+	}
+	return s
+}
+
+func addStats(a, b media.AppStats) media.AppStats {
+	return media.AppStats{Sent: a.Sent + b.Sent, Dropped: a.Dropped + b.Dropped,
+		Received: a.Received + b.Received, Overrun: a.Overrun + b.Overrun}
+}
+
 // closeAppMedia ends the call's app-hosted media as the call ends: the
 // socket gets the bye, the port and a two-party call's conference close.
 func (a *actor) closeAppMedia(ri *graph.ResultInfo) {
 	a.disarm("mediasocket")
 	if a.app != nil {
 		a.app.end(ri, CloseNormal, "call ended", "The call has ended.")
-		a.m.mu.Lock()
-		if a.m.apps[a.rec.Call.ID] == a.app {
-			delete(a.m.apps, a.rec.Call.ID)
-		}
-		a.m.mu.Unlock()
 	}
 	if a.appPort != nil {
-		a.appPort.Close()
+		a.appPort.Close() // its counters stop
+	}
+	// The port's counters move from the live calls' sum to the closed
+	// ones' at once: the metric never goes back.
+	a.m.mu.Lock()
+	if a.app != nil && a.m.apps[a.rec.Call.ID] == a.app {
+		delete(a.m.apps, a.rec.Call.ID)
+	}
+	if a.appPort != nil {
+		a.m.appDone = addStats(a.m.appDone, a.appPort.Stats())
 		a.appPort = nil
 	}
+	a.m.mu.Unlock()
 	if a.appConf != nil {
 		a.appConf.Close()
 		a.appConf = nil

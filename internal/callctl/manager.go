@@ -122,6 +122,8 @@ type Manager struct {
 	active    prometheus.Gauge
 	ended     *prometheus.CounterVec
 	echoDelay prometheus.Histogram
+	// appDone sums the frame counters of app ports that closed (under mu).
+	appDone media.AppStats
 }
 
 // New opens the calls bucket and returns a Manager. Call Start to resume
@@ -156,12 +158,25 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_calls_active", Help: "Calls live on this node."}),
 		ended:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_calls_ended_total", Help: "Calls ended, by resultInfo code and subcode."}, []string{"code", "subcode"}),
 		echoDelay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_media_socket_echo_delay_seconds",
-			Help:    "App-hosted media: how long a frame a bot sent straight back (an echo) took from leaving the mix to being mixed again.",
-			Buckets: []float64{.005, .01, .02, .03, .04, .05, .06, .08, .1, .15, .2, .3}}),
+			Help: "App-hosted media: how long a frame a bot sent straight back (an echo) took from leaving the mix to being mixed again.",
+			// A typical echo takes one tick, 20 ms: the bounds stay clear of
+			// multiples of it, so jitter does not move it between buckets.
+			Buckets: []float64{.005, .015, .025, .035, .045, .055, .065, .085, .105, .155, .205, .305}}),
 	}
 	m.bgCtx, m.bgCancel = context.WithCancel(context.Background())
+	frames := func(dir, outcome string, f func(media.AppStats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_media_socket_frames_total",
+			Help:        "App-hosted media frames, to the bots (sent, dropped: the bot read too slowly) and from them (received, dropped: sent too far ahead).",
+			ConstLabels: prometheus.Labels{"direction": dir, "outcome": outcome}},
+			func() float64 { return float64(f(m.appFrames())) })
+	}
 	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{m.active, m.ended, m.echoDelay} {
+		for _, c := range []prometheus.Collector{m.active, m.ended, m.echoDelay,
+			frames("toBot", "sent", func(s media.AppStats) uint64 { return s.Sent }),
+			frames("toBot", "dropped", func(s media.AppStats) uint64 { return s.Dropped }),
+			frames("fromBot", "received", func(s media.AppStats) uint64 { return s.Received }),
+			frames("fromBot", "dropped", func(s media.AppStats) uint64 { return s.Overrun }),
+		} {
 			if err := o.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("callctl: metrics: %w", err)
 			}

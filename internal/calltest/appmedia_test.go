@@ -713,3 +713,67 @@ func TestMediaSocketMeeting(t *testing.T) {
 		}
 	}
 }
+
+// A bot that stops reading loses frames, counted, rather than the
+// platform queueing its audio: once it reads again, the stats say so and
+// the sequence jumps.
+func TestMediaSocketSlowBotDrops(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	r := p.Bot("POST", calls, appCall(p.Hook.URL, calltest.AliceID))
+	if r.StatusCode != 201 {
+		t.Fatalf("create: %s %s", r.Status, r.Body)
+	}
+	var c graph.Call
+	r.JSON(t, &c)
+	d := ws.Dialer{Protocols: []string{"switchboard.media.v1"},
+		Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + p.Token(calltest.BotID, calltest.TenantID)}})}
+	conn, br, _, err := d.Dial(t.Context(), mediaURL(p, c.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4 << 10)
+	var rd io.Reader = conn
+	if br != nil {
+		rd = io.MultiReader(br, conn)
+	}
+	p.Hook.WaitState(t, c.ID, graph.StateEstablished)
+	// Not reading: what the kernel buffers fills, then the platform's ring.
+	// The stats message every 5 s reports the drops.
+	_ = conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var lastSeq uint32
+	gap := false
+	for {
+		b, op, err := wsutil.ReadServerData(struct {
+			io.Reader
+			io.Writer
+		}{rd, conn})
+		if err != nil {
+			t.Fatalf("no stats with drops: %v", err)
+		}
+		if op == ws.OpBinary {
+			seq := binary.LittleEndian.Uint32(b[4:])
+			if lastSeq != 0 && seq != lastSeq+1 {
+				gap = true
+			}
+			lastSeq = seq
+			if !gap {
+				// Read slowly until frames are dropped: a frame per 40 ms,
+				// half the pace they come.
+				time.Sleep(40 * time.Millisecond)
+			}
+			continue
+		}
+		var st struct {
+			Type  string
+			ToBot struct{ Sent, Dropped uint64 }
+		}
+		if json.Unmarshal(b, &st) == nil && st.Type == "stats" && st.ToBot.Dropped > 0 {
+			t.Logf("stats: %+v; a gap in the sequence: %v", st.ToBot, gap)
+			if !gap {
+				t.Error("frames dropped but no gap in the sequence")
+			}
+			return
+		}
+	}
+}

@@ -105,7 +105,9 @@ type AppPort struct {
 	// sentAt is when the frames of the last len ticks left, by sequence,
 	// for OnEchoDelay; written by the tick, read by Write.
 	sentAt  [echoWindow]atomic.Int64
-	echoSeq uint64 // the frame the tick plays this tick echoes this sequence + 1
+	sentSeq [echoWindow]atomic.Uint32 // the sequence of the frame in each slot
+	sentSum [echoWindow]atomic.Uint32 // and a fingerprint of its audio (fingerprint)
+	echoSeq uint64                    // the frame the tick plays this tick echoes this sequence + 1
 
 	// Owned by the conference's tick.
 	start   uint64 // the first tick
@@ -270,7 +272,13 @@ func (ap *AppPort) WriteFrame(frame []byte) bool {
 	echo := uint64(0)
 	if ap.onEcho != nil {
 		seq := binary.LittleEndian.Uint32(frame[4:])
-		if binary.LittleEndian.Uint64(frame[8:]) == uint64(seq)*20 && ap.sentAt[seq%echoWindow].Load() != 0 {
+		// An echo is a source-0 frame sent back whole: its sequence was
+		// sent, and its audio is what was sent under it (a bot's own
+		// audio under a header it made up is not an echo).
+		slot := seq % echoWindow
+		if ap.sentAt[slot].Load() != 0 && ap.sentSeq[slot].Load() == seq &&
+			binary.LittleEndian.Uint64(frame[8:]) == uint64(seq)*20 &&
+			ap.sentSum[slot].Load() == fingerprint(frame[AppHeaderBytes:]) {
 			echo = uint64(seq) + 1
 		}
 	}
@@ -392,11 +400,15 @@ func (ap *AppPort) emit(n uint64, now int64, mix []int16, members []*confMember)
 	b := &ap.batches[h%uint64(len(ap.batches))]
 	seq := uint32(n - ap.start)
 	ts := (n - ap.start) * 20
-	if ap.onEcho != nil {
-		ap.sentAt[seq%echoWindow].Store(now)
-	}
 	buf := b.buf[:0]
 	buf = ap.appendFrame(buf, 0, seq, ts, mix)
+	if ap.onEcho != nil {
+		slot := seq % echoWindow
+		ap.sentAt[slot].Store(0) // not an echo while being rewritten
+		ap.sentSeq[slot].Store(seq)
+		ap.sentSum[slot].Store(fingerprint(buf[len(buf)-AppPCMBytes:]))
+		ap.sentAt[slot].Store(now)
+	}
 	for i, w := range ap.want {
 		if w != 0 {
 			// The member's input this tick, which the mixer upsampled
@@ -442,3 +454,13 @@ func (ap *AppPort) appendFrame(buf []byte, source, seq uint32, ts uint64, pcm []
 }
 
 var zeroPCM [AppPCMBytes]byte
+
+// fingerprint is a cheap hash of a frame's audio (16 of its samples),
+// enough to tell an echo from other audio under the same header.
+func fingerprint(pcm []byte) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i+1 < len(pcm); i += AppPCMBytes / 16 {
+		h = (h ^ uint32(binary.LittleEndian.Uint16(pcm[i:]))) * 16777619
+	}
+	return h
+}

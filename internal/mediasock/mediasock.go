@@ -86,7 +86,15 @@ func Serve(w http.ResponseWriter, r *http.Request, attach Attach, o Options) {
 		o.Logger.Debug("media socket upgrade", "err", err)
 		return // the upgrader answered 400 or 426
 	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		// Bound what waits in the kernel for a bot that reads slowly:
+		// beyond it the port's ring fills and frames are dropped (and
+		// counted), instead of the socket buffer growing to megabytes of
+		// ever older audio.
+		_ = tc.SetWriteBuffer(sendBuffer)
+	}
 	c := newConn(nc, rw.Reader, o)
+	defer c.finish()
 	detach, err := attach(c)
 	if err != nil {
 		c.Close(CloseNormal, truncate(err.Error()))
@@ -97,6 +105,33 @@ func Serve(w http.ResponseWriter, r *http.Request, attach Attach, o Options) {
 	c.read()
 	detach()
 	c.Close(CloseNormal, "")
+}
+
+// sendBuffer is the kernel's send buffer of a media socket: about half a
+// second of the mix.
+const sendBuffer = 16 << 10
+
+// lingerRead is how long a closed socket waits for the bot's close frame
+// (or for it to close the connection) before it is cut off.
+const lingerRead = time.Second
+
+// finish ends the connection once the reader is done and the socket is
+// closed: what the bot still sends until it answers the close (its close
+// frame, or the end of the connection) is read and dropped, so that the
+// kernel does not answer it with a reset, which could also destroy the
+// bye and the close frame the bot has not read yet.
+func (c *Conn) finish() {
+	_ = c.nc.SetReadDeadline(time.Now().Add(lingerRead))
+	for {
+		h, err := c.readHeader()
+		if err != nil {
+			break
+		}
+		if _, err := io.CopyN(io.Discard, c.br, h.length); err != nil || h.op == ws.OpClose {
+			break
+		}
+	}
+	_ = c.nc.Close()
 }
 
 // Conn is one media socket: a callctl.MediaSocket.
@@ -191,14 +226,21 @@ func (c *Conn) Close(code int, reason string) {
 			}
 		}
 		c.port.Store(nil)
-		if !broken {
-			c.wmu.Lock()
-			_ = c.nc.SetWriteDeadline(time.Now().Add(250 * time.Millisecond))
-			body := ws.NewCloseFrameBody(ws.StatusCode(code), truncate(reason))
-			_ = ws.WriteFrame(c.nc, ws.NewCloseFrame(body))
-			c.wmu.Unlock()
+		if broken {
+			_ = c.nc.Close()
+			return
 		}
-		_ = c.nc.Close()
+		c.wmu.Lock()
+		_ = c.nc.SetWriteDeadline(time.Now().Add(250 * time.Millisecond))
+		body := ws.NewCloseFrameBody(ws.StatusCode(code), truncate(reason))
+		_ = ws.WriteFrame(c.nc, ws.NewCloseFrame(body))
+		c.wmu.Unlock()
+		// The reader goes on until the bot answers the close, at most
+		// lingerRead; then finish closes the connection.
+		if tc, ok := c.nc.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		_ = c.nc.SetReadDeadline(time.Now().Add(lingerRead))
 	})
 }
 
@@ -252,7 +294,18 @@ func (c *Conn) write() {
 		}
 		select {
 		case <-c.quit:
-			return
+			// What call control queued before closing (the bye) goes
+			// out before the close frame.
+			for {
+				select {
+				case b := <-c.events:
+					if !c.writeText(b) {
+						return
+					}
+				default:
+					return
+				}
+			}
 		case p = <-c.ports:
 		case b := <-c.events:
 			if !c.writeText(b) {
