@@ -114,12 +114,24 @@ type AppPort struct {
 	started bool
 	voice   [AppSamples]int16
 	want    []uint32 // per member of the tick's snapshot: its source if subscribed, else 0
-	on      bool     // attached, as of this tick
+	w       AppWriter
+	on      bool // attached, as of this tick
 }
 
 type appBatch struct{ buf []byte }
 
+// AppWriter writes a tick's batch straight to the bot's transport from
+// the tick, without waiting: the common case, which wakes no goroutine.
+type AppWriter interface {
+	// TryWrite writes b whole, or writes what it can and keeps the rest to
+	// finish before anything else, and reports true; false when it cannot
+	// write now (busy, or its buffer is full): the batch then goes to the
+	// ring for the reader (Take). It must not block, nor retain b.
+	TryWrite(b []byte) bool
+}
+
 type appState struct {
+	writer   AppWriter
 	attached bool
 	all      bool
 	sources  map[uint32]bool
@@ -220,6 +232,18 @@ func (ap *AppPort) Attach(on bool) {
 		}
 	}
 	ap.st.attached = on
+	if !on {
+		ap.st.writer = nil
+	}
+}
+
+// SetWriter gives the tick a writer for the batches while attached (nil:
+// none, everything goes through Take). Attach(false) takes it away.
+func (ap *AppPort) SetWriter(w AppWriter) {
+	c := ap.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ap.st.writer = w
 }
 
 // Subscribe sets the members whose own audio the reader gets besides the
@@ -355,6 +379,10 @@ func (ap *AppPort) voiceFrame() []int16 {
 // any is wanted.
 func (ap *AppPort) snapLocked(members []*confMember) bool {
 	ap.on = ap.st.attached
+	ap.w = ap.st.writer
+	if !ap.on {
+		ap.w = nil
+	}
 	ap.want = ap.want[:0]
 	any := false
 	for _, m := range members {
@@ -421,6 +449,11 @@ func (ap *AppPort) emit(n uint64, now int64, mix []int16, members []*confMember)
 		}
 	}
 	b.buf = buf
+	if h == t && ap.w != nil && ap.w.TryWrite(buf) {
+		// Straight to the socket: nobody waits, the slot is free again.
+		ap.sent.Add(uint64(frames))
+		return
+	}
 	ap.head.Store(h + 1)
 	ap.sent.Add(uint64(frames))
 	ap.signal()

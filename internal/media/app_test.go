@@ -302,8 +302,9 @@ func TestAppPortEchoDelay(t *testing.T) {
 	p99 := got[len(got)*99/100]
 	t.Logf("echo delay: median %v, p99 %v", got[len(got)/2], p99)
 	// At least the next tick (a late tick, caught up, may be closer than
-	// 20 ms to the one before), and not many ticks more.
-	if got[0] <= 0 || p99 > 60*time.Millisecond {
-		t.Errorf("echo delays from %v to %v; want about one tick", got[0], got[len(got)-1])
+	// 20 ms to the one before), typically one tick; a loaded machine may
+	// stall the reader now and then, which the median does not see.
+	if med := got[len(got)/2]; got[0] <= 0 || med > 30*time.Millisecond {
+		t.Errorf("echo delays from %v to %v, median %v; want about one tick", got[0], got[len(got)-1], med)
 	}
 }

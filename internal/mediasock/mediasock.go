@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -141,10 +142,22 @@ type Conn struct {
 	o   Options
 	log *slog.Logger
 
-	wmu    sync.Mutex // one writer of frames at a time: the writer, Close
+	wmu    sync.Mutex // one writer of frames at a time: the writer, the tick (TryWrite), Close
 	events chan []byte
-	ports  chan *media.AppPort // the newest port for the writer
-	port   atomic.Pointer[media.AppPort]
+
+	// The tick's own writes (TryWrite), under wmu: the raw connection, the
+	// remainder of a batch the socket took only part of, and the one
+	// closure the raw write calls (no allocation per write).
+	rc      syscall.RawConn
+	pending []byte
+	flush   chan struct{}
+	tryFn   func(fd uintptr) bool
+	tb      []byte
+	tn      int
+	terr    error
+	closing atomic.Bool
+	ports   chan *media.AppPort // the newest port for the writer
+	port    atomic.Pointer[media.AppPort]
 
 	subMu  sync.Mutex
 	subAll bool
@@ -165,9 +178,58 @@ type Conn struct {
 var _ callctl.MediaSocket = (*Conn)(nil)
 
 func newConn(nc net.Conn, br *bufio.Reader, o Options) *Conn {
-	return &Conn{nc: nc, br: br, o: o, log: o.Logger,
+	c := &Conn{nc: nc, br: br, o: o, log: o.Logger,
 		events: make(chan []byte, 256), ports: make(chan *media.AppPort, 1),
-		quit: make(chan struct{}), writerDone: make(chan struct{})}
+		quit: make(chan struct{}), writerDone: make(chan struct{}), flush: make(chan struct{}, 1)}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			c.rc = rc
+			c.tryFn = func(fd uintptr) bool {
+				c.tn, c.terr = syscall.Write(int(fd), c.tb)
+				return true // one attempt: never wait for the socket
+			}
+		}
+	}
+	return c
+}
+
+// TryWrite is the port's AppWriter: the tick's batch written at once,
+// without waiting, when nothing else is being written and nothing is
+// left over; what the socket did not take is kept in pending, which the
+// writer goroutine finishes before anything else. It never blocks.
+func (c *Conn) TryWrite(b []byte) bool {
+	if c.rc == nil || c.closing.Load() || !c.wmu.TryLock() {
+		return false
+	}
+	defer c.wmu.Unlock()
+	if len(c.pending) > 0 {
+		return false
+	}
+	c.tb = b
+	err := c.rc.Write(c.tryFn)
+	c.tb = nil
+	if err != nil || c.terr != nil || c.tn <= 0 {
+		return false // EAGAIN (the ring takes it) or broken (the writer finds out)
+	}
+	if c.tn < len(b) {
+		c.pending = append(c.pending[:0], b[c.tn:]...)
+		select {
+		case c.flush <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// flushLocked writes what TryWrite left over, waiting as any write does.
+func (c *Conn) flushLocked() error {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.o.WriteTimeout))
+	_, err := c.nc.Write(c.pending)
+	c.pending = c.pending[:0]
+	return err
 }
 
 // Send queues a control message; a bot that lets 256 of them pile up is
@@ -198,6 +260,7 @@ func (c *Conn) SetPort(p *media.AppPort) {
 		c.subMu.Lock()
 		p.Subscribe(c.subAll, c.subIDs...)
 		c.subMu.Unlock()
+		p.SetWriter(c)
 	}
 	for {
 		select {
@@ -212,6 +275,7 @@ func (c *Conn) SetPort(p *media.AppPort) {
 // when it returns the writer has stopped, so the port is not read.
 func (c *Conn) Close(code int, reason string) {
 	c.closeOnce.Do(func() {
+		c.closing.Store(true)
 		close(c.quit)
 		broken := false
 		if c.started.Load() {
@@ -232,6 +296,12 @@ func (c *Conn) Close(code int, reason string) {
 		}
 		c.wmu.Lock()
 		_ = c.nc.SetWriteDeadline(time.Now().Add(250 * time.Millisecond))
+		if len(c.pending) > 0 {
+			// The rest of a frame the tick began: it must be whole
+			// before the close frame.
+			_, _ = c.nc.Write(c.pending)
+			c.pending = c.pending[:0]
+		}
 		body := ws.NewCloseFrameBody(ws.StatusCode(code), truncate(reason))
 		_ = ws.WriteFrame(c.nc, ws.NewCloseFrame(body))
 		c.wmu.Unlock()
@@ -306,6 +376,10 @@ func (c *Conn) write() {
 					return
 				}
 			}
+		case <-c.flush:
+			if !c.writeRaw(nil) {
+				return
+			}
 		case p = <-c.ports:
 		case b := <-c.events:
 			if !c.writeText(b) {
@@ -331,8 +405,12 @@ func (c *Conn) write() {
 func (c *Conn) writeRaw(b []byte) bool {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_ = c.nc.SetWriteDeadline(time.Now().Add(c.o.WriteTimeout))
-	if _, err := c.nc.Write(b); err != nil {
+	err := c.flushLocked()
+	if err == nil && len(b) > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(c.o.WriteTimeout))
+		_, err = c.nc.Write(b)
+	}
+	if err != nil {
 		c.log.Debug("media socket write", "err", err)
 		go c.Close(ClosePolicy, "the bot does not read")
 		return false
@@ -358,6 +436,11 @@ func (c *Conn) writeText(b []byte) bool {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if err := c.flushLocked(); err != nil {
+		c.log.Debug("media socket write", "err", err)
+		go c.Close(ClosePolicy, "the bot does not read")
+		return false
+	}
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.o.WriteTimeout))
 	bufs := net.Buffers{hdr[:n], b}
 	if _, err := bufs.WriteTo(c.nc); err != nil {
