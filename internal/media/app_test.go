@@ -203,7 +203,11 @@ func TestAppPortBounded(t *testing.T) {
 // newAppBench is newConfBench with an app port, attached, subscribed to
 // every member, whose bot writes a frame and whose reader takes the
 // batch every tick.
-func newAppBench(tb testing.TB, n int) func() {
+func newAppBench(tb testing.TB, n int) func() { return newAppBenchSub(tb, n, true) }
+
+// newAppBenchSub is newAppBench, subscribed to every member or to the
+// mix alone.
+func newAppBenchSub(tb testing.TB, n int, all bool) func() {
 	tb.Helper()
 	_, c, step := newConfBench(tb, n, 0, false)
 	ap, err := c.NewAppPort("app", AppOptions{Prefix: []byte{0x82, 0x7e, 0x02, 0x90}})
@@ -213,7 +217,7 @@ func newAppBench(tb testing.TB, n int) func() {
 	for i := range n {
 		c.SetSource(fmt.Sprint(i), uint32(i+1))
 	}
-	ap.Subscribe(true)
+	ap.Subscribe(all)
 	ap.Attach(true)
 	voice := make([]byte, AppPCMBytes)
 	app := func() {
@@ -239,9 +243,17 @@ func TestAppPortTickDoesNotAllocate(t *testing.T) {
 }
 
 // BenchmarkAppPortTick is an app-hosted call's media per tick: members=1
-// is a two-party call whose bot hears and speaks (the echo sample),
-// members=10 a meeting whose bot reads every speaker unmixed.
+// is a two-party call whose bot hears and speaks (the echo sample: the
+// mix alone; subscribed, its far end's own stream too), members=10 a
+// meeting whose bot reads every speaker unmixed.
 func BenchmarkAppPortTick(b *testing.B) {
+	b.Run("members=1/mix", func(b *testing.B) {
+		step := newAppBenchSub(b, 1, false)
+		b.ReportAllocs()
+		for b.Loop() {
+			step()
+		}
+	})
 	for _, n := range []int{1, 10} {
 		b.Run(fmt.Sprintf("members=%d", n), func(b *testing.B) {
 			step := newAppBench(b, n)
