@@ -24,7 +24,7 @@ TEST_DEBS := sip-tester baresip python3-websockets
 
 RUN_ARGS ?=
 
-.PHONY: help run test test-callctl test-msgraph deps build bench bench-ivr fmt lint
+.PHONY: help run test test-callctl test-msgraph deps build bench bench-ivr bench-peers fmt lint
 
 ## help: list the targets (the default)
 help:
@@ -69,6 +69,10 @@ bench:
 ## bench-ivr: end-to-end IVR benchmark (SIPp → SIP edge → bot over Graph → media; needs sip-tester); see docs/benchmarks.md
 bench-ivr: deps
 	bash scripts/bench-ivr.sh $(BENCH_OUT)
+
+## bench-peers: the peers' IVR load against diago (../shared/bench/diago-ivr), then Switchboard, in one run, with the ratios (CALLS=200 for a quick check; as root); see docs/benchmarks.md
+bench-peers: deps
+	$(GO) run ./cmd/sbbench peers -calls $(or $(CALLS),1000) $(if $(BENCH_OUT),-out $(BENCH_OUT))
 
 ## fmt: rewrite Go files in place with gofmt
 fmt:

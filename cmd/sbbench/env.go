@@ -34,16 +34,8 @@ type env struct {
 // node's configuration and starts it, and gets the bot its token.
 func setupEnv(ctx context.Context, c *common, mode string, recordSecs int, inactivity time.Duration) (_ *env, err error) {
 	raiseNoFile()
-	for _, ip := range []string{sippIP, probeIP} {
-		if _, err := freeUDP(ip, false); err != nil {
-			return nil, fmt.Errorf("loopback address %s is not usable: %w", ip, err)
-		}
-	}
-	if _, err := exec.LookPath(c.sipp); err != nil {
-		return nil, fmt.Errorf("sipp not found (Debian package sip-tester): %w", err)
-	}
-	if _, err := os.Stat(filepath.Join(c.pcapDir, "g711a.pcap")); err != nil {
-		return nil, fmt.Errorf("SIPp's pcaps: %w", err)
+	if err := preflight(c); err != nil {
+		return nil, err
 	}
 	rtpMin, rtpMax, err := c.portRange()
 	if err != nil {
@@ -116,6 +108,23 @@ func setupEnv(ctx context.Context, c *common, mode string, recordSecs int, inact
 	return e, nil
 }
 
+// preflight checks what every load needs: the callers' loopback
+// addresses, sipp and its pcaps.
+func preflight(c *common) error {
+	for _, ip := range []string{sippIP, probeIP} {
+		if _, err := freeUDP(ip, false); err != nil {
+			return fmt.Errorf("loopback address %s is not usable: %w", ip, err)
+		}
+	}
+	if _, err := exec.LookPath(c.sipp); err != nil {
+		return fmt.Errorf("sipp not found (Debian package sip-tester): %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(c.pcapDir, "g711a.pcap")); err != nil {
+		return fmt.Errorf("SIPp's pcaps: %w", err)
+	}
+	return nil
+}
+
 // close stops the node and the bot and removes the node's data.
 func (e *env) close() {
 	if e.node != nil {
@@ -171,6 +180,11 @@ func (e *env) settle(ctx context.Context, max time.Duration) error {
 
 // idleRSS is the median of three readings a second apart.
 func (e *env) idleRSS(ctx context.Context) (int64, error) {
+	return idleRSS(ctx, e.node.pid())
+}
+
+// idleRSS is the median of three readings of pid's RSS a second apart.
+func idleRSS(ctx context.Context, pid int) (int64, error) {
 	var v []int64
 	for i := range 3 {
 		if i > 0 {
@@ -180,7 +194,7 @@ func (e *env) idleRSS(ctx context.Context) (int64, error) {
 			case <-time.After(time.Second):
 			}
 		}
-		rss, _, err := readRSS(e.node.pid())
+		rss, _, err := readRSS(pid)
 		if err != nil {
 			return 0, err
 		}
@@ -221,18 +235,25 @@ func sippVersion(bin string) string {
 // are for the node alone, but it shares the cores with whatever else runs.
 // It returns the last background load seen, in percent of one core.
 func (e *env) waitQuiet(ctx context.Context) float64 {
-	deadline := time.Now().Add(e.c.quietWait)
+	return waitQuiet(ctx, e.node.pid(), e.c.quietWait)
+}
+
+// waitQuiet waits, up to wait, until the machine's CPU use other than
+// pid's is below a fifth of a core over two seconds, and returns the last
+// such use seen, in percent of one core.
+func waitQuiet(ctx context.Context, pid int, wait time.Duration) float64 {
+	deadline := time.Now().Add(wait)
 	warned := false
 	for {
 		b0, _, err1 := readMachineCPU()
-		n0, err2 := readCPU(e.node.pid())
+		n0, err2 := readCPU(pid)
 		select {
 		case <-ctx.Done():
 			return 0
 		case <-time.After(2 * time.Second):
 		}
 		b1, _, err3 := readMachineCPU()
-		n1, err4 := readCPU(e.node.pid())
+		n1, err4 := readCPU(pid)
 		if err := errors.Join(err1, err2, err3, err4); err != nil {
 			return 0
 		}
@@ -244,7 +265,7 @@ func (e *env) waitQuiet(ctx context.Context) float64 {
 			return other
 		}
 		if !warned {
-			logf("other processes use %.0f%% of a core: waiting up to %v for the machine to go quiet", other, e.c.quietWait)
+			logf("other processes use %.0f%% of a core: waiting up to %v for the machine to go quiet", other, wait)
 			warned = true
 		}
 	}

@@ -153,14 +153,7 @@ func runIVR(args []string) error {
 		return fmt.Errorf("-hold must be at least %v: the bot plays %d s and records %d s", minHold, promptSecs, recordSecs)
 	}
 
-	// How long the load lasts: SIPp creates -calls at -rate, then one call
-	// per call that ends, up to -total, and the last one holds.
-	ramp := time.Duration(float64(min(*calls, *total)) / *rate * float64(time.Second))
-	refill := 0.0
-	if *total > *calls {
-		refill = float64(*total-*calls) / min(*rate, float64(*calls)/hold.Seconds())
-	}
-	loadFor := ramp + time.Duration(refill*float64(time.Second)) + *hold + 10*time.Second
+	ramp, loadFor := loadTimes(*calls, *total, *rate, *hold)
 	sippTimeout := 2*loadFor + 30*time.Second
 	if c.timeout == 0 {
 		c.timeout = sippTimeout + 3*time.Minute
@@ -353,18 +346,7 @@ func runIVR(args []string) error {
 
 func fillIVR(rep *ivrReport, sr *sippResult, b *bot, cpu0, cpu1 procCPU, m0, m1 map[string]float64,
 	samples []sample, idle int64, probes []probeResult, dtmf bool) {
-	rep.Created, rep.Successful, rep.SIPpFailed, rep.SIPpFailedBy = sr.Created, sr.Successful, sr.Failed, sr.FailedBy
-	rep.Retransmissions = sr.Retrans
-	rep.CallSeconds = callSeconds(sr.Rows)
-	for _, r := range sr.Rows {
-		rep.PeakConcurrent = max(rep.PeakConcurrent, r.Current)
-	}
-	if w := creationWindow(sr.Rows); w > 0 {
-		rep.CallsPerSecond = float64(sr.Created) / w.Seconds()
-	}
-	rep.SetupP50MS = float64(percentile(sr.RTT, 0.5)) / 1e6
-	rep.SetupP99MS = float64(percentile(sr.RTT, 0.99)) / 1e6
-	rep.SetupMaxMS = float64(percentile(sr.RTT, 1)) / 1e6
+	fillSIPp(rep, sr)
 
 	calls := b.Calls()
 	rep.BotCalls = len(calls)
@@ -404,23 +386,75 @@ func fillIVR(rep *ivrReport, sr *sippResult, b *bot, cpu0, cpu1 procCPU, m0, m1 
 	rep.APIP50MS, rep.APIP99MS = a50*1e3, a99*1e3
 	rep.Notifications, rep.BadTokens = b.notifications.Load(), b.badTokens.Load()
 
-	rep.CPUUserS = (cpu1.User - cpu0.User).Seconds()
-	rep.CPUSysS = (cpu1.Sys - cpu0.Sys).Seconds()
-	cpuMS := (rep.CPUUserS + rep.CPUSysS) * 1e3
-	if rep.CallSeconds > 0 {
-		rep.CPUmsPerCallSecond = cpuMS / rep.CallSeconds
+	fillProcess(rep, sr.Created, cpu0, cpu1, samples, idle)
+
+	d := func(k string) float64 { return m1[k] - m0[k] }
+	if plateau := plateauOf(samples); len(plateau) >= 2 {
+		rep.LateTicksPlateau = plateau[len(plateau)-1].LateTicks - plateau[0].LateTicks
 	}
-	if sr.Created > 0 {
-		rep.CPUmsPerCall = cpuMS / float64(sr.Created)
+	rep.Ticks = d("switchboard_media_ticks_total")
+	rep.LateTicks = d("switchboard_media_late_ticks_total")
+	if rep.Ticks > 0 {
+		rep.LateTickPercent = 100 * rep.LateTicks / rep.Ticks
+	}
+	rep.TickLatenessMaxMS = m1["switchboard_media_tick_lateness_max_seconds"] * 1e3
+	rep.TickWorkMaxMS = m1["switchboard_media_tick_work_max_seconds"] * 1e3
+	rep.RTPSent = d("switchboard_media_rtp_packets_sent_total")
+	rep.RTPReceived = d("switchboard_media_rtp_packets_received_total")
+	rep.RTPExpected = float64(completedPrompts * framesPerPrompt)
+	if len(calls) > 0 {
+		rep.RTPReceivedPerCall = rep.RTPReceived / float64(len(calls))
+	}
+	rep.InvitesByStatus = map[string]float64{}
+	for k, v := range m1 {
+		if strings.HasPrefix(k, "switchboard_sip_invites_total{") && strings.Contains(k, `direction="in"`) {
+			i := strings.Index(k, `status="`)
+			st := k[i+8:]
+			st = st[:strings.IndexByte(st, '"')]
+			if dv := v - m0[k]; dv > 0 {
+				rep.InvitesByStatus[st] = dv
+			}
+		}
 	}
 
-	// The plateau: samples with at least 95% of the peak of live calls.
+	fillProbes(rep, probes)
+}
+
+// loadTimes says how long a SIPp load lasts: it creates calls at rate up
+// to the concurrent limit (the ramp), then one call per call that ends, up
+// to total, and the last one holds; loadFor adds a margin of 10 s.
+func loadTimes(calls, total int, rate float64, hold time.Duration) (ramp, loadFor time.Duration) {
+	ramp = time.Duration(float64(min(calls, total)) / rate * float64(time.Second))
+	refill := 0.0
+	if total > calls {
+		refill = float64(total-calls) / min(rate, float64(calls)/hold.Seconds())
+	}
+	return ramp, ramp + time.Duration(refill*float64(time.Second)) + hold + 10*time.Second
+}
+
+// fillSIPp reads what SIPp reported: calls, failures, call-seconds (the
+// divisor of the peers' figures) and setup times.
+func fillSIPp(rep *ivrReport, sr *sippResult) {
+	rep.Created, rep.Successful, rep.SIPpFailed, rep.SIPpFailedBy = sr.Created, sr.Successful, sr.Failed, sr.FailedBy
+	rep.Retransmissions = sr.Retrans
+	rep.CallSeconds = callSeconds(sr.Rows)
+	for _, r := range sr.Rows {
+		rep.PeakConcurrent = max(rep.PeakConcurrent, r.Current)
+	}
+	if w := creationWindow(sr.Rows); w > 0 {
+		rep.CallsPerSecond = float64(sr.Created) / w.Seconds()
+	}
+	rep.SetupP50MS = float64(percentile(sr.RTT, 0.5)) / 1e6
+	rep.SetupP99MS = float64(percentile(sr.RTT, 0.99)) / 1e6
+	rep.SetupMaxMS = float64(percentile(sr.RTT, 1)) / 1e6
+}
+
+// plateauOf returns the samples with at least 95% of the peak of live
+// calls: the steady state.
+func plateauOf(samples []sample) []sample {
 	peakLive := 0
-	var peakRSS int64
 	for _, s := range samples {
 		peakLive = max(peakLive, s.Live)
-		peakRSS = max(peakRSS, s.RSS)
-		rep.Threads = max(rep.Threads, s.Threads)
 	}
 	var plateau []sample
 	for _, s := range samples {
@@ -428,6 +462,33 @@ func fillIVR(rep *ivrReport, sr *sippResult, b *bot, cpu0, cpu1 procCPU, m0, m1 
 			plateau = append(plateau, s)
 		}
 	}
+	return plateau
+}
+
+// fillProcess computes the process's figures from its CPU at both ends of
+// the load and the per-second samples between: CPU per call-second (over
+// rep.CallSeconds, which fillSIPp sets) and per call, and at the plateau
+// CPU, RSS per held call and what else kept the machine busy. It reads
+// nothing but /proc, so it measures any engine the same way.
+func fillProcess(rep *ivrReport, created int, cpu0, cpu1 procCPU, samples []sample, idle int64) {
+	rep.CPUUserS = (cpu1.User - cpu0.User).Seconds()
+	rep.CPUSysS = (cpu1.Sys - cpu0.Sys).Seconds()
+	cpuMS := (rep.CPUUserS + rep.CPUSysS) * 1e3
+	if rep.CallSeconds > 0 {
+		rep.CPUmsPerCallSecond = cpuMS / rep.CallSeconds
+	}
+	if created > 0 {
+		rep.CPUmsPerCall = cpuMS / float64(created)
+	}
+
+	peakLive := 0
+	var peakRSS int64
+	for _, s := range samples {
+		peakLive = max(peakLive, s.Live)
+		peakRSS = max(peakRSS, s.RSS)
+		rep.Threads = max(rep.Threads, s.Threads)
+	}
+	plateau := plateauOf(samples)
 	for i := 1; i < len(samples); i++ {
 		dt := samples[i].At.Sub(samples[i-1].At).Seconds()
 		if dt > 0 {
@@ -458,7 +519,6 @@ func fillIVR(rep *ivrReport, sr *sippResult, b *bot, cpu0, cpu1 procCPU, m0, m1 
 				rep.OtherCPUPercent = 100*(last.Busy-first.Busy).Seconds()/wall - rep.SteadyCPUPercent - rep.SIPpCPUPercent - rep.BotCPUPercent
 			}
 		}
-		rep.LateTicksPlateau = last.LateTicks - first.LateTicks
 		if wall > 0 && last.CtxSw >= first.CtxSw {
 			rep.CtxSwitchesPerSecond = float64(last.CtxSw-first.CtxSw) / wall
 		}
@@ -473,33 +533,10 @@ func fillIVR(rep *ivrReport, sr *sippResult, b *bot, cpu0, cpu1 procCPU, m0, m1 
 	if peakLive > 0 {
 		rep.PeakRSSPerCallMB = (float64(peakRSS) - float64(idle)) / (1 << 20) / float64(peakLive)
 	}
+}
 
-	d := func(k string) float64 { return m1[k] - m0[k] }
-	rep.Ticks = d("switchboard_media_ticks_total")
-	rep.LateTicks = d("switchboard_media_late_ticks_total")
-	if rep.Ticks > 0 {
-		rep.LateTickPercent = 100 * rep.LateTicks / rep.Ticks
-	}
-	rep.TickLatenessMaxMS = m1["switchboard_media_tick_lateness_max_seconds"] * 1e3
-	rep.TickWorkMaxMS = m1["switchboard_media_tick_work_max_seconds"] * 1e3
-	rep.RTPSent = d("switchboard_media_rtp_packets_sent_total")
-	rep.RTPReceived = d("switchboard_media_rtp_packets_received_total")
-	rep.RTPExpected = float64(completedPrompts * framesPerPrompt)
-	if len(calls) > 0 {
-		rep.RTPReceivedPerCall = rep.RTPReceived / float64(len(calls))
-	}
-	rep.InvitesByStatus = map[string]float64{}
-	for k, v := range m1 {
-		if strings.HasPrefix(k, "switchboard_sip_invites_total{") && strings.Contains(k, `direction="in"`) {
-			i := strings.Index(k, `status="`)
-			st := k[i+8:]
-			st = st[:strings.IndexByte(st, '"')]
-			if dv := v - m0[k]; dv > 0 {
-				rep.InvitesByStatus[st] = dv
-			}
-		}
-	}
-
+// fillProbes sums what the probe calls saw of the engine's RTP.
+func fillProbes(rep *ivrReport, probes []probeResult) {
 	rep.Probes = len(probes)
 	var gaps []time.Duration
 	for _, p := range probes {

@@ -21,6 +21,7 @@
 //	go run ./cmd/sbbench setup -rates 100,200,500 -step 10s -hold 2s # setup rate, short calls
 //	go run ./cmd/sbbench conf  -parties 100 -conferences 1 -hold 30s # group calls: conferences of SIPp phones
 //	go run ./cmd/sbbench echo  -calls 100 -rate 20 -hold 30s        # app-hosted media: an echo bot on every call's media socket
+//	go run ./cmd/sbbench peers -calls 1000                           # side by side: the peers' load against diago, then Switchboard
 //
 // conf turns the call path round: the bot creates group calls (POST
 // /communications/calls from its number's applicationInstance, the first
@@ -45,7 +46,15 @@
 // echo nothing: the frames the platform drops for them are counted from
 // the socket's stats messages and the sequence gaps.
 //
-// All four need sipp (Debian package sip-tester, run as root: it sends the
+// peers runs the peers' load (shared/bench/ivr_load.xml) in one run against
+// the diago peer IVR (shared/bench/diago-ivr, its own module, built into the
+// output folder and run on 127.0.0.1), then after a quiet gap against
+// Switchboard with the IVR bot, measures both processes the same way, and
+// prints the figures side by side with the ratios Switchboard/diago and
+// the peers' published figures (shared/bench/README.md; Asterisk is quoted,
+// not run).
+//
+// All five need sipp (Debian package sip-tester, run as root: it sends the
 // caller's audio from pcap files through a raw socket) and loopback
 // addresses 127.0.0.2 and 127.0.0.3. -perf records a CPU profile of the
 // node with linux-perf during the steady state; -inprocess instead runs the
@@ -80,8 +89,10 @@ Usage:
                           SIPp answers every leg and speaks, the node mixes; CPU per participant-second
   sbbench echo  [flags]   app-hosted media: N concurrent calls whose bot echoes the mix over the media
                           socket; CPU per call-second, the node's echo delay, drops for slow bots
+  sbbench peers [flags]   side by side: the peers' IVR load against diago (../shared/bench/diago-ivr),
+                          then against Switchboard with the IVR bot, in one run; the ratios
 
-Run "sbbench ivr -h", "sbbench setup -h", "sbbench conf -h" or "sbbench echo -h" for the flags.
+Run "sbbench ivr -h", "sbbench setup -h", "sbbench conf -h", "sbbench echo -h" or "sbbench peers -h" for the flags.
 `
 
 func main() {
@@ -99,6 +110,8 @@ func main() {
 		err = runConf(os.Args[2:])
 	case "echo":
 		err = runEcho(os.Args[2:])
+	case "peers":
+		err = runPeers(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
