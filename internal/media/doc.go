@@ -20,10 +20,18 @@
 // for silence and inactivity), send at most one packet. A worker that
 // overruns skips its next tick rather than catching up, and a clock that
 // wakes late runs the phases it missed back to back, up to a period late;
-// EngineStats reports late ticks and the worst lateness. Workers send with
-// a raw sendto(2), which keeps their P through the send: with hundreds of
-// runnable readers, a worker that gave up its P on every send queued
-// behind them and paced every session late (see BenchmarkDesign).
+// EngineStats reports late ticks and the worst lateness, since start and
+// over the last second or two (what admission control weighs). Workers
+// send with a raw sendto(2), which keeps their P through the send: with
+// hundreds of runnable readers, a worker that gave up its P on every send
+// queued behind them and paced every session late (see BenchmarkDesign).
+//
+// While the engine has no session and no conference the clock sleeps,
+// with no timer at all, so an idle node spends nothing on it. The first
+// session or conference wakes it and is due its first tick at once: the
+// schedule restarts from that moment at the first shard, which is where
+// an empty engine puts it. The sleep counts no tick late, and tick numbers
+// go on from before it (TestClockSleepsWhileIdle, TestClockWakesForSession).
 //
 // The reader parses each packet into preallocated buffers (pion/rtp's
 // Header.Unmarshal), drops what does not come from the latched remote

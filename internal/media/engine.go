@@ -43,6 +43,11 @@ type EngineStats struct {
 	MaxLateness     time.Duration // worst lateness of a tick
 	PacketsSent     uint64        // RTP packets sent by all sessions
 	PacketsReceived uint64        // RTP packets received by all sessions
+	// RecentTicks and RecentLateTicks count the ticks, and the late ones,
+	// of the current and the previous second of the engine's clock (one
+	// to two seconds): how the clock keeps up now, which admission
+	// control weighs. Both fall to 0 once the clock has slept a second.
+	RecentTicks, RecentLateTicks uint64
 }
 
 // lateThreshold is when a tick counts as late in EngineStats.
@@ -79,6 +84,51 @@ type Engine struct {
 	// Counters of closed sessions; open ones are summed on demand so no
 	// counter is shared between sessions on the hot path.
 	closedSent, closedRecv atomic.Uint64
+	// recentTicks and recentLate are per-second buckets (see window).
+	recentTicks, recentLate window
+
+	// live counts the sessions and conferences on the shards: while it is
+	// 0 the clock sleeps, and the one that makes it 1 wakes the clock
+	// through wake (capacity 1, so the wake is never lost and never
+	// blocks).
+	live atomic.Int64
+	wake chan struct{}
+	// hooks, set by tests before Run, observe the clock.
+	hooks struct {
+		asleep func()                  // the clock goes to sleep
+		tick   func(sh int, m tickMsg) // a worker starts a tick
+	}
+}
+
+// window counts events in one-second buckets of the engine's clock, the
+// current second's and the previous one's, lock-free: each bucket packs
+// its second (high 32 bits) and its count (low 32).
+type window [2]atomic.Uint64
+
+func (w *window) add(sec uint32) {
+	b := &w[sec&1]
+	for {
+		v := b.Load()
+		nv := uint64(sec)<<32 | 1
+		if uint32(v>>32) == sec {
+			nv = v + 1
+		}
+		if b.CompareAndSwap(v, nv) {
+			return
+		}
+	}
+}
+
+// sum is the count of the seconds sec and sec-1.
+func (w *window) sum(sec uint32) uint64 {
+	var n uint64
+	for i := range w {
+		v := w[i].Load()
+		if s := uint32(v >> 32); s == sec || s+1 == sec {
+			n += v & 0xffffffff
+		}
+	}
+	return n
 }
 
 // shard is a set of sessions, and of conferences, one tick worker serves.
@@ -115,7 +165,7 @@ func newEngine(o EngineOptions, shards int) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{o: o, log: log.With("component", "media"), epoch: time.Now()}
+	e := &Engine{o: o, log: log.With("component", "media"), epoch: time.Now(), wake: make(chan struct{}, 1)}
 	e.ports.init(o.PortMin, o.PortMax)
 	n := min(max(4*runtime.GOMAXPROCS(0), 8), 16)
 	if shards > 0 {
@@ -147,6 +197,22 @@ func validatePorts(lo, hi int) error {
 // nanotime is the engine's monotonic clock in nanoseconds.
 func (e *Engine) nanotime() int64 { return int64(time.Since(e.epoch)) }
 
+// second is the second of the engine's clock, for the recent windows.
+func (e *Engine) second() uint32 { return uint32(time.Since(e.epoch) / time.Second) }
+
+// joined counts a session or conference on a shard, waking the clock if
+// it was the first; left counts one off.
+func (e *Engine) joined() {
+	if e.live.Add(1) == 1 {
+		select {
+		case e.wake <- struct{}{}:
+		default: // a wake is pending already
+		}
+	}
+}
+
+func (e *Engine) left() { e.live.Add(-1) }
+
 // Run is the shared media clock. Every 20 ms it ticks every session; the
 // sessions are sharded over a few workers (four per CPU, 8 to 16), and the
 // shards are ticked at staggered phases across the 20 ms (with 8 shards,
@@ -155,21 +221,26 @@ func (e *Engine) nanotime() int64 { return int64(time.Since(e.epoch)) }
 // does a bounded amount of work per tick (drain at most a ring of received
 // packets, play out one frame, send at most one packet), and a worker still
 // busy with its previous tick skips the next one rather than bursting to
-// catch up, so pacing degrades gracefully under CPU pressure. Run returns
-// nil when ctx is done; sessions stay open (their owners close them). Run
-// may be called once at a time.
+// catch up, so pacing degrades gracefully under CPU pressure. While the
+// engine has no session and no conference the clock sleeps (no timer, no
+// wake-up), and the first one to arrive wakes it: the schedule starts
+// again from that moment at the first shard, where an empty engine puts
+// it, so its first tick is not delayed and no tick counts late for the
+// sleep. Tick numbers go on from before the sleep. Run returns nil when
+// ctx is done; sessions stay open (their owners close them). Run may be
+// called once at a time.
 func (e *Engine) Run(ctx context.Context) error {
 	if !e.running.CompareAndSwap(false, true) {
 		return ErrEngineRunning
 	}
 	defer e.running.Store(false)
 	var wg sync.WaitGroup
-	for _, sh := range e.shards {
+	for i, sh := range e.shards {
 		sh.tick = make(chan tickMsg, 1)
 		wg.Add(1)
 		go func(sh *shard, ch <-chan tickMsg) {
 			defer wg.Done()
-			e.work(sh, ch)
+			e.work(sh, i, ch)
 		}(sh, sh.tick)
 	}
 	defer func() {
@@ -186,6 +257,16 @@ func (e *Engine) Run(ctx context.Context) error {
 	timer := time.NewTimer(step)
 	defer timer.Stop()
 	for {
+		if e.live.Load() == 0 {
+			timer.Stop() // Go 1.23 timers: nothing stale is received after
+			if !e.sleep(ctx) {
+				return nil
+			}
+			// Start a new period at the first shard, now.
+			m = (m + nsh - 1) / nsh * nsh
+			next = time.Now()
+			timer.Reset(0)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -213,6 +294,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 			if m%nsh == nsh-1 {
 				e.ticks.Add(1)
+				e.recentTicks.add(e.second())
 			}
 			m++
 			next = next.Add(step)
@@ -221,12 +303,33 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
+// sleep waits, with no timer, until the engine has a session or a
+// conference again; false if ctx is done first.
+func (e *Engine) sleep(ctx context.Context) bool {
+	for e.live.Load() == 0 {
+		if f := e.hooks.asleep; f != nil {
+			f()
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-e.wake:
+			// A stale wake (a session that came and went while the
+			// clock ran) finds live still 0 and sleeps again.
+		}
+	}
+	return true
+}
+
 // work is a tick worker: it ticks its shard's sessions for every tick,
 // then its conferences (each of which ticks its members, wherever their
 // shard).
-func (e *Engine) work(sh *shard, ch <-chan tickMsg) {
+func (e *Engine) work(sh *shard, idx int, ch <-chan tickMsg) {
 	for m := range ch {
 		start := time.Now()
+		if f := e.hooks.tick; f != nil {
+			f(idx, m)
+		}
 		if late := start.Sub(m.deadline); late > 0 {
 			e.noteLateness(late)
 			if late > lateThreshold {
@@ -278,6 +381,7 @@ func (e *Engine) countLate(n uint64) {
 		}
 		if e.lastLate.CompareAndSwap(cur, n+1) {
 			e.lateTicks.Add(1)
+			e.recentLate.add(e.second())
 			return
 		}
 	}
@@ -292,6 +396,8 @@ func (e *Engine) Stats() EngineStats {
 		PacketsSent:     e.closedSent.Load(),
 		PacketsReceived: e.closedRecv.Load(),
 	}
+	sec := e.second()
+	st.RecentTicks, st.RecentLateTicks = e.recentTicks.sum(sec), e.recentLate.sum(sec)
 	for _, sh := range e.shards {
 		sh.mu.Lock()
 		st.Sessions += len(sh.sessions)
@@ -350,6 +456,7 @@ func (e *Engine) join(s *Session) {
 	s.shardIdx = len(best.sessions)
 	best.sessions = append(best.sessions, s)
 	best.mu.Unlock()
+	e.joined()
 }
 
 // bind opens a UDP socket on a free port of the range.
@@ -444,6 +551,7 @@ func (e *Engine) addConference(c *Conference) {
 	best.mu.Lock()
 	best.confs = append(best.confs, c)
 	best.mu.Unlock()
+	e.joined()
 }
 
 // removeConference takes c off its shard; its worker may tick it once
@@ -458,6 +566,7 @@ func (e *Engine) removeConference(c *Conference) {
 			sh.confs[i] = sh.confs[last]
 			sh.confs[last] = nil
 			sh.confs = sh.confs[:last]
+			e.left()
 			return
 		}
 	}

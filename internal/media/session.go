@@ -664,6 +664,7 @@ func (s *Session) Close() error {
 	s.e.closedSent.Add(s.sent.Load())
 	s.e.closedRecv.Add(s.rcvd.Load())
 	sh.mu.Unlock()
+	s.e.left()
 	s.e.ports.release(s.port)
 
 	p.run(nil)
