@@ -154,6 +154,36 @@ type Calls struct {
 	DrainTimeout Duration `yaml:"drainTimeout"`
 	// MaxConcurrentPerApp limits live calls per application and tenant.
 	MaxConcurrentPerApp int `yaml:"maxConcurrentPerApp"`
+	// MaxConcurrent limits the live calls of the node, whatever their
+	// application: beyond it new INVITEs get SIP 503 and new Graph creates
+	// 503 serviceNotAvailable, both with Retry-After; 0 (the default): no
+	// cap, only Overload's measured limits.
+	MaxConcurrent int `yaml:"maxConcurrent"`
+	// Overload refuses new calls while the node's measured load is over a
+	// limit (internal/admission), before the calls it has degrade.
+	Overload Overload `yaml:"overload"`
+}
+
+// Overload holds the measured limits of admission: while the node is over
+// one, new calls are refused like those over calls.maxConcurrent. A zero
+// limit is off.
+type Overload struct {
+	// MaxLateTickPercent is the share (percent) of the media clock's ticks
+	// in the last one to two seconds that may be late (started more than
+	// 5 ms late, or skipped) before new calls are refused; judged from 25
+	// ticks (half a second) on. Default 50.
+	MaxLateTickPercent float64 `yaml:"maxLateTickPercent"`
+	// MaxNotificationBacklog is how many notifications the node may have
+	// yet to deliver to bots (parked calls' aside) before new calls are
+	// refused. Default 5000: more than the delivery window holds
+	// (notifications.workers × 16, 4096 by default) so it takes a full
+	// window and more waiting behind it; keep it above the window, or one
+	// slow bot, which may hold three quarters of it, refuses everyone's
+	// calls.
+	MaxNotificationBacklog int `yaml:"maxNotificationBacklog"`
+	// RetryAfter is the Retry-After of refusals (whole seconds, 1s to 1h).
+	// Default 5s.
+	RetryAfter Duration `yaml:"retryAfter"`
 }
 
 // Notifications configures delivery to bots.
@@ -333,7 +363,8 @@ func Default() Config {
 		Identity: Identity{TokenLifetime: Duration(time.Hour), KeyRotation: Duration(30 * 24 * time.Hour),
 			NotificationTokenLifetime: Duration(time.Hour)},
 		Calls: Calls{AnswerTimeout: Duration(15 * time.Second), KeepAliveTimeout: Duration(45 * time.Minute),
-			RingTimeout: Duration(60 * time.Second), DrainTimeout: Duration(10 * time.Second), MaxConcurrentPerApp: 100},
+			RingTimeout: Duration(60 * time.Second), DrainTimeout: Duration(10 * time.Second), MaxConcurrentPerApp: 100,
+			Overload: Overload{MaxLateTickPercent: 50, MaxNotificationBacklog: 5000, RetryAfter: Duration(5 * time.Second)}},
 		Notifications: Notifications{Timeout: Duration(5 * time.Second), MaxAge: Duration(10 * time.Minute), Workers: 256},
 		Outbound:      Outbound{},
 		Simulator:     Simulator{Audio: true},

@@ -402,3 +402,21 @@ func TestMeetingsKeys(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { checkProblems(t, parse(t, tc.edit), tc.want) })
 	}
 }
+
+func TestOverloadLimits(t *testing.T) {
+	c, err := config.Parse([]byte("calls:\n  maxConcurrent: 500\n  overload:\n    maxLateTickPercent: 30\n    retryAfter: 2s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Calls.MaxConcurrent != 500 || c.Calls.Overload.MaxLateTickPercent != 30 ||
+		c.Calls.Overload.MaxNotificationBacklog != 5000 || c.Calls.Overload.RetryAfter.D() != 2*time.Second {
+		t.Errorf("calls: %+v, want the file's limits over the defaults", c.Calls)
+	}
+	_, err = config.Parse([]byte("calls:\n  maxConcurrent: -1\n  overload:\n    maxLateTickPercent: 101\n    maxNotificationBacklog: -5\n    retryAfter: 0s\n"))
+	got := strings.Join(problems(t, err), "\n")
+	for _, key := range []string{"calls.maxConcurrent", "calls.overload.maxLateTickPercent", "calls.overload.maxNotificationBacklog", "calls.overload.retryAfter"} {
+		if !strings.Contains(got, key) {
+			t.Errorf("no problem named %s in:\n%s", key, got)
+		}
+	}
+}

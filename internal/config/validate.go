@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 )
 
 var (
@@ -139,6 +140,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Calls.MaxConcurrentPerApp < 1 {
 		bad("calls.maxConcurrentPerApp", "must be at least 1")
+	}
+	if c.Calls.MaxConcurrent < 0 {
+		bad("calls.maxConcurrent", "must not be negative (0: no cap)")
+	}
+	if p := c.Calls.Overload.MaxLateTickPercent; p < 0 || p > 100 {
+		bad("calls.overload.maxLateTickPercent", "must be between 0 (off) and 100")
+	}
+	if c.Calls.Overload.MaxNotificationBacklog < 0 {
+		bad("calls.overload.maxNotificationBacklog", "must not be negative (0: off)")
+	}
+	if d := c.Calls.Overload.RetryAfter.D(); d < time.Second || d > time.Hour {
+		bad("calls.overload.retryAfter", "must be between 1s and 1h")
 	}
 	if c.Notifications.Timeout.D() <= 0 || c.Notifications.MaxAge.D() <= 0 {
 		bad("notifications", "timeout and maxAge must be positive")

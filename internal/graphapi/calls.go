@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/switchboard-voice/switchboard/internal/admission"
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
@@ -29,7 +30,13 @@ func (s *Server) calls(w http.ResponseWriter, r *http.Request, c callctl.Caller)
 	if s.draining.Load() {
 		// Only new calls are refused: the calls the drain lets finish are
 		// still driven by their bots.
+		s.o.Admission.Count(admission.Graph, admission.ReasonStopping)
 		return errs.E(errs.Unavailable, "This Switchboard node is shutting down and takes no new calls; retry on another node.")
+	}
+	// The node's own load (calls.maxConcurrent, calls.overload): 503 with
+	// Retry-After, before the body is read.
+	if r := s.o.Admission.Admit(admission.Graph); r != nil {
+		return r
 	}
 	var req graph.Call
 	if err := decode(r, &req); err != nil {

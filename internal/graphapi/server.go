@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/switchboard-voice/switchboard/internal/admission"
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/errs"
@@ -45,6 +46,9 @@ type Options struct {
 	Now func() time.Time
 	// Meetings serves onlineMeetings; their routes are not mounted when nil.
 	Meetings *meetings.Store
+	// Admission, when not nil, is asked before a new call is created (the
+	// node's overload limits) and counts the refusals of a draining node.
+	Admission *admission.Controller
 }
 
 // Server is the Graph API's http.Handler. It is safe for concurrent use.
@@ -312,7 +316,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(after.Seconds()))))
 		inner.Code, inner.Status, inner.Message = "429", "429", "Please retry after"
 	case errs.Unavailable:
-		w.Header().Set("Retry-After", "5")
+		after := "5"
+		var r *admission.Refusal
+		if errors.As(err, &r) {
+			after = r.RetryAfterSeconds()
+		}
+		w.Header().Set("Retry-After", after)
 	case errs.Internal:
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}

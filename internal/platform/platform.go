@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/switchboard-voice/switchboard/internal/admission"
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/clock"
 	"github.com/switchboard-voice/switchboard/internal/config"
@@ -72,6 +73,8 @@ type Node struct {
 	Records   *record.Store
 	SIP       *sipgw.Gateway // nil when sip.listen is empty
 	API       *graphapi.Server
+	// Admission refuses new calls while the node is over its limits.
+	Admission *admission.Controller
 	// URL is where the HTTP API listens (http://host:port).
 	URL string
 
@@ -102,9 +105,10 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	log = log.With("node", nodeID)
 	runCtx, cancel := context.WithCancel(context.Background())
 	n = &Node{ID: nodeID, Config: cfg, log: log, cancel: cancel}
+	started := n // "return nil, err" clears n before the deferred Kill runs
 	defer func() {
 		if err != nil {
-			n.Kill()
+			started.Kill()
 		}
 	}()
 
@@ -162,6 +166,29 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		return nil, err
 	}
 
+	// Admission weighs the load of the node's calls, media clock and
+	// outbox; the calls are read through n.Calls once it exists (the SIP
+	// edge is built first).
+	ov := cfg.Calls.Overload
+	n.Admission, err = admission.New(admission.Limits{MaxCalls: cfg.Calls.MaxConcurrent,
+		MaxLateTickPercent: ov.MaxLateTickPercent, MaxNotificationBacklog: ov.MaxNotificationBacklog, RetryAfter: ov.RetryAfter.D()},
+		admission.Sources{
+			Calls: func() int {
+				if n.Calls == nil {
+					return 0
+				}
+				return n.Calls.Live()
+			},
+			Media: func() (uint64, uint64) {
+				st := n.Media.Stats()
+				return st.RecentTicks, st.RecentLateTicks
+			},
+			NotificationBacklog: n.Outbox.Queued,
+		}, reg)
+	if err != nil {
+		return nil, err
+	}
+
 	n.Sim = simulated.New(n.Directory, clk, log.With("component", "simulated"))
 	if cfg.Simulator.Audio {
 		n.Sim.UseMedia(n.Media)
@@ -170,7 +197,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	dial := dialers{dir: n.Directory, sim: n.Sim}
 	if cfg.SIP.Listen != "" {
 		n.SIP, err = sipgw.New(ctx, sipgw.Options{Config: cfg, Directory: n.Directory, Store: n.Store, Media: n.Media,
-			Calls: calls, Logger: log.With("component", "sip"), Registerer: reg})
+			Calls: calls, Logger: log.With("component", "sip"), Registerer: reg, Admission: n.Admission})
 		if err != nil {
 			return nil, err
 		}
@@ -198,7 +225,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	calls.m = n.Calls
 
 	n.API = graphapi.New(graphapi.Options{Config: cfg, Identity: n.Identity, Calls: n.Calls, Meetings: n.Meetings,
-		Logger: log.With("component", "graphapi"), Registerer: reg})
+		Logger: log.With("component", "graphapi"), Registerer: reg, Admission: n.Admission})
 	mux := n.API.Mux()
 	n.Identity.Routes(mux)
 	n.Meetings.Routes(mux)

@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/switchboard-voice/switchboard/internal/admission"
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/errs"
@@ -62,6 +63,9 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Now is the clock for nonces and registrations; time.Now when nil.
 	Now func() time.Time
+	// Admission, when not nil, is asked before a new INVITE is taken
+	// (the node's overload limits) and counts the gateway's own refusals.
+	Admission *admission.Controller
 }
 
 // RegistrationsBucket is the JetStream key-value bucket holding every
@@ -83,6 +87,7 @@ type Gateway struct {
 	auth    *digester
 	trunks  []*trunk
 	limiter *rate.Limiter
+	admit   *admission.Controller
 	m       *metrics
 
 	// RFC 3261 timers of the gateway's own dialog layer (2xx retransmission
@@ -140,7 +145,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	}
 	cfg := o.Config
 	g := &Gateway{
-		cfg: cfg, dir: o.Directory, media: o.Media, calls: o.Calls, log: o.Logger, now: o.Now,
+		cfg: cfg, dir: o.Directory, media: o.Media, calls: o.Calls, log: o.Logger, now: o.Now, admit: o.Admission,
 		t1: 500 * time.Millisecond, t2: 4 * time.Second,
 		legs: map[*Leg]struct{}{}, dialogs: map[string]*Leg{},
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard-voice/switchboard/internal/admission"
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
@@ -108,11 +109,19 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		g.respond(tx, req, code, phrase, hdrs...)
 	}
 	if g.isClosing() {
+		g.admit.Count(admission.SIP, admission.ReasonStopping)
 		refuse(503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
 		return
 	}
 	if !g.limiter.Allow() {
+		g.admit.Count(admission.SIP, admission.ReasonRate)
 		refuse(503, "Service Unavailable (too many calls)", sip.NewHeader("Retry-After", "1"))
+		return
+	}
+	// The node's own load (calls.maxConcurrent, calls.overload), before
+	// anything is spent on the call: no 100, no media port.
+	if r := g.admit.Admit(admission.SIP); r != nil {
+		refuse(503, "Service Unavailable (overloaded: "+string(r.Reason)+")", sip.NewHeader("Retry-After", r.RetryAfterSeconds()))
 		return
 	}
 	g.respond(tx, req, 100, "Trying")

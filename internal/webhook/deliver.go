@@ -111,6 +111,7 @@ func (o *Outbox) onMsg(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	seq := md.Sequence.Stream
+	o.behind.Store(md.NumPending)
 	o.mu.Lock()
 	if it, ok := o.held[seq]; ok {
 		// A redelivery of a message still held (the ack wait ran out, say

@@ -287,6 +287,12 @@ type Outbox struct {
 	hostLimit  int // POSTs in flight to one healthy host
 	hostWindow int // held messages of one host beyond which its waiting calls park
 	running    atomic.Bool
+	// behind is how many messages wait in SB_NOTIFY beyond those held:
+	// the NumPending of the last message delivered, or of the consumer's
+	// info once the window is full (see Queued).
+	behind     atomic.Uint64
+	behindAt   atomic.Int64 // when the consumer's info last refreshed behind (UnixNano)
+	refreshing atomic.Bool
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -296,6 +302,44 @@ type Outbox struct {
 	held     map[uint64]*item      // by stream sequence
 	hosts    map[string]*host      // webhook hosts with held messages, POSTs, waiters or failures
 	nParked  int                   // messages in the parked stream, for the gauge
+}
+
+// Queued is how many notifications this node has yet to deliver, parked
+// calls' aside: those held in memory and those still in SB_NOTIFY behind
+// them. Admission control refuses new calls while there are more than
+// calls.overload.maxNotificationBacklog, so it is cheap: what waits
+// behind is the NumPending of the last message the consumer handed over,
+// which costs no request, while the window has room (then what comes in
+// is handed over at once). Once the window is full nothing is handed
+// over and that figure goes stale: then Queued asks for the consumer's
+// info, at most once a second and in the background, and returns the
+// last figure meanwhile. Safe for concurrent use.
+func (o *Outbox) Queued() int {
+	o.mu.Lock()
+	n := len(o.held)
+	o.mu.Unlock()
+	if n >= o.maxPending {
+		o.refreshBehind()
+	}
+	return n + int(min(o.behind.Load(), 1<<31))
+}
+
+// refreshBehind reads the consumer's NumPending into behind, unless it
+// did less than a second ago or is doing so. Its goroutine ends within
+// storeTimeout, whatever the outbox does meanwhile.
+func (o *Outbox) refreshBehind() {
+	if time.Since(time.Unix(0, o.behindAt.Load())) < time.Second || !o.refreshing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer o.refreshing.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		defer cancel()
+		if info, err := o.cons.Info(ctx); err == nil {
+			o.behind.Store(info.NumPending)
+		}
+		o.behindAt.Store(time.Now().UnixNano())
+	}()
 }
 
 // callQueue holds one call's messages, oldest first. A call is either held
