@@ -775,3 +775,43 @@ func TestMediaSocketSlowBotDrops(t *testing.T) {
 		}
 	}
 }
+
+// A two-party app-hosted call that invites someone becomes a group call
+// on the same conference: the socket stays, its roster grows.
+func TestMediaSocketTwoPartyBecomesGroup(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	r := p.Bot("POST", calls, appCall(p.Hook.URL, calltest.AliceID))
+	if r.StatusCode != 201 {
+		t.Fatalf("create: %s %s", r.Status, r.Body)
+	}
+	var c graph.Call
+	r.JSON(t, &c)
+	s, err := dialMedia(t, p, c.ID, p.Token(calltest.BotID, calltest.TenantID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Hook.WaitState(t, c.ID, graph.StateEstablished)
+	if r := p.Bot("POST", calls+"/"+c.ID+"/participants/invite", map[string]any{"participants": []any{
+		map[string]any{"identity": map[string]any{"user": map[string]any{"id": calltest.BobID}}},
+	}}); r.StatusCode != 200 {
+		t.Fatalf("invite: %s %s", r.Status, r.Body)
+	}
+	waitRoster(t, p, c.ID, "Test bot", "Alice", "Bob")
+	s.wait("Alice and Bob in the socket's roster", 10*time.Second, func(s *sock) bool {
+		for _, m := range s.texts {
+			if m["type"] == "roster" && len(m["roster"].([]any)) == 2 {
+				return true
+			}
+		}
+		return false
+	})
+	s.mu.Lock()
+	n := len(s.seqs[0])
+	s.mu.Unlock()
+	s.wait("frames going on", 5*time.Second, func(s *sock) bool { return len(s.seqs[0]) > n+10 })
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed != nil {
+		t.Errorf("the socket closed: %+v", s.closed)
+	}
+}
