@@ -675,7 +675,7 @@ func printIVR(w *os.File, r *ivrReport) {
 }
 
 func printPerf(w *os.File, p *perfSummary) {
-	fmt.Fprintf(w, "\nperf (node only): by DSO:")
+	fmt.Fprintf(w, "\nperf (the measured process only): by DSO:")
 	for i, l := range p.DSO {
 		if i == 4 {
 			break

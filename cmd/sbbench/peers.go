@@ -236,6 +236,15 @@ func runPeers(args []string) error {
 		return err
 	}
 	printPeers(os.Stdout, rep)
+	for _, p := range []struct {
+		name string
+		r    *ivrReport
+	}{{"diago", rep.Diago}, {"Switchboard", rep.Switchboard}} {
+		if p.r.Perf != nil {
+			fmt.Printf("\n== %s, perf at the plateau (%s)", p.name, p.r.Out)
+			printPerf(os.Stdout, p.r.Perf)
+		}
+	}
 	return nil
 }
 
