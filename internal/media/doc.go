@@ -32,6 +32,8 @@
 // schedule restarts from that moment at the first shard, which is where
 // an empty engine puts it. The sleep counts no tick late, and tick numbers
 // go on from before it (TestClockSleepsWhileIdle, TestClockWakesForSession).
+// A shard with nothing on it is passed over: its worker is not woken, so
+// a node with a few calls wakes a few workers, not all of them.
 //
 // The reader parses each packet into preallocated buffers (pion/rtp's
 // Header.Unmarshal), drops what does not come from the latched remote

@@ -133,6 +133,7 @@ func (w *window) sum(sec uint32) uint64 {
 
 // shard is a set of sessions, and of conferences, one tick worker serves.
 type shard struct {
+	live     atomic.Int32 // sessions and conferences on it: the clock does not wake an empty shard's worker
 	mu       sync.Mutex
 	sessions []*Session    // guarded by mu
 	confs    []*Conference // guarded by mu
@@ -280,9 +281,12 @@ func (e *Engine) Run(ctx context.Context) error {
 			late := now.Sub(next)
 			e.noteLateness(late)
 			sh := e.shards[m%nsh]
-			if late >= FrameDuration {
+			switch {
+			case sh.live.Load() == 0:
+				// Nothing on this shard: its worker sleeps on.
+			case late >= FrameDuration:
 				e.countLate(m / nsh)
-			} else {
+			default:
 				select {
 				case sh.tick <- tickMsg{n: m / nsh, deadline: next}:
 				default:
@@ -455,6 +459,7 @@ func (e *Engine) join(s *Session) {
 	best.mu.Lock()
 	s.shardIdx = len(best.sessions)
 	best.sessions = append(best.sessions, s)
+	best.live.Add(1)
 	best.mu.Unlock()
 	e.joined()
 }
@@ -550,6 +555,7 @@ func (e *Engine) addConference(c *Conference) {
 	c.shard = best
 	best.mu.Lock()
 	best.confs = append(best.confs, c)
+	best.live.Add(1)
 	best.mu.Unlock()
 	e.joined()
 }
@@ -566,6 +572,7 @@ func (e *Engine) removeConference(c *Conference) {
 			sh.confs[i] = sh.confs[last]
 			sh.confs[last] = nil
 			sh.confs = sh.confs[:last]
+			sh.live.Add(-1)
 			e.left()
 			return
 		}

@@ -661,6 +661,7 @@ func (s *Session) Close() error {
 	moved.shardIdx = s.shardIdx
 	sh.sessions[last] = nil
 	sh.sessions = sh.sessions[:last]
+	sh.live.Add(-1)
 	s.e.closedSent.Add(s.sent.Load())
 	s.e.closedRecv.Add(s.rcvd.Load())
 	sh.mu.Unlock()
