@@ -145,3 +145,20 @@ func TestPromptWAVAt(t *testing.T) {
 		t.Error("16 kHz prompt length")
 	}
 }
+
+func TestParsePerfIPCColumns(t *testing.T) {
+	text := "# Overhead  Symbol      IPC   [IPC Coverage]\n" +
+		"    21.44%  [k] finish_task_switch.isra.0                 -      -            \n" +
+		"    50.00%     1.00%  [.] main.handle                     -      -\n" +
+		"     3.08%  [.] runtime.memmove\n"
+	got := parsePerf(text)
+	want := []perfLine{{21.44, "finish_task_switch.isra.0"}, {50, "main.handle"}, {3.08, "runtime.memmove"}}
+	if len(got) != len(want) {
+		t.Fatalf("got %+v", got)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("line %d: got %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}

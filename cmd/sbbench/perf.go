@@ -73,6 +73,10 @@ type perfLine struct {
 	What    string
 }
 
+// perfIPC is the "IPC [IPC Coverage]" columns newer perf reports add after
+// the symbol, "-      -" where the CPU gives no branch data.
+var perfIPC = regexp.MustCompile(`\s+(-|[0-9.]+)\s+(-|[0-9.]+%?)\s*$`)
+
 var perfLineRE = regexp.MustCompile(`^\s+([0-9.]+)%\s+(?:([0-9.]+)%\s+)?(.*)$`)
 
 // report writes perf's reports next to perf.data and summarises them.
@@ -126,7 +130,7 @@ func parsePerf(text string) []perfLine {
 		if err != nil {
 			continue
 		}
-		what := strings.TrimSpace(m[3])
+		what := strings.TrimSpace(perfIPC.ReplaceAllString(m[3], ""))
 		what = strings.TrimPrefix(strings.TrimPrefix(what, "[k] "), "[.] ")
 		out = append(out, perfLine{Percent: pct, What: what})
 	}
