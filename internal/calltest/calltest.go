@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -125,6 +126,9 @@ type Options struct {
 	Edit func(*config.Config)
 	// Listener to serve on (restart tests reuse the address).
 	Listener net.Listener
+	// Logger receives the node's log; when nil, warnings and errors go to
+	// the test's log (everything with SWITCHBOARD_TEST_LOG set).
+	Logger *slog.Logger
 }
 
 // Start runs a node for the test and stops it at cleanup.
@@ -165,7 +169,10 @@ func Start(t testing.TB, o Options) *Platform {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	log := bottest.Logger(t, false)
+	log := o.Logger
+	if log == nil {
+		log = bottest.Logger(t, false)
+	}
 	n, err := platform.Start(ctx, p.Config, platform.Options{Logger: log, Clock: clk, Listener: ln, Simulator: true,
 		OnNotification: func(r webhook.Result) {
 			p.mu.Lock()

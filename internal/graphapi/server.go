@@ -56,7 +56,7 @@ type Server struct {
 	o        Options
 	cfg      *config.Config
 	log      *slog.Logger
-	mux      *http.ServeMux
+	mux      *Router
 	ready    atomic.Bool
 	draining atomic.Bool
 
@@ -75,7 +75,7 @@ func New(o Options) *Server {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	s := &Server{o: o, cfg: o.Config, log: o.Logger, mux: http.NewServeMux(), limiters: map[string]*rate.Limiter{},
+	s := &Server{o: o, cfg: o.Config, log: o.Logger, mux: NewRouter(), limiters: map[string]*rate.Limiter{},
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "switchboard_http_request_duration_seconds", Help: "Graph API request latency by route and status.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
@@ -100,8 +100,9 @@ func New(o Options) *Server {
 	return s
 }
 
-// Mux is where other packages register their routes.
-func (s *Server) Mux() *http.ServeMux { return s.mux }
+// Mux is where other packages register their routes; it lists every
+// pattern registered on it.
+func (s *Server) Mux() *Router { return s.mux }
 
 // SetReady marks the server ready (healthz 200).
 func (s *Server) SetReady(ok bool) { s.ready.Store(ok) }

@@ -87,7 +87,9 @@ func New(c *config.Config, d *Directory, k *Keyring, now func() time.Time) *Serv
 // The patterns have a wildcard first segment: they conflict with a pattern
 // that matches every path under some prefix (such as "GET /v1.0/"), so Graph
 // routes must be registered under "/v1.0/communications/" and the like.
-func (s *Service) Routes(mux *http.ServeMux) {
+func (s *Service) Routes(mux interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}) {
 	mux.HandleFunc("POST /{tenant}/oauth2/v2.0/token", s.tokenHandler(false))
 	mux.HandleFunc("POST /{tenant}/oauth2/token", s.tokenHandler(true))
 	mux.HandleFunc("GET /{tenant}/v2.0/.well-known/openid-configuration", s.handleOpenIDConfiguration)

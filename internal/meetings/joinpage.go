@@ -19,7 +19,9 @@ const JoinPath = "/l/meetup-join/"
 // the page a meeting's joinWebUrl opens. It needs no token (a join link is
 // meant to be opened by whoever was sent it) and says how to join: by
 // phone, by SIP, with the meeting id and passcode, or as a bot.
-func (s *Store) Routes(mux *http.ServeMux) {
+func (s *Store) Routes(mux interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}) {
 	mux.HandleFunc("GET "+JoinPath+"{thread}/{message}", s.joinPage)
 }
 

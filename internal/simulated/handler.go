@@ -26,7 +26,9 @@ import (
 //
 //	GET    /simulator/v1/calls/{id}/audio → audio/wav: what the user has heard (8 kHz mono)
 //	POST   /simulator/v1/calls/{id}/say   body: any WAV → 202, the user says it
-func (e *Endpoint) Routes(mux *http.ServeMux) {
+func (e *Endpoint) Routes(mux interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}) {
 	mux.HandleFunc("GET /simulator/v1/calls/{id}/audio", e.handleAudio)
 	mux.HandleFunc("POST /simulator/v1/calls/{id}/say", e.handleSay)
 	mux.HandleFunc("POST /simulator/v1/calls", e.handleCall)

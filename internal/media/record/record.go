@@ -651,7 +651,9 @@ func validID(id string) bool {
 
 // Routes registers the download endpoint, GET (and HEAD)
 // /recordings/{id}, on mux.
-func (s *Store) Routes(mux *http.ServeMux) {
+func (s *Store) Routes(mux interface {
+	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
+}) {
 	mux.HandleFunc("GET /recordings/{id}", s.serveRecording)
 }
 
