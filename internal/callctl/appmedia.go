@@ -243,6 +243,13 @@ func (h *appMedia) rosterCopy() []MediaSource {
 	return r
 }
 
+// state reports whether a socket is attached and whether one ever was.
+func (h *appMedia) state() (attached, opened bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sock != nil, h.opened
+}
+
 func (h *appMedia) attached() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -415,8 +422,8 @@ func (a *actor) openAppMedia() {
 	a.appPort.DetectTones(true) // for the socket's dtmf events
 	a.appRoster()
 	h.setPort(a.appPort)
-	if !h.attached() {
-		if !h.opened {
+	if attached, opened := h.state(); !attached {
+		if !opened {
 			a.log.Warn("app-hosted call established before its bot opened the media socket; its audio is not heard until it does",
 				"window", a.m.cfg.Media.Socket.ReconnectWindow.D())
 		}
