@@ -759,13 +759,15 @@ func parseHexAddrPort(s string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(addr.Unmap(), uint16(port)), nil
 }
 
-// diagoLog is what the diago peer logged about its calls: it logs at WARN
-// each prompt played (bytes, duration, error) and each call's end, and at
-// ERROR an answer or audio reader that failed.
+// diagoLog is what the diago peer logged about its calls: its program
+// logs at WARN each prompt played (bytes, duration, error) and each call's
+// end, and at ERROR an answer or audio reader that failed; the library
+// logs its own errors (an RTCP writer's, say) at ERROR too.
 type diagoLog struct {
 	Played     int      `json:"played"`     // prompts played to the end without error
 	PlayErrors int      `json:"playErrors"` // prompts that ended with an error
-	Errors     int      `json:"errors"`     // ERROR lines: answers or readers that failed
+	Errors     int      `json:"errors"`     // the program's ERROR lines: answers or readers that failed
+	LibErrors  int      `json:"libErrors"`  // the library's other ERROR lines (no call failed for them)
 	Ended      int      `json:"ended"`      // calls ended
 	ByCaller   int      `json:"byCaller"`   // of those, by the caller's BYE
 	MinBytes   int64    `json:"minBytes"`   // the shortest prompt played, in bytes
@@ -805,8 +807,13 @@ func parseDiagoLog(r io.Reader) (diagoLog, error) {
 			if v, _ := logValue(line, "byCaller"); v == "true" {
 				l.ByCaller++
 			}
-		case strings.Contains(line, " ERROR "):
+		case strings.Contains(line, " ERROR answer ") || strings.Contains(line, " ERROR reader "):
 			l.Errors++
+			if len(l.Samples) < 5 {
+				l.Samples = append(l.Samples, line)
+			}
+		case strings.Contains(line, " ERROR "):
+			l.LibErrors++
 			if len(l.Samples) < 5 {
 				l.Samples = append(l.Samples, line)
 			}
@@ -987,7 +994,7 @@ func printPeers(w io.Writer, r *peersReport) {
 		fmt.Sprintf("%.0f / %.0f / %.0f ms", s.SetupP50MS, s.SetupP99MS, s.SetupMaxMS), "")
 	g.add("machine busy at the plateau (SIPp, sbbench, other)", busy(d), busy(s), "")
 	g.add("other processes before the load", fmt.Sprintf("%.0f%% of a core", d.BackgroundPercent), fmt.Sprintf("%.0f%% of a core", s.BackgroundPercent), "")
-	g.add("the engine's own view", fmt.Sprintf("%d prompts played, %d with errors, %d errors", r.DiagoLog.Played, r.DiagoLog.PlayErrors, r.DiagoLog.Errors),
+	g.add("the engine's own view", fmt.Sprintf("%d prompts played, %d failed; %d calls failed; %d other errors", r.DiagoLog.Played, r.DiagoLog.PlayErrors, r.DiagoLog.Errors, r.DiagoLog.LibErrors),
 		fmt.Sprintf("%d late media ticks of %.0f; %.0f RTP sent", int(s.LateTicks), s.Ticks, s.RTPSent), "")
 	g.write(w)
 	for _, e := range append(append([]string(nil), d.ProbeErrors...), s.ProbeErrors...) {

@@ -55,6 +55,7 @@ func TestParseDiagoLog(t *testing.T) {
 2026/12/07 00:30:00 WARN played call=a2 bytes=79680 dur=4.98s err=<nil>
 2026/12/07 00:30:01 WARN played call=a3 bytes=1280 dur=80ms err="rtp write: use of closed network connection"
 2026/12/07 00:30:02 ERROR answer err="transaction terminated"
+2026/12/07 00:42:49 ERROR RTP session RTCP writer stopped with error error="write udp 127.0.0.1:44119->127.0.0.2:7761: i/o timeout"
 2026/12/07 00:30:30 WARN call end call=a1 digits="" byCaller=true
 2026/12/07 00:30:30 WARN call end call=a2 digits="" byCaller=false
 `
@@ -62,10 +63,10 @@ func TestParseDiagoLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.Played != 2 || l.PlayErrors != 1 || l.Errors != 1 || l.Ended != 2 || l.ByCaller != 1 || l.MinBytes != 79680 || l.Failed() != 2 {
+	if l.Played != 2 || l.PlayErrors != 1 || l.Errors != 1 || l.LibErrors != 1 || l.Ended != 2 || l.ByCaller != 1 || l.MinBytes != 79680 || l.Failed() != 2 {
 		t.Errorf("got %+v", l)
 	}
-	if len(l.Samples) != 2 {
+	if len(l.Samples) != 3 {
 		t.Errorf("samples %q", l.Samples)
 	}
 	if v, ok := logValue(`x WARN played err="a b \"c\"" n=1`, "err"); !ok || v != `a b "c"` {
