@@ -89,7 +89,7 @@ Usage:
                           SIPp answers every leg and speaks, the node mixes; CPU per participant-second
   sbbench echo  [flags]   app-hosted media: N concurrent calls whose bot echoes the mix over the media
                           socket; CPU per call-second, the node's echo delay, drops for slow bots
-  sbbench peers [flags]   side by side: the peers' IVR load against diago (../shared/bench/diago-ivr),
+  sbbench peers [flags]   side by side: the peers' IVR load against diago (shared/bench/diago-ivr beside the repository),
                           then against Switchboard with the IVR bot, in one run; the ratios
 
 Run "sbbench ivr -h", "sbbench setup -h", "sbbench conf -h", "sbbench echo -h" or "sbbench peers -h" for the flags.

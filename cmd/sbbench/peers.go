@@ -72,7 +72,7 @@ func runPeers(args []string) error {
 	probes := fs.Int("probes", 8, "probe calls that time each engine's RTP at steady state (0: none)")
 	warmup := fs.Int("warmup", 10, "calls placed and ended before measuring each engine")
 	gap := fs.Duration("gap", 30*time.Second, "quiet time between the diago run and the Switchboard run")
-	benchDir := fs.String("bench", "", "the peers' folder, shared/bench (default: ../shared/bench beside the module's root)")
+	benchDir := fs.String("bench", "", "the peers' folder, shared/bench (default: the shared/bench folder beside the repository)")
 	diagoBin := fs.String("diago", "", "a diago-ivr binary; empty: go build BENCH/diago-ivr (its own module) into the output folder")
 	_ = fs.Parse(args)
 	if fs.NArg() > 0 {
