@@ -528,7 +528,11 @@ func (m *MediaSocket) broken(err error) {
 	case isClose && ce.Code == 4001:
 		m.finish(fmt.Errorf("media of call %s: %w", m.callID, ErrMediaReplaced))
 		return
-	case isClose && ce.Code != 1001 && ce.Code != 1006 && ce.Code != 1011 && ce.Code != 1012 && ce.Code != 1013:
+	case isClose && ce.Code != 1001 && ce.Code != 1006 && ce.Code != 1011 && ce.Code != 1012 && ce.Code != 1013 &&
+		// A 1008 "the bot does not read" is the platform giving up on
+		// a socket that stalled (a pause of the bot's): a new one
+		// carries on.
+		(ce.Code != 1008 || !strings.Contains(ce.Reason, "does not read")):
 		// 1000 without bye, 1003, 1007, 1009…: the server's last word on
 		// this socket, or the bot's fault; a new socket would not help.
 		m.finish(fmt.Errorf("media of call %s: %w", m.callID, err))

@@ -300,9 +300,11 @@ func (ap *AppPort) WriteFrame(frame []byte) bool {
 		// sent, and its audio is what was sent under it (a bot's own
 		// audio under a header it made up is not an echo).
 		slot := seq % echoWindow
-		if ap.sentAt[slot].Load() != 0 && ap.sentSeq[slot].Load() == seq &&
+		sum := fingerprint(frame[AppHeaderBytes:])
+		if binary.LittleEndian.Uint32(frame) == 0 && sum != silenceSum &&
+			ap.sentAt[slot].Load() != 0 && ap.sentSeq[slot].Load() == seq &&
 			binary.LittleEndian.Uint64(frame[8:]) == uint64(seq)*20 &&
-			ap.sentSum[slot].Load() == fingerprint(frame[AppHeaderBytes:]) {
+			ap.sentSum[slot].Load() == sum {
 			echo = uint64(seq) + 1
 		}
 	}
@@ -487,6 +489,10 @@ func (ap *AppPort) appendFrame(buf []byte, source, seq uint32, ts uint64, pcm []
 }
 
 var zeroPCM [AppPCMBytes]byte
+
+// silenceSum is silence's fingerprint: silence sent back is not timed as
+// an echo, as any bot's silence would match it.
+var silenceSum = fingerprint(zeroPCM[:])
 
 // fingerprint is a cheap hash of a frame's audio (16 of its samples),
 // enough to tell an echo from other audio under the same header.

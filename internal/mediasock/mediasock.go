@@ -96,13 +96,15 @@ func Serve(w http.ResponseWriter, r *http.Request, attach Attach, o Options) {
 	}
 	c := newConn(nc, rw.Reader, o)
 	defer c.finish()
+	// The writer runs before the socket is attached, so that a Close at
+	// any moment after (a newer socket, the call's end) waits for it.
+	c.started.Store(true)
+	go c.write()
 	detach, err := attach(c)
 	if err != nil {
 		c.Close(CloseNormal, truncate(err.Error()))
 		return
 	}
-	c.started.Store(true)
-	go c.write()
 	c.read()
 	detach()
 	c.Close(CloseNormal, "")
@@ -156,6 +158,7 @@ type Conn struct {
 	tn      int
 	terr    error
 	closing atomic.Bool
+	broken  atomic.Bool         // a write failed, maybe mid-frame: no close frame can follow
 	ports   chan *media.AppPort // the newest port for the writer
 	port    atomic.Pointer[media.AppPort]
 
@@ -202,7 +205,7 @@ func (c *Conn) TryWrite(b []byte) bool {
 		return false
 	}
 	defer c.wmu.Unlock()
-	if len(c.pending) > 0 {
+	if len(c.pending) > 0 || c.closing.Load() || c.broken.Load() {
 		return false
 	}
 	c.tb = b
@@ -260,7 +263,6 @@ func (c *Conn) SetPort(p *media.AppPort) {
 		c.subMu.Lock()
 		p.Subscribe(c.subAll, c.subIDs...)
 		c.subMu.Unlock()
-		p.SetWriter(c)
 	}
 	for {
 		select {
@@ -284,13 +286,14 @@ func (c *Conn) Close(code int, reason string) {
 			case <-time.After(100 * time.Millisecond):
 				// The writer is stuck writing to a bot that does not
 				// read: cut it off mid-frame; no close frame can follow.
-				_ = c.nc.SetWriteDeadline(time.Now())
+				c.broken.Store(true)
+				_ = c.nc.Close()
 				<-c.writerDone
 				broken = true
 			}
 		}
 		c.port.Store(nil)
-		if broken {
+		if broken || c.broken.Load() {
 			_ = c.nc.Close()
 			return
 		}
@@ -357,30 +360,36 @@ func (c *Conn) write() {
 	tick := time.NewTicker(c.o.StatsEvery)
 	defer tick.Stop()
 	var p *media.AppPort
+	again := false // a batch is left in the ring: look again at once
 	for {
 		var ready <-chan struct{}
 		if p != nil {
 			ready = p.Ready()
+			if again {
+				ready = closedChan
+			}
 		}
 		select {
 		case <-c.quit:
 			// What call control queued before closing (the bye) goes
 			// out before the close frame.
-			for {
-				select {
-				case b := <-c.events:
-					if !c.writeText(b) {
-						return
-					}
-				default:
-					return
-				}
-			}
+			c.drainEvents()
+			return
 		case <-c.flush:
 			if !c.writeRaw(nil) {
 				return
 			}
 		case p = <-c.ports:
+			// What was queued before the port came (the hello first) goes
+			// out before any audio; only then may the tick write to the
+			// socket itself.
+			if !c.drainEvents() {
+				return
+			}
+			again = false
+			if p != nil {
+				p.SetWriter(c)
+			}
 		case b := <-c.events:
 			if !c.writeText(b) {
 				return
@@ -391,13 +400,36 @@ func (c *Conn) write() {
 				return
 			}
 		case <-ready:
-			for b := p.Take(); b != nil; b = p.Take() {
+			// One batch per turn, so that control messages, the stats and
+			// the close are never starved by a bot that reads too slowly
+			// for the ring to empty.
+			again = false
+			if b := p.Take(); b != nil {
 				ok := c.writeRaw(b)
 				p.Done()
 				if !ok {
 					return
 				}
+				again = p.Take() != nil
 			}
+		}
+	}
+}
+
+// closedChan is always ready: the writer's turn when batches are left.
+var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+
+// drainEvents writes the control messages queued now; false when the
+// socket broke.
+func (c *Conn) drainEvents() bool {
+	for {
+		select {
+		case b := <-c.events:
+			if !c.writeText(b) {
+				return false
+			}
+		default:
+			return true
 		}
 	}
 }
@@ -412,6 +444,7 @@ func (c *Conn) writeRaw(b []byte) bool {
 	}
 	if err != nil {
 		c.log.Debug("media socket write", "err", err)
+		c.broken.Store(true)
 		go c.Close(ClosePolicy, "the bot does not read")
 		return false
 	}
@@ -438,6 +471,7 @@ func (c *Conn) writeText(b []byte) bool {
 	defer c.wmu.Unlock()
 	if err := c.flushLocked(); err != nil {
 		c.log.Debug("media socket write", "err", err)
+		c.broken.Store(true)
 		go c.Close(ClosePolicy, "the bot does not read")
 		return false
 	}
@@ -445,6 +479,7 @@ func (c *Conn) writeText(b []byte) bool {
 	bufs := net.Buffers{hdr[:n], b}
 	if _, err := bufs.WriteTo(c.nc); err != nil {
 		c.log.Debug("media socket write", "err", err)
+		c.broken.Store(true)
 		go c.Close(ClosePolicy, "the bot does not read")
 		return false
 	}
@@ -593,8 +628,14 @@ func (c *Conn) readFrame(h header, frame []byte) error {
 		switch h.op {
 		case ws.OpPing:
 			c.wmu.Lock()
-			_ = c.nc.SetWriteDeadline(time.Now().Add(c.o.WriteTimeout))
-			err := ws.WriteFrame(c.nc, ws.NewPongFrame(b))
+			err := c.flushLocked() // the rest of a frame the tick began comes first
+			if err == nil {
+				_ = c.nc.SetWriteDeadline(time.Now().Add(c.o.WriteTimeout))
+				err = ws.WriteFrame(c.nc, ws.NewPongFrame(b))
+			}
+			if err != nil {
+				c.broken.Store(true)
+			}
 			c.wmu.Unlock()
 			return err
 		case ws.OpClose:
