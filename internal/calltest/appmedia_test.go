@@ -435,15 +435,7 @@ func TestMediaSocketPhone(t *testing.T) {
 	if faySrc == 0 {
 		t.Fatal("no sourceId for Fay")
 	}
-	// The bot speaks 1400 Hz for 3 s, paced at 20 ms.
-	go func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for _, f := range tone16(1400, 150, 8000) {
-			s.send(ws.OpBinary, f)
-			<-tick.C
-		}
-	}()
+	s.speak(1400, 150) // 3 s
 	s.wait("3 s of Fay's own stream", 15*time.Second, func(s *sock) bool { return len(s.frames[faySrc]) >= 150*320 })
 
 	s.mu.Lock()
@@ -519,55 +511,14 @@ func TestMediaSocketGroupCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitRoster(t, p, c.ID, "Test bot", "Fay", "Gus", "Hal")
-	s.wait("the three phones in the socket's roster", 10*time.Second, func(s *sock) bool {
-		for _, m := range s.texts {
-			if (m["type"] == "roster" || m["type"] == "hello") && len(m["roster"].([]any)) == 3 {
-				return true
-			}
-		}
-		return false
-	})
-	src := s.sourcesByName()
+	src := s.phonesInRoster()
 	s.send(ws.OpText, []byte(`{"type":"subscribe","sourceIds":"all"}`))
-	go func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for _, f := range tone16(2300, 200, 8000) {
-			s.send(ws.OpBinary, f)
-			<-tick.C
-		}
-	}()
-	s.wait("2 s of every phone's stream", 15*time.Second, func(s *sock) bool {
-		for _, ph := range groupPhones {
-			if len(s.frames[src[ph.name]]) < 100*320 {
-				return false
-			}
-		}
-		return true
-	})
+	s.speak(2300, 200)
+	s.waitStreams(src)
+	s.checkStreams(src)
 	s.mu.Lock()
-	mix := s.frames[0]
-	streams := map[string][]int16{}
-	for _, ph := range groupPhones {
-		pcm := s.frames[src[ph.name]]
-		streams[ph.name] = pcm[len(pcm)-75*320:]
-	}
 	lastSeq := s.seqs[0][len(s.seqs[0])-1]
 	s.mu.Unlock()
-	for _, ph := range groupPhones {
-		for _, other := range groupPhones {
-			l := level16(streams[ph.name], other.freq)
-			switch {
-			case other == ph && l < 0.3:
-				t.Errorf("%s's stream (source %d) carries %v Hz at %.3f, want it", ph.name, src[ph.name], other.freq, l)
-			case other != ph && l > 0.01:
-				t.Errorf("%s's stream (source %d) carries %s's %v Hz at %.3f", ph.name, src[ph.name], other.name, other.freq, l)
-			}
-		}
-		if l := level16(mix[len(mix)-75*320:], ph.freq); l < 0.05 {
-			t.Errorf("the mix carries %s's %v Hz at %.3f", ph.name, ph.freq, l)
-		}
-	}
 
 	// Reconnect: the new socket's frames carry on the old one's clock.
 	s.conn.Close()
@@ -668,46 +619,10 @@ func TestMediaSocketMeeting(t *testing.T) {
 		t.Fatalf("invite: %s %s", r.Status, r.Body)
 	}
 	waitRoster(t, p, c.ID, "Test bot", "Fay", "Gus", "Hal")
-	s.wait("the three phones in the socket's roster", 10*time.Second, func(s *sock) bool {
-		for _, m := range s.texts {
-			if (m["type"] == "roster" || m["type"] == "hello") && len(m["roster"].([]any)) == 3 {
-				return true
-			}
-		}
-		return false
-	})
-	src := s.sourcesByName()
-	go func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for _, f := range tone16(2300, 200, 8000) {
-			s.send(ws.OpBinary, f)
-			<-tick.C
-		}
-	}()
-	s.wait("2 s of every phone's stream", 15*time.Second, func(s *sock) bool {
-		for _, ph := range groupPhones {
-			if len(s.frames[src[ph.name]]) < 100*320 {
-				return false
-			}
-		}
-		return true
-	})
-	s.mu.Lock()
-	for _, ph := range groupPhones {
-		pcm := s.frames[src[ph.name]]
-		pcm = pcm[len(pcm)-75*320:]
-		for _, other := range groupPhones {
-			l := level16(pcm, other.freq)
-			switch {
-			case other == ph && l < 0.3:
-				t.Errorf("%s's stream carries %v Hz at %.3f, want it", ph.name, other.freq, l)
-			case other != ph && l > 0.01:
-				t.Errorf("%s's stream carries %s's %v Hz at %.3f", ph.name, other.name, other.freq, l)
-			}
-		}
-	}
-	s.mu.Unlock()
+	src := s.phonesInRoster()
+	s.speak(2300, 200)
+	s.waitStreams(src)
+	s.checkStreams(src)
 	if r := p.Bot("DELETE", calls+"/"+c.ID, nil); r.StatusCode != 204 {
 		t.Fatalf("hang up: %s", r.Status)
 	}
@@ -818,5 +733,70 @@ func TestMediaSocketTwoPartyBecomesGroup(t *testing.T) {
 	defer s.mu.Unlock()
 	if s.closed != nil {
 		t.Errorf("the socket closed: %+v", s.closed)
+	}
+}
+
+// phonesInRoster waits until the socket's roster names the three group
+// phones and returns their sources by name.
+func (s *sock) phonesInRoster() map[string]uint32 {
+	s.t.Helper()
+	s.wait("the three phones in the socket's roster", 10*time.Second, func(s *sock) bool {
+		for _, m := range s.texts {
+			if (m["type"] == "roster" || m["type"] == "hello") && len(m["roster"].([]any)) == len(groupPhones) {
+				return true
+			}
+		}
+		return false
+	})
+	return s.sourcesByName()
+}
+
+// speak sends frames of a tone, paced at 20 ms, from a goroutine.
+func (s *sock) speak(freq float64, frames int) {
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for _, f := range tone16(freq, frames, 8000) {
+			s.send(ws.OpBinary, f)
+			<-tick.C
+		}
+	}()
+}
+
+// waitStreams waits for 2 s of every group phone's own stream.
+func (s *sock) waitStreams(src map[string]uint32) {
+	s.t.Helper()
+	s.wait("2 s of every phone's stream", 15*time.Second, func(s *sock) bool {
+		for _, ph := range groupPhones {
+			if len(s.frames[src[ph.name]]) < 100*320 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// checkStreams checks the last 1.5 s of each phone's own stream carries
+// its tone and no other phone's, and the mix every phone's.
+func (s *sock) checkStreams(src map[string]uint32) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mix := s.frames[0]
+	for _, ph := range groupPhones {
+		pcm := s.frames[src[ph.name]]
+		pcm = pcm[len(pcm)-75*320:]
+		for _, other := range groupPhones {
+			l := level16(pcm, other.freq)
+			switch {
+			case other == ph && l < 0.3:
+				s.t.Errorf("%s's stream (source %d) carries %v Hz at %.3f, want it", ph.name, src[ph.name], other.freq, l)
+			case other != ph && l > 0.01:
+				s.t.Errorf("%s's stream (source %d) carries %s's %v Hz at %.3f", ph.name, src[ph.name], other.name, other.freq, l)
+			}
+		}
+		if l := level16(mix[len(mix)-75*320:], ph.freq); l < 0.05 {
+			s.t.Errorf("the mix carries %s's %v Hz at %.3f", ph.name, ph.freq, l)
+		}
 	}
 }
