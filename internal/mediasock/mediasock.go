@@ -181,6 +181,12 @@ type Conn struct {
 var _ callctl.MediaSocket = (*Conn)(nil)
 
 func newConn(nc net.Conn, br *bufio.Reader, o Options) *Conn {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 5 * time.Second
+	}
 	c := &Conn{nc: nc, br: br, o: o, log: o.Logger,
 		events: make(chan []byte, 256), ports: make(chan *media.AppPort, 1),
 		quit: make(chan struct{}), writerDone: make(chan struct{}), flush: make(chan struct{}, 1)}
