@@ -236,12 +236,7 @@ func TestMediaSocketContract(t *testing.T) {
 		!strings.Contains(string(r.Body), "mediaMode") {
 		t.Errorf("a service app creating an app-hosted call: %s %s", r.Status, r.Body)
 	}
-	r := p.Bot("POST", calls, appCall(p.Hook.URL, calltest.AliceID))
-	if r.StatusCode != 201 {
-		t.Fatalf("create: %s %s", r.Status, r.Body)
-	}
-	var c graph.Call
-	r.JSON(t, &c)
+	c := createCall(t, p, appCall(p.Hook.URL, calltest.AliceID))
 	if c.MediaConfig == nil || !c.MediaConfig.AppHosted() || c.MediaConfig.Blob != "opaque" {
 		t.Errorf("mediaConfig echoed %+v", c.MediaConfig)
 	}
@@ -370,12 +365,7 @@ func TestMediaSocketNeverOpened(t *testing.T) {
 	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
 		c.Media.Socket.ReconnectWindow = config.Duration(time.Second)
 	}})
-	r := p.Bot("POST", calls, appCall(p.Hook.URL, calltest.AliceID))
-	if r.StatusCode != 201 {
-		t.Fatalf("create: %s %s", r.Status, r.Body)
-	}
-	var c graph.Call
-	r.JSON(t, &c)
+	c := createCall(t, p, appCall(p.Hook.URL, calltest.AliceID))
 	n := p.Hook.WaitState(t, c.ID, graph.StateTerminated)
 	var end graph.Call
 	if err := json.Unmarshal(n.ResourceData, &end); err != nil {
@@ -395,16 +385,8 @@ func TestMediaSocketPhone(t *testing.T) {
 	p := calltest.Start(t, calltest.Options{Edit: withGroupPhones})
 	fay := groupPhones[0]
 	phones := startPhones(t, p, 30*time.Second, fay)
-	r := p.Bot("POST", calls, appCall(p.Hook.URL, fay.id))
-	if r.StatusCode != 201 {
-		t.Fatalf("create: %s %s", r.Status, r.Body)
-	}
-	var c graph.Call
-	r.JSON(t, &c)
-	s, err := dialMedia(t, p, c.ID, p.Token(calltest.BotID, calltest.TenantID))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := createCall(t, p, appCall(p.Hook.URL, fay.id))
+	s := openMedia(t, p, c.ID)
 	s.send(ws.OpText, []byte(`{"type":"subscribe","sourceIds":"all"}`))
 	p.Hook.WaitState(t, c.ID, graph.StateEstablished)
 	s.wait("a roster naming Fay", 10*time.Second, func(s *sock) bool {
@@ -499,12 +481,7 @@ func TestMediaSocketGroupCall(t *testing.T) {
 	for _, ph := range groupPhones {
 		ids = append(ids, ph.id)
 	}
-	r := p.Bot("POST", calls, appCall(p.Hook.URL, ids...))
-	if r.StatusCode != 201 {
-		t.Fatalf("create: %s %s", r.Status, r.Body)
-	}
-	var c graph.Call
-	r.JSON(t, &c)
+	c := createCall(t, p, appCall(p.Hook.URL, ids...))
 	tok := p.Token(calltest.BotID, calltest.TenantID)
 	s, err := dialMedia(t, p, c.ID, tok)
 	if err != nil {
@@ -555,16 +532,8 @@ func TestMediaSocketDTMF(t *testing.T) {
 			}
 		}
 	}})
-	r := p.Bot("POST", calls, appCall(p.Hook.URL, calltest.BobID))
-	if r.StatusCode != 201 {
-		t.Fatalf("create: %s %s", r.Status, r.Body)
-	}
-	var c graph.Call
-	r.JSON(t, &c)
-	s, err := dialMedia(t, p, c.ID, p.Token(calltest.BotID, calltest.TenantID))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := createCall(t, p, appCall(p.Hook.URL, calltest.BobID))
+	s := openMedia(t, p, c.ID)
 	var keys []string
 	s.wait("Bob's three keys", 10*time.Second, func(s *sock) bool {
 		keys = keys[:0]
@@ -594,22 +563,14 @@ func TestMediaSocketMeeting(t *testing.T) {
 	u, _ := url.Parse(m.JoinWebURL)
 	path, _ := url.PathUnescape(u.EscapedPath())
 	segs := strings.Split(strings.TrimPrefix(path, "/l/meetup-join/"), "/")
-	r := p.Bot("POST", calls, map[string]any{
+	c := createCall(t, p, map[string]any{
 		"@odata.type": "#microsoft.graph.call", "callbackUri": p.Hook.URL, "requestedModalities": []string{"audio"},
 		"mediaConfig": map[string]any{"@odata.type": "#microsoft.graph.appHostedMediaConfig"},
 		"chatInfo":    map[string]any{"threadId": segs[0], "messageId": segs[1]},
 		"meetingInfo": map[string]any{"@odata.type": "#microsoft.graph.organizerMeetingInfo",
 			"organizer": map[string]any{"user": map[string]any{"id": calltest.AliceID}}},
 	})
-	if r.StatusCode != 201 {
-		t.Fatalf("join: %s %s", r.Status, r.Body)
-	}
-	var c graph.Call
-	r.JSON(t, &c)
-	s, err := dialMedia(t, p, c.ID, p.Token(calltest.BotID, calltest.TenantID))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openMedia(t, p, c.ID)
 	s.send(ws.OpText, []byte(`{"type":"subscribe","sourceIds":"all"}`))
 	var invitees []any
 	for _, ph := range groupPhones {
@@ -642,12 +603,7 @@ func TestMediaSocketMeeting(t *testing.T) {
 // the sequence jumps.
 func TestMediaSocketSlowBotDrops(t *testing.T) {
 	p := calltest.Start(t, calltest.Options{})
-	r := p.Bot("POST", calls, appCall(p.Hook.URL, calltest.AliceID))
-	if r.StatusCode != 201 {
-		t.Fatalf("create: %s %s", r.Status, r.Body)
-	}
-	var c graph.Call
-	r.JSON(t, &c)
+	c := createCall(t, p, appCall(p.Hook.URL, calltest.AliceID))
 	d := ws.Dialer{Protocols: []string{"switchboard.media.v1"},
 		Header: ws.HandshakeHeaderHTTP(http.Header{"Authorization": {"Bearer " + p.Token(calltest.BotID, calltest.TenantID)}})}
 	conn, br, _, err := d.Dial(t.Context(), mediaURL(p, c.ID))
@@ -700,16 +656,8 @@ func TestMediaSocketSlowBotDrops(t *testing.T) {
 // on the same conference: the socket stays, its roster grows.
 func TestMediaSocketTwoPartyBecomesGroup(t *testing.T) {
 	p := calltest.Start(t, calltest.Options{})
-	r := p.Bot("POST", calls, appCall(p.Hook.URL, calltest.AliceID))
-	if r.StatusCode != 201 {
-		t.Fatalf("create: %s %s", r.Status, r.Body)
-	}
-	var c graph.Call
-	r.JSON(t, &c)
-	s, err := dialMedia(t, p, c.ID, p.Token(calltest.BotID, calltest.TenantID))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := createCall(t, p, appCall(p.Hook.URL, calltest.AliceID))
+	s := openMedia(t, p, c.ID)
 	p.Hook.WaitState(t, c.ID, graph.StateEstablished)
 	if r := p.Bot("POST", calls+"/"+c.ID+"/participants/invite", map[string]any{"participants": []any{
 		map[string]any{"identity": map[string]any{"user": map[string]any{"id": calltest.BobID}}},
@@ -799,4 +747,27 @@ func (s *sock) checkStreams(src map[string]uint32) {
 			s.t.Errorf("the mix carries %s's %v Hz at %.3f", ph.name, ph.freq, l)
 		}
 	}
+}
+
+// createCall creates a call for the bot and returns it (201 or the test
+// fails).
+func createCall(t *testing.T, p *calltest.Platform, body any) graph.Call {
+	t.Helper()
+	r := p.Bot("POST", calls, body)
+	if r.StatusCode != 201 {
+		t.Fatalf("create: %s %s", r.Status, r.Body)
+	}
+	var c graph.Call
+	r.JSON(t, &c)
+	return c
+}
+
+// openMedia opens the call's media socket with the bot's token.
+func openMedia(t *testing.T, p *calltest.Platform, callID string) *sock {
+	t.Helper()
+	s, err := dialMedia(t, p, callID, p.Token(calltest.BotID, calltest.TenantID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
