@@ -380,24 +380,8 @@ Flags:
 	if err := win.close(e); err != nil {
 		return err
 	}
-	if perfRec != nil {
-		if err := perfRec.wait(ctx); err != nil {
-			logf("perf record: %v", err)
-		}
-		if rep.Perf, err = perfRec.report(e.out); err != nil {
-			logf("perf report: %v", err)
-		}
-	} else if perfErr != nil {
-		logf("perf: %v", perfErr)
-	}
-	if profs != nil {
-		if err := profs.stop(); err != nil {
-			logf("profiles: %v", err)
-		}
-		rep.Profiles = profs.files
-	} else if profErr != nil {
-		logf("profiles: %v", profErr)
-	}
+	rep.Perf = finishPerf(ctx, perfRec, perfErr, e.out)
+	rep.Profiles = finishProfiles(profs, profErr)
 	if err := writeTimeline(filepath.Join(e.out, "timeline.csv"), win.samples); err != nil {
 		return err
 	}

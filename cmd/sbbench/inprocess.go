@@ -109,3 +109,19 @@ func (p *profiles) stop() error {
 	p.cpu.Close()
 	return p.write("allocs.pprof", "allocs")
 }
+
+// finishProfiles stops the in-process profiles started at the plateau and
+// returns their files; p is nil when they could not start (startErr,
+// logged) or were not asked for.
+func finishProfiles(p *profiles, startErr error) []string {
+	if p == nil {
+		if startErr != nil {
+			logf("profiles: %v", startErr)
+		}
+		return nil
+	}
+	if err := p.stop(); err != nil {
+		logf("profiles: %v", err)
+	}
+	return p.files
+}

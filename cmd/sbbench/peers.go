@@ -462,16 +462,7 @@ func measureEngine(ctx context.Context, c *common, er engineRun, lo loadOpts) (*
 	if err := writeTimeline(filepath.Join(er.out, "timeline.csv"), res.samples); err != nil {
 		return nil, err
 	}
-	if perfRec != nil {
-		if err := perfRec.wait(ctx); err != nil {
-			logf("perf record: %v", err)
-		}
-		if res.perf, err = perfRec.report(er.out); err != nil {
-			logf("perf report: %v", err)
-		}
-	} else if perfErr != nil {
-		logf("perf: %v", perfErr)
-	}
+	res.perf = finishPerf(ctx, perfRec, perfErr, er.out)
 	return res, nil
 }
 

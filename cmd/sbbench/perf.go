@@ -136,3 +136,24 @@ func parsePerf(text string) []perfLine {
 	}
 	return out
 }
+
+// finishPerf ends the perf recording started at the plateau and returns
+// its summary; rec is nil when it could not start (startErr, logged) or
+// was not asked for. Failures are logged: a run's figures stand without
+// its profile.
+func finishPerf(ctx context.Context, rec *perfRecording, startErr error, out string) *perfSummary {
+	if rec == nil {
+		if startErr != nil {
+			logf("perf: %v", startErr)
+		}
+		return nil
+	}
+	if err := rec.wait(ctx); err != nil {
+		logf("perf record: %v", err)
+	}
+	sum, err := rec.report(out)
+	if err != nil {
+		logf("perf report: %v", err)
+	}
+	return sum
+}
