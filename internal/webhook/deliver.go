@@ -135,12 +135,20 @@ func (o *Outbox) onMsg(ctx context.Context, msg jetstream.Msg) {
 	}
 	o.mu.Lock()
 	q := o.calls[it.n.CallID]
-	if q != nil && seq <= q.guard {
+	guard := o.recovered[it.n.CallID]
+	if q != nil {
+		guard = q.guard
+	}
+	if seq <= guard {
 		// Parked already: moved just before a crash, or a redelivery
 		// that crossed the move's ack.
 		o.mu.Unlock()
 		_ = msg.Ack()
 		return
+	}
+	if o.recoveredMax > 0 && seq > o.recoveredMax && md.NumDelivered == 1 {
+		// Every original at or below a recovered guard has been seen.
+		o.recovered, o.recoveredMax = nil, 0
 	}
 	if q == nil {
 		h := o.hosts[it.host]

@@ -174,6 +174,9 @@ func (o *Outbox) loadHead(ctx context.Context, q *callQueue) *item {
 			q.slot = nil
 		}
 		delete(o.calls, q.id) // its next message is held again
+		if q.guard > 0 && o.recoveredMax > 0 {
+			o.recovered[q.id] = q.guard
+		}
 		return nil
 	case err != nil:
 		if ctx.Err() == nil {
@@ -237,6 +240,10 @@ func (o *Outbox) recoverParked(ctx context.Context) error {
 		q := &callQueue{id: id, parked: true, subject: subject, next: raw.Sequence + 1, guard: guard, items: []*item{it}}
 		o.mu.Lock()
 		o.calls[id] = q
+		if o.recovered == nil {
+			o.recovered = map[string]uint64{}
+		}
+		o.recoveredMax = max(o.recoveredMax, guard)
 		o.nParked += int(n)
 		o.met.parked.Add(float64(n))
 		o.mu.Unlock()

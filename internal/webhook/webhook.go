@@ -298,10 +298,16 @@ type Outbox struct {
 	cond     *sync.Cond
 	stopping bool
 	calls    map[string]*callQueue // calls with messages held or parked
-	ready    []*callQueue          // calls whose head may be attempted now
-	held     map[uint64]*item      // by stream sequence
-	hosts    map[string]*host      // webhook hosts with held messages, POSTs, waiters or failures
-	nParked  int                   // messages in the parked stream, for the gauge
+	// recovered keeps the guard of each call recoverParked found, once
+	// its queue is drained and forgotten, for as long as the consumer may
+	// still first-deliver originals at or below it: until it delivers one
+	// above recoveredMax, since first deliveries come in stream order.
+	recovered    map[string]uint64
+	recoveredMax uint64
+	ready        []*callQueue     // calls whose head may be attempted now
+	held         map[uint64]*item // by stream sequence
+	hosts        map[string]*host // webhook hosts with held messages, POSTs, waiters or failures
+	nParked      int              // messages in the parked stream, for the gauge
 }
 
 // Queued is how many notifications this node has yet to deliver, parked
