@@ -56,6 +56,10 @@ type HTTP struct {
 	RequestsPerSecond float64 `yaml:"requestsPerSecond"`
 	// Burst is the per-application burst above RequestsPerSecond.
 	Burst int `yaml:"burst"`
+	// TLSCert is a PEM certificate file (chain first) for HTTPS; with TLSKey the Graph API, the token endpoint and every other route are served over TLS only, on Listen.
+	TLSCert string `yaml:"tlsCert"`
+	// TLSKey is the PEM private key file of TLSCert.
+	TLSKey string `yaml:"tlsKey"`
 }
 
 // SIP configures the SIP edge.
@@ -74,8 +78,28 @@ type SIP struct {
 	RegisterExpiry Duration `yaml:"registerExpiry"`
 	// InvitesPerSecond limits new INVITEs per second; beyond it 503 with Retry-After.
 	InvitesPerSecond float64 `yaml:"invitesPerSecond"`
+	// Abuse limits what one source address may send: requests outside a dialog per second, and failed digest answers before it is banned. Trunks' allowFrom addresses are exempt.
+	Abuse SIPAbuse `yaml:"abuse"`
 	// Trunks are SIP peers for phone numbers (PSTN gateways).
 	Trunks []Trunk `yaml:"trunks"`
+}
+
+// SIPAbuse limits one source address of SIP requests (scanners, floods,
+// password guessing). Requests from a source over its rate, or banned, are
+// dropped unanswered: a scanner learns nothing and a flood costs one
+// lookup per packet. Requests inside a dialog (with a To tag), ACK and
+// CANCEL are never limited, nor are the addresses in a trunk's allowFrom.
+type SIPAbuse struct {
+	// RequestsPerSecond is the sustained rate of requests outside a dialog (REGISTER, INVITE, OPTIONS, ...) one source address may send; 0 turns the limit off. Default 50.
+	RequestsPerSecond float64 `yaml:"requestsPerSecond"`
+	// Burst is how many such requests a source may send at once above RequestsPerSecond. Default 100.
+	Burst int `yaml:"burst"`
+	// MaxAuthFailures is how many wrong digest answers (403) a source may send within AuthFailureWindow before it is banned for BanTime; 0 turns bans off. Default 10.
+	MaxAuthFailures int `yaml:"maxAuthFailures"`
+	// AuthFailureWindow is the window MaxAuthFailures counts in. Default 1m.
+	AuthFailureWindow Duration `yaml:"authFailureWindow"`
+	// BanTime is how long a banned source is ignored. Default 15m.
+	BanTime Duration `yaml:"banTime"`
 }
 
 // Trunk is a SIP peer that carries calls to and from phone numbers.
@@ -140,6 +164,27 @@ type Identity struct {
 	NotificationIssuer string `yaml:"notificationIssuer"`
 	// NotificationTokenLifetime is the lifetime of tokens on notifications.
 	NotificationTokenLifetime Duration `yaml:"notificationTokenLifetime"`
+	// TokenThrottle limits the token endpoint per source address and per client id (brute force, client-secret guessing).
+	TokenThrottle TokenThrottle `yaml:"tokenThrottle"`
+}
+
+// TokenThrottle limits requests to the token endpoints. Beyond a limit the
+// answer is 429 with Retry-After and an identity-platform error body
+// (temporarily_unavailable, AADSTS50196 for the rate, AADSTS50053 for a
+// lockout), before the secret is looked at.
+type TokenThrottle struct {
+	// RequestsPerSecond is the sustained rate of token requests one source address may send; 0 turns the limit off. Default 20.
+	RequestsPerSecond float64 `yaml:"requestsPerSecond"`
+	// Burst is how many token requests a source may send at once above RequestsPerSecond. Default 40.
+	Burst int `yaml:"burst"`
+	// MaxFailures is how many wrong client secrets one source address may send within FailureWindow before it is locked out for Lockout; 0 turns lockouts off. Default 10.
+	MaxFailures int `yaml:"maxFailures"`
+	// MaxClientFailures is how many wrong secrets for one client id, from any address, lock that client id out for Lockout (sources that got a token for it in the last tokenLifetime keep getting them); 0 turns it off. Default 100.
+	MaxClientFailures int `yaml:"maxClientFailures"`
+	// FailureWindow is the window the failures are counted in. Default 1m.
+	FailureWindow Duration `yaml:"failureWindow"`
+	// Lockout is how long a locked-out source or client id is refused. Default 5m.
+	Lockout Duration `yaml:"lockout"`
 }
 
 // Calls holds call timers and limits.
@@ -354,14 +399,18 @@ func Default() Config {
 		HTTP: HTTP{Listen: "127.0.0.1:8080", PublicURL: "http://127.0.0.1:8080",
 			MaxBodyBytes: 1 << 20, RequestsPerSecond: 50, Burst: 100},
 		SIP: SIP{Listen: "127.0.0.1:5060", Domain: "switchboard.local", TLSListen: "127.0.0.1:5061",
-			RegisterExpiry: Duration(time.Hour), InvitesPerSecond: 200},
+			RegisterExpiry: Duration(time.Hour), InvitesPerSecond: 200,
+			Abuse: SIPAbuse{RequestsPerSecond: 50, Burst: 100, MaxAuthFailures: 10,
+				AuthFailureWindow: Duration(time.Minute), BanTime: Duration(15 * time.Minute)}},
 		Media: Media{BindIP: "127.0.0.1", RTPPortMin: 20000, RTPPortMax: 29999, InactivityTimeout: Duration(30 * time.Second),
 			RecordingRetention: Duration(time.Hour), PromptCacheBytes: 64 << 20,
 			Socket: MediaSocket{SendBuffer: Duration(200 * time.Millisecond), ReconnectWindow: Duration(30 * time.Second)}},
 		DataDir: "./data",
 		NATS:    NATS{Replicas: 1},
 		Identity: Identity{TokenLifetime: Duration(time.Hour), KeyRotation: Duration(30 * 24 * time.Hour),
-			NotificationTokenLifetime: Duration(time.Hour)},
+			NotificationTokenLifetime: Duration(time.Hour),
+			TokenThrottle: TokenThrottle{RequestsPerSecond: 20, Burst: 40, MaxFailures: 10, MaxClientFailures: 100,
+				FailureWindow: Duration(time.Minute), Lockout: Duration(5 * time.Minute)}},
 		Calls: Calls{AnswerTimeout: Duration(15 * time.Second), KeepAliveTimeout: Duration(45 * time.Minute),
 			RingTimeout: Duration(60 * time.Second), DrainTimeout: Duration(10 * time.Second), MaxConcurrentPerApp: 100,
 			Overload: Overload{MaxLateTickPercent: 50, MaxNotificationBacklog: 5000, RetryAfter: Duration(5 * time.Second)}},

@@ -420,3 +420,35 @@ func TestOverloadLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestAbuseAndTLSKeys(t *testing.T) {
+	c, err := config.Parse([]byte("http:\n  tlsCert: /c.pem\n  tlsKey: /k.pem\nsip:\n  abuse:\n    maxAuthFailures: 5\n    banTime: 1h\nidentity:\n  tokenThrottle:\n    maxFailures: 3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := c.SIP.Abuse; a.MaxAuthFailures != 5 || a.BanTime.D() != time.Hour || a.RequestsPerSecond != 50 || a.Burst != 100 || a.AuthFailureWindow.D() != time.Minute {
+		t.Errorf("sip.abuse: %+v, want the file's limits over the defaults", a)
+	}
+	if tt := c.Identity.TokenThrottle; tt.MaxFailures != 3 || tt.MaxClientFailures != 100 || tt.Lockout.D() != 5*time.Minute || tt.RequestsPerSecond != 20 {
+		t.Errorf("identity.tokenThrottle: %+v, want the file's limits over the defaults", tt)
+	}
+	if c.HTTP.TLSCert != "/c.pem" || c.HTTP.TLSKey != "/k.pem" {
+		t.Errorf("http: %+v", c.HTTP)
+	}
+	if _, err := config.Parse([]byte("sip:\n  abuse:\n    maxAuthFailures: 0\n    requestsPerSecond: 0\n    banTime: 0s\nidentity:\n  tokenThrottle:\n    requestsPerSecond: 0\n    maxFailures: 0\n    maxClientFailures: 0\n")); err != nil {
+		t.Errorf("everything off: %v", err)
+	}
+	_, err = config.Parse([]byte("http:\n  tlsCert: /c.pem\nsip:\n  abuse:\n    requestsPerSecond: -1\n    maxAuthFailures: -1\n" +
+		"identity:\n  tokenThrottle:\n    requestsPerSecond: 5\n    burst: 0\n    lockout: 0s\n"))
+	got := strings.Join(problems(t, err), "\n")
+	for _, key := range []string{"http.tlsCert", "sip.abuse.requestsPerSecond", "sip.abuse.maxAuthFailures",
+		"identity.tokenThrottle.requestsPerSecond", "identity.tokenThrottle.lockout"} {
+		if !strings.Contains(got, key) {
+			t.Errorf("no problem named %s in:\n%s", key, got)
+		}
+	}
+	_, err = config.Parse([]byte("sip:\n  abuse:\n    banTime: 0s\n"))
+	if got := strings.Join(problems(t, err), "\n"); !strings.Contains(got, "sip.abuse.banTime") {
+		t.Errorf("no problem named sip.abuse.banTime in:\n%s", got)
+	}
+}

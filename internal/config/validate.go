@@ -46,6 +46,9 @@ func (c *Config) Validate() error {
 	if c.HTTP.RequestsPerSecond <= 0 || c.HTTP.Burst < 1 {
 		bad("http.requestsPerSecond", "requestsPerSecond must be > 0 and burst >= 1")
 	}
+	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+		bad("http.tlsCert", "tlsCert and tlsKey go together")
+	}
 	if c.SIP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.SIP.Listen); err != nil {
 			bad("sip.listen", "%q is not host:port", c.SIP.Listen)
@@ -59,6 +62,19 @@ func (c *Config) Validate() error {
 	}
 	if c.SIP.InvitesPerSecond <= 0 {
 		bad("sip.invitesPerSecond", "must be positive")
+	}
+	if a := c.SIP.Abuse; a.RequestsPerSecond < 0 || (a.RequestsPerSecond > 0 && a.Burst < 1) {
+		bad("sip.abuse.requestsPerSecond", "requestsPerSecond must be >= 0 (0: off) and burst >= 1")
+	}
+	if a := c.SIP.Abuse; a.MaxAuthFailures < 0 {
+		bad("sip.abuse.maxAuthFailures", "must be >= 0 (0: no bans)")
+	} else if a.MaxAuthFailures > 0 {
+		if a.AuthFailureWindow.D() <= 0 {
+			bad("sip.abuse.authFailureWindow", "must be positive")
+		}
+		if d := a.BanTime.D(); d < 1e9 || d > 24*3600e9 {
+			bad("sip.abuse.banTime", "%v is not within 1s-24h", d)
+		}
 	}
 	trunkNames := map[string]bool{}
 	for i, t := range c.SIP.Trunks {
@@ -125,6 +141,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Identity.KeyRotation.D() <= c.Identity.TokenLifetime.D() {
 		bad("identity.keyRotation", "must be longer than identity.tokenLifetime")
+	}
+	if tt := c.Identity.TokenThrottle; tt.RequestsPerSecond < 0 || (tt.RequestsPerSecond > 0 && tt.Burst < 1) {
+		bad("identity.tokenThrottle.requestsPerSecond", "requestsPerSecond must be >= 0 (0: off) and burst >= 1")
+	}
+	if tt := c.Identity.TokenThrottle; tt.MaxFailures < 0 || tt.MaxClientFailures < 0 {
+		bad("identity.tokenThrottle.maxFailures", "maxFailures and maxClientFailures must be >= 0 (0: off)")
+	} else if tt.MaxFailures > 0 || tt.MaxClientFailures > 0 {
+		if tt.FailureWindow.D() <= 0 {
+			bad("identity.tokenThrottle.failureWindow", "must be positive")
+		}
+		if d := tt.Lockout.D(); d < 1e9 || d > 24*3600e9 {
+			bad("identity.tokenThrottle.lockout", "%v is not within 1s-24h", d)
+		}
 	}
 	if c.Calls.AnswerTimeout.D() <= 0 {
 		bad("calls.answerTimeout", "must be positive")
