@@ -75,6 +75,7 @@ type Conference struct {
 	// Owned by the tick.
 	snap  []*confMember
 	psnap []*ConferencePort
+	rsnap []*Session             // the members whose sockets the tick polls
 	quiet [SamplesPerFrame]int16 // what is recorded when the mix has no frame
 }
 
@@ -175,7 +176,7 @@ func (c *Conference) Add(pid string, s *Session) error {
 		return fmt.Errorf("add %s to conference: %w", pid, err)
 	}
 	m := &confMember{c: c, pid: pid, s: s, part: part, out: out}
-	s.st.conf = m
+	s.setConfLocked(m)
 	if c.st.detect {
 		s.st.detect = true
 	}
@@ -197,7 +198,7 @@ func (c *Conference) Remove(pid string) {
 	c.dropLocked(m)
 	m.s.mu.Lock()
 	if m.s.st.conf == m {
-		m.s.st.conf = nil
+		m.s.setConfLocked(nil)
 	}
 	m.s.mu.Unlock()
 }
@@ -337,7 +338,7 @@ func (c *Conference) Close() {
 		c.mix.Remove(m.part)
 		m.s.mu.Lock()
 		if m.s.st.conf == m {
-			m.s.st.conf = nil
+			m.s.setConfLocked(nil)
 		}
 		m.s.mu.Unlock()
 	}
@@ -380,6 +381,23 @@ func (c *Conference) noteTone(tone byte) {
 // worker: every member's receive half (its played-out frame into the mix),
 // every port's prompt frame, the mix, every member's send half (its mix
 // out), and every port's recording. Bounded work, no allocation.
+// poll takes what has arrived on the members' sockets, wherever their
+// shard, right before the tick that plays it out; b is the calling
+// worker's batch. It runs outside the conference's and the sessions'
+// locks, as receiving takes the sessions' on rare events.
+func (c *Conference) poll(b *rxBatch, tt tickTime) {
+	c.mu.Lock()
+	for _, m := range c.st.members {
+		c.rsnap = append(c.rsnap, m.s)
+	}
+	c.mu.Unlock()
+	for _, s := range c.rsnap {
+		s.poll(b, tt)
+	}
+	clear(c.rsnap)
+	c.rsnap = c.rsnap[:0]
+}
+
 func (c *Conference) tick(n uint64, now int64) {
 	c.cbMu.Lock()
 	defer c.cbMu.Unlock()

@@ -139,6 +139,7 @@ type shard struct {
 	confs    []*Conference // guarded by mu
 	tick     chan tickMsg
 	snap     []*Session    // the worker's copy; owned by the worker
+	rxb      *rxBatch      // the worker's receive buffers
 	confSnap []*Conference // the worker's copy; owned by the worker
 }
 
@@ -173,7 +174,7 @@ func newEngine(o EngineOptions, shards int) (*Engine, error) {
 		n = shards
 	}
 	for range n {
-		e.shards = append(e.shards, &shard{})
+		e.shards = append(e.shards, &shard{rxb: newRxBatch()})
 	}
 	if o.Registerer != nil {
 		if err := e.register(o.Registerer); err != nil {
@@ -344,12 +345,16 @@ func (e *Engine) work(sh *shard, idx int, ch <-chan tickMsg) {
 		sh.snap = append(sh.snap[:0], sh.sessions...)
 		sh.confSnap = append(sh.confSnap[:0], sh.confs...)
 		sh.mu.Unlock()
-		now := e.nanotime()
+		tt := e.tickTime()
 		for _, s := range sh.snap {
-			s.tick(m.n, now)
+			if !s.inConf.Load() {
+				s.poll(sh.rxb, tt) // a conference's worker polls its members
+			}
+			s.tick(m.n, tt.now)
 		}
 		for _, c := range sh.confSnap {
-			c.tick(m.n, now)
+			c.poll(sh.rxb, tt)
+			c.tick(m.n, tt.now)
 		}
 		clear(sh.snap) // let closed sessions go
 		clear(sh.confSnap)

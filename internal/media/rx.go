@@ -1,8 +1,6 @@
 package media
 
 import (
-	"errors"
-	"net"
 	"net/netip"
 	"sync/atomic"
 
@@ -47,9 +45,9 @@ func (r *rxRing) slot() *rxPacket {
 // publish hands the filled slot to the consumer.
 func (r *rxRing) publish() { r.head.Add(1) }
 
-// rxState is the reader goroutine's own state.
+// rxState is the receiving side's own state: the poll's (Linux) or the
+// reader goroutine's.
 type rxState struct {
-	buf     [1500]byte
 	hdr     rtp.Header
 	gen     uint64 // remoteConfig generation seen
 	latched bool
@@ -87,22 +85,6 @@ type rxState struct {
 	evCode    uint8
 	evEnded   bool
 	evDur     uint16
-}
-
-// read is the session's reader goroutine: it owns the socket for
-// receiving until Close closes it.
-func (s *Session) read() {
-	defer close(s.readerDone)
-	for {
-		n, from, err := s.conn.ReadFromUDPAddrPort(s.rx.buf[:])
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue // transient (e.g. a truncated datagram)
-		}
-		s.receive(s.rx.buf[:n], from, s.e.nanotime())
-	}
 }
 
 // receive handles one datagram: the per-packet hot path. It allocates

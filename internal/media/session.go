@@ -144,11 +144,12 @@ type Session struct {
 	lastRecv   atomic.Int64  // nanotime of the last valid packet
 	sawEvents  atomic.Bool   // the remote sends RFC 4733: in-band detection stands down
 	sendErrs   atomic.Uint64
+	inConf     atomic.Bool // st.conf is set: the conference's worker polls the socket
 
-	snd        rawSender // owned by the tick
-	rx         rxState   // owned by the reader goroutine
-	ring       rxRing    // reader → tick
-	readerDone chan struct{}
+	snd  rawSender // owned by the tick
+	io   rxIO      // the socket's receiving side (recv_linux.go, recv_other.go)
+	rx   rxState   // owned by whoever receives: the poll or the reader
+	ring rxRing    // receive → tick
 
 	// cbMu serialises callbacks and is held while they run; taken before mu.
 	cbMu sync.Mutex
@@ -380,12 +381,11 @@ func (e *Engine) NewSession(ev func(Event)) (*Session, error) {
 		return nil, fmt.Errorf("new media session: %w", err)
 	}
 	s := &Session{
-		e:          e,
-		ev:         ev,
-		conn:       conn,
-		port:       port,
-		addr:       netip.AddrPortFrom(e.o.BindIP, uint16(port)),
-		readerDone: make(chan struct{}),
+		e:    e,
+		ev:   ev,
+		conn: conn,
+		port: port,
+		addr: netip.AddrPortFrom(e.o.BindIP, uint16(port)),
 	}
 	s.log = e.log.With("rtp_port", port)
 	s.st.tx.ssrc = rand.Uint32()
@@ -397,10 +397,15 @@ func (e *Engine) NewSession(ev func(Event)) (*Session, error) {
 
 	s.initSender()
 
+	s.startReceiving()
 	e.join(s)
-
-	go s.read()
 	return s, nil
+}
+
+// setConfLocked sets the session's place in a conference, or none.
+func (s *Session) setConfLocked(m *confMember) {
+	s.st.conf = m
+	s.inConf.Store(m != nil)
 }
 
 // LocalAddr is the address the session receives RTP on.
@@ -632,7 +637,7 @@ func (s *Session) Close() error {
 	s.st.tones = nil
 	br := s.st.br
 	m := s.st.conf
-	s.st.conf = nil
+	s.setConfLocked(nil)
 	s.mu.Unlock()
 	if br != nil {
 		br.stop() // the peer sends nothing more of ours, and forwards nothing to us
@@ -645,8 +650,9 @@ func (s *Session) Close() error {
 	// the socket's descriptor: wait for it before closing the socket.
 	s.cbMu.Lock()
 	s.cbMu.Unlock() //nolint:staticcheck // an intentional barrier
+	s.stopReceiving()
 	err := s.conn.Close()
-	<-s.readerDone
+	s.waitReceiver()
 
 	// Once the tick and the reader are done with the session (cbMu),
 	// leave the shard and fold the counters into the engine under the
