@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/switchboard-voice/switchboard/internal/abuse"
 	"github.com/switchboard-voice/switchboard/internal/admission"
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/config"
@@ -89,6 +90,8 @@ type Gateway struct {
 	limiter *rate.Limiter
 	admit   *admission.Controller
 	m       *metrics
+	sources *abuse.Guard[netip.Addr] // per source address: request rate, wrong digest answers, bans (abuse.go)
+	am      *abuseMetrics
 
 	// RFC 3261 timers of the gateway's own dialog layer (2xx retransmission
 	// of answers, the wait for their ACK). Fields, not package settings, so
@@ -188,6 +191,8 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	}
 	g.auth = &digester{realm: realm, secret: secret, now: o.Now}
 	g.m = newMetrics(o.Registerer)
+	g.sources = sourceGuard(cfg.SIP.Abuse, time.Now) // rates are wall-clock things, whatever Now is
+	g.am = newAbuseMetrics(o.Registerer)
 	return g, nil
 }
 
@@ -549,6 +554,9 @@ func (g *Gateway) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 				}
 			}
 		}()
+		if !g.screen(req) {
+			return // dropped unanswered: over its source's rate, or banned (abuse.go)
+		}
 		if code, phrase, hdrs := validate(req); code != 0 {
 			if !req.IsAck() {
 				g.respond(tx, req, code, phrase, hdrs...)
@@ -613,6 +621,31 @@ func (g *Gateway) respond(tx sip.ServerTransaction, req *sip.Request, code int, 
 	}
 	if err := tx.Respond(res); err != nil {
 		g.log.Debug("respond", "status", code, "method", req.Method, "err", err)
+	}
+}
+
+// respondStateless answers req outside its transaction (RFC 3261 §8.2.7,
+// a stateless UAS): the response is written once on the request's
+// connection and, the transaction having no final response, sipgo ends it
+// when the handler returns. For the answers anyone can provoke without
+// credentials (a challenge, a wrong password, an INVITE over the rate):
+// answered in a transaction, each would be kept, and over UDP
+// retransmitted, for 32 s (Timer H or J), so a flood would hold memory in
+// proportion to its rate and be amplified towards whatever address it
+// claims. A lost answer costs the UA a retransmission of its request,
+// which gets a fresh one.
+func (g *Gateway) respondStateless(tx sip.ServerTransaction, req *sip.Request, code int, phrase string, hdrs ...sip.Header) {
+	c, ok := tx.(interface{ Connection() sip.Connection })
+	if !ok || c.Connection() == nil {
+		g.respond(tx, req, code, phrase, hdrs...)
+		return
+	}
+	res := sip.NewResponseFromRequest(req, code, phrase, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := c.Connection().WriteMsg(res); err != nil {
+		g.log.Debug("respond statelessly", "status", code, "method", req.Method, "err", err)
 	}
 }
 

@@ -115,7 +115,8 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if !g.limiter.Allow() {
 		g.admit.Count(admission.SIP, admission.ReasonRate)
-		refuse(503, "Service Unavailable (too many calls)", sip.NewHeader("Retry-After", "1"))
+		g.m.invite("in", 503)
+		g.respondStateless(tx, req, 503, "Service Unavailable (too many calls)", sip.NewHeader("Retry-After", "1"))
 		return
 	}
 	// The node's own load (calls.maxConcurrent, calls.overload), before
@@ -150,7 +151,9 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			refuse(400, "Bad Request (digest uri is not the Request-URI)")
 			return
 		case authFailed, authBadUser:
-			refuse(403, "Forbidden")
+			g.authFailed(req)
+			g.m.invite("in", 403)
+			g.respondStateless(tx, req, 403, "Forbidden")
 			return
 		}
 		caller = &graph.IdentitySet{User: &graph.Identity{ID: u.ID, DisplayName: u.DisplayName, TenantID: tid}}

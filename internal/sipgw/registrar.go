@@ -67,9 +67,10 @@ func (g *Gateway) lookupUser(username string) (*config.User, string, bool) {
 	return u, tid, ok
 }
 
-// challenge answers 401 with fresh nonces.
+// challenge answers 401 with fresh nonces, statelessly: nonces keep no
+// state either, so a flood of unauthenticated requests holds nothing.
 func (g *Gateway) challenge(tx sip.ServerTransaction, req *sip.Request, stale bool) {
-	g.respond(tx, req, 401, "Unauthorized", g.auth.challenges(stale)...)
+	g.respondStateless(tx, req, 401, "Unauthorized", g.auth.challenges(stale)...)
 }
 
 func (g *Gateway) onRegister(req *sip.Request, tx sip.ServerTransaction) {
@@ -106,7 +107,8 @@ func (g *Gateway) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		// The same answer for an unknown user, a wrong password and
 		// credentials of another user: nothing says who exists.
 		g.m.register("forbidden")
-		g.respond(tx, req, 403, "Forbidden")
+		g.authFailed(req)
+		g.respondStateless(tx, req, 403, "Forbidden")
 		return
 	}
 
