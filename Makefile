@@ -18,9 +18,10 @@ export HOME := $(shell getent passwd "$$(id -u)" | cut -d: -f6)
 endif
 
 # Debian packages the end-to-end tests drive: real SIP peers (sipp from
-# sip-tester, with its pcaps; baresip, a softphone), and the websockets
+# sip-tester, with its pcaps; baresip, a softphone), the SIP scanners
+# attackers run (sipvicious: svmap, svwar, svcrack), and the websockets
 # package the system python3 runs docs/media-socket.md's Python echo with.
-TEST_DEBS := sip-tester baresip python3-websockets
+TEST_DEBS := sip-tester baresip sipvicious python3-websockets
 
 RUN_ARGS ?=
 
