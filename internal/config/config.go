@@ -170,7 +170,7 @@ type Identity struct {
 
 // TokenThrottle limits requests to the token endpoints. Beyond a limit the
 // answer is 429 with Retry-After and an identity-platform error body
-// (temporarily_unavailable, AADSTS50196 for the rate, AADSTS50053 for a
+// (temporarily_unavailable, AADSTS90055 for the rate, AADSTS50053 for a
 // lockout), before the secret is looked at.
 type TokenThrottle struct {
 	// RequestsPerSecond is the sustained rate of token requests one source address may send; 0 turns the limit off. Default 20.

@@ -7,8 +7,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"mime"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -42,6 +44,8 @@ type Service struct {
 
 	mu    sync.Mutex // guards notif (the map, not the entries)
 	notif map[notifKey]*notifEntry
+
+	throttle *throttle // the token endpoint's limits (throttle.go)
 }
 
 // New returns the identity service of c, answering from d and signing with
@@ -64,6 +68,7 @@ func New(c *config.Config, d *Directory, k *Keyring, now func() time.Time) *Serv
 	if s.notifIssuer == "" {
 		s.notifIssuer = s.publicURL
 	}
+	s.throttle = newThrottle(c.Identity.TokenThrottle, s.tokenLife, now, nil)
 	s.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodRS256.Alg()}),
 		jwt.WithLeeway(leeway),
@@ -73,6 +78,14 @@ func New(c *config.Config, d *Directory, k *Keyring, now func() time.Time) *Serv
 		jwt.WithAudience(graphResource, graphAppID),
 	)
 	return s
+}
+
+// SetLogger sets where the token endpoint's lockouts are logged; call it
+// before serving. Nothing is logged without it.
+func (s *Service) SetLogger(log *slog.Logger) {
+	if log != nil {
+		s.throttle.log = log
+	}
 }
 
 // Routes registers the identity endpoints on mux:
@@ -103,10 +116,11 @@ func (s *Service) Routes(mux interface {
 // tokenError is a failed token request: the HTTP status and the identity
 // platform's error, AADSTS code and description.
 type tokenError struct {
-	status int
-	code   string
-	aadsts int
-	desc   string
+	status     int
+	code       string
+	aadsts     int
+	desc       string
+	retryAfter time.Duration // for a 429: when to come back
 }
 
 func tokenErr(status int, code string, aadsts int, format string, args ...any) *tokenError {
@@ -125,11 +139,20 @@ func missingParam(name string) *tokenError {
 // scope.
 func (s *Service) tokenHandler(v1 bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		resp, basic, terr := s.issue(w, r, v1)
+		src := remoteIP(r)
+		var resp *graph.TokenResponse
+		var basic bool
+		terr := s.throttle.admit(src)
+		if terr == nil {
+			resp, basic, terr = s.issue(w, r, v1, src)
+		}
 		h := w.Header()
 		h.Set("Cache-Control", "no-store")
 		h.Set("Pragma", "no-cache")
 		if terr != nil {
+			if terr.status == http.StatusTooManyRequests {
+				h.Set("Retry-After", retryAfterSeconds(terr.retryAfter))
+			}
 			if terr.status == http.StatusUnauthorized && basic {
 				// RFC 6749 §5.2: answer Basic client authentication in kind.
 				h.Set("WWW-Authenticate", `Basic realm="`+s.publicURL+`"`)
@@ -143,7 +166,7 @@ func (s *Service) tokenHandler(v1 bool) http.HandlerFunc {
 
 // issue checks a token request and mints the token. basic reports whether
 // the client authenticated with HTTP Basic.
-func (s *Service) issue(w http.ResponseWriter, r *http.Request, v1 bool) (resp *graph.TokenResponse, basic bool, terr *tokenError) {
+func (s *Service) issue(w http.ResponseWriter, r *http.Request, v1 bool, src netip.Addr) (resp *graph.TokenResponse, basic bool, terr *tokenError) {
 	tenantParam := r.PathValue("tenant")
 	tenant, ok := s.dir.Tenant(tenantParam)
 	if !ok {
@@ -230,6 +253,11 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request, v1 bool) (resp *
 			"The request body must contain the following parameter: 'client_assertion' or 'client_secret'.")
 	}
 	app, found := s.dir.App(clientID)
+	if found {
+		if e := s.throttle.clientLocked(app.ID, src); e != nil {
+			return nil, basic, e
+		}
+	}
 	want := unknownAppSecret
 	if found {
 		want = app.secret
@@ -238,6 +266,7 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request, v1 bool) (resp *
 	// Compare digests in constant time whether the app exists or not, and
 	// answer both the same, so neither timing nor text tells app ids apart.
 	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !found {
+		s.throttle.failed(src, clientID, found)
 		return nil, basic, tokenErr(http.StatusUnauthorized, "invalid_client", 7000215,
 			"Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '%s'.", clientID)
 	}
@@ -269,6 +298,7 @@ func (s *Service) issue(w http.ResponseWriter, r *http.Request, v1 bool) (resp *
 		return nil, basic, tokenErr(http.StatusInternalServerError, "temporarily_unavailable", 50000,
 			"There was an error issuing a token.")
 	}
+	s.throttle.issued(app.ID, src)
 	secs := int(s.tokenLife / time.Second)
 	return &graph.TokenResponse{TokenType: "Bearer", ExpiresIn: secs, ExtExpiresIn: secs, AccessToken: tok}, basic, nil
 }

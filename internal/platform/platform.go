@@ -132,6 +132,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		return nil, err
 	}
 	n.Identity = identity.New(cfg, n.Directory, n.Keys, time.Now)
+	n.Identity.SetLogger(log.With("component", "identity"))
 	n.Meetings, err = meetings.Open(ctx, meetings.Options{Store: n.Store, Config: cfg, Directory: n.Directory,
 		Logger: log.With("component", "meetings")})
 	if err != nil {
