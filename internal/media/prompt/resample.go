@@ -160,3 +160,32 @@ func gcd(a, b int) int {
 	}
 	return a
 }
+
+// maxUpsampledRate bounds the rate a resampler's prototype filter runs at
+// (the least common multiple of its two rates), and with it the filter's
+// length: about 33,000 taps for 8 kHz out. Every rate audio tools write
+// is within it (11025, 22050, 44100, 88200 and 176400 Hz all upsample to
+// 3.528 MHz), but a rate such as 44101 or 191999 Hz shares no factor with
+// 8000 and would need millions of taps: a second of CPU and hundreds of
+// megabytes to design the filter of one prompt.
+const maxUpsampledRate = 4_000_000
+
+// designRate is the input rate to design the resampler from in Hz to out
+// Hz for: in, unless the two rates upsample beyond maxUpsampledRate, then
+// the nearest rate that does not. For 8 kHz out that is never more than
+// 200 Hz or 0.16 % away (a pitch and speed error of under 3 cents), since
+// every multiple of 500 Hz up to 192 kHz qualifies.
+func designRate(in, out int) int {
+	fits := func(r int) bool { return r > 0 && r/gcd(r, out) <= maxUpsampledRate/out }
+	if fits(in) {
+		return in
+	}
+	for d := 1; ; d++ {
+		switch {
+		case fits(in - d):
+			return in - d
+		case fits(in + d):
+			return in + d
+		}
+	}
+}
