@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +26,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/calltest"
 	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
 // metric reads one sample of the node's /metrics (0 when absent): name
@@ -425,4 +429,80 @@ func (u *rawUA) invite(user string) []*rawResponse {
 	body := "v=0\r\no=- 1 1 IN IP4 " + u.from.Addr().String() + "\r\ns=-\r\nc=IN IP4 " + u.from.Addr().String() +
 		"\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 	return u.roundTrip(u.request("INVITE", ruri, "<"+ruri+">", "Content-Type: application/sdp\r\n", body))
+}
+
+// clientFrom is an HTTP client whose connections come from the loopback
+// address ip.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+// tokenStatus asks the node's token endpoint for a BotID token with
+// secret, and returns the status, Retry-After and identity-platform error
+// codes.
+func tokenStatus(t *testing.T, c *http.Client, p *calltest.Platform, secret string) (int, string, []int) {
+	t.Helper()
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {calltest.BotID}, "client_secret": {secret},
+		"scope": {"https://graph.microsoft.com/.default"}}
+	res, err := c.PostForm(p.URL+"/"+calltest.TenantID+"/oauth2/v2.0/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var te graph.TokenError
+	_ = json.NewDecoder(res.Body).Decode(&te)
+	return res.StatusCode, res.Header.Get("Retry-After"), te.ErrorCodes
+}
+
+// Client-secret guessing against the token endpoint is locked out per
+// source after identity.tokenThrottle.maxFailures wrong secrets (the right
+// one refused too, 429 with Retry-After), while another address still gets
+// its token; a burst of token requests is held to the source's rate.
+func TestTokenGuessingIsLockedOut(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	tt := p.Config.Identity.TokenThrottle
+	attacker, bot := clientFrom("127.0.0.31"), clientFrom("127.0.0.32")
+	guesses := 0
+	for ; guesses < 100; guesses++ {
+		code, _, _ := tokenStatus(t, attacker, p, fmt.Sprintf("guess-%d", guesses))
+		if code == http.StatusTooManyRequests {
+			break
+		}
+		if code != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d", guesses, code)
+		}
+	}
+	code, after, codes := tokenStatus(t, attacker, p, calltest.Secret)
+	t.Logf("locked out after %d wrong secrets; the right secret then gets %d, Retry-After %s, %v", guesses, code, after, codes)
+	if guesses != tt.MaxFailures || code != http.StatusTooManyRequests || after != strconv.Itoa(int(tt.Lockout.D().Seconds())) ||
+		len(codes) != 1 || codes[0] != 50053 {
+		t.Fatalf("%d guesses before the lockout (limit %d); then %d, Retry-After %q, %v", guesses, tt.MaxFailures, code, after, codes)
+	}
+	if code, _, _ := tokenStatus(t, bot, p, calltest.Secret); code != http.StatusOK {
+		t.Fatalf("another address: %d", code)
+	}
+
+	// A burst from a third address: its bucket, then 429s with Retry-After.
+	flooder := clientFrom("127.0.0.33")
+	ok, limited := 0, 0
+	start := time.Now()
+	for range 200 {
+		switch code, after, codes := tokenStatus(t, flooder, p, calltest.Secret); code {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			limited++
+			if after == "" || len(codes) != 1 || codes[0] != 90055 {
+				t.Fatalf("rate refusal: Retry-After %q, %v", after, codes)
+			}
+		default:
+			t.Fatalf("burst: %d", code)
+		}
+	}
+	el := time.Since(start)
+	t.Logf("200 token requests in %v: %d issued, %d refused", el.Round(time.Millisecond), ok, limited)
+	if limit := float64(tt.Burst) + tt.RequestsPerSecond*(el.Seconds()+1); float64(ok) > limit {
+		t.Fatalf("%d tokens issued in %v, the limit allows %.0f", ok, el, limit)
+	}
 }
