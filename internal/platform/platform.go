@@ -7,6 +7,7 @@ package platform
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -75,7 +76,8 @@ type Node struct {
 	API       *graphapi.Server
 	// Admission refuses new calls while the node is over its limits.
 	Admission *admission.Controller
-	// URL is where the HTTP API listens (http://host:port).
+	// URL is where the HTTP API listens (http://host:port, https:// with
+	// http.tlsCert).
 	URL string
 
 	log      *slog.Logger
@@ -266,6 +268,18 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		}
 	}
 	n.URL = "http://" + ln.Addr().String()
+	if cfg.HTTP.TLSCert != "" {
+		// HTTPS only, HTTP/1.1 only: the media socket's WebSocket upgrade
+		// takes over the connection, which HTTP/2 has no way to do.
+		cert, err := tls.LoadX509KeyPair(cfg.HTTP.TLSCert, cfg.HTTP.TLSKey)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("http.tlsCert: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12,
+			NextProtos: []string{"http/1.1"}})
+		n.URL = "https://" + ln.Addr().String()
+	}
 	n.http = &http.Server{Handler: n.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	n.wg.Add(1)
