@@ -79,6 +79,10 @@ type BaresipOptions struct {
 	Source         string // WAV played as the microphone (8 kHz mono); pad it: the call ends when it ends
 	Codec          string // PCMU (default) or PCMA
 	NoRegister     bool
+	// TLS registers (and takes calls) over SIP over TLS: Registrar is the
+	// node's TLS port, and CAFile the PEM certificate baresip trusts.
+	TLS    bool
+	CAFile string
 }
 
 // StartBaresip starts baresip and waits until it has registered.
@@ -118,11 +122,16 @@ module_app menu.so
 module_app ctrl_tcp.so
 ctrl_tcp_listen %s
 `, b.SIP, o.Source, rtpLo, rtpLo+20, b.RecDir, b.ctrl)
+	registrar := o.Registrar
+	if o.TLS {
+		conf += "sip_cafile " + o.CAFile + "\n"
+		registrar += ";transport=tls"
+	}
 	regint := 600
 	if o.NoRegister {
 		regint = 0
 	}
-	acct := fmt.Sprintf("<sip:%s@%s>;auth_pass=%s;regint=%d;answermode=auto;audio_codecs=%s\n", o.User, o.Registrar, o.Password, regint, codec)
+	acct := fmt.Sprintf("<sip:%s@%s>;auth_pass=%s;regint=%d;answermode=auto;audio_codecs=%s\n", o.User, registrar, o.Password, regint, codec)
 	for name, data := range map[string]string{"config": conf, "accounts": acct} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
 			t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -17,13 +18,16 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/bottest"
 	"github.com/switchboard-voice/switchboard/internal/calltest"
+	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/platform"
+	"github.com/switchboard-voice/switchboard/internal/sipgw"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -141,5 +145,70 @@ func TestHTTPS(t *testing.T) {
 	untrusting := &http.Client{Timeout: 5 * time.Second}
 	if _, err := untrusting.Get(public + "/healthz"); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("an untrusted certificate was accepted: %v", err)
+	}
+}
+
+// SIP over TLS with a real phone: baresip registers with the node's TLS
+// listener (sip.tlsListen, the certificate made here) and answers a bot's
+// call that reaches it back over the same transport; the bot's prompt is
+// heard. baresip 1.0 does not check the server's certificate (it
+// registers as well given another one to trust), so a Go client checks
+// that the listener presents the configured one.
+func TestBaresipOverSIPTLS(t *testing.T) {
+	calltest.NeedPeer(t, "baresip", "baresip")
+	certFile, keyFile, pool := loopbackCert(t)
+	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
+		c.SIP.TLSListen, c.SIP.TLSCert, c.SIP.TLSKey = "127.0.0.1:0", certFile, keyFile
+	}})
+	if p.Node.SIP.TLSPort() == 0 {
+		t.Fatal("no SIP TLS listener")
+	}
+	tlsAddr := "127.0.0.1:" + strconv.Itoa(p.Node.SIP.TLSPort())
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tlsAddr, &tls.Config{RootCAs: pool})
+	if err != nil {
+		t.Fatalf("a client trusting the configured certificate: %v", err)
+	}
+	t.Logf("SIP TLS listener: %s, %s", tls.VersionName(conn.ConnectionState().Version), tls.CipherSuiteName(conn.ConnectionState().CipherSuite))
+	conn.Close()
+	if _, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tlsAddr, &tls.Config{}); err == nil {
+		t.Fatal("a client that does not trust the certificate completed the handshake")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.wav")
+	if err := calltest.WriteWAV(src, calltest.Pattern(700, 20, 1), 8000); err != nil {
+		t.Fatal(err)
+	}
+	bs := calltest.StartBaresip(t, calltest.BaresipOptions{User: "eve", Password: calltest.EvePassword,
+		Registrar: tlsAddr, Source: src, TLS: true, CAFile: certFile})
+	if !strings.Contains(bs.Output(), "/TLS/") {
+		t.Fatalf("baresip did not register over TLS:\n%s", bs.Output())
+	}
+	// The node keeps the binding as one over TLS: calls to Eve go back on it.
+	regs, err := p.Node.Store.Bucket(context.Background(), sipgw.RegistrationsBucket, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _, err := regs.Get(context.Background(), "aor."+hex.EncodeToString([]byte("eve")))
+	if err != nil || !strings.Contains(string(data), `"transport":"TLS"`) {
+		t.Fatalf("eve's binding: %s %v", data, err)
+	}
+
+	call := p.CreateCall(calltest.EveID)
+	p.Hook.WaitState(t, call.ID, graph.StateEstablished)
+	c := calls + "/" + call.ID
+	promptPCM := calltest.Pattern(1100, 3, 2)
+	base := wavServer(t, map[string][]byte{"/prompt.wav": calltest.WAV(promptPCM, 8000)})
+	op := opDone(t, p, call.ID, p.Bot("POST", c+"/playPrompt", prompts(base+"/prompt.wav")))
+	if op.Status != graph.OperationCompleted {
+		t.Fatalf("playPrompt: %+v %+v", op, op.ResultInfo)
+	}
+	if r := p.Bot("DELETE", c, nil); r.StatusCode != 204 {
+		t.Fatalf("hang up: %s", r.Status)
+	}
+	p.Hook.WaitState(t, call.ID, graph.StateTerminated)
+	bs.WaitOutput(t, "terminated", 10*time.Second)
+	heardEnv := calltest.Envelope(bs.Heard(t))
+	if corr, _ := calltest.BestCorrelation(calltest.Envelope(promptPCM), heardEnv, len(heardEnv), 100); corr < 0.8 {
+		t.Fatalf("the phone did not hear the prompt over the TLS call: correlation %.2f", corr)
 	}
 }
