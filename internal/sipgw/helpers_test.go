@@ -72,7 +72,8 @@ type envOptions struct {
 	logger     *slog.Logger
 	tlsCert    string // PEM files: SIP over TLS on a port-0 listener
 	tlsKey     string
-	unstarted  bool // the test calls Start
+	unstarted  bool             // the test calls Start
+	abuse      *config.SIPAbuse // sip.abuse; the defaults when nil
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -85,6 +86,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	if o.tlsCert != "" {
 		cfg.SIP.TLSListen, cfg.SIP.TLSCert, cfg.SIP.TLSKey = "127.0.0.1:0", o.tlsCert, o.tlsKey
+	}
+	if o.abuse != nil {
+		cfg.SIP.Abuse = *o.abuse
 	}
 	if o.trunk.IsValid() {
 		cfg.SIP.Trunks = []config.Trunk{{Name: "pstn", Address: o.trunk.String(), AllowFrom: []string{o.trunk.Addr().String()}}}
