@@ -1,6 +1,7 @@
 package callctl
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -103,6 +104,25 @@ func init() {
 	} {
 		participantActions[x.Name] = x
 	}
+}
+
+// Actions returns every action, the call's DELETE (HangUp) and a
+// participant's (RemoveParticipant) included: the call's in name order,
+// then the participants'. For what must cover them all (the fuzz targets
+// of the request bodies).
+func Actions() []*Action {
+	out := []*Action{HangUp}
+	for _, m := range []map[string]*Action{actions, participantActions} {
+		names := make([]string, 0, len(m))
+		for n := range m {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			out = append(out, m[n])
+		}
+	}
+	return append(out, RemoveParticipant)
 }
 
 // LookupAction returns the action named name, on a call or, with
