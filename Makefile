@@ -25,7 +25,7 @@ TEST_DEBS := sip-tester baresip sipvicious python3-websockets
 
 RUN_ARGS ?=
 
-.PHONY: help run test test-callctl test-msgraph deps build bench bench-ivr bench-peers fmt lint
+.PHONY: help run test test-callctl test-msgraph fuzz deps build bench bench-ivr bench-peers fmt lint
 
 ## help: list the targets (the default)
 help:
@@ -54,6 +54,22 @@ test-callctl:
 test-msgraph:
 	cd compat/msgraph && $(GO) vet ./...
 	cd compat/msgraph && $(GO) test -count=1 -timeout 20m ./...
+
+# make fuzz: every fuzz target in the module (func Fuzz… in a _test.go
+# file, found anew each run), as package:target. FUZZFLAGS bounds the time
+# spent minimizing each new input (Go's default of a minute would eat the
+# run) and takes more flags, e.g. FUZZFLAGS='-fuzzminimizetime 5s -parallel 1'.
+FUZZ_TARGETS = $(shell grep -rHo --include='*_test.go' --exclude-dir=compat --exclude-dir=.git '^func Fuzz[A-Za-z0-9_]*' . | sed -E 's|^(.*)/[^/]*:func (Fuzz.*)$$|\1:\2|' | sort)
+FUZZTIME ?= 30s
+FUZZFLAGS ?= -fuzzminimizetime 5s
+
+## fuzz: run every fuzz target for FUZZTIME each (default 30s), one after the other; a crasher lands in the package's testdata/fuzz (docs/reliability.md)
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg, $(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
+	done
 
 ## deps: install the Debian packages in TEST_DEBS that are missing
 deps:
