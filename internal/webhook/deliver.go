@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,6 +54,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		wg.Go(func() { o.worker(ctx) })
 	}
 	wg.Go(func() { o.heartbeat(ctx) })
+	wg.Go(func() { o.keep(ctx) })
 
 	<-ctx.Done()
 	cc.Stop()
@@ -325,6 +327,39 @@ func (o *Outbox) pop(q *callQueue) {
 		return
 	}
 	o.readyLocked(q)
+}
+
+// keepEvery is how often a busy outbox stores a keeper.
+const keepEvery = time.Second
+
+// keep stores a keeper, an empty message on the subject notify.<node>,
+// which no consumer reads, once a second while notifications are being
+// enqueued. SB_NOTIFY removes each notification once acknowledged, and
+// whenever that empties the stream's last block the file store deletes
+// the block's file and creates another: on a node whose webhooks keep up,
+// a file created per notification (a tenth of a node's CPU at 1,000
+// calls). The keepers, a second apart, keep the last block from emptying;
+// the stream's age limit removes them.
+func (o *Outbox) keep(ctx context.Context) {
+	t := time.NewTicker(keepEvery)
+	defer t.Stop()
+	subject := strings.TrimSuffix(o.subject, ".")
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !o.enqueued.Swap(false) {
+			continue // idle: nothing to keep
+		}
+		pctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		_, err := o.js.Publish(pctx, subject, nil)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			o.log.Debug("store outbox keeper", "err", err)
+		}
+	}
 }
 
 // heartbeat extends the ack wait of every held message, including those

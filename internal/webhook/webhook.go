@@ -293,6 +293,7 @@ type Outbox struct {
 	behind     atomic.Uint64
 	behindAt   atomic.Int64 // when the consumer's info last refreshed behind (UnixNano)
 	refreshing atomic.Bool
+	enqueued   atomic.Bool // a notification was enqueued since the last keeper (see keep)
 
 	mu       sync.Mutex
 	cond     *sync.Cond
@@ -535,6 +536,7 @@ func (o *Outbox) Enqueue(ctx context.Context, n Notification) error {
 	if _, err := o.js.PublishMsg(ctx, m, jetstream.WithMsgID(reqID)); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "enqueue notification for call %s", n.CallID)
 	}
+	o.enqueued.Store(true)
 	return nil
 }
 
