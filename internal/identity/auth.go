@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"strings"
@@ -68,20 +69,20 @@ func (s *Service) Authenticate(r *http.Request) (*Principal, error) {
 		return nil, errs.E(errs.Unauthenticated,
 			"Access token validation failure. The Authorization header must carry a Bearer token.")
 	}
-	var c accessClaims
-	if _, err := s.parser.ParseWithClaims(tok, &c, s.keys.Keyfunc); err != nil {
-		return nil, errs.Wrap(errs.Unauthenticated, err, "%s", tokenFailure(err))
+	c, err := s.verify(tok)
+	if err != nil {
+		return nil, err
 	}
-	if c.TID == "" || c.Iss != s.tenantIssuer(c.TID) {
+	if c.tid == "" || c.iss != s.tenantIssuer(c.tid) {
 		return nil, errs.E(errs.Unauthenticated, "Access token validation failure. Invalid issuer.")
 	}
-	tenant, ok := s.dir.Tenant(c.TID)
+	tenant, ok := s.dir.Tenant(c.tid)
 	if !ok {
-		return nil, errs.E(errs.Unauthenticated, "Access token validation failure. Tenant %s is not configured.", c.TID)
+		return nil, errs.E(errs.Unauthenticated, "Access token validation failure. Tenant %s is not configured.", c.tid)
 	}
-	app, ok := s.dir.App(c.AppID)
+	app, ok := s.dir.App(c.appID)
 	if !ok {
-		return nil, errs.E(errs.Unauthenticated, "Access token validation failure. Application %s is not registered.", c.AppID)
+		return nil, errs.E(errs.Unauthenticated, "Access token validation failure. Application %s is not registered.", c.appID)
 	}
 	if !app.InTenant(tenant.ID) {
 		return nil, errs.E(errs.Unauthenticated,
@@ -89,7 +90,7 @@ func (s *Service) Authenticate(r *http.Request) (*Principal, error) {
 	}
 	roles := make([]string, 0, len(app.Permissions))
 	for _, p := range app.Permissions {
-		for _, r := range c.Roles {
+		for _, r := range c.roles {
 			if strings.EqualFold(p, r) {
 				roles = append(roles, p)
 				break
@@ -97,6 +98,26 @@ func (s *Service) Authenticate(r *http.Request) (*Principal, error) {
 		}
 	}
 	return &Principal{TenantID: tenant.ID, AppID: app.ID, Roles: roles, App: app}, nil
+}
+
+// verify checks an access token's signature and claims, or finds it
+// checked already (verified.go).
+func (s *Service) verify(tok string) (*verifiedToken, error) {
+	key := sha256.Sum256([]byte(tok))
+	now := s.now()
+	if v := s.verified.get(key, now); v != nil {
+		return v, nil
+	}
+	var c accessClaims
+	if _, err := s.parser.ParseWithClaims(tok, &c, s.keys.Keyfunc); err != nil {
+		return nil, errs.Wrap(errs.Unauthenticated, err, "%s", tokenFailure(err))
+	}
+	v := &verifiedToken{tid: c.TID, appID: c.AppID, iss: c.Iss, roles: c.Roles, until: now.Add(verifiedFor)}
+	if exp := c.Exp.Add(leeway); exp.Before(v.until) {
+		v.until = exp // the parser requires exp
+	}
+	s.verified.put(key, v)
+	return v, nil
 }
 
 // tokenFailure is Graph's message for a token that failed to parse or

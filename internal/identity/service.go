@@ -46,6 +46,7 @@ type Service struct {
 	notif map[notifKey]*notifEntry
 
 	throttle *throttle // the token endpoint's limits (throttle.go)
+	verified verifiedCache
 }
 
 // New returns the identity service of c, answering from d and signing with

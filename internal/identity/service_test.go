@@ -399,6 +399,13 @@ func TestAuthenticateRejects(t *testing.T) {
 	if _, err := e.svc.Authenticate(bearer(good)); err != nil {
 		t.Fatalf("good token: %v", err)
 	}
+	// Once the good token is verified (and remembered), its tampered and
+	// forged variants are still checked, and refused.
+	for _, tok := range []string{tampered, forged} {
+		if _, err := e.svc.Authenticate(bearer(tok)); errs.KindOf(err) != errs.Unauthenticated || !strings.Contains(errs.Message(err), "Invalid signature") {
+			t.Fatalf("a variant of a verified token: %v, want invalid signature", err)
+		}
+	}
 	e.clk.Advance(time.Hour + 29*time.Second)
 	if _, err := e.svc.Authenticate(bearer(good)); err != nil {
 		t.Fatalf("token within leeway: %v", err)
