@@ -22,6 +22,9 @@ type actor struct {
 	rec *Record
 	rev uint64
 	log *slog.Logger
+	// tenantID and appID are the call's owners, copied at spawn: read
+	// without the actor, to check a command's caller (Manager.exec).
+	tenantID, appID string
 
 	leg        Leg
 	sink       *legSink // where leg's events go (transfer.go)
@@ -112,6 +115,7 @@ type reply struct {
 func (m *Manager) spawn(rec *Record, rev uint64) *actor {
 	a := &actor{
 		m: m, rec: rec, rev: rev,
+		tenantID: rec.TenantID, appID: rec.AppID,
 		log:    m.log.With("call", rec.Call.ID, "app", rec.AppID),
 		wake:   make(chan struct{}, 1),
 		quit:   make(chan struct{}),

@@ -490,6 +490,20 @@ func (m *Manager) exec(ctx context.Context, cmd *command) (*graph.Operation, err
 	if !validKey(normID(cmd.CallID)) {
 		return nil, notFound(cmd.CallID)
 	}
+	m.mu.Lock()
+	a := m.actors[normID(cmd.CallID)]
+	m.mu.Unlock()
+	if a != nil {
+		// This node runs the call: the caller is checked against the
+		// actor's copy of its owners, without a round trip to the store.
+		if !strings.EqualFold(a.tenantID, cmd.Caller.TenantID) || !strings.EqualFold(a.appID, cmd.Caller.AppID) {
+			return nil, notFound(cmd.CallID)
+		}
+		if cmd.action.notYet != "" {
+			return nil, errs.E(errs.NotSupported, "%s", cmd.action.notYet)
+		}
+		return m.execLocal(ctx, cmd)
+	}
 	rec, _, err := m.load(ctx, cmd.Caller, cmd.CallID)
 	if err != nil {
 		return nil, err
