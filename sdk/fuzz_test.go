@@ -53,3 +53,18 @@ func plain(values ...string) bool {
 	}
 	return true
 }
+
+// A letter that lower-cases to more bytes (İ), or a byte that is not
+// UTF-8, before the /meet/ of a link once cut the meeting id short, or
+// panicked (FuzzParseJoinURL's finding).
+func TestParseJoinURLNonASCII(t *testing.T) {
+	for _, link := range []string{
+		"https://teams.microsoft.com/l/İstanbul/meet/2983745012345?p=aB3d",
+		"https://teams.microsoft.com/\xec/meet/2983745012345?p=aB3d",
+	} {
+		info, err := sdk.ParseJoinURL(link)
+		if err != nil || info.JoinMeetingID != "2983745012345" || info.Passcode != "aB3d" {
+			t.Errorf("ParseJoinURL(%q) = %+v, %v", link, info, err)
+		}
+	}
+}

@@ -60,7 +60,7 @@ func ParseJoinURL(link string) (JoinInfo, error) {
 	if d, err := url.PathUnescape(s); err == nil {
 		s = d // as Microsoft's samples: the whole link decoded once
 	}
-	lower := strings.ToLower(s)
+	lower := asciiLower(s)
 	if i := strings.Index(lower, "/meetup-join/"); i >= 0 {
 		return parseLongLink(link, s[i+len("/meetup-join/"):])
 	}
@@ -107,6 +107,20 @@ func parseShortLink(link, rest string) (JoinInfo, error) {
 	}
 	p, _ := param(query, "p")
 	return JoinInfo{JoinMeetingID: id, Passcode: decoded(p)}, nil
+}
+
+// asciiLower lower-cases the ASCII letters of s and nothing else, so that
+// an index in the result is the same index in s: strings.ToLower changes
+// the length of invalid UTF-8 and of some letters (İ), which made a link
+// with one before its /meet/ cut at the wrong place.
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // decoded URL-decodes s as many times as it is encoded (a link wrapped in
