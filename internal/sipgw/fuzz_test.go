@@ -3,8 +3,10 @@ package sipgw
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,7 +230,7 @@ func establish(t *testing.T, gw *Gateway, calls *fuzzCalls) (*Leg, string) {
 	return leg, tag
 }
 
-// fuzzHandlers routes a request the way Start registers the handlers on
+// fuzzHandle routes a request the way Start registers the handlers on
 // sipgo's server, after the same checks guard makes; unlike guard it lets
 // a panic through, so that the fuzzer sees it with its stack.
 func (g *Gateway) fuzzHandle(req *sip.Request, tx sip.ServerTransaction) {
@@ -311,12 +313,21 @@ func FuzzRequest(f *testing.F) {
 
 		tx := newFuzzTx(gw, req)
 		handled := make(chan struct{})
+		var panicked string
 		go func() {
 			defer close(handled)
+			defer func() {
+				if r := recover(); r != nil {
+					panicked = fmt.Sprintf("%v\n%s", r, debug.Stack())
+				}
+			}()
 			gw.fuzzHandle(req, tx)
 		}()
 		select {
 		case <-handled:
+			if panicked != "" {
+				t.Fatalf("the %s handler panicked: %s", req.Method, panicked)
+			}
 		case <-time.After(wait):
 			buf := make([]byte, 1<<20)
 			t.Fatalf("the %s handler did not return within %v:\n%s", req.Method, wait, buf[:runtime.Stack(buf, true)])
