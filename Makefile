@@ -58,10 +58,10 @@ test-msgraph:
 # make fuzz: every fuzz target in the module (func Fuzz… in a _test.go
 # file, found anew each run), as package:target. FUZZFLAGS bounds the time
 # spent minimizing each new input (Go's default of a minute would eat the
-# run) and takes more flags, e.g. FUZZFLAGS='-fuzzminimizetime 5s -parallel 1'.
+# run) and takes more flags, e.g. FUZZFLAGS='-fuzzminimizetime 2s -parallel 1'.
 FUZZ_TARGETS = $(shell grep -rHo --include='*_test.go' --exclude-dir=compat --exclude-dir=.git '^func Fuzz[A-Za-z0-9_]*' . | sed -E 's|^(.*)/[^/]*:func (Fuzz.*)$$|\1:\2|' | sort)
 FUZZTIME ?= 30s
-FUZZFLAGS ?= -fuzzminimizetime 5s
+FUZZFLAGS ?= -fuzzminimizetime 2s
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s), one after the other; a crasher lands in the package's testdata/fuzz (docs/reliability.md)
 fuzz:
