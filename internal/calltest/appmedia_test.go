@@ -424,11 +424,21 @@ func TestMediaSocketPhone(t *testing.T) {
 	mix, own := s.frames[0], s.frames[faySrc]
 	seqs := s.seqs[faySrc]
 	s.mu.Unlock()
+	// The stream runs on, one sequence number a frame. A test reader
+	// starved of CPU (-race, a loaded machine) may lose a few frames, as
+	// any slow bot does, by design; more than one in twenty is a fault.
+	missing := 0
 	for i := 1; i < len(seqs); i++ {
-		if seqs[i] != seqs[i-1]+1 {
-			t.Errorf("Fay's stream: sequence %d after %d", seqs[i], seqs[i-1])
-			break
+		if d := seqs[i] - seqs[i-1]; d != 1 {
+			if d == 0 || d > 50 {
+				t.Fatalf("Fay's stream: sequence %d after %d", seqs[i], seqs[i-1])
+			}
+			t.Logf("Fay's stream: sequence %d after %d (a slow reader's loss)", seqs[i], seqs[i-1])
+			missing += int(d) - 1
 		}
+	}
+	if missing > len(seqs)/20 {
+		t.Errorf("Fay's stream: %d frames missing of %d", missing, len(seqs)+missing)
 	}
 	if l := level16(mix[len(mix)-100*320:], fay.freq); l < 0.3 {
 		t.Errorf("the mix carries Fay's %v Hz at %.3f", fay.freq, l)
