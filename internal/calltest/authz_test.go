@@ -155,6 +155,8 @@ func authzTable(p *calltest.Platform) map[string]routeRule {
 	rules["GET /metrics"] = public("Prometheus scrape: counters by route and status, no ids or tokens", &authzReq{method: "GET", path: "/metrics"}, 200)
 	rules["GET /l/meetup-join/{thread}/{message}"] = public("the join page: a join link is meant for whoever was sent it",
 		&authzReq{method: "GET", path: "{joinPath}"}, 200)
+	rules["GET /sip/ws"] = public("SIP over WebSocket (RFC 7118): the upgrade takes no Graph token; every SIP request on it is authenticated with the SIP user's digest, as over UDP and TCP",
+		&authzReq{method: "GET", path: "/sip/ws"}, 426)
 	rules["/"] = public("unknown paths: 404 for everyone", &authzReq{method: "GET", path: "/v1.0/nothing/here"}, 404)
 	// The recording download takes the recording's own token, not a Graph
 	// token: TestAuthorisationEveryRoute checks it by hand.

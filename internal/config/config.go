@@ -22,6 +22,8 @@ type Config struct {
 	SIP SIP `yaml:"sip"`
 	// Media configures RTP and the media engine.
 	Media Media `yaml:"media"`
+	// WebRTC configures browser calling: SIP over WebSocket at {http}/sip/ws and WebRTC media.
+	WebRTC WebRTC `yaml:"webrtc"`
 	// DataDir holds the embedded NATS JetStream store and the node's identity.
 	DataDir string `yaml:"dataDir"`
 	// NATS selects the embedded server (default) or an external cluster.
@@ -134,6 +136,20 @@ type Media struct {
 	HoldMusic string `yaml:"holdMusic"`
 	// Socket configures the media socket of app-hosted calls (docs/media-socket.md).
 	Socket MediaSocket `yaml:"socket"`
+}
+
+// WebRTC configures browser legs: SIP over WebSocket (RFC 7118) served on
+// the HTTP listener at /sip/ws with the SIP edge's users and routing, and
+// their WebRTC media (ICE, DTLS-SRTP, G.711) relayed into the media engine.
+type WebRTC struct {
+	// Enabled serves SIP over WebSocket at /sip/ws and answers WebRTC offers; needs sip.listen. Default true.
+	Enabled bool `yaml:"enabled"`
+	// PublicIP is advertised as an extra ICE host candidate: the address browsers reach this node at through a 1:1 NAT. Empty: local addresses only.
+	PublicIP string `yaml:"publicIp"`
+	// UDPPortMin is the lowest ICE UDP port; 0 with UDPPortMax 0 lets the system pick.
+	UDPPortMin int `yaml:"udpPortMin"`
+	// UDPPortMax is the highest ICE UDP port.
+	UDPPortMax int `yaml:"udpPortMax"`
 }
 
 // MediaSocket configures the media socket of app-hosted calls.
@@ -405,6 +421,7 @@ func Default() Config {
 		Media: Media{BindIP: "127.0.0.1", RTPPortMin: 20000, RTPPortMax: 29999, InactivityTimeout: Duration(30 * time.Second),
 			RecordingRetention: Duration(time.Hour), PromptCacheBytes: 64 << 20,
 			Socket: MediaSocket{SendBuffer: Duration(200 * time.Millisecond), ReconnectWindow: Duration(30 * time.Second)}},
+		WebRTC:  WebRTC{Enabled: true},
 		DataDir: "./data",
 		NATS:    NATS{Replicas: 1},
 		Identity: Identity{TokenLifetime: Duration(time.Hour), KeyRotation: Duration(30 * 24 * time.Hour),

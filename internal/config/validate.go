@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strings"
@@ -59,6 +60,14 @@ func (c *Config) Validate() error {
 	}
 	if c.SIP.RegisterExpiry.D() < 60e9 {
 		bad("sip.registerExpiry", "must be at least 1m")
+	}
+	if w := c.WebRTC; w.PublicIP != "" {
+		if _, err := netip.ParseAddr(w.PublicIP); err != nil {
+			bad("webrtc.publicIp", "%q is not an IP address", w.PublicIP)
+		}
+	}
+	if w := c.WebRTC; w.UDPPortMin < 0 || w.UDPPortMax > 65535 || w.UDPPortMin > w.UDPPortMax || (w.UDPPortMin == 0) != (w.UDPPortMax == 0) {
+		bad("webrtc.udpPortMin", "udpPortMin and udpPortMax go together, 1-65535, min <= max")
 	}
 	if c.SIP.InvitesPerSecond <= 0 {
 		bad("sip.invitesPerSecond", "must be positive")

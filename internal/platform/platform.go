@@ -41,6 +41,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/sipgw"
 	"github.com/switchboard-voice/switchboard/internal/store"
 	"github.com/switchboard-voice/switchboard/internal/webhook"
+	"github.com/switchboard-voice/switchboard/internal/webrtcgw"
 )
 
 // Options tune a node beyond its configuration.
@@ -199,8 +200,18 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	calls := &lateCalls{}
 	dial := dialers{dir: n.Directory, sim: n.Sim}
 	if cfg.SIP.Listen != "" {
+		var rtc *webrtcgw.Gateway
+		if cfg.WebRTC.Enabled {
+			bind, _ := netip.ParseAddr(cfg.Media.BindIP)
+			rtc, err = webrtcgw.New(webrtcgw.Options{PublicIP: cfg.WebRTC.PublicIP, BindIP: cfg.Media.BindIP,
+				PortMin: uint16(cfg.WebRTC.UDPPortMin), PortMax: uint16(cfg.WebRTC.UDPPortMax),
+				Loopback: !bind.IsValid() || bind.IsLoopback() || bind.IsUnspecified(), Logger: log.With("component", "webrtc")})
+			if err != nil {
+				return nil, err
+			}
+		}
 		n.SIP, err = sipgw.New(ctx, sipgw.Options{Config: cfg, Directory: n.Directory, Store: n.Store, Media: n.Media,
-			Calls: calls, Logger: log.With("component", "sip"), Registerer: reg, Admission: n.Admission})
+			Calls: calls, Logger: log.With("component", "sip"), Registerer: reg, Admission: n.Admission, WebRTC: rtc})
 		if err != nil {
 			return nil, err
 		}
@@ -237,6 +248,10 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	if o.Simulator {
 		n.Sim.Routes(mux)
 	}
+	if n.SIP != nil && cfg.WebRTC.Enabled {
+		// SIP over WebSocket for browser softphones (RFC 7118).
+		mux.HandleFunc("GET "+sipgw.WSPath, n.SIP.ServeWebSocket)
+	}
 
 	n.wg.Add(3)
 	go func() { defer n.wg.Done(); n.Keys.Run(runCtx) }()
@@ -268,6 +283,11 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		}
 	}
 	n.URL = "http://" + ln.Addr().String()
+	if n.SIP != nil {
+		if a, ok := ln.Addr().(*net.TCPAddr); ok {
+			n.SIP.SetWebSocketAddr(a.AddrPort())
+		}
+	}
 	if cfg.HTTP.TLSCert != "" {
 		// HTTPS only, HTTP/1.1 only: the media socket's WebSocket upgrade
 		// takes over the connection, which HTTP/2 has no way to do.

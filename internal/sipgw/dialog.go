@@ -140,13 +140,29 @@ func (g *Gateway) port(transport string) int {
 	if strings.EqualFold(transport, "TLS") && g.tlsPort != 0 {
 		return g.tlsPort
 	}
+	if strings.EqualFold(transport, "WS") {
+		if a := g.wsAddr.Load(); a != nil {
+			return int(a.Port())
+		}
+	}
 	return int(g.addr.Port())
+}
+
+// host is the address our Via and Contact name for a transport: the HTTP
+// listener's for WebSocket (ws.go), else SIP's.
+func (g *Gateway) host(transport string) string {
+	if strings.EqualFold(transport, "WS") {
+		if a := g.wsAddr.Load(); a != nil {
+			return a.Addr().String()
+		}
+	}
+	return g.addr.Addr().String()
 }
 
 // contact is our Contact for a transport: the address we actually listen
 // on, so peers reach us without a Record-Route.
 func (g *Gateway) contact(transport string) *sip.ContactHeader {
-	u := sip.Uri{Scheme: "sip", User: "switchboard", Host: g.addr.Addr().String(), Port: g.port(transport)}
+	u := sip.Uri{Scheme: "sip", User: "switchboard", Host: g.host(transport), Port: g.port(transport)}
 	if t := strings.ToLower(transport); t != "udp" && t != "" {
 		u.UriParams = sip.NewParams()
 		u.UriParams.Add("transport", t)
@@ -156,7 +172,7 @@ func (g *Gateway) contact(transport string) *sip.ContactHeader {
 
 func (g *Gateway) via(transport string) *sip.ViaHeader {
 	v := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(transport),
-		Host: g.addr.Addr().String(), Port: g.port(transport), Params: sip.NewParams()}
+		Host: g.host(transport), Port: g.port(transport), Params: sip.NewParams()}
 	v.Params.Add("branch", sip.GenerateBranchN(16))
 	v.Params.Add("rport", "")
 	return v

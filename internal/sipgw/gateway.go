@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -42,6 +43,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/identity"
 	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/internal/store"
+	"github.com/switchboard-voice/switchboard/internal/webrtcgw"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -67,6 +69,9 @@ type Options struct {
 	// Admission, when not nil, is asked before a new INVITE is taken
 	// (the node's overload limits) and counts the gateway's own refusals.
 	Admission *admission.Controller
+	// WebRTC, when not nil, answers INVITEs offering WebRTC media (from
+	// browsers over SIP over WebSocket, ws.go); without it they get 488.
+	WebRTC *webrtcgw.Gateway
 }
 
 // RegistrationsBucket is the JetStream key-value bucket holding every
@@ -92,6 +97,7 @@ type Gateway struct {
 	m       *metrics
 	sources *abuse.Guard[netip.Addr] // per source address: request rate, wrong digest answers, bans (abuse.go)
 	am      *abuseMetrics
+	rtc     *webrtcgw.Gateway // nil: WebRTC offers are refused
 
 	// RFC 3261 timers of the gateway's own dialog layer (2xx retransmission
 	// of answers, the wait for their ACK). Fields, not package settings, so
@@ -104,7 +110,9 @@ type Gateway struct {
 	udp     net.PacketConn
 	tcp     net.Listener
 	tls     net.Listener
-	addr    netip.AddrPort // the bound UDP (and TCP) address, as advertised
+	wsl     *wsListener                    // SIP over WebSocket connections hijacked from the HTTP server (ws.go)
+	wsAddr  atomic.Pointer[netip.AddrPort] // the HTTP listener serving WSPath, as advertised
+	addr    netip.AddrPort                 // the bound UDP (and TCP) address, as advertised
 	tlsPort int
 	laddr   sip.Addr // the UDP listener: requests over UDP leave from it
 
@@ -148,7 +156,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	}
 	cfg := o.Config
 	g := &Gateway{
-		cfg: cfg, dir: o.Directory, media: o.Media, calls: o.Calls, log: o.Logger, now: o.Now, admit: o.Admission,
+		cfg: cfg, dir: o.Directory, media: o.Media, calls: o.Calls, log: o.Logger, now: o.Now, admit: o.Admission, rtc: o.WebRTC,
 		t1: 500 * time.Millisecond, t2: 4 * time.Second,
 		legs: map[*Leg]struct{}{}, dialogs: map[string]*Leg{},
 	}
@@ -324,6 +332,11 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if g.tls != nil {
 		g.serve(func() error { return g.srv.ServeTLS(g.tls) })
 	}
+	wsl := newWSListener(tcp.Addr())
+	g.mu.Lock()
+	g.wsl = wsl
+	g.mu.Unlock()
+	g.serve(func() error { return g.srv.ServeWS(wsl) })
 	// sipgo registers the UDP listener for outgoing requests just before
 	// its first read; requests sent earlier would open another socket.
 	select {
@@ -448,6 +461,12 @@ func (g *Gateway) Close() error {
 }
 
 func (g *Gateway) closeListeners() {
+	g.mu.Lock()
+	wsl := g.wsl
+	g.mu.Unlock()
+	if wsl != nil {
+		_ = wsl.Close()
+	}
 	for _, c := range []interface{ Close() error }{g.udp, g.tcp, g.tls} {
 		if c != nil {
 			_ = c.Close()

@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/admission"
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/webrtcgw"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -199,26 +200,47 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		refuse(415, "Unsupported Media Type", sip.NewHeader("Accept", "application/sdp"))
 		return
 	}
-	rm, err := parseSDP(req.Body())
-	switch {
-	case errors.Is(err, errNoCodec):
-		refuse(488, "Not Acceptable Here", warning("Incompatible media format: Switchboard speaks PCMU and PCMA"))
-		return
-	case err != nil:
-		refuse(400, "Bad Request (SDP)")
-		return
+	var (
+		rm   remoteMedia
+		peer *webrtcgw.Peer
+		err  error
+	)
+	if webrtcgw.IsWebRTC(req.Body()) {
+		// A browser's offer (DTLS-SRTP, ICE): pion answers it and relays
+		// its media to the session (webrtc.go).
+		if peer, rm, err = g.answerWebRTC(req.Body()); err != nil {
+			refuse(488, "Not Acceptable Here", warning(err.Error()))
+			return
+		}
+	} else {
+		rm, err = parseSDP(req.Body())
+		switch {
+		case errors.Is(err, errNoCodec):
+			refuse(488, "Not Acceptable Here", warning("Incompatible media format: Switchboard speaks PCMU and PCMA"))
+			return
+		case err != nil:
+			refuse(400, "Bad Request (SDP)")
+			return
+		}
 	}
 
 	l := g.newLeg("in")
 	l.pstn = tr != nil
 	l.remote = rm
+	l.rtc = peer
 	sess, err := g.media.NewSession(l.onMedia)
 	if err != nil {
 		g.log.Error("incoming call: media session", "err", err)
+		if peer != nil {
+			_ = peer.Close()
+		}
 		refuse(503, "Service Unavailable (no media port)", sip.NewHeader("Retry-After", "5"))
 		return
 	}
 	l.sess = sess
+	if peer != nil {
+		peer.Connect(sess.LocalAddr())
+	}
 	l.sdp.addr = sess.LocalAddr()
 	if l.sdp.addr.Addr().IsUnspecified() {
 		l.sdp.addr = netip.AddrPortFrom(g.addr.Addr(), l.sdp.addr.Port())
@@ -242,6 +264,9 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	l.in = in
 	if !g.addLeg(l) {
 		_ = sess.Close()
+		if peer != nil {
+			_ = peer.Close()
+		}
 		refuse(503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
 		return
 	}
@@ -358,6 +383,9 @@ func (in *inbound) answer(l *Leg) {
 	l.mu.Lock()
 	rm := l.remote
 	body := l.sdp.answer(rm)
+	if l.rtc != nil {
+		body = l.rtc.SDP()
+	}
 	transport := l.dlg.transport
 	l.mu.Unlock()
 	// The offer's direction holds from the first packet: a call that
@@ -394,6 +422,7 @@ func (in *inbound) answer(l *Leg) {
 		l.hangUpEstablished(byeReport, byeReport != errs.EndReason{})
 	default:
 		l.emit(callctl.LegEvent{Kind: callctl.LegAnswered})
+		l.watchWebRTC()
 	}
 }
 

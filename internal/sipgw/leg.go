@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/media"
+	"github.com/switchboard-voice/switchboard/internal/webrtcgw"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
@@ -46,8 +47,9 @@ type Leg struct {
 	replaces       string // an outgoing leg's Replaces header (callctl.Target.Replaces)
 	sdp            localSDP
 	sess           *media.Session
-	in             *inbound  // set for incoming legs
-	out            *outbound // set for outgoing legs
+	rtc            *webrtcgw.Peer // a browser's WebRTC media, relayed to sess (webrtc.go)
+	in             *inbound       // set for incoming legs
+	out            *outbound      // set for outgoing legs
 	closed         sync.Once
 
 	// remoteMu serialises applyRemote; remoteSet (guarded by it) says
@@ -225,6 +227,10 @@ func (l *Leg) release(key string) {
 				l.lg().Debug("close media", "err", err)
 			}
 		}
+		if l.rtc != nil {
+			_ = l.rtc.Close()
+		}
+		l.closeBranchPeers()
 	})
 }
 
@@ -459,6 +465,12 @@ func (l *Leg) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 func (l *Leg) modify(req *sip.Request, tx sip.ServerTransaction) {
 	g := l.g
 	var body []byte
+	if l.rtc != nil && (len(req.Body()) > 0 || req.Method == sip.INVITE) {
+		// Renegotiating a WebRTC session (hold, ICE restart) is not
+		// served yet: refused, and the call goes on as it was.
+		g.respond(tx, req, 488, "Not Acceptable Here", warning("Switchboard does not renegotiate WebRTC media yet"))
+		return
+	}
 	if len(req.Body()) > 0 {
 		if ct := req.ContentType(); ct != nil && !strings.HasPrefix(strings.ToLower(ct.Value()), "application/sdp") {
 			g.respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", "application/sdp"))

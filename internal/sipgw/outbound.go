@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/webrtcgw"
 )
 
 // Outgoing calls (callctl.Dialer): a user is called at every contact it
@@ -44,7 +45,8 @@ type branch struct {
 	addr     string  // where the INVITE goes
 	stop     chan struct{}
 	stopOnce sync.Once
-	final    bool // guarded by Leg.mu
+	final    bool           // guarded by Leg.mu
+	rtc      *webrtcgw.Peer // the WebRTC media offered to a browser's contact (webrtc.go); nil for RTP/AVP
 }
 
 func (b *branch) cancel() { b.stopOnce.Do(func() { close(b.stop) }) }
@@ -125,6 +127,11 @@ func (g *Gateway) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent
 				continue
 			}
 			transport := transportOf(uri, b.Transport)
+			if transport == "WSS" && b.Transport == "WS" {
+				// A browser on an https:// page: its secure WebSocket is
+				// the node's HTTPS listener, which sipgo serves as WS.
+				transport = "WS"
+			}
 			dests = append(dests, destination{uri: uri, transport: transport, addr: g.reachable(transport, b.Source, uri)})
 		}
 		if len(dests) == 0 {
@@ -153,10 +160,26 @@ func (g *Gateway) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent
 	}
 	offer := l.sdp.offer()
 	for _, d := range dests {
-		l.out.branches = append(l.out.branches, g.newBranch(l, d, to, t.DisplayName, offer))
+		body, peer := offer, (*webrtcgw.Peer)(nil)
+		if strings.EqualFold(d.transport, "WS") {
+			// A browser's contact: it takes WebRTC media only.
+			if peer, err = g.offerWebRTC(sess.LocalAddr()); err != nil {
+				l.lg().Info("no WebRTC offer for a browser's contact", "contact", d.uri.String(), "err", err)
+				continue
+			}
+			body = peer.SDP()
+		}
+		b := g.newBranch(l, d, to, t.DisplayName, body)
+		b.rtc = peer
+		l.out.branches = append(l.out.branches, b)
+	}
+	if len(l.out.branches) == 0 {
+		_ = sess.Close()
+		return nil, &callctl.RouteError{Reason: errs.NoEndpoints}
 	}
 	if !g.addLeg(l) {
 		_ = sess.Close()
+		l.closeBranchPeers()
 		return nil, &callctl.RouteError{Reason: errs.ServerShutdown}
 	}
 	for _, b := range l.out.branches {
@@ -372,12 +395,17 @@ func (l *Leg) branchAnswered(b *branch, tx sip.ClientTransaction, res *sip.Respo
 		others []*branch
 	)
 	if !extra {
-		rm, sdpErr = parseSDP(res.Body())
+		if b.rtc != nil {
+			rm, sdpErr = answeredWebRTC(b.rtc, res.Body())
+		} else {
+			rm, sdpErr = parseSDP(res.Body())
+		}
 		if sdpErr == nil {
 			l.out.winner = b
 			l.state = stateEstablished
 			l.dlg = d
 			l.remote = rm
+			l.rtc = b.rtc
 			for _, o := range l.out.branches {
 				if o != b {
 					others = append(others, o)
@@ -417,6 +445,7 @@ func (l *Leg) branchAnswered(b *branch, tx sip.ClientTransaction, res *sip.Respo
 		o.cancel()
 	}
 	l.emit(callctl.LegEvent{Kind: callctl.LegAnswered})
+	l.watchWebRTC()
 }
 
 // branchFailed takes a branch's end without an answer; when it was the
