@@ -1,0 +1,325 @@
+package calltest_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/bottest"
+	"github.com/switchboard-voice/switchboard/internal/calltest"
+	"github.com/switchboard-voice/switchboard/internal/webrtcgw/rtcphone"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+// The browser's protocols without a browser: a Go WebRTC phone (pion for
+// ICE, DTLS-SRTP and G.711; sipgo for SIP over WebSocket at /sip/ws)
+// registers as a configured user with digest credentials, as JsSIP or
+// SIP.js would, and calls a bot.
+
+func newRTCPhone(t *testing.T, p *calltest.Platform, user, password string) *rtcphone.Phone {
+	t.Helper()
+	ph, err := rtcphone.NewPhone(strings.TrimPrefix(p.URL, "http://"), p.Config.SIP.Domain, user, password, bottest.Logger(t, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ph.Close)
+	return ph
+}
+
+// waitIncoming waits for the bot's incoming-call notification and returns
+// the call.
+func waitIncoming(t *testing.T, p *calltest.Platform) graph.Call {
+	t.Helper()
+	var in graph.Call
+	p.Hook.Wait(t, "", 20*time.Second, "incoming call", func(ns []calltest.Notification) bool {
+		for _, n := range ns {
+			if n.ChangeType == graph.ChangeCreated {
+				in = n.Call(t)
+				return true
+			}
+		}
+		return false
+	})
+	return in
+}
+
+// A WebRTC phone registers over SIP over WebSocket (a wrong password is
+// refused), calls the bot's number, and the bot gets it like any SIP
+// caller: it answers, plays a prompt the phone hears (as audio: the
+// prompt's envelope is in what the phone decoded), and the keys the phone
+// sends as RFC 4733 events over SRTP arrive as tone notifications in
+// order. The phone hangs up. The relay's latency is logged.
+func TestWebRTCPhoneCallsBotHearsPromptPressesKeys(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	bad := newRTCPhone(t, p, "eve", "not-her-password")
+	if code, err := bad.Register(ctx, 300); err != nil || code != 403 {
+		t.Fatalf("REGISTER with a wrong password: %d %v, want 403", code, err)
+	}
+	ph := newRTCPhone(t, p, "eve", calltest.EvePassword)
+	if code, err := ph.Register(ctx, 300); err != nil || code != 200 {
+		t.Fatalf("REGISTER: %d %v", code, err)
+	}
+
+	promptPCM := calltest.Pattern(900, 3, 5)
+	base := wavServer(t, map[string][]byte{"/prompt.wav": calltest.WAV(promptPCM, 8000)})
+
+	dialled := webRTCCall(ctx, ph, calltest.BotNumber, nil)
+	in := waitIncoming(t, p)
+	if in.Source == nil || in.Source.Identity.User == nil || in.Source.Identity.User.ID != calltest.EveID {
+		t.Fatalf("caller identity: %+v", in.Source)
+	}
+	c := calls + "/" + in.ID
+	ans := map[string]any{"acceptedModalities": []string{"audio"},
+		"mediaConfig": map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}}
+	if r := p.Bot("POST", c+"/answer", ans); r.StatusCode != 202 {
+		t.Fatalf("answer: %s %s", r.Status, r.Body)
+	}
+	res := <-dialled
+	if res.err != nil || res.code != 200 {
+		t.Fatalf("the phone's call: %d %v", res.code, res.err)
+	}
+	call := res.call
+	defer call.Media.Close()
+	p.Hook.WaitState(t, in.ID, graph.StateEstablished)
+	if err := call.Media.Connected(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	op := opDone(t, p, in.ID, p.Bot("POST", c+"/playPrompt", prompts(base+"/prompt.wav")))
+	if op.Status != graph.OperationCompleted {
+		t.Fatalf("playPrompt: %+v %+v", op, op.ResultInfo)
+	}
+	// The last packets of the prompt may still be on their way through
+	// the relay, DTLS and the phone's jitter-free decoder: wait for them.
+	want := calltest.Envelope(promptPCM)
+	var corr float64
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		heard := calltest.Envelope(call.Media.Heard())
+		corr, _ = calltest.BestCorrelation(want, heard, len(heard), len(want)*9/10)
+		if corr >= 0.9 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if corr < 0.9 {
+		t.Fatalf("the phone did not hear the prompt: envelope correlation %.2f", corr)
+	}
+
+	if r := p.Bot("POST", c+"/subscribeToTone", map[string]string{}); r.StatusCode != 200 {
+		t.Fatalf("subscribeToTone: %s", r.Status)
+	}
+	call.Media.Press("4#")
+	var seq []string
+	p.Hook.Wait(t, in.ID, 10*time.Second, "tones 4 and #", func(ns []calltest.Notification) bool {
+		seq = seq[:0]
+		for _, n := range ns {
+			if n.ResourceURL == "/communications/calls/"+in.ID {
+				if ci := n.Call(t); ci.ToneInfo != nil {
+					seq = append(seq, string(ci.ToneInfo.Tone))
+				}
+			}
+		}
+		return len(seq) >= 2
+	})
+	if strings.Join(seq, " ") != "tone4 pound" {
+		t.Fatalf("tones %v, want tone4 pound", seq)
+	}
+
+	// The phone hangs up.
+	if err := call.HangUp(ctx); err != nil {
+		t.Fatalf("BYE: %v", err)
+	}
+	end := p.Hook.WaitState(t, in.ID, graph.StateTerminated).Call(t)
+	if end.ResultInfo.Code != 200 || end.ResultInfo.Subcode != 4521 {
+		t.Fatalf("the phone's hang-up ended the call with %+v", end.ResultInfo)
+	}
+}
+
+// webRTCCall dials the bot from the phone on a goroutine (Call waits for
+// the answer) and returns a channel with its result.
+func webRTCCall(ctx context.Context, ph *rtcphone.Phone, number string, body []byte) chan callResult {
+	ch := make(chan callResult, 1)
+	go func() {
+		c, code, err := ph.Call(ctx, number, body)
+		ch <- callResult{c, code, err}
+	}()
+	return ch
+}
+
+type callResult struct {
+	call *rtcphone.Call
+	code int
+	err  error
+}
+
+func getStatus(t *testing.T, url string, hdr map[string]string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// What a WebRTC phone may get wrong is refused with the right SIP status
+// before any call exists, and the node goes on: an offer without a DTLS
+// fingerprint, without ICE credentials, without G.711, or with a
+// fingerprint that is no fingerprint gets 488; a plain GET of /sip/ws
+// gets 426 and a WebSocket without the "sip" subprotocol 400. A good
+// call afterwards still reaches the bot.
+func TestWebRTCRefusals(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	if code, body := getStatus(t, p.URL+"/sip/ws", nil); code != 426 {
+		t.Fatalf("GET /sip/ws without an upgrade: %d %s, want 426", code, body)
+	}
+	if code, body := getStatus(t, p.URL+"/sip/ws", map[string]string{"Connection": "Upgrade", "Upgrade": "websocket",
+		"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Protocol": "chat"}); code != 400 {
+		t.Fatalf("a WebSocket without the sip subprotocol: %d %s, want 400", code, body)
+	}
+
+	ph := newRTCPhone(t, p, "eve", calltest.EvePassword)
+	if code, err := ph.Register(ctx, 300); err != nil || code != 200 {
+		t.Fatalf("REGISTER: %d %v", code, err)
+	}
+	m, err := rtcphone.NewMedia()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	good, err := m.Offer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	strip := func(prefix string) []byte {
+		var out []string
+		for _, l := range strings.SplitAfter(string(good), "\n") {
+			if !strings.HasPrefix(l, prefix) {
+				out = append(out, l)
+			}
+		}
+		return []byte(strings.Join(out, ""))
+	}
+	opus := strings.NewReplacer("PCMU/8000", "opus/48000/2", "SAVPF 0 101", "SAVPF 111 101", "rtpmap:0 ", "rtpmap:111 ").Replace(string(good))
+	for _, c := range []struct {
+		name string
+		sdp  []byte
+	}{
+		{"no fingerprint", strip("a=fingerprint:")},
+		{"no ICE credentials", strip("a=ice-pwd:")},
+		{"no G.711", []byte(opus)},
+		{"a fingerprint that is none", []byte(strings.Replace(string(good), "a=fingerprint:sha-256 ", "a=fingerprint:sha-256 nothex:", 1))},
+	} {
+		res := <-webRTCCall(ctx, ph, calltest.BotNumber, c.sdp)
+		if res.code != 488 || res.call != nil {
+			t.Errorf("%s: %d %v, want 488", c.name, res.code, res.err)
+		}
+	}
+	if n := len(p.Hook.All()); n != 0 {
+		t.Fatalf("refused offers reached the bot: %d notifications", n)
+	}
+
+	// The node is unharmed: a good offer still rings the bot.
+	dialled := webRTCCall(ctx, ph, calltest.BotNumber, nil)
+	in := waitIncoming(t, p)
+	if r := p.Bot("POST", calls+"/"+in.ID+"/reject", map[string]any{"reason": "busy"}); r.StatusCode != 202 {
+		t.Fatalf("reject: %s %s", r.Status, r.Body)
+	}
+	if res := <-dialled; res.code != 486 {
+		t.Fatalf("a call the bot rejects as busy: %d %v, want 486", res.code, res.err)
+	}
+}
+
+// A bot calls a user registered from a WebRTC phone: the INVITE rings the
+// phone over its WebSocket with a WebRTC offer (DTLS-SRTP, ICE), the phone
+// answers, hears the bot's prompt, and its keys reach the bot; the bot
+// hangs up and the phone gets the BYE over the same socket.
+func TestBotCallsWebRTCPhone(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ph := newRTCPhone(t, p, "eve", calltest.EvePassword)
+	if code, err := ph.Register(ctx, 300); err != nil || code != 200 {
+		t.Fatalf("REGISTER: %d %v", code, err)
+	}
+	promptPCM := calltest.Pattern(600, 3, 9)
+	base := wavServer(t, map[string][]byte{"/prompt.wav": calltest.WAV(promptPCM, 8000)})
+
+	call := p.CreateCall(calltest.EveID)
+	in, err := ph.Ringing(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"UDP/TLS/RTP/SAVPF", "a=fingerprint:", "a=ice-ufrag:", "a=rtcp-mux", "PCMU/8000", "telephone-event/8000"} {
+		if !strings.Contains(string(in.Offer), want) {
+			t.Fatalf("the node's offer to a browser lacks %q:\n%s", want, in.Offer)
+		}
+	}
+	m, err := in.Answer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	p.Hook.WaitState(t, call.ID, graph.StateEstablished)
+	if err := m.Connected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := calls + "/" + call.ID
+	op := opDone(t, p, call.ID, p.Bot("POST", c+"/playPrompt", prompts(base+"/prompt.wav")))
+	if op.Status != graph.OperationCompleted {
+		t.Fatalf("playPrompt: %+v %+v", op, op.ResultInfo)
+	}
+	want := calltest.Envelope(promptPCM)
+	var corr float64
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		heard := calltest.Envelope(m.Heard())
+		corr, _ = calltest.BestCorrelation(want, heard, len(heard), len(want)*9/10)
+		if corr >= 0.9 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if corr < 0.9 {
+		t.Fatalf("the phone did not hear the prompt: envelope correlation %.2f", corr)
+	}
+	if r := p.Bot("POST", c+"/subscribeToTone", map[string]string{}); r.StatusCode != 200 {
+		t.Fatalf("subscribeToTone: %s", r.Status)
+	}
+	m.Press("7")
+	p.Hook.Wait(t, call.ID, 10*time.Second, "tone 7", func(ns []calltest.Notification) bool {
+		for _, n := range ns {
+			if n.ResourceURL == "/communications/calls/"+call.ID {
+				if ci := n.Call(t); ci.ToneInfo != nil && ci.ToneInfo.Tone == "tone7" {
+					return true
+				}
+			}
+		}
+		return false
+	})
+	if r := p.Bot("DELETE", c, nil); r.StatusCode != 204 {
+		t.Fatalf("hang up: %s", r.Status)
+	}
+	select {
+	case <-in.Done():
+	case <-ctx.Done():
+		t.Fatal("the phone got no BYE")
+	}
+	end := p.Hook.WaitState(t, call.ID, graph.StateTerminated).Call(t)
+	if end.ResultInfo.Code != 200 || end.ResultInfo.Subcode != 5001 {
+		t.Fatalf("end %+v", end.ResultInfo)
+	}
+}
