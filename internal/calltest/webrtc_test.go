@@ -323,3 +323,43 @@ func TestBotCallsWebRTCPhone(t *testing.T) {
 		t.Fatalf("end %+v", end.ResultInfo)
 	}
 }
+
+// A page that goes away without a BYE (its peer connection closed: DTLS
+// close_notify, then silence) ends the call within the consent timeout,
+// as a media failure (410/301005), and the node sends the BYE.
+func TestWebRTCPageVanishes(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ph := newRTCPhone(t, p, "eve", calltest.EvePassword)
+	if code, err := ph.Register(ctx, 300); err != nil || code != 200 {
+		t.Fatalf("REGISTER: %d %v", code, err)
+	}
+	dialled := webRTCCall(ctx, ph, calltest.BotNumber, nil)
+	in := waitIncoming(t, p)
+	ans := map[string]any{"acceptedModalities": []string{"audio"},
+		"mediaConfig": map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}}
+	if r := p.Bot("POST", calls+"/"+in.ID+"/answer", ans); r.StatusCode != 202 {
+		t.Fatalf("answer: %s %s", r.Status, r.Body)
+	}
+	res := <-dialled
+	if res.err != nil || res.code != 200 {
+		t.Fatalf("the phone's call: %d %v", res.code, res.err)
+	}
+	p.Hook.WaitState(t, in.ID, graph.StateEstablished)
+	if err := res.call.Media.Connected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res.call.Media.Close() // the tab is closed: no BYE
+	end := p.Hook.WaitState(t, in.ID, graph.StateTerminated).Call(t)
+	if end.ResultInfo.Code != 410 || end.ResultInfo.Subcode != 301005 {
+		t.Fatalf("a vanished page ended the call with %+v, want 410/301005", end.ResultInfo)
+	}
+	t.Logf("call ended %v after the page's media went away", time.Since(start).Round(time.Millisecond))
+	select {
+	case <-res.call.Done():
+	case <-ctx.Done():
+		t.Fatal("the node sent no BYE to the phone")
+	}
+}

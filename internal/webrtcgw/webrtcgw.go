@@ -75,6 +75,10 @@ func New(o Options) (*Gateway, error) {
 	se.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
 	se.SetIncludeLoopbackCandidate(o.Loopback)
+	// A page that vanishes without closing its DTLS (a crash, a lost
+	// network) is noticed by ICE: disconnected after 5 s without a
+	// packet, failed 10 s later, and the call ends (Peer.Done).
+	se.SetICETimeouts(5*time.Second, 10*time.Second, 2*time.Second)
 	if o.PublicIP != "" {
 		ip, err := netip.ParseAddr(o.PublicIP)
 		if err != nil {
