@@ -363,3 +363,70 @@ func TestWebRTCPageVanishes(t *testing.T) {
 		t.Fatal("the node sent no BYE to the phone")
 	}
 }
+
+// A WebRTC phone and a real SIP phone (baresip) talk through a bot's group
+// call, both ways: each hears the other's tone and not its own, the
+// conference mixing the browser leg's media like any phone's.
+func TestWebRTCPhoneAndBaresipTalk(t *testing.T) {
+	calltest.NeedPeer(t, "baresip", "baresip")
+	p := calltest.Start(t, calltest.Options{Edit: withGroupPhones})
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	ph := newRTCPhone(t, p, "eve", calltest.EvePassword)
+	if code, err := ph.Register(ctx, 300); err != nil || code != 200 {
+		t.Fatalf("REGISTER: %d %v", code, err)
+	}
+	fay := groupPhones[0] // baresip, saying 600 Hz
+	const eveFreq = 1050.0
+	bs := startPhones(t, p, 12*time.Second, fay)[0]
+
+	r := p.Bot("POST", calls, map[string]any{
+		"@odata.type": "#microsoft.graph.call", "callbackUri": p.Hook.URL, "requestedModalities": []string{"audio"},
+		"mediaConfig": map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+		"targets": []map[string]any{
+			{"identity": map[string]any{"user": map[string]any{"id": calltest.EveID}}},
+			{"identity": map[string]any{"user": map[string]any{"id": fay.id}}},
+		},
+	})
+	if r.StatusCode != 201 {
+		t.Fatalf("create group call: %s %s", r.Status, r.Body)
+	}
+	var call graph.Call
+	r.JSON(t, &call)
+	in, err := ph.Ringing(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := in.Answer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Connected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.Say(tone(eveFreq, 8*time.Second))
+	waitRoster(t, p, call.ID, "Test bot", "Eve", "Fay")
+	bs.WaitOutput(t, "terminated", 40*time.Second) // her microphone's file ended: she hung up
+
+	eveHeard := m.Heard()
+	own, theirs := toneLevel(eveHeard, eveFreq), toneLevel(eveHeard, fay.freq)
+	t.Logf("the WebRTC phone heard %.1f s: Fay's tone %.3f, its own %.4f", float64(len(eveHeard))/8000, theirs, own)
+	if theirs < 0.05 || own > theirs/20 {
+		t.Errorf("the WebRTC phone should hear Fay and not itself: %.3f / %.4f", theirs, own)
+	}
+	fayHeard := bs.Heard(t)
+	own, theirs = toneLevel(fayHeard, fay.freq), toneLevel(fayHeard, eveFreq)
+	t.Logf("baresip heard %.1f s: the WebRTC phone's tone %.3f, its own %.4f", float64(len(fayHeard))/8000, theirs, own)
+	if theirs < 0.05 || own > theirs/20 {
+		t.Errorf("baresip should hear the WebRTC phone and not itself: %.3f / %.4f", theirs, own)
+	}
+	if r := p.Bot("DELETE", calls+"/"+call.ID, nil); r.StatusCode != 204 {
+		t.Fatalf("hang up: %s", r.Status)
+	}
+	select {
+	case <-in.Done():
+	case <-ctx.Done():
+		t.Fatal("the WebRTC phone got no BYE")
+	}
+}
