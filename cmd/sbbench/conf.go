@@ -249,15 +249,7 @@ Flags:
 	run := e.sippUAS("conf", legs, sippTimeout, stop)
 	rep.SIPpCommand = run.Command()
 	logf("trunk: %s", rep.SIPpCommand)
-	type sippOut struct {
-		res *sippResult
-		err error
-	}
-	sippDone := make(chan sippOut, 1)
-	go func() {
-		r, err := run.run(ctx)
-		sippDone <- sippOut{r, err}
-	}()
+	sippDone := run.start(ctx)
 	if err := e.waitUAS(ctx); err != nil {
 		return err
 	}

@@ -175,15 +175,7 @@ func runEcho(args []string) error {
 	run := e.sippRun("echo", scenario, *rate, *calls, *total, *hold, sippTimeout)
 	rep.SIPpCommand = run.Command()
 	logf("load: %s", rep.SIPpCommand)
-	type sippOut struct {
-		res *sippResult
-		err error
-	}
-	sippDone := make(chan sippOut, 1)
-	go func() {
-		r, err := run.run(ctx)
-		sippDone <- sippOut{r, err}
-	}()
+	sippDone := run.start(ctx)
 
 	// At the plateau: the profiles, if asked for.
 	var (

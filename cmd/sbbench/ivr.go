@@ -136,21 +136,9 @@ func runIVR(args []string) error {
 	if *total == 0 {
 		*total = 2 * *calls
 	}
-	scenario := "ivr_load_dtmf.xml"
-	pause := *hold - dtmfAt
-	switch *scen {
-	case "dtmf":
-		if *hold < dtmfAt+time.Second {
-			return fmt.Errorf("-hold must be at least %v with the dtmf scenario", dtmfAt+time.Second)
-		}
-	case "plain":
-		scenario, pause = "ivr_load.xml", *hold
-	default:
-		return fmt.Errorf("-scenario %q is not dtmf or plain", *scen)
-	}
-	minHold := time.Duration(promptSecs+recordSecs+1) * time.Second
-	if *hold < minHold {
-		return fmt.Errorf("-hold must be at least %v: the bot plays %d s and records %d s", minHold, promptSecs, recordSecs)
+	scenario, pause, minHold, err := ivrScenario(*scen, *hold)
+	if err != nil {
+		return err
 	}
 
 	ramp, loadFor := loadTimes(*calls, *total, *rate, *hold)
@@ -170,28 +158,8 @@ func runIVR(args []string) error {
 	rep := &ivrReport{InProcess: c.inprocess, Machine: describeMachine(c.sipp), Command: "sbbench " + strings.Join(os.Args[1:], " "),
 		Concurrent: *calls, Rate: *rate, HoldS: hold.Seconds(), Total: *total, Scenario: scenario, Out: e.out}
 
-	if *warmup > 0 {
-		wHold := minHold + 2*time.Second
-		wPause := wHold
-		if *scen == "dtmf" {
-			wPause = wHold - dtmfAt
-		}
-		logf("warm-up: %d IVR calls", *warmup)
-		w := e.sippRun("warmup", scenario, 10, *warmup, *warmup, wPause, 90*time.Second)
-		wr, err := w.run(ctx)
-		if err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
-		if err := e.settle(ctx, 30*time.Second); err != nil {
-			return fmt.Errorf("warm-up: %w", err)
-		}
-		failed, reasons := failureSummary(e.bot.Calls(), botIVR)
-		if wr.Failed > 0 || failed > 0 {
-			logf("warm-up: SIPp failed %d, the bot saw %d failed: %s", wr.Failed, failed, strings.Join(sortedReasons(reasons), "; "))
-			if wr.Successful == 0 {
-				return fmt.Errorf("warm-up: no call succeeded; see %s and %s", e.node.logPath, filepath.Join(e.out, "warmup_errors.log"))
-			}
-		}
+	if err := e.warmUp(ctx, *scen, *warmup, minHold); err != nil {
+		return err
 	}
 	e.bot.reset()
 	select {
@@ -217,15 +185,7 @@ func runIVR(args []string) error {
 	run := e.sippRun("ivr", scenario, *rate, *calls, *total, pause, sippTimeout)
 	rep.SIPpCommand = run.Command()
 	logf("load: %s", rep.SIPpCommand)
-	type sippOut struct {
-		res *sippResult
-		err error
-	}
-	sippDone := make(chan sippOut, 1)
-	go func() {
-		r, err := run.run(ctx)
-		sippDone <- sippOut{r, err}
-	}()
+	sippDone := run.start(ctx)
 
 	// At the plateau: probes, and the profile.
 	var (
@@ -328,6 +288,59 @@ func runIVR(args []string) error {
 	return nil
 }
 
+// ivrScenario picks the SIPp scenario of -scenario (dtmf or plain) and
+// SIPp's pause (-d) for calls of hold, which must outlast the bot's IVR:
+// minHold is the shortest hold that does.
+func ivrScenario(scen string, hold time.Duration) (scenario string, pause, minHold time.Duration, err error) {
+	scenario, pause = "ivr_load_dtmf.xml", hold-dtmfAt
+	switch scen {
+	case "dtmf":
+		if hold < dtmfAt+time.Second {
+			return "", 0, 0, fmt.Errorf("-hold must be at least %v with the dtmf scenario", dtmfAt+time.Second)
+		}
+	case "plain":
+		scenario, pause = "ivr_load.xml", hold
+	default:
+		return "", 0, 0, fmt.Errorf("-scenario %q is not dtmf or plain", scen)
+	}
+	minHold = time.Duration(promptSecs+recordSecs+1) * time.Second
+	if hold < minHold {
+		return "", 0, 0, fmt.Errorf("-hold must be at least %v: the bot plays %d s and records %d s", minHold, promptSecs, recordSecs)
+	}
+	return scenario, pause, minHold, nil
+}
+
+// warmUp places n IVR calls of -scenario scen and waits for them to end,
+// so that the prompt is fetched and pools are warm before measuring; it
+// fails only if none succeeded.
+func (e *env) warmUp(ctx context.Context, scen string, n int, minHold time.Duration) error {
+	if n <= 0 {
+		return nil
+	}
+	wHold := minHold + 2*time.Second
+	scenario, wPause, _, err := ivrScenario(scen, wHold)
+	if err != nil {
+		return err
+	}
+	logf("warm-up: %d IVR calls", n)
+	w := e.sippRun("warmup", scenario, 10, n, n, wPause, 90*time.Second)
+	wr, err := w.run(ctx)
+	if err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	if err := e.settle(ctx, 30*time.Second); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+	failed, reasons := failureSummary(e.bot.Calls(), botIVR)
+	if wr.Failed > 0 || failed > 0 {
+		logf("warm-up: SIPp failed %d, the bot saw %d failed: %s", wr.Failed, failed, strings.Join(sortedReasons(reasons), "; "))
+		if wr.Successful == 0 {
+			return fmt.Errorf("warm-up: no call succeeded; see %s and %s", e.node.logPath, filepath.Join(e.out, "warmup_errors.log"))
+		}
+	}
+	return nil
+}
+
 func fillIVR(rep *ivrReport, sr *sippResult, b *bot, cpu0, cpu1 procCPU, m0, m1 map[string]float64,
 	samples []sample, idle int64, probes []probeResult, dtmf bool) {
 	fillSIPp(rep, sr)
@@ -389,19 +402,26 @@ func fillIVR(rep *ivrReport, sr *sippResult, b *bot, cpu0, cpu1 procCPU, m0, m1 
 	if len(calls) > 0 {
 		rep.RTPReceivedPerCall = rep.RTPReceived / float64(len(calls))
 	}
-	rep.InvitesByStatus = map[string]float64{}
+	rep.InvitesByStatus = invitesByStatus(m0, m1)
+
+	fillProbes(rep, probes)
+}
+
+// invitesByStatus counts the INVITEs the node received between two
+// scrapes of its metrics, by final status.
+func invitesByStatus(m0, m1 map[string]float64) map[string]float64 {
+	out := map[string]float64{}
 	for k, v := range m1 {
 		if strings.HasPrefix(k, "switchboard_sip_invites_total{") && strings.Contains(k, `direction="in"`) {
 			i := strings.Index(k, `status="`)
 			st := k[i+8:]
 			st = st[:strings.IndexByte(st, '"')]
 			if dv := v - m0[k]; dv > 0 {
-				rep.InvitesByStatus[st] = dv
+				out[st] = dv
 			}
 		}
 	}
-
-	fillProbes(rep, probes)
+	return out
 }
 
 // loadTimes says how long a SIPp load lasts: it creates calls at rate up

@@ -356,15 +356,7 @@ func measureEngine(ctx context.Context, c *common, er engineRun, lo loadOpts) (*
 	run := sipp("ivr", lo.rate, lo.calls, lo.total, lo.hold, lo.sippTimeout)
 	res.sippCommand = run.Command()
 	logf("%s load: %s", er.name, res.sippCommand)
-	type sippOut struct {
-		res *sippResult
-		err error
-	}
-	sippDone := make(chan sippOut, 1)
-	go func() {
-		r, err := run.run(ctx)
-		sippDone <- sippOut{r, err}
-	}()
+	sippDone := run.start(ctx)
 
 	// At the plateau (SIPp's CurrentCall, read from its statistics as it
 	// writes them each second): probes, and the profile.

@@ -103,6 +103,9 @@ type sippRun struct {
 	// read all the same. A UAS run that is missing some of its -m calls
 	// needs it.
 	stop <-chan struct{}
+	// stopGrace is how long SIPp may take to end its calls once stopped
+	// (default 10 s).
+	stopGrace time.Duration
 }
 
 // sippResult is what SIPp reported.
@@ -218,9 +221,13 @@ func (r *sippRun) run(ctx context.Context) (*sippResult, error) {
 	case <-r.stop:
 		stopped = true
 		_ = syscall.Kill(cmd.Process.Pid, syscall.SIGUSR1)
+		grace := r.stopGrace
+		if grace == 0 {
+			grace = 10 * time.Second
+		}
 		select {
 		case werr = <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(grace):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 			werr = <-done
 		case <-ctx.Done():
@@ -268,6 +275,22 @@ func (r *sippRun) run(ctx context.Context) (*sippResult, error) {
 		_ = os.Rename(rtt, filepath.Join(r.dir, r.name+"_rtt.csv"))
 	}
 	return res, nil
+}
+
+// sippOut is how a SIPp run started in the background ended.
+type sippOut struct {
+	res *sippResult
+	err error
+}
+
+// start runs SIPp in the background: the channel gets its result.
+func (r *sippRun) start(ctx context.Context) <-chan sippOut {
+	done := make(chan sippOut, 1)
+	go func() {
+		res, err := r.run(ctx)
+		done <- sippOut{res, err}
+	}()
+	return done
 }
 
 // parseSippStat reads SIPp's -trace_stat CSV (';'-separated, one header
