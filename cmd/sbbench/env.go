@@ -31,8 +31,9 @@ type env struct {
 }
 
 // setupEnv builds (or takes) the node's binary, starts the bot, writes the
-// node's configuration and starts it, and gets the bot its token.
-func setupEnv(ctx context.Context, c *common, mode string, recordSecs int, inactivity time.Duration) (_ *env, err error) {
+// node's configuration and starts it, and gets the bot its token. Each
+// of tune, if any, changes the node's configuration before it is written.
+func setupEnv(ctx context.Context, c *common, mode string, recordSecs int, inactivity time.Duration, tune ...func(*nodeConfig) error) (_ *env, err error) {
 	raiseNoFile()
 	if err := preflight(c); err != nil {
 		return nil, err
@@ -92,6 +93,11 @@ func setupEnv(ctx context.Context, c *common, mode string, recordSecs int, inact
 		dataDir: e.dataDir, logLevel: c.logLevel, rtpMin: rtpMin, rtpMax: rtpMax, inactivity: inactivity}
 	if mode == botEcho {
 		nc.mediaMode = "app"
+	}
+	for _, t := range tune {
+		if err := t(&nc); err != nil {
+			return nil, err
+		}
 	}
 	if c.inprocess {
 		e.node, err = startNodeInProcess(ctx, e.out, nc)

@@ -22,6 +22,7 @@
 //	go run ./cmd/sbbench conf  -parties 100 -conferences 1 -hold 30s # group calls: conferences of SIPp phones
 //	go run ./cmd/sbbench echo  -calls 100 -rate 20 -hold 30s        # app-hosted media: an echo bot on every call's media socket
 //	go run ./cmd/sbbench peers -calls 1000                           # side by side: the peers' load against diago, then Switchboard
+//	go run ./cmd/sbbench soak  -calls 700 -for 1h                    # soak: the IVR load held for an hour; fails if anything grows
 //
 // conf turns the call path round: the bot creates group calls (POST
 // /communications/calls from its number's applicationInstance, the first
@@ -45,6 +46,18 @@
 // calls' bots read their socket slowly instead (-slow-read per frame) and
 // echo nothing: the frames the platform drops for them are counted from
 // the socket's stats messages and the sequence gaps.
+//
+// soak holds the IVR load for a long time (-for, default 1h) at 70 % of
+// the machine's measured capacity (-capacity 1000, docs/benchmarks.md) or
+// at -calls, SIPp replacing each call that ends, and samples the node
+// every 10 s: goroutines, RSS, heap, open files, the UDP ports it holds
+// in its RTP range, media sessions, its JetStream streams (read over the
+// embedded NATS, which the soak's node exposes on loopback) and data
+// folder, the outbox's pending and parked gauges; a probe call a minute.
+// After a warm-up it fits a line to each figure over the rest and exits
+// non-zero if one grew beyond its tolerance, the load was not held, or
+// more than 0.1 % of the calls failed. docs/reliability.md has the
+// tolerances and runs.
 //
 // peers runs the peers' load (shared/bench/ivr_load.xml) in one run against
 // the diago peer IVR (shared/bench/diago-ivr, its own module, built into the
@@ -89,10 +102,13 @@ Usage:
                           SIPp answers every leg and speaks, the node mixes; CPU per participant-second
   sbbench echo  [flags]   app-hosted media: N concurrent calls whose bot echoes the mix over the media
                           socket; CPU per call-second, the node's echo delay, drops for slow bots
+  sbbench soak  [flags]   soak: the IVR load at 70 % of capacity for -for (default 1h), calls replaced as they end;
+                          fails if goroutines, RSS, open files, RTP ports, JetStream storage or the outbox grow,
+                          or if calls fail
   sbbench peers [flags]   side by side: the peers' IVR load against diago (shared/bench/diago-ivr beside the repository),
                           then against Switchboard with the IVR bot, in one run; the ratios
 
-Run "sbbench ivr -h", "sbbench setup -h", "sbbench conf -h", "sbbench echo -h" or "sbbench peers -h" for the flags.
+Run "sbbench ivr -h", "sbbench setup -h", "sbbench conf -h", "sbbench echo -h", "sbbench soak -h" or "sbbench peers -h" for the flags.
 `
 
 func main() {
@@ -112,6 +128,8 @@ func main() {
 		err = runEcho(os.Args[2:])
 	case "peers":
 		err = runPeers(os.Args[2:])
+	case "soak":
+		err = runSoak(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -107,6 +107,13 @@ type sample struct {
 	Sessions  float64       // the node's switchboard_media_sessions
 	Go        goStats       // the node's Go runtime, from /metrics
 	CtxSw     uint64        // the node's context switches so far, voluntary and not, over its live threads
+	// The node's notification outbox: switchboard_webhook_pending and
+	// switchboard_webhook_parked.
+	Pending, Parked float64
+	// Read only by a sampler with an extra hook (sbbench soak).
+	FDs      int        // the node's open files (/proc/PID/fd)
+	RTPPorts int        // UDP ports the node holds in its RTP range
+	Store    storeUsage // the node's JetStream storage
 }
 
 // readCtxSwitches sums voluntary_ctxt_switches and nonvoluntary_ctxt_switches
@@ -145,7 +152,7 @@ func goStatsOf(m map[string]float64) goStats {
 		StackInuse: m["go_memstats_stack_inuse_bytes"], Mallocs: m["go_memstats_mallocs_total"], GCs: m["go_gc_duration_seconds_count"]}
 }
 
-// sampler reads the node's CPU and RSS every second, with the bot's count
+// sampler reads the node's CPU and RSS every second (or every), with the bot's count
 // of live calls, SIPp's and sbbench's CPU, the machine's, and the node's
 // media-clock counters: the timeline pidstat would give, without pidstat.
 type sampler struct {
@@ -153,6 +160,8 @@ type sampler struct {
 	live    func() int
 	sipp    func() int // SIPp's pid, 0 when none runs
 	metrics func() (map[string]float64, error)
+	every   time.Duration
+	extra   func(*sample) // reads more into each sample; nil: nothing
 	stop    chan struct{}
 	done    chan struct{}
 
@@ -163,15 +172,21 @@ type sampler struct {
 }
 
 func startSampler(pid int, live func() int, sipp func() int, metrics func() (map[string]float64, error)) *sampler {
-	s := &sampler{pid: pid, live: live, sipp: sipp, metrics: metrics, stop: make(chan struct{}), done: make(chan struct{}),
-		ksoftirqd: findKsoftirqd()}
+	return startSamplerEvery(time.Second, nil, pid, live, sipp, metrics)
+}
+
+// startSamplerEvery samples every period, calling extra on each sample
+// once the common figures are read.
+func startSamplerEvery(every time.Duration, extra func(*sample), pid int, live func() int, sipp func() int, metrics func() (map[string]float64, error)) *sampler {
+	s := &sampler{pid: pid, live: live, sipp: sipp, metrics: metrics, every: every, extra: extra,
+		stop: make(chan struct{}), done: make(chan struct{}), ksoftirqd: findKsoftirqd()}
 	go s.run()
 	return s
 }
 
 func (s *sampler) run() {
 	defer close(s.done)
-	t := time.NewTicker(time.Second)
+	t := time.NewTicker(s.every)
 	defer t.Stop()
 	for {
 		cpu, err1 := readCPU(s.pid)
@@ -196,6 +211,10 @@ func (s *sampler) run() {
 			if m, err := s.metrics(); err == nil {
 				sm.LateTicks, sm.Sessions = m["switchboard_media_late_ticks_total"], m["switchboard_media_sessions"]
 				sm.Go = goStatsOf(m)
+				sm.Pending, sm.Parked = m["switchboard_webhook_pending"], m["switchboard_webhook_parked"]
+			}
+			if s.extra != nil {
+				s.extra(&sm)
 			}
 			s.mu.Lock()
 			s.samples = append(s.samples, sm)
@@ -319,4 +338,62 @@ func writeTimeline(path string, samples []sample) error {
 			(s.Go.Mallocs-p.Go.Mallocs)/dt, s.Go.GCs-p.Go.GCs, cs)
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// readFDs counts pid's open files, and the inodes of its sockets.
+func readFDs(pid int) (n int, sockets map[uint64]bool, err error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, nil, err
+	}
+	sockets = map[uint64]bool{}
+	for _, e := range ents {
+		l, err := os.Readlink(dir + "/" + e.Name())
+		if err != nil {
+			continue // closed since the listing
+		}
+		if v, ok := strings.CutPrefix(l, "socket:["); ok {
+			if ino, err := strconv.ParseUint(strings.TrimSuffix(v, "]"), 10, 64); err == nil {
+				sockets[ino] = true
+			}
+		}
+	}
+	return len(ents), sockets, nil
+}
+
+// readRTPPorts counts the UDP sockets of pid (by inode, from readFDs)
+// bound to a local port within lo..hi: the RTP ports the node holds.
+func readRTPPorts(pid int, sockets map[uint64]bool, lo, hi int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/udp", pid))
+	if err != nil {
+		return 0, err
+	}
+	return countUDPPorts(b, sockets, lo, hi), nil
+}
+
+// countUDPPorts reads /proc/net/udp (proc(5)): "sl local_address
+// rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode",
+// addresses as hex IP:port.
+func countUDPPorts(b []byte, sockets map[uint64]bool, lo, hi int) int {
+	n := 0
+	for line := range strings.SplitSeq(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[0] == "sl" {
+			continue
+		}
+		_, hexPort, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		port, err1 := strconv.ParseUint(hexPort, 16, 16)
+		ino, err2 := strconv.ParseUint(f[9], 10, 64)
+		if err1 != nil || err2 != nil || !sockets[ino] {
+			continue
+		}
+		if int(port) >= lo && int(port) <= hi {
+			n++
+		}
+	}
+	return n
 }

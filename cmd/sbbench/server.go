@@ -127,6 +127,11 @@ type nodeConfig struct {
 	// mediaMode is the bot's applications[].mediaMode: "service" (the
 	// default) or "app", for app-hosted media (sbbench echo).
 	mediaMode string
+	// natsListen exposes the embedded NATS on loopback (sbbench soak
+	// reads its streams' sizes); empty: in-process only.
+	natsListen string
+	// recordingRetention, when set, replaces media.recordingRetention.
+	recordingRetention time.Duration
 }
 
 // yaml renders the configuration. It starts from config.Default() so that
@@ -150,6 +155,10 @@ func (nc nodeConfig) yaml() ([]byte, error) {
 	c.Calls.MaxConcurrentPerApp = 1 << 20
 	c.Outbound.Allow = []string{"127.0.0.0/8"}
 	c.Log.Level = nc.logLevel
+	c.NATS.Listen = nc.natsListen
+	if nc.recordingRetention > 0 {
+		c.Media.RecordingRetention = config.Duration(nc.recordingRetention)
+	}
 	c.Tenants = []config.Tenant{{ID: benchTenant, DisplayName: "sbbench"}}
 	mediaMode := nc.mediaMode
 	if mediaMode == "" {
