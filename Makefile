@@ -21,7 +21,7 @@ endif
 # sip-tester, with its pcaps; baresip, a softphone), the SIP scanners
 # attackers run (sipvicious: svmap, svwar, svcrack), and the websockets
 # package the system python3 runs docs/media-socket.md's Python echo with.
-TEST_DEBS := sip-tester baresip sipvicious python3-websockets
+TEST_DEBS := sip-tester baresip sipvicious python3-websockets chromium
 
 RUN_ARGS ?=
 
