@@ -145,8 +145,22 @@ func TestSIPFloodIsRateLimitedWithMemoryFlat(t *testing.T) {
 	sources := []string{"127.0.0.21", "127.0.0.22", "127.0.0.23", "127.0.0.24"}
 	heap0, gor0 := heap()
 	const d, perSource = 3 * time.Second, 2000
+	start := time.Now()
 	sent, answered := flood(t, node, sources, perSource, d)
-	heap1, gor1 := heap()
+	// Until the node has been quiet for half a second: on a loaded
+	// machine it is still taking the flood from its socket after d.
+	took := time.Since(start)
+	// What the flood left behind is garbage, or work the node has not
+	// finished yet: the heap comes back within a few seconds.
+	var heap1 uint64
+	var gor1 int
+	for settle := time.Now().Add(5 * time.Second); ; {
+		heap1, gor1 = heap()
+		if (heap1 <= heap0+2<<20 && gor1 <= gor0+10) || time.Now().After(settle) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond) // polling a figure nobody signals
+	}
 	dropped := metric(t, p, `switchboard_sip_dropped_total{reason="rate"}`)
 	taken := metric(t, p, `switchboard_sip_registers_total{result="challenged"}`) +
 		metric(t, p, `switchboard_sip_invites_total{direction="in",status="401"}`)
@@ -156,9 +170,9 @@ func TestSIPFloodIsRateLimitedWithMemoryFlat(t *testing.T) {
 		float64(heap0)/1e6, float64(heap1)/1e6, gor0, gor1)
 	// Each source gets its burst and its rate: the requests taken are
 	// bounded whatever the flood's speed.
-	limit := float64(len(sources)) * (float64(a.Burst) + a.RequestsPerSecond*(d.Seconds()+1))
+	limit := float64(len(sources)) * (float64(a.Burst) + a.RequestsPerSecond*(took.Seconds()+1))
 	if taken > limit {
-		t.Errorf("%.0f requests taken from %d sources in %v, the limit allows %.0f", taken, len(sources), d, limit)
+		t.Errorf("%.0f requests taken from %d sources in %v, the limit allows %.0f", taken, len(sources), took, limit)
 	}
 	if dropped == 0 || dropped < float64(sent)/2 {
 		t.Errorf("only %.0f of %d requests dropped", dropped, sent)
