@@ -24,6 +24,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/identity"
 	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/internal/store"
+	"github.com/switchboard-voice/switchboard/internal/webrtcgw"
 )
 
 func TestMain(m *testing.M) {
@@ -74,6 +75,7 @@ type envOptions struct {
 	tlsKey     string
 	unstarted  bool             // the test calls Start
 	abuse      *config.SIPAbuse // sip.abuse; the defaults when nil
+	webrtc     bool             // answer WebRTC offers (ws_test.go)
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -126,8 +128,14 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.logger == nil && os.Getenv("SIPGW_DEBUG") != "" {
 		o.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	var rtc *webrtcgw.Gateway
+	if o.webrtc {
+		if rtc, err = webrtcgw.New(webrtcgw.Options{BindIP: "127.0.0.1", Loopback: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	gw, err := New(ctx, Options{Config: &cfg, Directory: identity.NewDirectory(&cfg), Store: st, Media: eng,
-		Calls: calls, Now: clk.Now, Logger: o.logger})
+		Calls: calls, Now: clk.Now, Logger: o.logger, WebRTC: rtc})
 	if err != nil {
 		t.Fatalf("new gateway: %v", err)
 	}

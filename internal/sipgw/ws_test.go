@@ -1,0 +1,112 @@
+package sipgw
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/callctl"
+	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/webrtcgw/rtcphone"
+)
+
+// wsServer serves the gateway's SIP over WebSocket on an HTTP server, as
+// the node does at WSPath.
+func (e *env) wsServer() string {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+WSPath, e.gw.ServeWebSocket)
+	srv := httptest.NewServer(mux)
+	e.t.Cleanup(srv.Close)
+	e.gw.SetWebSocketAddr(srv.Listener.Addr().(*net.TCPAddr).AddrPort())
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func (e *env) rtcPhone(addr, user, pw string) *rtcphone.Phone {
+	ph, err := rtcphone.NewPhone(addr, e.cfg.SIP.Domain, user, pw, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(ph.Close)
+	return ph
+}
+
+// A WebRTC phone over SIP over WebSocket: registered with digest (stored
+// as a WS binding), its call answered with WebRTC media relayed to the
+// leg's session, its BYE ending the leg; after the gateway closes, no
+// goroutine of pion, the relay or the WebSocket is left (TestMain's
+// goleak).
+func TestWebSocketWebRTCCall(t *testing.T) {
+	e := newEnv(t, envOptions{webrtc: true})
+	addr := e.wsServer()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ph := e.rtcPhone(addr, "alice", alicePw)
+	if code, err := ph.Register(ctx, 300); err != nil || code != 200 {
+		t.Fatalf("REGISTER: %d %v", code, err)
+	}
+	bs, err := e.gw.bindings(ctx, "alice")
+	if err != nil || len(bs) != 1 || bs[0].Transport != "WS" {
+		t.Fatalf("bindings %+v %v, want one over WS", bs, err)
+	}
+
+	type result struct {
+		c    *rtcphone.Call
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, code, err := ph.Call(ctx, botNum, nil)
+		done <- result{c, code, err}
+	}()
+	fc := e.nextCall()
+	if err := fc.leg.Answer(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || r.code != 200 {
+		t.Fatalf("call: %d %v", r.code, r.err)
+	}
+	fc.events.expect(t, callctl.LegAnswered)
+	if fc.leg.rtc == nil || fc.leg.Media() == nil {
+		t.Fatal("the leg has no WebRTC peer or no media session")
+	}
+	if err := r.c.Media.Connected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := fc.leg.Media().LocalAddr(); got.Port() == 0 {
+		t.Fatalf("media session address %v", got)
+	}
+	if err := r.c.HangUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fc.events.ended(t, errs.EndedByRemote)
+	select {
+	case <-fc.leg.rtc.Done():
+	case <-time.After(wait):
+		t.Fatal("the leg's WebRTC peer is still open after its BYE")
+	}
+}
+
+// Without a WebRTC gateway, a WebRTC offer is refused with 488, not
+// taken with media nobody can carry.
+func TestWebRTCOfferWithoutGateway(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	addr := e.wsServer()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ph := e.rtcPhone(addr, "alice", alicePw)
+	c, code, err := ph.Call(ctx, botNum, nil)
+	if c != nil || code != 488 {
+		t.Fatalf("a WebRTC offer to a gateway without WebRTC: %d %v, want 488", code, err)
+	}
+	select {
+	case fc := <-e.calls.calls:
+		t.Fatalf("the refused offer became call %s", fc.id)
+	default:
+	}
+}
