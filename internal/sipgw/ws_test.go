@@ -81,6 +81,12 @@ func TestWebSocketWebRTCCall(t *testing.T) {
 	if got := fc.leg.Media().LocalAddr(); got.Port() == 0 {
 		t.Fatalf("media session address %v", got)
 	}
+	// A re-INVITE (a softphone's hold) is refused, and the call goes on.
+	hold := strings.Replace(string(r.c.Media.LocalSDP()), "a=sendrecv", "a=sendonly", 1)
+	if code, err := r.c.ReInvite(ctx, []byte(hold)); err != nil || code != 488 {
+		t.Fatalf("re-INVITE of a WebRTC call: %d %v, want 488", code, err)
+	}
+	fc.events.none(t)
 	if err := r.c.HangUp(ctx); err != nil {
 		t.Fatal(err)
 	}

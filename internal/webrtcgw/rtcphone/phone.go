@@ -144,6 +144,14 @@ func (m *Media) setLocal(ctx context.Context, d webrtc.SessionDescription) ([]by
 	return []byte(m.pc.LocalDescription().SDP), nil
 }
 
+// LocalSDP is the phone's current local description.
+func (m *Media) LocalSDP() []byte {
+	if d := m.pc.LocalDescription(); d != nil {
+		return []byte(d.SDP)
+	}
+	return nil
+}
+
 // Connected waits until ICE and DTLS are up.
 func (m *Media) Connected(ctx context.Context) error {
 	select {

@@ -204,6 +204,23 @@ func (p *Phone) Call(ctx context.Context, user string, body []byte) (*Call, int,
 	return &Call{Media: m, session: s}, 200, nil
 }
 
+// ReInvite sends a re-INVITE in the call's dialog with body (a hold, say)
+// and returns the final status.
+func (c *Call) ReInvite(ctx context.Context, body []byte) (int, error) {
+	req := sip.NewRequest(sip.INVITE, c.session.InviteRequest.Recipient)
+	req.SetBody(body)
+	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	res, err := c.session.Do(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	if res.IsSuccess() {
+		ack := sip.NewRequest(sip.ACK, req.Recipient)
+		_ = c.session.WriteRequest(ack)
+	}
+	return res.StatusCode, nil
+}
+
 // Done is closed when the call's dialog ends (either side's BYE).
 func (c *Call) Done() <-chan struct{} { return c.session.Context().Done() }
 
