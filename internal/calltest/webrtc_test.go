@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,31 @@ func TestWebRTCPhoneCallsBotHearsPromptPressesKeys(t *testing.T) {
 	if end.ResultInfo.Code != 200 || end.ResultInfo.Subcode != 4521 {
 		t.Fatalf("the phone's hang-up ended the call with %+v", end.ResultInfo)
 	}
+
+	// The relay's cost in this call, from the node's own metrics.
+	code, metrics := getStatus(t, p.URL+"/metrics", nil)
+	if code != 200 {
+		t.Fatalf("/metrics: %d", code)
+	}
+	for _, dir := range []string{"engine", "farEnd"} {
+		sum, n := metricValue(metrics, `switchboard_webrtc_relay_seconds_sum{direction="`+dir+`"}`),
+			metricValue(metrics, `switchboard_webrtc_relay_seconds_count{direction="`+dir+`"}`)
+		if n < 50 {
+			t.Fatalf("%s: %v packets through the relay", dir, n)
+		}
+		t.Logf("relay towards %s: %.0f packets, mean %.1f µs", dir, n, sum/n*1e6)
+	}
+}
+
+// metricValue reads one sample of Prometheus text (0 when absent).
+func metricValue(text, name string) float64 {
+	for _, l := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // webRTCCall dials the bot from the phone on a goroutine (Call waits for

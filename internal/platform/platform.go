@@ -205,7 +205,8 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 			bind, _ := netip.ParseAddr(cfg.Media.BindIP)
 			rtc, err = webrtcgw.New(webrtcgw.Options{PublicIP: cfg.WebRTC.PublicIP, BindIP: cfg.Media.BindIP,
 				PortMin: uint16(cfg.WebRTC.UDPPortMin), PortMax: uint16(cfg.WebRTC.UDPPortMax),
-				Loopback: !bind.IsValid() || bind.IsLoopback() || bind.IsUnspecified(), Logger: log.With("component", "webrtc")})
+				Loopback: !bind.IsValid() || bind.IsLoopback() || bind.IsUnspecified(), Logger: log.With("component", "webrtc"),
+				Registerer: reg})
 			if err != nil {
 				return nil, err
 			}

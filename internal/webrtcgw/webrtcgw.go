@@ -27,6 +27,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboard-voice/switchboard/internal/media"
 )
@@ -55,6 +56,10 @@ type Options struct {
 	Loopback bool
 	// Logger, when nil, discards.
 	Logger *slog.Logger
+	// Registerer, when not nil, gets the relay's metrics:
+	// switchboard_webrtc_relay_seconds{direction} (the time a packet
+	// spends in the relay) and switchboard_webrtc_peers.
+	Registerer prometheus.Registerer
 }
 
 // Gateway makes WebRTC peers. It is safe for concurrent use.
@@ -63,6 +68,9 @@ type Gateway struct {
 	se    webrtc.SettingEngine
 	log   *slog.Logger
 	relay netip.Addr // where relay sockets bind
+
+	toEngine, toFarEnd prometheus.Observer // relay time per packet
+	peers              prometheus.Gauge
 }
 
 // New checks the options and prepares the ICE settings every peer shares.
@@ -106,6 +114,14 @@ func New(o Options) (*Gateway, error) {
 		}
 	}
 	g.se = se
+	relay := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "switchboard_webrtc_relay_seconds",
+		Help:    "Time a WebRTC leg's RTP packet spends in the relay between pion and the media engine: direction engine (decrypted, to the media session) or farEnd (from the session, handed to pion's SRTP).",
+		Buckets: prometheus.ExponentialBuckets(2e-6, 2, 14)}, []string{"direction"})
+	g.peers = prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_webrtc_peers", Help: "WebRTC peer connections open (browser legs and offers to browsers)."})
+	if o.Registerer != nil {
+		o.Registerer.MustRegister(relay, g.peers)
+	}
+	g.toEngine, g.toFarEnd = relay.WithLabelValues("engine"), relay.WithLabelValues("farEnd")
 	return g, nil
 }
 
@@ -373,6 +389,7 @@ func (g *Gateway) newPeer(codecs []media.Codec, dtmfPT uint8) (*Peer, error) {
 		return nil, fmt.Errorf("webrtc: relay socket: %w", err)
 	}
 	p := &Peer{g: g, pc: pc, relay: relay, done: make(chan struct{}), track: &relayTrack{}}
+	g.peers.Inc()
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		g.log.Debug("webrtc peer", "state", s.String())
 		switch s {
@@ -483,6 +500,7 @@ func (p *Peer) Close() error {
 		_ = p.relay.Close()
 		p.doneOnce.Do(func() { close(p.done) })
 		p.wg.Wait()
+		p.g.peers.Dec()
 	})
 	return nil
 }
@@ -507,8 +525,10 @@ func (p *Peer) fromFarEnd(t *webrtc.TrackRemote) {
 			}
 			continue
 		}
-		p.inNanos.Add(int64(time.Since(start)))
+		d := time.Since(start)
+		p.inNanos.Add(int64(d))
 		p.inPackets.Add(1)
+		p.g.toEngine.Observe(d.Seconds())
 	}
 }
 
@@ -538,8 +558,10 @@ func (p *Peer) toFarEnd() {
 			continue
 		}
 		if p.track.write(&pkt) {
-			p.outNanos.Add(int64(time.Since(start)))
+			d := time.Since(start)
+			p.outNanos.Add(int64(d))
 			p.outPackets.Add(1)
+			p.g.toFarEnd.Observe(d.Seconds())
 		}
 	}
 }
