@@ -2,9 +2,14 @@ package meetings
 
 import (
 	"encoding/json"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/identity"
 	"github.com/switchboard-voice/switchboard/sdk"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
@@ -72,4 +77,63 @@ func plain(s string) bool {
 		}
 	}
 	return true
+}
+
+// FuzzMeetingBody feeds an onlineMeeting body, as graphapi decodes it, to
+// what reads it: a create's (newMeeting, patch false) or a PATCH's
+// (applyPatch on a meeting made from an empty create, patch true). Nothing
+// may panic; a refusal is a 400; a meeting made or changed ends no
+// earlier than it starts, and its Graph resource encodes with a join link
+// that reads back to its thread.
+func FuzzMeetingBody(f *testing.F) {
+	cfg := config.Default()
+	cfg.Tenants = []config.Tenant{{ID: "11111111-1111-4111-8111-111111111111", DisplayName: "Contoso",
+		Conferencing: config.Conferencing{TollNumber: "+15550199"},
+		Users: []config.User{{ID: "a0000000-0000-4000-8000-00000000000a", DisplayName: "Alice"},
+			{ID: "b0000000-0000-4000-8000-00000000000b", DisplayName: "Bob"}}}}
+	dir := identity.NewDirectory(&cfg)
+	now := time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC)
+	s := &Store{dir: dir, public: "https://sb.test", sip: "sb.test", policy: map[string]map[string]bool{},
+		now: func() time.Time { return now }, log: slog.New(slog.DiscardHandler)}
+	tenant, alice := cfg.Tenants[0].ID, &cfg.Tenants[0].Users[0]
+	c := Caller{TenantID: tenant, AppID: "b0700000-0000-4000-8000-0000000000b1", Roles: []string{PermissionReadWrite}}
+
+	f.Add([]byte(`{"subject":"Standup","startDateTime":"2026-12-08T09:00:00Z","endDateTime":"2026-12-08T09:15:00Z"}`), false)
+	f.Add([]byte(`{"subject":null,"lobbyBypassSettings":{"scope":"everyone"}}`), true)
+	f.Fuzz(func(t *testing.T, body []byte, patch bool) {
+		var m *Meeting
+		var err error
+		if patch {
+			var p map[string]json.RawMessage
+			if json.Unmarshal(body, &p) != nil {
+				return // graphapi's 400
+			}
+			if m, err = s.newMeeting(c, alice, &graph.OnlineMeeting{}); err != nil {
+				t.Fatal(err)
+			}
+			err = applyPatch(m, p)
+		} else {
+			var req graph.OnlineMeeting
+			if json.Unmarshal(body, &req) != nil {
+				return
+			}
+			m, err = s.newMeeting(c, alice, &req)
+		}
+		if err != nil {
+			if errs.KindOf(err) != errs.BadRequest {
+				t.Fatalf("refused with %v: %v", errs.KindOf(err), err)
+			}
+			return
+		}
+		if m.End.Before(m.Start) {
+			t.Fatalf("the meeting ends (%v) before it starts (%v)", m.End, m.Start)
+		}
+		res := s.Resource(m, View{})
+		if _, err := json.Marshal(res); err != nil {
+			t.Fatalf("the meeting's resource does not encode: %v", err)
+		}
+		if jl, err := ParseJoinWebURL(res.JoinWebURL); err != nil || jl.ThreadID != m.ThreadID {
+			t.Fatalf("joinWebUrl %s reads as %+v (%v), not thread %s", res.JoinWebURL, jl, err, m.ThreadID)
+		}
+	})
 }
