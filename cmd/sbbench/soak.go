@@ -70,9 +70,12 @@ var soakFigures = []soakFigure{
 	{Name: "open files", Tol: tolerance{0.05, 20}, Of: func(s sample) float64 { return float64(s.FDs) }},
 	{Name: "RTP ports", Tol: tolerance{0.05, 10}, Of: func(s sample) float64 { return float64(s.RTPPorts) }},
 	{Name: "media sessions", Tol: tolerance{0.05, 10}, Of: func(s sample) float64 { return s.Sessions }},
-	{Name: "JetStream state (streams but recordings)", Unit: " MB", Tol: tolerance{0.10, 1},
+	{Name: "JetStream streams without limits", Unit: " MB", Tol: tolerance{0.10, 1},
 		Of: func(s sample) float64 { return float64(s.Store.StateBytes) / (1 << 20) }},
-	{Name: "JetStream state messages", Tol: tolerance{0.10, 500}, Of: func(s sample) float64 { return float64(s.Store.StateMsgs) }},
+	{Name: "JetStream streams without limits: messages", Tol: tolerance{0.10, 500}, Of: func(s sample) float64 { return float64(s.Store.StateMsgs) }},
+	{Name: "JetStream streams with limits but recordings", Unit: " MB", ReportOnly: true,
+		Of: func(s sample) float64 { return float64(s.Store.LimitedBytes) / (1 << 20) }},
+	{Name: "JetStream streams with limits: messages", ReportOnly: true, Of: func(s sample) float64 { return float64(s.Store.LimitedMsgs) }},
 	{Name: "data folder on disk but recordings", Unit: " MB", Tol: tolerance{0.10, 8},
 		Of: func(s sample) float64 { return float64(s.Store.DiskBytes-s.Store.RecDiskBytes) / (1 << 20) }},
 	{Name: "recordings (object store)", Unit: " MB", Tol: tolerance{0.10, 8}, Recordings: true,
@@ -120,6 +123,9 @@ func judgeGrowth(f soakFigure, at, v []float64) judgement {
 	j.PerHour = k * 3600
 	if f.ReportOnly {
 		j.Note = "reported, not judged"
+		if strings.Contains(f.Name, "with limits") {
+			j.Note = "bounded by the streams' limits (below): " + j.Note
+		}
 		return j
 	}
 	j.Judged = true
@@ -203,17 +209,61 @@ func callsVerdict(created, sippFailed, botFailed, probes, probesFailed int, maxP
 // storeUsage is the node's JetStream storage: what its streams hold, and
 // the data folder on disk.
 type storeUsage struct {
-	StateBytes, StateMsgs int64 // every stream but the recordings' object stores
-	RecBytes, RecMsgs     int64 // the object stores' streams (OBJ_*): recordings
-	DiskBytes             int64 // the node's data folder
-	RecDiskBytes          int64 // the object stores' stream folders within it
-	Streams               map[string]streamUsage
+	// Streams with no age, size or count limit (the KV buckets): what they
+	// hold must stay flat under a steady load.
+	StateBytes, StateMsgs int64
+	// Streams with a limit but the recordings' (the outbox's, with an age
+	// limit): bounded by it, whatever they do within a soak.
+	LimitedBytes, LimitedMsgs int64
+	RecBytes, RecMsgs         int64 // the object stores' streams (OBJ_*): recordings
+	DiskBytes                 int64 // the node's data folder
+	RecDiskBytes              int64 // the object stores' stream folders within it
+	Streams                   map[string]streamUsage
 }
 
 type streamUsage struct {
 	Bytes int64 `json:"bytes"`
 	Msgs  int64 `json:"msgs"`
 	Disk  int64 `json:"disk"` // its folder's files
+	// Its limits (0: none).
+	MaxAge   time.Duration `json:"maxAge,omitempty"`
+	MaxBytes int64         `json:"maxBytes,omitempty"`
+	MaxMsgs  int64         `json:"maxMsgs,omitempty"`
+}
+
+func (u streamUsage) limited() bool { return u.MaxAge > 0 || u.MaxBytes > 0 || u.MaxMsgs > 0 }
+
+// streamOutlook describes a stream's limits and, when it grew over the
+// steady window (secs long), where that leads: the level its age limit
+// holds it to at that rate, or growth without bound.
+func streamOutlook(a, b streamUsage, secs float64) string {
+	var lim []string
+	if b.MaxAge > 0 {
+		lim = append(lim, "max age "+b.MaxAge.String())
+	}
+	if b.MaxBytes > 0 {
+		lim = append(lim, fmt.Sprintf("max %d bytes", b.MaxBytes))
+	}
+	if b.MaxMsgs > 0 {
+		lim = append(lim, fmt.Sprintf("max %d messages", b.MaxMsgs))
+	}
+	out := "no limit"
+	if len(lim) > 0 {
+		out = strings.Join(lim, ", ")
+	}
+	if secs <= 0 || b.Msgs <= a.Msgs {
+		return out
+	}
+	perH := float64(b.Msgs-a.Msgs) / secs * 3600
+	bytesPerH := float64(b.Bytes-a.Bytes) / secs * 3600
+	if b.MaxAge > 0 {
+		h := b.MaxAge.Hours()
+		return fmt.Sprintf("%s; +%.0f messages/h: at most ~%.0f messages, %.1f MB, once %v old", out, perH, perH*h, bytesPerH*h/(1<<20), b.MaxAge)
+	}
+	if !b.limited() {
+		return fmt.Sprintf("%s; +%.0f messages/h, %+.2f MB/h: grows without bound", out, perH, bytesPerH/(1<<20))
+	}
+	return fmt.Sprintf("%s; +%.0f messages/h", out, perH)
 }
 
 // isRecordings tells the object stores' streams (recordings) from the
@@ -228,12 +278,17 @@ func readStore(ctx context.Context, js jetstream.JetStream, dataDir string) stor
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		l := js.ListStreams(ctx)
 		for si := range l.Info() {
-			st := streamUsage{Bytes: int64(si.State.Bytes), Msgs: int64(si.State.Msgs)}
+			st := streamUsage{Bytes: int64(si.State.Bytes), Msgs: int64(si.State.Msgs),
+				MaxAge: si.Config.MaxAge, MaxBytes: si.Config.MaxBytes, MaxMsgs: si.Config.MaxMsgs}
 			u.Streams[si.Config.Name] = st
-			if isRecordings(si.Config.Name) {
+			switch {
+			case isRecordings(si.Config.Name):
 				u.RecBytes += st.Bytes
 				u.RecMsgs += st.Msgs
-			} else {
+			case st.limited():
+				u.LimitedBytes += st.Bytes
+				u.LimitedMsgs += st.Msgs
+			default:
 				u.StateBytes += st.Bytes
 				u.StateMsgs += st.Msgs
 			}
@@ -304,6 +359,7 @@ type soakReport struct {
 	AllowedFailed   int            `json:"allowedFailedCalls"`
 	MaxFailedPct    float64        `json:"maxFailedPercent"`
 	SteadyLive      float64        `json:"steadyLiveCalls"` // the bot's live calls, mean over the steady window
+	SteadyS         float64        `json:"steadySeconds"`   // from the steady window's first sample to its last
 	CPUPercent      float64        `json:"cpuPercent"`      // the node, over the steady window, of one core
 	// The node's counts over the load: INVITEs by final status, calls
 	// refused by admission control (switchboard_admission_refused_total).
@@ -325,7 +381,7 @@ func runSoak(args []string) error {
 	c.register(fs)
 	capacity := fs.Int("capacity", soakCapacity, "concurrent IVR calls the machine holds (docs/benchmarks.md: 1,000 on the benchmark VM); the load is 70 % of it unless -calls is set")
 	calls := fs.Int("calls", 0, "concurrent calls to hold (SIPp -l); 0: 70 % of -capacity")
-	rate := fs.Float64("rate", 50, "most new calls per second (SIPp -r): the ramp, then one per call that ends")
+	rate := fs.Float64("rate", 0, "most new calls per second (SIPp -r); 0: 1.1 × calls / hold, so that calls start, and end, spread evenly over a hold rather than in waves")
 	hold := fs.Duration("hold", 30*time.Second, "how long each call lasts from its answer to the caller's BYE")
 	scen := fs.String("scenario", "dtmf", "dtmf: ivr_load.xml plus one RFC 4733 press at 7.5 s; plain: ivr_load.xml")
 	dur := fs.Duration("for", time.Hour, "how long the load runs")
@@ -343,12 +399,15 @@ func runSoak(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *rate == 0 {
+		*rate = math.Ceil(1.1 * float64(*calls) / hold.Seconds())
+	}
 	if *every < time.Second || *dur < 4**every {
 		return fmt.Errorf("-every must be at least 1s and -for at least 4 × -every")
 	}
 	ramp := time.Duration(float64(*calls) / *rate * float64(time.Second))
 	if *warmFor == 0 {
-		*warmFor = max(*dur/10, ramp+*hold+10*time.Second)
+		*warmFor = max(*dur/10, ramp+*hold+10*time.Second).Round(time.Second)
 	}
 	if *warmFor+minJudgedSamples**every > *dur {
 		return fmt.Errorf("-for %v leaves fewer than %d samples after the warm-up of %v", *dur, minJudgedSamples, *warmFor)
@@ -552,7 +611,8 @@ func fillSoak(rep *soakReport, sr *sippResult, b *bot, probes []probeResult, sam
 		}
 		rep.SteadyLive = live / float64(n)
 		first, last := steady[0], steady[n-1]
-		if wall := last.At.Sub(first.At).Seconds(); wall > 0 {
+		rep.SteadyS = last.At.Sub(first.At).Seconds()
+		if wall := rep.SteadyS; wall > 0 {
 			rep.CPUPercent = 100 * (last.CPU.Total() - first.CPU.Total()).Seconds() / wall
 		}
 		rep.StreamsAt0, rep.StreamsAt1 = first.Store.Streams, last.Store.Streams
@@ -635,7 +695,7 @@ func printSoak(w io.Writer, r *soakReport) {
 		}
 	}
 	if len(r.StreamsAt1) > 0 {
-		fmt.Fprintf(w, "\n  JetStream streams (bytes / messages / on disk): steady start → end\n")
+		fmt.Fprintf(w, "\n  JetStream streams (bytes / messages / on disk), steady window's first sample → last; limits\n")
 		names := make([]string, 0, len(r.StreamsAt1))
 		for n := range r.StreamsAt1 {
 			names = append(names, n)
@@ -643,7 +703,7 @@ func printSoak(w io.Writer, r *soakReport) {
 		slices.Sort(names)
 		for _, n := range names {
 			a, b := r.StreamsAt0[n], r.StreamsAt1[n]
-			fmt.Fprintf(w, "  %-22s %11d / %-7d / %-11d → %11d / %-7d / %d\n", n, a.Bytes, a.Msgs, a.Disk, b.Bytes, b.Msgs, b.Disk)
+			fmt.Fprintf(w, "  %-22s %11d / %-7d / %-11d → %11d / %-7d / %-11d %s\n", n, a.Bytes, a.Msgs, a.Disk, b.Bytes, b.Msgs, b.Disk, streamOutlook(a, b, r.SteadyS))
 		}
 	}
 	for _, f := range r.Failures {
@@ -658,7 +718,7 @@ func printSoak(w io.Writer, r *soakReport) {
 // writeSoakTimeline writes the soak's samples as CSV, one line per sample.
 func writeSoakTimeline(path string, samples []sample) error {
 	var b strings.Builder
-	b.WriteString("t_s,live_calls,node_cpu_pct,node_rss_mb,node_threads,goroutines,heap_inuse_mb,open_files,rtp_ports,media_sessions,js_state_bytes,js_state_msgs,js_recordings_mb,data_dir_mb,data_dir_recordings_mb,outbox_pending,outbox_parked\n")
+	b.WriteString("t_s,live_calls,node_cpu_pct,node_rss_mb,node_threads,goroutines,heap_inuse_mb,open_files,rtp_ports,media_sessions,js_unlimited_bytes,js_unlimited_msgs,js_limited_bytes,js_limited_msgs,js_recordings_mb,data_dir_mb,data_dir_recordings_mb,outbox_pending,outbox_parked\n")
 	for i, s := range samples {
 		cpu := 0.0
 		if i > 0 {
@@ -666,9 +726,9 @@ func writeSoakTimeline(path string, samples []sample) error {
 				cpu = 100 * (s.CPU.Total() - samples[i-1].CPU.Total()).Seconds() / dt
 			}
 		}
-		fmt.Fprintf(&b, "%.1f,%d,%.1f,%.1f,%d,%.0f,%.1f,%d,%d,%.0f,%d,%d,%.1f,%.1f,%.1f,%.0f,%.0f\n", s.At.Sub(samples[0].At).Seconds(), s.Live,
+		fmt.Fprintf(&b, "%.1f,%d,%.1f,%.1f,%d,%.0f,%.1f,%d,%d,%.0f,%d,%d,%d,%d,%.1f,%.1f,%.1f,%.0f,%.0f\n", s.At.Sub(samples[0].At).Seconds(), s.Live,
 			cpu, float64(s.RSS)/(1<<20), s.Threads, s.Go.Goroutines, s.Go.HeapInuse/(1<<20), s.FDs, s.RTPPorts, s.Sessions,
-			s.Store.StateBytes, s.Store.StateMsgs, float64(s.Store.RecBytes)/(1<<20), float64(s.Store.DiskBytes)/(1<<20), float64(s.Store.RecDiskBytes)/(1<<20),
+			s.Store.StateBytes, s.Store.StateMsgs, s.Store.LimitedBytes, s.Store.LimitedMsgs, float64(s.Store.RecBytes)/(1<<20), float64(s.Store.DiskBytes)/(1<<20), float64(s.Store.RecDiskBytes)/(1<<20),
 			s.Pending, s.Parked)
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)

@@ -24,7 +24,7 @@ func soakTimeline(n int, f func(base, hours float64, i int) float64) []sample {
 			RTPPorts: int(v(700)),
 			Sessions: v(700),
 			Pending:  v(200),
-			Store: storeUsage{StateBytes: int64(v(2) * (1 << 20)), StateMsgs: int64(v(5000)),
+			Store: storeUsage{StateBytes: int64(v(2) * (1 << 20)), StateMsgs: int64(v(5000)), LimitedMsgs: int64(v(1000)) + int64(10*i),
 				RecBytes: int64(v(900) * (1 << 20)), DiskBytes: int64(v(920) * (1 << 20)), RecDiskBytes: int64(v(900) * (1 << 20))},
 		}
 	}
@@ -56,13 +56,13 @@ func TestSoakJudgement(t *testing.T) {
 		{"noise within tolerance", func(b, _ float64, _ int) float64 { return b * (1 + 0.03*(2*rng.Float64()-1)) }, nil},
 		{"a wave as calls turn over", func(b, h float64, _ int) float64 { return b * (1 + 0.04*math.Sin(2*math.Pi*h*120)) }, nil},
 		{"everything doubles in the hour", func(b, h float64, _ int) float64 { return b * (1 + h) },
-			[]string{"goroutines", "RSS", "open files", "RTP ports", "media sessions", "JetStream state (streams but recordings)",
-				"JetStream state messages", "data folder on disk but recordings", "recordings (object store)", "outbox pending"}},
+			[]string{"goroutines", "RSS", "open files", "RTP ports", "media sessions", "JetStream streams without limits",
+				"JetStream streams without limits: messages", "data folder on disk but recordings", "recordings (object store)", "outbox pending"}},
 		// 18 % over the steady window: above every share, but under the
 		// absolute floors of the small figures (2 MB of state, 20 MB on
 		// disk, 200 pending).
 		{"everything leaks 20 % an hour", func(b, h float64, _ int) float64 { return b * (1 + 0.2*h) },
-			[]string{"goroutines", "RSS", "open files", "RTP ports", "media sessions", "JetStream state messages", "recordings (object store)"}},
+			[]string{"goroutines", "RSS", "open files", "RTP ports", "media sessions", "JetStream streams without limits: messages", "recordings (object store)"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			js := judgeSoak(soakTimeline(n, tc.f), steadyFrom, recFrom)
@@ -80,8 +80,8 @@ func TestSoakJudgement(t *testing.T) {
 		samples[i].Store.StateMsgs += int64(3 * i)
 	}
 	js := judgeSoak(samples, steadyFrom, recFrom)
-	if got := failedFigures(js); strings.Join(got, ",") != "goroutines,JetStream state messages" {
-		t.Fatalf("failed figures %q, want goroutines and JetStream state messages", got)
+	if got := failedFigures(js); strings.Join(got, ",") != "goroutines,JetStream streams without limits: messages" {
+		t.Fatalf("failed figures %q, want goroutines and the unlimited streams' messages", got)
 	}
 	g := js[0]
 	if g.Figure != "goroutines" || math.Abs(g.Growth-323) > 0.5 || math.Abs(g.PerHour-360) > 0.5 {
@@ -164,5 +164,22 @@ func TestCountUDPPorts(t *testing.T) {
 `)
 	if n := countUDPPorts(b, map[uint64]bool{101: true, 102: true, 103: true}, 20000, 29999); n != 2 {
 		t.Errorf("countUDPPorts = %d, want 2", n)
+	}
+}
+
+func TestStreamOutlook(t *testing.T) {
+	// The outbox's stream, one message a second kept for its 24 h age
+	// limit; a KV bucket with no limit gaining a marker per call.
+	a := streamUsage{Bytes: 1000, Msgs: 20, MaxAge: 24 * time.Hour}
+	b := streamUsage{Bytes: 1000 + 50*3600, Msgs: 20 + 3600, MaxAge: 24 * time.Hour}
+	if got := streamOutlook(a, b, 3600); !strings.Contains(got, "max age 24h0m0s; +3600 messages/h: at most ~86400 messages, 4.1 MB") {
+		t.Errorf("outbox: %q", got)
+	}
+	a, b = streamUsage{Msgs: 300}, streamUsage{Msgs: 300 + 36000, Bytes: 36000 * 100}
+	if got := streamOutlook(a, b, 3600); !strings.Contains(got, "no limit; +36000 messages/h") || !strings.Contains(got, "grows without bound") {
+		t.Errorf("KV: %q", got)
+	}
+	if got := streamOutlook(a, a, 3600); got != "no limit" {
+		t.Errorf("flat: %q", got)
 	}
 }
