@@ -74,17 +74,12 @@ func TestIVRWithWebRTCPhone(t *testing.T) {
 	// The whole menu, heard: its envelope is in what the phone decoded.
 	want := calltest.Envelope(menu)
 	var corr float64
-	for {
-		heard := calltest.Envelope(call.Media.Heard())
-		corr, _ = calltest.BestCorrelation(want, heard, len(heard), len(want)*9/10)
-		if corr >= 0.9 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the phone did not hear the menu: envelope correlation %.2f", corr)
-		case <-time.After(100 * time.Millisecond):
-		}
+	if _, err := call.Media.WaitHeard(ctx, func(heard []int16) bool {
+		env := calltest.Envelope(heard)
+		corr, _ = calltest.BestCorrelation(want, env, len(env), len(want)*9/10)
+		return corr >= 0.9
+	}); err != nil {
+		t.Fatalf("the phone did not hear the menu: envelope correlation %.2f", corr)
 	}
 	t.Logf("menu heard: envelope correlation %.2f", corr)
 	voice := calltest.Pattern(600, 20, 5)

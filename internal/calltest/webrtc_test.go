@@ -98,19 +98,7 @@ func TestWebRTCPhoneCallsBotHearsPromptPressesKeys(t *testing.T) {
 	}
 	// The last packets of the prompt may still be on their way through
 	// the relay, DTLS and the phone's jitter-free decoder: wait for them.
-	want := calltest.Envelope(promptPCM)
-	var corr float64
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		heard := calltest.Envelope(call.Media.Heard())
-		corr, _ = calltest.BestCorrelation(want, heard, len(heard), len(want)*9/10)
-		if corr >= 0.9 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if corr < 0.9 {
-		t.Fatalf("the phone did not hear the prompt: envelope correlation %.2f", corr)
-	}
+	hears(t, call.Media, promptPCM)
 
 	if r := p.Bot("POST", c+"/subscribeToTone", map[string]string{}); r.StatusCode != 200 {
 		t.Fatalf("subscribeToTone: %s", r.Status)
@@ -165,6 +153,23 @@ func metricValue(text, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// hears waits (5 s at most) until what the phone decoded holds pcm: its
+// 20 ms envelope correlates 0.9 or more with some stretch of it.
+func hears(t *testing.T, m *rtcphone.Media, pcm []int16) {
+	t.Helper()
+	want := calltest.Envelope(pcm)
+	var corr float64
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := m.WaitHeard(ctx, func(heard []int16) bool {
+		env := calltest.Envelope(heard)
+		corr, _ = calltest.BestCorrelation(want, env, len(env), len(want)*9/10)
+		return corr >= 0.9
+	}); err != nil {
+		t.Fatalf("the phone did not hear the prompt: envelope correlation %.2f", corr)
+	}
 }
 
 // webRTCCall dials the bot from the phone on a goroutine (Call waits for
@@ -309,19 +314,7 @@ func TestBotCallsWebRTCPhone(t *testing.T) {
 	if op.Status != graph.OperationCompleted {
 		t.Fatalf("playPrompt: %+v %+v", op, op.ResultInfo)
 	}
-	want := calltest.Envelope(promptPCM)
-	var corr float64
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		heard := calltest.Envelope(m.Heard())
-		corr, _ = calltest.BestCorrelation(want, heard, len(heard), len(want)*9/10)
-		if corr >= 0.9 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if corr < 0.9 {
-		t.Fatalf("the phone did not hear the prompt: envelope correlation %.2f", corr)
-	}
+	hears(t, m, promptPCM)
 	if r := p.Bot("POST", c+"/subscribeToTone", map[string]string{}); r.StatusCode != 200 {
 		t.Fatalf("subscribeToTone: %s", r.Status)
 	}

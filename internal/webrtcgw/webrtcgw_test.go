@@ -131,22 +131,17 @@ func TestRelayBothWays(t *testing.T) {
 		_, _ = stray.WriteToUDPAddrPort(b, peer.RelayAddr())
 		time.Sleep(2 * time.Millisecond) // pacing, not synchronisation
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		heard := phone.Heard()
-		loud := 0
+	loud := 0
+	if heard, err := phone.WaitHeard(ctx, func(heard []int16) bool {
+		loud = 0
 		for _, s := range heard {
 			if s > 10000 {
 				loud++
 			}
 		}
-		if loud >= 40*160 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("phone heard %d samples, %d loud", len(heard), loud)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return loud >= 40*160
+	}); err != nil {
+		t.Fatalf("phone heard %d samples, %d loud", len(heard), loud)
 	}
 	in, out, nin, nout := peer.RelayLatency()
 	t.Logf("relay latency: far end → session %v over %d packets, session → far end %v over %d packets", in, nin, out, nout)

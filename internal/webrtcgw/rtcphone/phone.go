@@ -32,6 +32,7 @@ type Media struct {
 	dtmf  *dtmfTrack
 
 	mu      sync.Mutex
+	news    chan struct{} // closed and replaced when something is heard
 	heard   []int16
 	events  []byte // RFC 4733 events heard (their end packets)
 	lastEv  uint32 // timestamp of the last event reported
@@ -76,7 +77,7 @@ func NewMedia() (*Media, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Media{pc: pc, started: make(chan struct{}), stop: make(chan struct{}), dtmfPT: 101}
+	m := &Media{pc: pc, started: make(chan struct{}), stop: make(chan struct{}), dtmfPT: 101, news: make(chan struct{})}
 	m.track, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000, Channels: 1}, "audio", "rtcphone")
 	if err != nil {
 		pc.Close()
@@ -184,6 +185,25 @@ func (m *Media) Heard() []int16 {
 	return append([]int16(nil), m.heard...)
 }
 
+// WaitHeard waits until ok accepts what was heard so far (8 kHz), checked
+// again after each packet, and returns it; or the context's error with the
+// last of it.
+func (m *Media) WaitHeard(ctx context.Context, ok func([]int16) bool) ([]int16, error) {
+	for {
+		m.mu.Lock()
+		heard, news := append([]int16(nil), m.heard...), m.news
+		m.mu.Unlock()
+		if ok(heard) {
+			return heard, nil
+		}
+		select {
+		case <-news:
+		case <-ctx.Done():
+			return heard, ctx.Err()
+		}
+	}
+}
+
 // Events returns the RFC 4733 keys heard so far.
 func (m *Media) Events() string {
 	m.mu.Lock()
@@ -219,6 +239,8 @@ func (m *Media) read(t *webrtc.TrackRemote) {
 			g711.DecodeUlaw(pcm[:len(pkt.Payload)], pkt.Payload)
 			m.mu.Lock()
 			m.heard = append(m.heard, pcm[:len(pkt.Payload)]...)
+			close(m.news)
+			m.news = make(chan struct{})
 			m.mu.Unlock()
 		case pkt.PayloadType == 101 && len(pkt.Payload) >= 4 && pkt.Payload[1]&0x80 != 0:
 			m.mu.Lock()
