@@ -9,7 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/switchboard-voice/switchboard/internal/callctl"
+	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/webrtcgw/rtcphone"
 )
@@ -114,5 +117,31 @@ func TestWebRTCOfferWithoutGateway(t *testing.T) {
 	case fc := <-e.calls.calls:
 		t.Fatalf("the refused offer became call %s", fc.id)
 	default:
+	}
+}
+
+// Wrong passwords over SIP over WebSocket count against their source as
+// over UDP: the same 403 for each, then the source is banned and even the
+// right password goes unanswered on that socket.
+func TestWebSocketWrongPasswordsBan(t *testing.T) {
+	e := newEnv(t, envOptions{abuse: &config.SIPAbuse{MaxAuthFailures: 3, AuthFailureWindow: config.Duration(time.Minute),
+		BanTime: config.Duration(time.Hour)}})
+	addr := e.wsServer()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	guesser := e.rtcPhone(addr, "alice", "guess")
+	for i := range 3 {
+		if code, err := guesser.Register(ctx, 300); err != nil || code != 403 {
+			t.Fatalf("wrong password %d over WebSocket: %d %v", i, code, err)
+		}
+	}
+	right := e.rtcPhone(addr, "alice", alicePw) // the same source address
+	short, stop := context.WithTimeout(ctx, time.Second)
+	defer stop()
+	if code, err := right.Register(short, 300); err == nil {
+		t.Fatalf("the banned source was answered: %d", code)
+	}
+	if got := testutil.ToFloat64(e.gw.am.banned); got != 1 {
+		t.Fatalf("banned_total %v", got)
 	}
 }
