@@ -534,8 +534,9 @@ func (r *fakeRecordings) Begin(context.Context, string, string) (Recording, erro
 	return &fakeRecording{s: r}, nil
 }
 
-func (r *fakeRecording) Write([]int16) {}
-func (r *fakeRecording) Abort()        {}
+func (r *fakeRecording) Write([]int16)        {}
+func (r *fakeRecording) Abort()               {}
+func (r *fakeRecording) Failed() <-chan error { return nil }
 func (r *fakeRecording) Finish(ctx context.Context) (string, string, error) {
 	r.s.mu.Lock()
 	r.s.finishes++

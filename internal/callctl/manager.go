@@ -122,6 +122,7 @@ type Manager struct {
 	active    prometheus.Gauge
 	ended     *prometheus.CounterVec
 	echoDelay prometheus.Histogram
+	recFailed prometheus.Counter
 	// appDone sums the frame counters of app ports that closed (under mu).
 	appDone media.AppStats
 }
@@ -157,6 +158,8 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 		actors: map[string]*actor{}, rooms: map[string]*room{}, apps: map[string]*appMedia{}, perApp: map[string]int{}, pepper: pepper,
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_calls_active", Help: "Calls live on this node."}),
 		ended:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_calls_ended_total", Help: "Calls ended, by resultInfo code and subcode."}, []string{"code", "subcode"}),
+		recFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_recordings_failed_total",
+			Help: "Recordings the store refused while they were being made (a full disk, say): their recordResponse failed at once (resultInfo 500/9013)."}),
 		echoDelay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_media_socket_echo_delay_seconds",
 			Help: "App-hosted media: how long a frame a bot sent straight back (an echo) took from leaving the mix to being mixed again.",
 			// A typical echo takes one tick, 20 ms: the bounds stay clear of
@@ -171,7 +174,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 			func() float64 { return float64(f(m.appFrames())) })
 	}
 	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{m.active, m.ended, m.echoDelay,
+		for _, c := range []prometheus.Collector{m.active, m.ended, m.echoDelay, m.recFailed,
 			frames("toBot", "sent", func(s media.AppStats) uint64 { return s.Sent }),
 			frames("toBot", "dropped", func(s media.AppStats) uint64 { return s.Dropped }),
 			frames("fromBot", "received", func(s media.AppStats) uint64 { return s.Received }),

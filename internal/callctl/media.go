@@ -66,6 +66,9 @@ type Recording interface {
 	Write(pcm []int16)
 	Finish(ctx context.Context) (location, accessToken string, err error)
 	Abort()
+	// Failed gives an error if the recording can no longer be stored,
+	// and is closed once its upload is over.
+	Failed() <-chan error
 }
 
 // promptFailure is the result of a media operation whose prompt could not
@@ -362,6 +365,25 @@ func (a *actor) startRecording(j *mediaJob, port MediaPort) {
 			}
 		})
 	})
+	// A recording the store refuses (a full disk) cannot be saved: it
+	// fails now, not when it would have ended. The goroutine ends with the
+	// upload, whatever its outcome.
+	go func() {
+		if err, ok := <-rec.Failed(); ok {
+			a.m.recFailed.Inc()
+			a.post(func(a *actor) {
+				if a.running == j && j.gen == gen && j.rec == rec {
+					a.log.Error("recording could not be stored; the operation fails", "op", j.opID, "err", err)
+					if p := a.port(); p != nil {
+						p.StopRecord()
+					}
+					a.failJob(j, errs.OpRecordingNotStored)
+					a.running = nil
+					a.pump()
+				}
+			})
+		}
+	}()
 }
 
 // recorded finishes a recording: the object is completed off the actor,

@@ -130,6 +130,12 @@ type Media struct {
 	InactivityTimeout Duration `yaml:"inactivityTimeout"`
 	// RecordingRetention is how long recordings stay downloadable.
 	RecordingRetention Duration `yaml:"recordingRetention"`
+	// RecordingsMaxBytes bounds the store of recordings: once it holds this
+	// much, new recordings fail (resultInfo 500/9013) and the calls go on.
+	// Keep it below the data directory's free space: a disk that fills
+	// leaves JetStream's file store refusing every write until restart.
+	// 0: no bound.
+	RecordingsMaxBytes int64 `yaml:"recordingsMaxBytes"`
 	// PromptCacheBytes bounds the decoded prompts kept in memory.
 	PromptCacheBytes int64 `yaml:"promptCacheBytes"`
 	// HoldMusic is a WAV URI (http or https) played, looped, to participants on hold when the bot names no customPrompt; a built-in chime when empty or unreachable.
@@ -419,7 +425,7 @@ func Default() Config {
 			Abuse: SIPAbuse{RequestsPerSecond: 50, Burst: 100, MaxAuthFailures: 10,
 				AuthFailureWindow: Duration(time.Minute), BanTime: Duration(15 * time.Minute)}},
 		Media: Media{BindIP: "127.0.0.1", RTPPortMin: 20000, RTPPortMax: 29999, InactivityTimeout: Duration(30 * time.Second),
-			RecordingRetention: Duration(time.Hour), PromptCacheBytes: 64 << 20,
+			RecordingRetention: Duration(time.Hour), RecordingsMaxBytes: 1 << 30, PromptCacheBytes: 64 << 20,
 			Socket: MediaSocket{SendBuffer: Duration(200 * time.Millisecond), ReconnectWindow: Duration(30 * time.Second)}},
 		WebRTC:  WebRTC{Enabled: true},
 		DataDir: "./data",

@@ -123,6 +123,9 @@ func (c *Config) Validate() error {
 	if d := c.Media.Socket.ReconnectWindow.D(); d < 1e9 || d > 3600e9 {
 		bad("media.socket.reconnectWindow", "%v is not within 1s-1h", d)
 	}
+	if c.Media.RecordingsMaxBytes < 0 {
+		bad("media.recordingsMaxBytes", "%d is negative (0: no bound)", c.Media.RecordingsMaxBytes)
+	}
 	if c.Media.RecordingRetention.D() < 10*60e9 {
 		bad("media.recordingRetention", "must be at least 10m (a recording's first chunks would expire before a long one ends)")
 	}

@@ -165,7 +165,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		return nil, err
 	}
 	n.Prompts = prompt.NewCache(policy.Client(prompt.FetchTimeout), cfg.Media.PromptCacheBytes, log.With("component", "prompts"))
-	n.Records, err = record.NewStore(ctx, n.Store, cfg.HTTP.PublicURL, cfg.Media.RecordingRetention.D(), log.With("component", "recordings"))
+	n.Records, err = record.NewStore(ctx, n.Store, cfg.HTTP.PublicURL, cfg.Media.RecordingRetention.D(), cfg.Media.RecordingsMaxBytes, log.With("component", "recordings"))
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ func FuzzDownload(f *testing.F) {
 	mux := http.NewServeMux()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	f.Cleanup(cancel)
-	rs, err := NewStore(ctx, st, "https://sb.test/", time.Hour, nil)
+	rs, err := NewStore(ctx, st, "https://sb.test/", time.Hour, 0, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

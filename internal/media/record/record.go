@@ -130,7 +130,10 @@ type Store struct {
 // "/recordings/" + id. retention must be at least MaxDuration: the bucket's
 // TTL applies to each chunk from the moment it is written, so a shorter one
 // could expire the start of a long recording before it is finished.
-func NewStore(ctx context.Context, st *store.Store, publicURL string, retention time.Duration, log *slog.Logger) (*Store, error) {
+// maxBytes bounds the bucket (0: no bound): once full, new chunks are
+// refused, so a recording under way fails (see Recording.Failed) and the
+// rest of the store, sharing its disk, goes on working.
+func NewStore(ctx context.Context, st *store.Store, publicURL string, retention time.Duration, maxBytes int64, log *slog.Logger) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -145,6 +148,7 @@ func NewStore(ctx context.Context, st *store.Store, publicURL string, retention 
 		Bucket:      BucketName,
 		Description: "recordResponse recordings: 8 kHz 16-bit mono PCM",
 		TTL:         retention,
+		MaxBytes:    maxBytes,
 		Storage:     jetstream.FileStorage,
 		Replicas:    st.Replicas(),
 	})
@@ -217,6 +221,7 @@ type Recording struct {
 	tail          int64         // silence after the last frame; set before finish is closed
 	done          chan struct{} // closed when the upload is over
 	putErr        error         // set before done is closed
+	failed        chan error    // the upload's error, if it failed while recording; closed when the upload is over
 	abortOnce     sync.Once
 
 	state     atomic.Int32
@@ -279,6 +284,7 @@ func (s *Store) newRecording(ctx context.Context, id, token, callID, opID string
 		finish:  make(chan struct{}),
 		abort:   make(chan struct{}),
 		done:    make(chan struct{}),
+		failed:  make(chan error, 1),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	r.src.r = r
@@ -307,8 +313,16 @@ func (r *Recording) upload() {
 	r.putErr = r.uploadChunks()
 	if r.putErr != nil && r.state.Load() != stateAborted {
 		r.log.Error("recording upload failed", "err", r.putErr)
+		r.failed <- r.putErr
 	}
+	close(r.failed)
 }
+
+// Failed gives the error that ended the upload before Finish (the store
+// refused a chunk: a full disk, say), once, so that the recording can be
+// stopped at once rather than when it would have ended: it cannot be
+// saved. The channel is closed when the upload is over, failed or not.
+func (r *Recording) Failed() <-chan error { return r.failed }
 
 func (r *Recording) uploadChunks() error {
 	nuid, err := randomString(12, hex.EncodeToString)

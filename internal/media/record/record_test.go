@@ -60,7 +60,7 @@ func newEnv(t testing.TB, dir string) *env {
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	rs, err := NewStore(ctxT(t), st, srv.URL+"/", time.Hour, nil)
+	rs, err := NewStore(ctxT(t), st, srv.URL+"/", time.Hour, 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +539,7 @@ func TestNewStoreValidates(t *testing.T) {
 		{"ftp://x", time.Hour},
 		{"http://127.0.0.1:1", time.Minute},
 	} {
-		if _, err := NewStore(ctxT(t), st, tc.url, tc.retention, nil); err == nil {
+		if _, err := NewStore(ctxT(t), st, tc.url, tc.retention, 0, nil); err == nil {
 			t.Errorf("NewStore(%q, %v): no error", tc.url, tc.retention)
 		}
 	}
