@@ -46,8 +46,12 @@ type Options struct {
 	// PublicIP, when set, is advertised as an extra host candidate: the
 	// address browsers reach this node at through a 1:1 NAT.
 	PublicIP string
-	// BindIP restricts the host candidates to one local address (media.bindIp);
-	// empty or a wildcard gathers every interface's.
+	// BindIP restricts the host candidates to one local address (media.bindIp)
+	// when it is a specific, non-loopback one. Empty, a wildcard or loopback
+	// gathers every interface's: browsers pair with no loopback candidate
+	// (Chromium unless --allow-loopback-in-peer-connection, Firefox), so a
+	// dev node bound to 127.0.0.1 still reaches a browser on its machine
+	// through the LAN address. The relay to the media session stays local.
 	BindIP string
 	// PortMin and PortMax bound the ICE UDP ports; zero means any port.
 	PortMin, PortMax uint16
@@ -103,15 +107,13 @@ func New(o Options) (*Gateway, error) {
 			return nil, fmt.Errorf("webrtc: port range: %w", err)
 		}
 	}
-	if b, err := netip.ParseAddr(o.BindIP); err == nil && !b.IsUnspecified() {
+	if b, err := netip.ParseAddr(o.BindIP); err == nil && !b.IsUnspecified() && !b.Unmap().IsLoopback() {
 		b = b.Unmap()
 		se.SetIPFilter(func(ip net.IP) bool {
 			a, ok := netip.AddrFromSlice(ip)
 			return ok && (a.Unmap() == b || (o.Loopback && a.Unmap().IsLoopback()))
 		})
-		if !b.IsLoopback() {
-			g.relay = b
-		}
+		g.relay = b
 	}
 	g.se = se
 	relay := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "switchboard_webrtc_relay_seconds",
