@@ -76,7 +76,11 @@ var soakFigures = []soakFigure{
 	{Name: "JetStream streams with limits but recordings", Unit: " MB", ReportOnly: true,
 		Of: func(s sample) float64 { return float64(s.Store.LimitedBytes) / (1 << 20) }},
 	{Name: "JetStream streams with limits: messages", ReportOnly: true, Of: func(s sample) float64 { return float64(s.Store.LimitedMsgs) }},
-	{Name: "data folder on disk but recordings", Unit: " MB", Tol: tolerance{0.10, 8},
+	// JetStream's file store writes 4 MB blocks and compacts those mostly
+	// deleted at its sync, every 2 minutes: on disk a busy stream
+	// saw-tooths by several blocks (about 8 MB at 300 calls), hence the
+	// floor.
+	{Name: "data folder on disk but recordings", Unit: " MB", Tol: tolerance{0.10, 32},
 		Of: func(s sample) float64 { return float64(s.Store.DiskBytes-s.Store.RecDiskBytes) / (1 << 20) }},
 	{Name: "recordings (object store)", Unit: " MB", Tol: tolerance{0.10, 8}, Recordings: true,
 		Of: func(s sample) float64 { return float64(s.Store.RecBytes) / (1 << 20) }},
@@ -672,7 +676,7 @@ func printSoak(w io.Writer, r *soakReport) {
 	t.add("node CPU in the steady window", "%.0f%% of one core", r.CPUPercent)
 	t.write(w)
 
-	fmt.Fprintf(w, "\n  %-42s %10s %10s %10s %10s %10s %12s  %s\n", "figure (steady window, fitted line)", "idle", "start", "end", "growth", "allowed", "slope/h", "verdict")
+	fmt.Fprintf(w, "\n  %-50s %10s %10s %10s %10s %10s %12s  %s\n", "figure (steady window, fitted line)", "idle", "start", "end", "growth", "allowed", "slope/h", "verdict")
 	for _, j := range r.Judgements {
 		v := "ok"
 		switch {
@@ -689,9 +693,9 @@ func printSoak(w io.Writer, r *soakReport) {
 		if j.Unit != "" {
 			name += " (" + j.Unit + ")"
 		}
-		fmt.Fprintf(w, "  %-42s %10.1f %10.1f %10.1f %+10.1f %10s %+12.1f  %s %s\n", name, r.Idle[j.Figure], j.Start, j.End, j.Growth, allowed, j.PerHour, v, j.Tolerance)
+		fmt.Fprintf(w, "  %-50s %10.1f %10.1f %10.1f %+10.1f %10s %+12.1f  %s %s\n", name, r.Idle[j.Figure], j.Start, j.End, j.Growth, allowed, j.PerHour, v, j.Tolerance)
 		if j.Note != "" {
-			fmt.Fprintf(w, "  %42s %s\n", "", j.Note)
+			fmt.Fprintf(w, "  %50s %s\n", "", j.Note)
 		}
 	}
 	if len(r.StreamsAt1) > 0 {
