@@ -466,9 +466,9 @@ func (l *Leg) modify(req *sip.Request, tx sip.ServerTransaction) {
 	g := l.g
 	var body []byte
 	if l.rtc != nil && (len(req.Body()) > 0 || req.Method == sip.INVITE) {
-		// Renegotiating a WebRTC session (hold, ICE restart) is not
-		// served yet: refused, and the call goes on as it was.
-		g.respond(tx, req, 488, "Not Acceptable Here", warning("Switchboard does not renegotiate WebRTC media yet"))
+		// A WebRTC leg's re-offer (hold, resume, ICE restart) is pion's
+		// to answer (webrtc.go).
+		l.modifyWebRTC(req, tx)
 		return
 	}
 	if len(req.Body()) > 0 {

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/webrtcgw"
@@ -71,6 +74,54 @@ func (l *Leg) closeBranchPeers() {
 	for _, p := range peers {
 		_ = p.Close()
 	}
+}
+
+// modifyWebRTC answers a re-INVITE or UPDATE with a WebRTC offer on a
+// WebRTC leg: pion answers it on the same peer, and the media session
+// takes the offer's direction (a browser's hold is sendonly, or inactive:
+// nothing is sent to it, and its silence is not a vanished phone). An
+// offerless re-INVITE (our offer in the 200, its answer in the ACK), a
+// plain RTP offer, or one that changes the codec, is refused with 488 and
+// the call goes on as it was.
+func (l *Leg) modifyWebRTC(req *sip.Request, tx sip.ServerTransaction) {
+	g := l.g
+	body := req.Body()
+	switch {
+	case len(body) == 0:
+		g.respond(tx, req, 488, "Not Acceptable Here", warning("a re-INVITE of a WebRTC call needs an offer"))
+		return
+	case !webrtcgw.IsWebRTC(body):
+		g.respond(tx, req, 488, "Not Acceptable Here", warning("a WebRTC call stays WebRTC"))
+		return
+	}
+	if ct := req.ContentType(); ct != nil && !strings.HasPrefix(strings.ToLower(ct.Value()), "application/sdp") {
+		g.respond(tx, req, 415, "Unsupported Media Type", sip.NewHeader("Accept", "application/sdp"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(g.runCtx, 5*time.Second)
+	answer, dir, err := l.rtc.Renegotiate(ctx, body)
+	cancel()
+	if err != nil {
+		g.respond(tx, req, 488, "Not Acceptable Here", warning(err.Error()))
+		return
+	}
+	l.mu.Lock()
+	rm := l.remote
+	rm.dir = dir
+	l.remote = rm
+	l.refreshTarget(req)
+	l.mu.Unlock()
+	l.applyRemote(rm)
+	res := sip.NewResponseFromRequest(req, 200, "OK", answer)
+	res.AppendHeader(g.contact(req.Transport()))
+	res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	if req.Method == sip.UPDATE {
+		if err := tx.Respond(res); err != nil {
+			l.lg().Debug("respond UPDATE", "err", err)
+		}
+		return
+	}
+	l.answerInvite(tx, req, res)
 }
 
 // watchWebRTC ends an established WebRTC leg whose peer connection fails

@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/internal/webrtcgw/rtcphone"
 )
 
@@ -84,10 +85,14 @@ func TestWebSocketWebRTCCall(t *testing.T) {
 	if got := fc.leg.Media().LocalAddr(); got.Port() == 0 {
 		t.Fatalf("media session address %v", got)
 	}
-	// A re-INVITE (a softphone's hold) is refused, and the call goes on.
-	hold := strings.Replace(string(r.c.Media.LocalSDP()), "a=sendrecv", "a=sendonly", 1)
-	if code, err := r.c.ReInvite(ctx, []byte(hold)); err != nil || code != 488 {
-		t.Fatalf("re-INVITE of a WebRTC call: %d %v, want 488", code, err)
+	// A re-INVITE without an offer, or with a plain RTP one, is refused,
+	// and the call goes on.
+	if code, err := r.c.ReInvite(ctx, nil); err != nil || code != 488 {
+		t.Fatalf("an offerless re-INVITE of a WebRTC call: %d %v, want 488", code, err)
+	}
+	plain := "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	if code, err := r.c.ReInvite(ctx, []byte(plain)); err != nil || code != 488 {
+		t.Fatalf("a plain RTP re-offer on a WebRTC call: %d %v, want 488", code, err)
 	}
 	fc.events.none(t)
 	if err := r.c.HangUp(ctx); err != nil {
@@ -99,6 +104,73 @@ func TestWebSocketWebRTCCall(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("the leg's WebRTC peer is still open after its BYE")
 	}
+}
+
+// A browser's hold: its re-INVITE (sendonly) is answered by pion on the
+// same peer (recvonly), the session sends it nothing while the bot plays,
+// and its resume (sendrecv) brings the audio back; the call never ends.
+func TestWebSocketWebRTCHold(t *testing.T) {
+	e := newEnv(t, envOptions{webrtc: true})
+	addr := e.wsServer()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ph := e.rtcPhone(addr, "alice", alicePw)
+	done := make(chan *rtcphone.Call, 1)
+	go func() {
+		c, code, err := ph.Call(ctx, botNum, nil)
+		if err != nil || code != 200 {
+			t.Errorf("call: %d %v", code, err)
+		}
+		done <- c
+	}()
+	fc := e.nextCall()
+	if err := fc.leg.Answer(); err != nil {
+		t.Fatal(err)
+	}
+	c := <-done
+	if c == nil {
+		t.FailNow()
+	}
+	fc.events.expect(t, callctl.LegAnswered)
+	if err := c.Media.Connected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	loud := make([]int16, 8000)
+	for i := range loud {
+		loud[i] = 12000
+	}
+	fc.leg.Media().Play(media.NewAudio(loud), true, nil)
+	heard := func(n int) int {
+		t.Helper()
+		h, err := c.Media.WaitHeard(ctx, func(h []int16) bool { return len(h) >= n })
+		if err != nil {
+			t.Fatalf("the phone heard %d samples, waiting for %d", len(h), n)
+		}
+		return len(h)
+	}
+	heard(20 * 160)
+
+	offer := string(c.Media.LocalSDP())
+	code, answer, err := c.ReInviteAnswer(ctx, []byte(strings.Replace(offer, "a=sendrecv", "a=sendonly", 1)))
+	if err != nil || code != 200 || !strings.Contains(string(answer), "a=recvonly") {
+		t.Fatalf("hold: %d %v %q", code, err, answer)
+	}
+	ticks(t, fc, 3) // a tick under way may still send
+	before := len(c.Media.Heard())
+	ticks(t, fc, 10)
+	if after := len(c.Media.Heard()); after > before+160 {
+		t.Fatalf("the held browser heard %d samples more", after-before)
+	}
+	code, answer, err = c.ReInviteAnswer(ctx, []byte(offer))
+	if err != nil || code != 200 || !strings.Contains(string(answer), "a=sendrecv") {
+		t.Fatalf("resume: %d %v\n%s", code, err, answer)
+	}
+	heard(len(c.Media.Heard()) + 10*160)
+	fc.events.none(t)
+	if err := c.HangUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fc.events.ended(t, errs.EndedByRemote)
 }
 
 // Without a WebRTC gateway, a WebRTC offer is refused with 488, not

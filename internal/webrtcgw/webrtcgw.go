@@ -354,6 +354,111 @@ func (p *Peer) SetAnswer(answer []byte) error {
 	return nil
 }
 
+// ErrCodecChange is a re-offer that drops the codec in use: the peer's
+// media engine was built for that one codec only.
+var ErrCodecChange = errors.New("webrtc: a re-offer must keep the call's codec")
+
+// Renegotiate answers a far end's new offer on an established peer (a
+// hold or resume, an ICE restart) and returns the answer and the
+// direction the offer gives its audio (sendrecv when it names none).
+func (p *Peer) Renegotiate(ctx context.Context, offer []byte) ([]byte, string, error) {
+	o, err := check(offer)
+	if err != nil {
+		return nil, "", err
+	}
+	if o.codec != p.codec {
+		return nil, "", ErrCodecChange
+	}
+	if err := p.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	ans, err := p.pc.CreateAnswer(nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if err := p.setLocal(ctx, ans); err != nil {
+		return nil, "", err
+	}
+	dir := audioDirection(offer)
+	// pion answers a renegotiation with its transceiver's direction
+	// (sendrecv) whatever the offer's: the answer says the one RFC 3264
+	// §6.1 asks for, and the media session, given dir, is what stops
+	// sending.
+	return withAudioDirection(p.local, answerDirection(dir)), dir, nil
+}
+
+// answerDirection is the direction that answers an offered one.
+func answerDirection(offered string) string {
+	switch offered {
+	case "sendonly":
+		return "recvonly"
+	case "recvonly":
+		return "sendonly"
+	case "inactive":
+		return "inactive"
+	}
+	return "sendrecv"
+}
+
+// withAudioDirection sets the direction attribute of an SDP's audio
+// m-lines.
+func withAudioDirection(body []byte, dir string) []byte {
+	var sd sdp.SessionDescription
+	if err := sd.Unmarshal(body); err != nil {
+		return body
+	}
+	for _, md := range sd.MediaDescriptions {
+		if md.MediaName.Media != "audio" {
+			continue
+		}
+		kept := md.Attributes[:0]
+		for _, a := range md.Attributes {
+			switch a.Key {
+			case "sendrecv", "sendonly", "recvonly", "inactive":
+				continue
+			}
+			kept = append(kept, a)
+		}
+		md.Attributes = append(kept, sdp.Attribute{Key: dir})
+	}
+	out, err := sd.Marshal()
+	if err != nil {
+		return body
+	}
+	return out
+}
+
+// audioDirection is the direction attribute of an SDP's first audio
+// m-line (or its session's), sendrecv when it has none.
+func audioDirection(body []byte) string {
+	var sd sdp.SessionDescription
+	if err := sd.Unmarshal(body); err != nil {
+		return "sendrecv"
+	}
+	pick := func(attrs []sdp.Attribute) string {
+		for _, a := range attrs {
+			switch a.Key {
+			case "sendrecv", "sendonly", "recvonly", "inactive":
+				return a.Key
+			}
+		}
+		return ""
+	}
+	dir := pick(sd.Attributes)
+	for _, md := range sd.MediaDescriptions {
+		if md.MediaName.Media == "audio" {
+			if d := pick(md.Attributes); d != "" {
+				dir = d
+			}
+			break
+		}
+	}
+	if dir == "" {
+		dir = "sendrecv"
+	}
+	return dir
+}
+
 // Peer is one WebRTC leg: pion's PeerConnection and the loopback relay to
 // the leg's media session. Close it when the leg ends.
 type Peer struct {

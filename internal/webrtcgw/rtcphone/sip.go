@@ -204,21 +204,31 @@ func (p *Phone) Call(ctx context.Context, user string, body []byte) (*Call, int,
 	return &Call{Media: m, session: s}, 200, nil
 }
 
-// ReInvite sends a re-INVITE in the call's dialog with body (a hold, say)
-// and returns the final status.
+// ReInvite sends a re-INVITE in the call's dialog with body (a hold, say;
+// none for an offerless one) and returns the final status.
 func (c *Call) ReInvite(ctx context.Context, body []byte) (int, error) {
+	code, _, err := c.ReInviteAnswer(ctx, body)
+	return code, err
+}
+
+// ReInviteAnswer is ReInvite returning the answer's body too. The phone's
+// own peer connection does not take the answer: the test plays the far
+// end's part in SDP only.
+func (c *Call) ReInviteAnswer(ctx context.Context, body []byte) (int, []byte, error) {
 	req := sip.NewRequest(sip.INVITE, c.session.InviteRequest.Recipient)
-	req.SetBody(body)
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	if len(body) > 0 {
+		req.SetBody(body)
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+	}
 	res, err := c.session.Do(ctx, req)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if res.IsSuccess() {
 		ack := sip.NewRequest(sip.ACK, req.Recipient)
 		_ = c.session.WriteRequest(ack)
 	}
-	return res.StatusCode, nil
+	return res.StatusCode, res.Body(), nil
 }
 
 // Done is closed when the call's dialog ends (either side's BYE).
