@@ -130,8 +130,10 @@ type nodeConfig struct {
 	// natsListen exposes the embedded NATS on loopback (sbbench soak
 	// reads its streams' sizes); empty: in-process only.
 	natsListen string
-	// recordingRetention, when set, replaces media.recordingRetention.
+	// recordingRetention and recordingsMaxBytes, when set, replace
+	// media.recordingRetention and media.recordingsMaxBytes.
 	recordingRetention time.Duration
+	recordingsMaxBytes int64
 }
 
 // yaml renders the configuration. It starts from config.Default() so that
@@ -158,6 +160,9 @@ func (nc nodeConfig) yaml() ([]byte, error) {
 	c.NATS.Listen = nc.natsListen
 	if nc.recordingRetention > 0 {
 		c.Media.RecordingRetention = config.Duration(nc.recordingRetention)
+	}
+	if nc.recordingsMaxBytes > 0 {
+		c.Media.RecordingsMaxBytes = nc.recordingsMaxBytes
 	}
 	c.Tenants = []config.Tenant{{ID: benchTenant, DisplayName: "sbbench"}}
 	mediaMode := nc.mediaMode

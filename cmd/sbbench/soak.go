@@ -430,6 +430,10 @@ func runSoak(args []string) error {
 	e, err := setupEnv(ctx, &c, botIVR, recordSecs, *hold+time.Minute, func(nc *nodeConfig) error {
 		nc.natsListen = fmt.Sprintf("127.0.0.1:%d", natsPort)
 		nc.recordingRetention = *retention
+		// Twice what the retention holds at this load (8 kHz 16-bit
+		// audio), so that the store's bound, not a soak's concern, never
+		// refuses a recording: 2.2 GB at 700 calls.
+		nc.recordingsMaxBytes = max(1<<30, int64(2*float64(*calls)/hold.Seconds()*recordSecs*16000*retention.Seconds()))
 		return nil
 	})
 	if err != nil {
