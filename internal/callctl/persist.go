@@ -109,9 +109,11 @@ func (a *actor) flush() error {
 }
 
 // scheduleRetry arms another attempt to store what a step left, backing
-// off up to 30 s; the actor's mailbox waits behind it.
+// off up to 5 s: a call is stored again within seconds of the store coming
+// back (an attempt costs a request per call that fails fast or within
+// storeTimeout); the actor's mailbox waits behind it.
 func (a *actor) scheduleRetry(err error) {
-	a.retry = min(max(2*a.retry, 250*time.Millisecond), 30*time.Second)
+	a.retry = min(max(2*a.retry, 250*time.Millisecond), 5*time.Second)
 	a.log.Warn("call not stored; retrying", "in", a.retry, "err", err)
 	a.arm("store", a.m.clk.Now().Add(a.retry), func(*actor) {}) // settle runs after it
 }

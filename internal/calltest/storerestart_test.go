@@ -78,32 +78,51 @@ func startNATSChild(t *testing.T, dir, addr string) *exec.Cmd {
 }
 
 // The node's external store (a separate nats-server process) is killed
-// (SIGKILL) with a call in progress, and a hang-up is asked for while it
-// is down: the request is answered 503, as the step cannot be stored.
-// Once the store is back on its directory the node reconnects by itself:
-// the hang-up it had taken in memory is stored and its terminated
-// notification delivered, and new calls work.
+// (SIGKILL) with calls in progress, and each is hung up while it is down:
+// the requests are answered 503, as the steps cannot be stored. Once the
+// store is back on its directory the node reconnects by itself: every
+// hang-up it had taken in memory is stored and its terminated notification
+// delivered, and new calls work.
 func TestExternalStoreKilledAndRestarted(t *testing.T) {
+	const n = 10
 	dir, addr := t.TempDir(), freeAddr(t)
 	store := startNATSChild(t, dir, addr)
 	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) { c.NATS.URL = "nats://" + addr }})
 
-	first := p.CreateCall(calltest.AliceID)
-	p.Hook.WaitState(t, first.ID, graph.StateEstablished)
+	var ids []string
+	for range n {
+		c := p.CreateCall(calltest.AliceID)
+		ids = append(ids, c.ID)
+	}
+	for _, id := range ids {
+		p.Hook.WaitState(t, id, graph.StateEstablished)
+	}
 
 	if err := store.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = store.Wait()
-	r := p.Bot("DELETE", calls+"/"+first.ID, nil)
-	t.Logf("hang-up while the store is down: %s %s", r.Status, r.Body)
-	if r.StatusCode != 503 && r.StatusCode != 204 {
-		t.Fatalf("hang-up while the store is down: %s %s, want 503 (or 204 if it was stored)", r.Status, r.Body)
+	// The bot hangs up every call at once; each answer waits for the
+	// store's timeout.
+	answers := make(chan *calltest.Response, n)
+	for _, id := range ids {
+		go func() { answers <- p.Bot("DELETE", calls+"/"+id, nil) }()
+	}
+	for i := range n {
+		r := <-answers
+		if i == 0 {
+			t.Logf("hang-up while the store is down: %s %s", r.Status, r.Body)
+		}
+		if r.StatusCode != 503 && r.StatusCode != 204 {
+			t.Errorf("hang-up while the store is down: %s %s, want 503 (or 204 if it was stored)", r.Status, r.Body)
+		}
 	}
 
 	startNATSChild(t, dir, addr)
-	if c := p.Hook.WaitState(t, first.ID, graph.StateTerminated).Call(t); c.ResultInfo == nil || c.ResultInfo.Subcode != 5001 {
-		t.Fatalf("terminated after the store came back: %+v", c.ResultInfo)
+	for _, id := range ids {
+		if c := p.Hook.WaitState(t, id, graph.StateTerminated).Call(t); c.ResultInfo == nil || c.ResultInfo.Subcode != 5001 {
+			t.Fatalf("call %s terminated after the store came back: %+v", id, c.ResultInfo)
+		}
 	}
 	// The node takes new calls again once it has reconnected.
 	deadline := time.Now().Add(30 * time.Second)
