@@ -56,6 +56,9 @@ type Options struct {
 	Simulator bool
 	// OnNotification observes every finished notification delivery.
 	OnNotification func(webhook.Result)
+	// NodeLease is how long the node's claim on its id lasts without a
+	// heartbeat (nodeclaim.go); 15 s when 0.
+	NodeLease time.Duration
 }
 
 // Node is a running Switchboard node. Its owner calls Shutdown or Kill.
@@ -120,6 +123,12 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	if err != nil {
 		return nil, err
 	}
+	claim, err := claimNodeID(ctx, n.Store, nodeID, o.NodeLease, log.With("component", "node"))
+	if err != nil {
+		return nil, err
+	}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); claim.run(runCtx) }()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

@@ -1,0 +1,168 @@
+package platform
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/store"
+)
+
+// A node's id names the calls it owns and its notification outbox in the
+// shared store, so two processes must never run as one node: both would
+// resume the same calls and consume the same outbox. A node therefore
+// claims its id in KV sb_nodes when it starts and renews the claim with a
+// heartbeat. The claim of a node that died is taken over: at once when
+// the node ran on this host and its process is gone (a restart after a
+// crash), else once its heartbeat is older than the lease. A node whose
+// claim is live refuses a second one, with an error that says why.
+const (
+	defaultNodeLease = 15 * time.Second
+	nodeBucket       = "sb_nodes"
+)
+
+// nodeClaim is the value of a node's key in sb_nodes.
+type nodeClaim struct {
+	Instance string    `json:"instance"` // this process, random
+	Host     string    `json:"host"`
+	PID      int       `json:"pid"`
+	Started  time.Time `json:"started"`
+	Beat     time.Time `json:"beat"`
+}
+
+// claim is this process's hold on its node id.
+type claim struct {
+	kv    *store.KV
+	id    string
+	lease time.Duration
+	mine  nodeClaim
+	rev   uint64
+	log   *slog.Logger
+}
+
+// claimNodeID takes the node id for this process, waiting up to a lease
+// for the claim of a node that stopped without releasing it, and fails if
+// a live node holds it.
+func claimNodeID(ctx context.Context, st *store.Store, id string, lease time.Duration, log *slog.Logger) (*claim, error) {
+	if lease <= 0 {
+		lease = defaultNodeLease
+	}
+	kv, err := st.Bucket(ctx, nodeBucket, 0)
+	if err != nil {
+		return nil, err
+	}
+	host, _ := os.Hostname()
+	inst := make([]byte, 8)
+	_, _ = rand.Read(inst)
+	now := time.Now()
+	c := &claim{kv: kv, id: id, lease: lease, log: log,
+		mine: nodeClaim{Instance: hex.EncodeToString(inst), Host: host, PID: os.Getpid(), Started: now, Beat: now}}
+	deadline := now.Add(lease + lease/2)
+	var seen nodeClaim
+	for {
+		data, rev, err := kv.Get(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if c.rev, err = kv.Create(ctx, id, c.value()); err == nil {
+				return c, nil
+			} else if !errors.Is(err, store.ErrExists) {
+				return nil, fmt.Errorf("claim node id %s: %w", id, err)
+			}
+			continue // another process created it meanwhile: look at it
+		case err != nil:
+			return nil, fmt.Errorf("claim node id %s: %w", id, err)
+		}
+		var old nodeClaim
+		if err := json.Unmarshal(data, &old); err != nil || c.gone(old) {
+			if c.rev, err = kv.Update(ctx, id, c.value(), rev); err == nil {
+				if old.Instance != "" {
+					log.Warn("took over the node id from a node that stopped without releasing it",
+						"previous_host", old.Host, "previous_pid", old.PID, "previous_beat", old.Beat)
+				}
+				return c, nil
+			} else if !errors.Is(err, store.ErrConflict) {
+				return nil, fmt.Errorf("claim node id %s: %w", id, err)
+			}
+			continue
+		}
+		if old.Beat != seen.Beat && seen.Instance != "" {
+			// Its heartbeat moved while we waited: a live node.
+			return nil, fmt.Errorf("node id %s is in use by a running node (host %q, pid %d, up since %s): each node needs its own data directory and so its own node id",
+				id, old.Host, old.PID, old.Started.Format(time.RFC3339))
+		}
+		seen = old
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("node id %s is held by a node (host %q, pid %d) whose claim did not expire", id, old.Host, old.PID)
+		}
+		log.Info("node id held by another process; waiting for its claim to expire or renew",
+			"holder_host", old.Host, "holder_pid", old.PID, "lease", lease)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("claim node id %s: %w", id, ctx.Err())
+		case <-time.After(lease / 5):
+		}
+	}
+}
+
+// gone reports whether the process behind old is known to have stopped:
+// its heartbeat is older than a lease, or it ran on this host and its
+// process no longer exists (or is this one, which a container restart
+// gives the same pid).
+func (c *claim) gone(old nodeClaim) bool {
+	if time.Since(old.Beat) > c.lease {
+		return true
+	}
+	if old.Host != c.mine.Host {
+		return false
+	}
+	if old.PID == c.mine.PID {
+		return true
+	}
+	err := syscall.Kill(old.PID, 0)
+	return errors.Is(err, syscall.ESRCH)
+}
+
+func (c *claim) value() []byte {
+	b, _ := json.Marshal(c.mine)
+	return b
+}
+
+// run renews the claim every fifth of a lease until ctx is done, then
+// releases it, so that a successor starts at once. A claim taken by
+// another process meanwhile is logged as the error it is.
+func (c *claim) run(ctx context.Context) {
+	t := time.NewTicker(c.lease / 5)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if _, rev, err := c.kv.Get(rctx, c.id); err == nil && rev == c.rev {
+				_ = c.kv.Delete(rctx, c.id)
+			}
+			return
+		case <-t.C:
+		}
+		c.mine.Beat = time.Now()
+		uctx, cancel := context.WithTimeout(ctx, c.lease/5)
+		rev, err := c.kv.Update(uctx, c.id, c.value(), c.rev)
+		cancel()
+		switch {
+		case err == nil:
+			c.rev = rev
+		case errors.Is(err, store.ErrConflict):
+			c.log.Error("another process claimed this node's id: two processes run as one node; stop one (each node needs its own data directory)")
+			return
+		default:
+			c.log.Warn("renew the node's claim on its id", "err", err)
+		}
+	}
+}

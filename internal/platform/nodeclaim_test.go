@@ -1,0 +1,134 @@
+package platform
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/store"
+)
+
+func openTestStore(t *testing.T) *store.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Name: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+// putClaim stores a claim as another process would have.
+func putClaim(t *testing.T, st *store.Store, id string, c nodeClaim) *store.KV {
+	t.Helper()
+	ctx := context.Background()
+	kv, err := st.Bucket(ctx, nodeBucket, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(c)
+	if _, err := kv.Put(ctx, id, b); err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
+func deadPID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+func TestNodeClaim(t *testing.T) {
+	const lease = 500 * time.Millisecond
+	host, _ := os.Hostname()
+	ctx := context.Background()
+
+	t.Run("a live node elsewhere keeps its id", func(t *testing.T) {
+		st := openTestStore(t)
+		c := nodeClaim{Instance: "other", Host: "elsewhere", PID: 4242, Started: time.Now(), Beat: time.Now()}
+		kv := putClaim(t, st, "n1", c)
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() { // its heartbeat
+			defer close(done)
+			tick := time.NewTicker(lease / 10)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				c.Beat = time.Now()
+				b, _ := json.Marshal(c)
+				_, _ = kv.Put(ctx, "n1", b)
+			}
+		}()
+		defer func() { close(stop); <-done }()
+		start := time.Now()
+		_, err := claimNodeID(ctx, st, "n1", lease, discard())
+		if err == nil || !strings.Contains(err.Error(), "in use by a running node") || !strings.Contains(err.Error(), "elsewhere") {
+			t.Fatalf("second claim: %v, want refused naming the holder", err)
+		}
+		t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+	})
+
+	t.Run("a node elsewhere that stopped beating is taken over after its lease", func(t *testing.T) {
+		st := openTestStore(t)
+		putClaim(t, st, "n1", nodeClaim{Instance: "other", Host: "elsewhere", PID: 4242, Beat: time.Now()})
+		start := time.Now()
+		c, err := claimNodeID(ctx, st, "n1", lease, discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(start); waited < lease/2 {
+			t.Errorf("took over a fresh claim after %v, want the lease to run out first", waited)
+		}
+		if c.mine.PID != os.Getpid() {
+			t.Errorf("claim %+v", c.mine)
+		}
+	})
+
+	t.Run("a crashed process on this host is taken over at once", func(t *testing.T) {
+		st := openTestStore(t)
+		putClaim(t, st, "n1", nodeClaim{Instance: "old", Host: host, PID: deadPID(t), Beat: time.Now()})
+		start := time.Now()
+		if _, err := claimNodeID(ctx, st, "n1", time.Minute, discard()); err != nil {
+			t.Fatal(err)
+		}
+		if waited := time.Since(start); waited > 5*time.Second {
+			t.Errorf("took %v to take over from a dead process", waited)
+		}
+	})
+
+	t.Run("a stopped node releases its id", func(t *testing.T) {
+		st := openTestStore(t)
+		c, err := claimNodeID(ctx, st, "n1", time.Minute, discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { c.run(runCtx); close(done) }()
+		stop()
+		<-done
+		// A node elsewhere (not this process) may start at once.
+		kv, _ := st.Bucket(ctx, nodeBucket, 0)
+		if _, _, err := kv.Get(ctx, "n1"); err != store.ErrNotFound {
+			t.Fatalf("claim after stop: %v, want it released", err)
+		}
+	})
+}
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
