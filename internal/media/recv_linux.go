@@ -133,7 +133,11 @@ func (s *Session) poll(b *rxBatch, tt tickTime) {
 	}
 	for range rxMaxRounds {
 		b.reset()
-		r, _, errno := syscall.Syscall6(syscall.SYS_RECVMMSG, uintptr(io.fd),
+		// Raw, as the sender's sendto: a non-blocking recvmmsg never
+		// blocks, and a worker that handed its P back to the scheduler on
+		// each of its sessions would queue behind whatever else is
+		// runnable and tick every later session late.
+		r, _, errno := syscall.RawSyscall6(syscall.SYS_RECVMMSG, uintptr(io.fd),
 			uintptr(unsafe.Pointer(&b.msgs[0])), rxBatchSize, syscall.MSG_DONTWAIT, 0, 0)
 		if errno != 0 {
 			return // EAGAIN: nothing more; anything else: try next tick
