@@ -122,7 +122,10 @@ func TestTortureKeepsServing(t *testing.T) {
 				return
 			}
 			for _, st := range statuses {
-				if st >= 500 && st != 505 || (m.set == "invalid" && st < 300 && !strings.Contains(tortureAnswered[m.name], "200")) {
+				// A 1xx is no verdict: an INVITE's transaction sends 100
+				// Trying by itself when the answer takes over 200 ms (RFC
+				// 3261 §17.2.1), as on a loaded machine.
+				if st >= 500 && st != 505 || (m.set == "invalid" && st >= 200 && st < 300 && !strings.Contains(tortureAnswered[m.name], "200")) {
 					t.Errorf("%s/%s over TCP: answered %d", m.set, m.name, st)
 				}
 			}
