@@ -55,21 +55,12 @@ test-msgraph:
 	cd compat/msgraph && $(GO) vet ./...
 	cd compat/msgraph && $(GO) test -count=1 -timeout 20m ./...
 
-# make fuzz: every fuzz target in the module (func Fuzz… in a _test.go
-# file, found anew each run), as package:target. FUZZFLAGS bounds the time
-# spent minimizing each new input (Go's default of a minute would eat the
-# run) and takes more flags, e.g. FUZZFLAGS='-fuzzminimizetime 2s -parallel 1'.
-FUZZ_TARGETS = $(shell grep -rHo --include='*_test.go' --exclude-dir=compat --exclude-dir=.git '^func Fuzz[A-Za-z0-9_]*' . | sed -E 's|^(.*)/[^/]*:func (Fuzz.*)$$|\1:\2|' | sort)
 FUZZTIME ?= 30s
 FUZZFLAGS ?= -fuzzminimizetime 2s
 
-## fuzz: run every fuzz target for FUZZTIME each (default 30s), one after the other; a crasher lands in the package's testdata/fuzz (docs/reliability.md)
+## fuzz: run every fuzz target for FUZZTIME each (default 30s), one after the other; a crasher lands in the package's testdata/fuzz (scripts/fuzz.sh, docs/reliability.md)
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; name=$${t##*:}; \
-		echo "== $$name ($$pkg, $(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) $$pkg; \
-	done
+	GO='$(GO)' FUZZTIME='$(FUZZTIME)' FUZZFLAGS='$(FUZZFLAGS)' bash scripts/fuzz.sh
 
 ## deps: install the Debian packages in TEST_DEBS that are missing
 deps:
