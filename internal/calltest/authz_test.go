@@ -157,6 +157,9 @@ func authzTable(p *calltest.Platform) map[string]routeRule {
 		&authzReq{method: "GET", path: "{joinPath}"}, 200)
 	rules["GET /sip/ws"] = public("SIP over WebSocket (RFC 7118): the upgrade takes no Graph token; every SIP request on it is authenticated with the SIP user's digest, as over UDP and TCP",
 		&authzReq{method: "GET", path: "/sip/ws"}, 426)
+	const phone = "the /phone softphone's page and scripts: no secret in them; signing in is the SIP user's digest over /sip/ws"
+	rules["GET /phone"] = public(phone, &authzReq{method: "GET", path: "/phone"}, 200)
+	rules["GET /phone/{file}"] = public(phone, &authzReq{method: "GET", path: "/phone/sip.js"}, 200)
 	rules["/"] = public("unknown paths: 404 for everyone", &authzReq{method: "GET", path: "/v1.0/nothing/here"}, 404)
 	// The recording download takes the recording's own token, not a Graph
 	// token: TestAuthorisationEveryRoute checks it by hand.

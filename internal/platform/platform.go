@@ -41,6 +41,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/sipgw"
 	"github.com/switchboard-voice/switchboard/internal/store"
 	"github.com/switchboard-voice/switchboard/internal/webhook"
+	"github.com/switchboard-voice/switchboard/internal/webphone"
 	"github.com/switchboard-voice/switchboard/internal/webrtcgw"
 )
 
@@ -261,6 +262,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	if n.SIP != nil && cfg.WebRTC.Enabled {
 		// SIP over WebSocket for browser softphones (RFC 7118).
 		mux.HandleFunc("GET "+sipgw.WSPath, n.SIP.ServeWebSocket)
+		webphone.Routes(mux, cfg.SIP.Domain) // the /phone softphone on it
 	}
 
 	n.wg.Add(3)
