@@ -156,6 +156,7 @@ Switchboard is running with the demo configuration (serve --dev).
                   Eve   %[10]s  +15550103  your SIP phone: register as eve / eve-secret
   SIP             %[11]s (UDP and TCP; the bot's number: sip:+15550199@%[11]s)
   Simulator API   %[1]s/simulator/v1/calls
+  Phone           %[1]s/phone   (in a browser: sign in as eve / eve-secret, call %[6]s)
 
 `, u, config.DevTenantID, config.DevAppID, config.DevAppSecret, cfg.Applications[0].CallbackURI, config.DevAppNumber,
 		config.DevAliceID, config.DevBobID, config.DevCarolID, config.DevEveID, cfg.SIP.Listen, config.DevDanID)

@@ -3,6 +3,7 @@ package calltest_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,7 +64,7 @@ func startChromium(t *testing.T, url string, mic []int16) *devtools {
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir="+filepath.Join(dir, "profile"),
 		"--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--use-file-for-fake-audio-capture="+wav,
 		"--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
-		"--remote-debugging-pipe", url)
+		"--window-size=560,940", "--remote-debugging-pipe", url)
 	cmd.ExtraFiles = []*os.File{cmdR, outW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	log := &strings.Builder{}
@@ -334,6 +335,22 @@ document.getElementById('signin-button').click()`, user, password))
 	})
 	if strings.Join(seq, " ") != "tone4 tone2 pound" {
 		t.Fatalf("tones %v, want tone4 tone2 pound", seq)
+	}
+
+	// SWITCHBOARD_PHONE_SCREENSHOT=file: the page in the call, as a PNG
+	// (docs/phone.png is one).
+	if file := os.Getenv("SWITCHBOARD_PHONE_SCREENSHOT"); file != "" {
+		var shot struct {
+			Data string `json:"data"`
+		}
+		page.call("Page.captureScreenshot", map[string]any{"format": "png"}, &shot)
+		png, err := base64.StdEncoding.DecodeString(shot.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// Hold and resume (re-INVITEs), mute.

@@ -110,7 +110,8 @@ function track(c) {
         started = Date.now();
         say('In a call with ' + c.peer + '.');
         clearInterval(clockTimer);
-        clockTimer = setInterval(() => { $('phone-title').dataset.elapsed = elapsed(); }, 1000);
+        $('elapsed').textContent = '0:00';
+        clockTimer = setInterval(() => { $('elapsed').textContent = elapsed(); }, 1000);
         $('hangup').focus();
         break;
       case 'ended':
@@ -120,6 +121,7 @@ function track(c) {
         if (meters['far-level']) meters['far-level'].stop();
         say('Call ended' + (info ? ': ' + info : '') + (started ? ' (' + elapsed() + ')' : '') + '.');
         started = 0;
+        $('elapsed').textContent = '';
         $('remote-audio').srcObject = null;
         call = null;
         controls();
@@ -239,7 +241,6 @@ function key(k) {
   if (call && call.state === 'established') {
     call.dtmf(k, $('dtmf-mode').value === 'info');
     $('sent-keys').textContent = ($('sent-keys').textContent + k).slice(-32);
-    $('sent-keys').setAttribute('aria-label', 'Keys sent: ' + $('sent-keys').textContent);
   } else if (!call) {
     $('target').value += k;
   }
