@@ -68,6 +68,7 @@ type Leg struct {
 	quiet    bool // the call hung up or rejected the leg: report nothing more
 	ended    bool // LegEnded is queued: nothing follows it
 	finished bool
+	done     chan struct{} // closed once finished
 	dlg      *dialog
 	remote   remoteMedia
 	ackWait  chan *sip.Request // ACKs for the INVITE being answered (2xx)
@@ -86,7 +87,7 @@ func newLegID() string {
 }
 
 func (g *Gateway) newLeg(dir string) *Leg {
-	l := &Leg{g: g, id: newLegID(), dir: dir, ackWait: make(chan *sip.Request, 4)}
+	l := &Leg{g: g, id: newLegID(), dir: dir, ackWait: make(chan *sip.Request, 4), done: make(chan struct{})}
 	l.logp.Store(g.log.With("leg", l.id, "direction", dir))
 	var b [8]byte
 	_, _ = rand.Read(b[:])
@@ -194,6 +195,7 @@ func (l *Leg) finish(reason errs.EndReason) {
 		return
 	}
 	l.finished = true
+	close(l.done)
 	l.state = stateEnded
 	var key string
 	if l.dlg != nil {

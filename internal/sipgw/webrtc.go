@@ -124,9 +124,15 @@ func (l *Leg) modifyWebRTC(req *sip.Request, tx sip.ServerTransaction) {
 	l.answerInvite(tx, req, res)
 }
 
+// byeGrace is how long a closed WebRTC peer waits for its BYE.
+const byeGrace = time.Second
+
 // watchWebRTC ends an established WebRTC leg whose peer connection fails
 // (ICE or DTLS, or a page that went away and stopped answering consent
-// checks): a BYE goes out and the call hears of a media failure.
+// checks): a BYE goes out and the call hears of a media failure. A page
+// that hangs up closes its peer connection and sends its BYE at once,
+// over different transports: the BYE has a moment to arrive and end the
+// call as the far end's hang-up.
 func (l *Leg) watchWebRTC() {
 	p := l.rtc
 	if p == nil {
@@ -134,6 +140,13 @@ func (l *Leg) watchWebRTC() {
 	}
 	go func() {
 		<-p.Done()
+		grace := time.NewTimer(byeGrace)
+		defer grace.Stop()
+		select {
+		case <-l.done:
+			return
+		case <-grace.C:
+		}
 		l.mu.Lock()
 		live := !l.finished && l.state == stateEstablished
 		l.mu.Unlock()

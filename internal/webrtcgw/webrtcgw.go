@@ -474,7 +474,9 @@ type Peer struct {
 	done      chan struct{}
 	doneOnce  sync.Once
 	closeOnce sync.Once
-	wg        sync.WaitGroup
+	wg        sync.WaitGroup // Add under mu, never once closing: pion's callbacks may race Close
+	mu        sync.Mutex
+	closing   bool
 
 	// Relay timing, for the latency figures (nanoseconds summed, packets).
 	inNanos, inPackets   atomic.Int64
@@ -508,8 +510,7 @@ func (g *Gateway) newPeer(codecs []media.Codec, dtmfPT uint8) (*Peer, error) {
 		if t.Kind() != webrtc.RTPCodecTypeAudio {
 			return
 		}
-		p.wg.Add(1)
-		go p.fromFarEnd(t)
+		p.goTracked(func() { p.fromFarEnd(t) })
 	})
 	p.wg.Add(1)
 	go p.toFarEnd()
@@ -599,10 +600,29 @@ func (p *Peer) RelayLatency() (in, out time.Duration, inPackets, outPackets int6
 	return in, out, p.inPackets.Load(), p.outPackets.Load()
 }
 
+// goTracked runs f on a goroutine Close waits for, unless Close has begun
+// (a WaitGroup's Add must not race its Wait; pion calls OnTrack on its own
+// goroutines).
+func (p *Peer) goTracked(f func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closing {
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		f()
+	}()
+}
+
 // Close ends the peer connection and the relay, and waits for their
 // goroutines.
 func (p *Peer) Close() error {
 	p.closeOnce.Do(func() {
+		p.mu.Lock()
+		p.closing = true
+		p.mu.Unlock()
 		_ = p.pc.Close()
 		_ = p.relay.Close()
 		p.doneOnce.Do(func() { close(p.done) })
@@ -614,7 +634,6 @@ func (p *Peer) Close() error {
 
 // fromFarEnd relays the far end's decrypted RTP to the media session.
 func (p *Peer) fromFarEnd(t *webrtc.TrackRemote) {
-	defer p.wg.Done()
 	buf := make([]byte, 1500)
 	for {
 		n, _, err := t.Read(buf)

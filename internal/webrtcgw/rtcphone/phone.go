@@ -41,8 +41,24 @@ type Media struct {
 	dtmfPT  uint8
 	started chan struct{}
 	stop    chan struct{}
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // the reader and sender goroutines; Add under mu, never once closing
+	closing bool           // guarded by mu: Close has begun, start no goroutine
 	closed  sync.Once
+}
+
+// goTracked runs f on a goroutine Close waits for, unless Close has begun:
+// a WaitGroup's Add must not race its Wait.
+func (m *Media) goTracked(f func()) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closing {
+		return
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		f()
+	}()
 }
 
 func api() (*webrtc.API, error) {
@@ -89,8 +105,7 @@ func NewMedia() (*Media, error) {
 		return nil, err
 	}
 	pc.OnTrack(func(t *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		m.wg.Add(1)
-		go m.read(t)
+		m.goTracked(func() { m.read(t) })
 	})
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		if s == webrtc.PeerConnectionStateConnected {
@@ -98,8 +113,7 @@ func NewMedia() (*Media, error) {
 			case <-m.started:
 			default:
 				close(m.started)
-				m.wg.Add(1)
-				go m.send()
+				m.goTracked(m.send)
 			}
 		}
 	})
@@ -214,6 +228,9 @@ func (m *Media) Events() string {
 // Close ends the peer connection.
 func (m *Media) Close() {
 	m.closed.Do(func() {
+		m.mu.Lock()
+		m.closing = true
+		m.mu.Unlock()
 		close(m.stop)
 		_ = m.pc.Close()
 		m.wg.Wait()
@@ -221,7 +238,6 @@ func (m *Media) Close() {
 }
 
 func (m *Media) read(t *webrtc.TrackRemote) {
-	defer m.wg.Done()
 	pcmuPT := uint8(t.Codec().PayloadType)
 	var pkt rtp.Packet
 	buf := make([]byte, 1500)
@@ -256,7 +272,6 @@ func (m *Media) read(t *webrtc.TrackRemote) {
 // send paces 20 ms packets: queued keys first (as RFC 4733 events), then
 // queued audio, else silence.
 func (m *Media) send() {
-	defer m.wg.Done()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	var seq uint16 = 1000
