@@ -47,9 +47,16 @@ func FreeUDPPort(t testing.TB, host string) int {
 		}
 		port := c.LocalAddr().(*net.UDPAddr).Port
 		c.Close()
-		// baresip also listens on TCP at the same port.
-		if l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port))); err == nil {
-			l.Close()
+		// baresip also listens on TCP at the same port, and for SIP over
+		// TLS on the next one.
+		l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		l2, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port+1)))
+		l.Close()
+		if err == nil {
+			l2.Close()
 			return port
 		}
 	}
@@ -96,6 +103,9 @@ func StartBaresip(t testing.TB, o BaresipOptions) *Baresip {
 	}
 	sipPort := FreeUDPPort(t, "127.0.0.1")
 	ctrlPort := FreeUDPPort(t, "127.0.0.1")
+	for ctrlPort == sipPort+1 { // baresip's SIP over TLS takes sipPort+1
+		ctrlPort = FreeUDPPort(t, "127.0.0.1")
+	}
 	rtpLo := 30000 + (sipPort % 20000)
 	b.SIP = fmt.Sprintf("127.0.0.1:%d", sipPort)
 	b.ctrl = fmt.Sprintf("127.0.0.1:%d", ctrlPort)
