@@ -21,25 +21,34 @@ import (
 )
 
 // browserPage calls a number over SIP over WebSocket from a real browser,
-// with nothing but the browser's own WebRTC: an INVITE carrying Chromium's
+// with nothing but the browser's own WebRTC and the node's own SIP user
+// agent, /phone/sip.js (the /phone page's): an INVITE carrying Chromium's
 // offer, the ACK, DTMF through RTCDTMFSender (RFC 4733), and a 200 to the
 // node's BYE. It reports what it does, and the loudest frequency it hears,
 // to /report on the page's server. (The node takes it as a trunk's caller:
-// the digest of REGISTER and INVITE is the Go phone's tests' business.)
+// the digest of REGISTER and INVITE is the Go phone's and the /phone
+// page's tests' business.)
 const browserPage = `<!doctype html><meta charset="utf-8"><title>switchboard webrtc smoke</title>
 <audio id="far" autoplay></audio>
 <script>
 const q = new URLSearchParams(location.search);
 const report = (k, v) => fetch('/report?' + new URLSearchParams({k, v}));
-const rnd = () => Math.random().toString(36).slice(2, 12);
-(async () => {
+const host = q.get('node');
+const lib = document.createElement('script');
+lib.src = 'http://' + host + '/phone/sip.js';
+lib.onerror = () => report('error', 'cannot load sip.js');
+lib.onload = async () => {
   try {
-    const pc = new RTCPeerConnection();
     const mic = await navigator.mediaDevices.getUserMedia({audio: {echoCancellation: false, noiseSuppression: false, autoGainControl: false}});
-    mic.getTracks().forEach(t => pc.addTrack(t, mic));
-    pc.ontrack = ev => {
+    const ua = new SipUA({server: 'ws://' + host + '/sip/ws', domain: host, user: 'browser', password: ''});
+    await ua.connect();
+    report('ws', 'open');
+    ua.addEventListener('disconnected', () => report('ws', 'closed'));
+    const call = ua.call(q.get('number'), mic);
+    call.pc.addEventListener('connectionstatechange', () => report('pc', call.pc.connectionState));
+    call.addEventListener('track', ev => {
       const el = document.getElementById('far');
-      el.srcObject = ev.streams[0] || new MediaStream([ev.track]);
+      el.srcObject = ev.detail;
       el.play().catch(() => {});
       const ac = new AudioContext();
       const an = ac.createAnalyser();
@@ -52,67 +61,24 @@ const rnd = () => Math.random().toString(36).slice(2, 12);
         for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
         if (bins[best] > -50) report('peak', Math.round(best * ac.sampleRate / an.fftSize));
       }, 250);
-    };
-    pc.onconnectionstatechange = () => report('pc', pc.connectionState);
-    await pc.setLocalDescription(await pc.createOffer());
-    await new Promise(r => {
-      if (pc.iceGatheringState === 'complete') return r();
-      pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
-      setTimeout(r, 3000);
     });
-    const sdp = pc.localDescription.sdp;
-    const host = q.get('node'), num = q.get('number');
-    const ws = new WebSocket('ws://' + host + '/sip/ws', 'sip');
-    const callId = rnd(), tag = rnd(), me = rnd() + '.invalid';
-    const ruri = 'sip:' + num + '@' + host + ';transport=ws';
-    const head = (method, cseq, to, uri) => [
-      method + ' ' + uri + ' SIP/2.0',
-      'Via: SIP/2.0/WS ' + me + ';branch=z9hG4bK' + rnd(),
-      'Max-Forwards: 70',
-      'To: ' + to,
-      'From: "Chromium" <sip:browser@' + me + '>;tag=' + tag,
-      'Call-ID: ' + callId,
-      'CSeq: ' + cseq + ' ' + method,
-      'Contact: <sip:browser@' + me + ';transport=ws>',
-      'User-Agent: chromium-smoke'];
-    ws.onopen = () => {
-      report('ws', 'open');
-      ws.send(head('INVITE', 1, '<sip:' + num + '@' + host + '>', ruri).concat([
-        'Content-Type: application/sdp', 'Content-Length: ' + new TextEncoder().encode(sdp).length, '', sdp]).join('\r\n'));
-    };
-    ws.onclose = () => report('ws', 'closed');
-    ws.onmessage = async ev => {
-      const msg = ev.data, [top] = msg.split('\r\n', 1);
-      const hdr = name => (msg.split('\r\n\r\n')[0].split('\r\n').find(l => l.toLowerCase().startsWith(name.toLowerCase() + ':')) || '').replace(/^[^:]*:\s*/, '');
-      if (top.startsWith('SIP/2.0 ')) {
-        const code = +top.split(' ')[1];
-        report('status', code);
-        if (code === 200 && hdr('CSeq').endsWith('INVITE')) {
-          const contact = hdr('Contact').replace(/^.*<|>.*$/g, '');
-          ws.send(head('ACK', 1, hdr('To'), contact).concat(['Content-Length: 0', '', '']).join('\r\n'));
-          const answer = msg.slice(msg.indexOf('\r\n\r\n') + 4);
-          report('answer', answer.split('\r\n').filter(l => l.startsWith('m=') || l.startsWith('a=rtpmap')).join(' | '));
-          await pc.setRemoteDescription({type: 'answer', sdp: answer});
-          // Keys when the test says (after the bot subscribed to tones).
-          const poll = setInterval(async () => {
-            const keys = await (await fetch('/keys')).text();
-            if (!keys) return;
-            clearInterval(poll);
-            try { pc.getSenders()[0].dtmf.insertDTMF(keys, 120, 80); report('dtmf', keys); } catch (e) { report('error', 'dtmf: ' + e); }
-          }, 200);
-        }
-        return;
-      }
-      // A request from the node: answer it (a BYE ends the call).
-      const lines = msg.split('\r\n\r\n')[0].split('\r\n');
-      const keep = lines.filter(l => /^(via|from|to|call-id|cseq):/i.test(l));
-      ws.send(['SIP/2.0 200 OK'].concat(keep, ['Content-Length: 0', '', '']).join('\r\n'));
-      if (top.startsWith('BYE')) { report('bye', 'received'); pc.close(); }
-    };
+    call.addEventListener('state', ev => {
+      report('state', ev.detail.state);
+      if (ev.detail.state !== 'established') return;
+      // Keys when the test says (after the bot subscribed to tones).
+      const poll = setInterval(async () => {
+        const keys = await (await fetch('/keys')).text();
+        if (!keys) return;
+        clearInterval(poll);
+        try { call.dtmf(keys); report('dtmf', keys); } catch (e) { report('error', 'dtmf: ' + e); }
+      }, 200);
+    });
+    call.addEventListener('ended', ev => report(ev.detail === 'the other side hung up' ? 'bye' : 'ended', ev.detail === 'the other side hung up' ? 'received' : ev.detail));
   } catch (e) {
     report('error', String(e));
   }
-})();
+};
+document.head.appendChild(lib);
 </script>`
 
 // browserCall is a headless Chromium running browserPage against a node,
