@@ -16,7 +16,8 @@ import (
 // /sip/ws, computed by the page's own MD5), calls the bot's number from
 // the dial field, and the bot gets the call from her; the page hears the
 // bot's prompt (its analyser's loudest frequency, and the far-end meter
-// moves), its keypad's keys reach the bot as tones, hold and resume are
+// moves), its keypad's keys reach the bot as tones (RFC 4733, then SIP
+// INFO), hold and resume are
 // re-INVITEs the node accepts, mute shows pressed, and its Hang up ends
 // the call (200/4521). Then the bot calls eve: the page rings, is answered
 // with its Answer button, and the bot's hang-up ends it there.
@@ -94,6 +95,18 @@ document.getElementById('signin-button').click()`, user, password))
 	if strings.Join(seq, " ") != "tone4 tone2 pound" {
 		t.Fatalf("tones %v, want tone4 tone2 pound", seq)
 	}
+	// And as SIP INFO.
+	page.Eval(`document.getElementById('dtmf-mode').value = 'info'; document.querySelector('#keypad [data-key="9"]').click()`)
+	p.Hook.Wait(t, in.ID, 10*time.Second, "the page's key 9 as SIP INFO", func(ns []calltest.Notification) bool {
+		for _, n := range ns {
+			if n.ResourceURL == "/communications/calls/"+in.ID {
+				if ci := n.Call(t); ci.ToneInfo != nil && ci.ToneInfo.Tone == "tone9" {
+					return true
+				}
+			}
+		}
+		return false
+	})
 
 	// SWITCHBOARD_PHONE_SCREENSHOT=file: the page in the call, as a PNG
 	// (docs/phone.png is one).
