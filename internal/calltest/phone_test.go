@@ -15,12 +15,13 @@ import (
 // a wrong password is refused; eve signs in (REGISTER with digest over
 // /sip/ws, computed by the page's own MD5), calls the bot's number from
 // the dial field, and the bot gets the call from her; the page hears the
-// bot's prompt (its analyser's loudest frequency, and the far-end meter
-// moves), its keypad's keys reach the bot as tones (RFC 4733, then SIP
-// INFO), hold and resume are
-// re-INVITEs the node accepts, mute shows pressed, and its Hang up ends
-// the call (200/4521). Then the bot calls eve: the page rings, is answered
-// with its Answer button, and the bot's hang-up ends it there.
+// bot's prompt (its analyser's loudest frequency, and the meters move),
+// its keypad's keys reach the bot as tones (RFC 4733, then SIP INFO),
+// hold and resume are re-INVITEs the node accepts, mute shows pressed,
+// and its Hang up ends the call (200/4521). Then the bot calls eve: the
+// page rings, is answered with its Answer button, and the bot's hang-up
+// ends it there. A last call the page hangs up before the bot answers is
+// cancelled (487).
 func TestChromiumPhonePage(t *testing.T) {
 	p := calltest.Start(t, calltest.Options{})
 	page := calltest.StartChromium(t, p.URL+"/phone", calltest.Pattern(700, 30, 4))
@@ -141,4 +142,23 @@ document.getElementById('signin-button').click()`, user, password))
 		t.Fatalf("hang up: %s", r.Status)
 	}
 	page.Until(10*time.Second, "the bot's hang-up", `document.getElementById('status').textContent.startsWith('Call ended: the other side hung up')`)
+
+	// A call the page gives up before the bot answers: CANCEL.
+	page.Eval(`document.getElementById('call').click()`)
+	var ringing string
+	p.Hook.Wait(t, "", 20*time.Second, "a third call", func(ns []calltest.Notification) bool {
+		for _, n := range ns {
+			if n.ChangeType == graph.ChangeCreated {
+				if c := n.Call(t); c.ID != in.ID && c.ID != out.ID {
+					ringing = c.ID
+					return true
+				}
+			}
+		}
+		return false
+	})
+	page.Until(10*time.Second, "the call ringing", `document.getElementById('status').textContent.startsWith('Ringing') || document.getElementById('status').textContent.startsWith('Calling')`)
+	page.Eval(`document.getElementById('hangup').click()`)
+	p.Hook.WaitState(t, ringing, graph.StateTerminated)
+	page.Until(10*time.Second, "the call given up", `document.getElementById('status').textContent.startsWith('Call ended: 487')`)
 }

@@ -378,9 +378,9 @@ class Call extends EventTarget {
     this.remoteTarget = uriOf(res.get('contact')) || this.remoteURI;
     this.routes = res.all('record-route').reverse();
     this.sendAck(spec.tx.n);
-    if (this.cancelling) { this.hangup(); return; }
     if (this.pc.signalingState === 'have-local-offer') await this.pc.setRemoteDescription({type: 'answer', sdp: res.body});
     this.setState('established');
+    if (this.cancelling) this.hangup(); // a 200 that crossed our CANCEL: BYE
   }
 
   sendAck(n) {
