@@ -151,7 +151,8 @@ $('signin').addEventListener('submit', async ev => {
     const code = await next.register();
     if (code !== 200) {
       next.close();
-      say(code === 403 || code === 401 ? 'Sign-in refused: wrong username or password.' : 'Sign-in failed: ' + code + '.');
+      say(code === 403 || code === 401 ? 'Sign-in refused: wrong username or password.'
+        : code === 408 ? 'Sign-in failed: the server did not answer.' : 'Sign-in failed: ' + code + '.');
       $('password').focus();
       return;
     }

@@ -156,9 +156,17 @@ class SipUA extends EventTarget {
         const headers = [['Via', this.via(branch)], ['Max-Forwards', '70']].concat(spec.headers,
           [['CSeq', n + ' ' + spec.method], ['User-Agent', 'Switchboard phone']]);
         if (authorization) headers.push(authorization);
+        // No answer in 32 s (RFC 3261's timers B and F; a source the node
+        // has banned gets none): 408, as a proxy would say.
+        const timer = setTimeout(() => {
+          if (this.txs.get(branch) !== tx) return;
+          this.txs.delete(branch);
+          resolve(parse('SIP/2.0 408 Request Timeout\r\nCSeq: ' + n + ' ' + spec.method + '\r\n\r\n'));
+        }, 32000);
         const tx = {
           branch, method: spec.method, n, headers,
           receive: res => {
+            clearTimeout(timer);
             if (res.status < 200) { spec.onProv && spec.onProv(res, tx); return; }
             this.txs.delete(branch);
             if (spec.method === 'INVITE' && res.status >= 300) this.ackFailure(spec, tx, res);
@@ -170,7 +178,7 @@ class SipUA extends EventTarget {
             }
             resolve(res);
           },
-          fail: reject,
+          fail: e => { clearTimeout(timer); reject(e); },
         };
         this.txs.set(branch, tx);
         spec.tx = tx;
