@@ -236,6 +236,7 @@ $('hold').addEventListener('click', async () => {
   say(call.held ? 'Resuming…' : 'Putting on hold…');
   await call.hold(!call.held).catch(e => say('Hold failed: ' + (e.message || e)));
   controls();
+  if (!$('hold').disabled) $('hold').focus(); // it lost the focus while disabled
 });
 
 function key(k) {
