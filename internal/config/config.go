@@ -44,6 +44,23 @@ type Config struct {
 	Tenants []Tenant `yaml:"tenants"`
 	// Applications are the bots.
 	Applications []Application `yaml:"applications"`
+	// Console configures the operators' page at /console.
+	Console Console `yaml:"console"`
+}
+
+// Console configures /console, the operators' live view of calls. With no
+// user it is off (403).
+type Console struct {
+	// Users are the operators, signing in with HTTP Basic (use HTTPS outside a laptop).
+	Users []ConsoleUser `yaml:"users"`
+}
+
+// ConsoleUser is one operator of the console.
+type ConsoleUser struct {
+	// Name is the operator's sign-in name.
+	Name string `yaml:"name"`
+	// Password is the operator's password, at least 8 characters.
+	Password string `yaml:"password"`
 }
 
 // HTTP configures the Graph API listener.

@@ -452,3 +452,27 @@ func TestAbuseAndTLSKeys(t *testing.T) {
 		t.Errorf("no problem named sip.abuse.banTime in:\n%s", got)
 	}
 }
+
+func TestConsoleUsers(t *testing.T) {
+	c, err := config.Parse([]byte("console:\n  users:\n    - name: ops\n      password: long-enough\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []config.ConsoleUser{{Name: "ops", Password: "long-enough"}}; !reflect.DeepEqual(c.Console.Users, want) {
+		t.Errorf("console.users: %+v", c.Console.Users)
+	}
+	if len(config.Default().Console.Users) != 0 {
+		t.Error("the console is on by default")
+	}
+	if d := config.Dev(); len(d.Console.Users) != 1 || d.Console.Users[0].Name != config.DevOperator {
+		t.Errorf("dev console.users: %+v", d.Console.Users)
+	}
+	_, err = config.Parse([]byte("console:\n  users:\n    - name: ''\n      password: long-enough\n    - name: ops\n      password: short\n" +
+		"    - name: ops\n      password: long-enough\n    - name: 'a:b'\n      password: long-enough\n"))
+	got := strings.Join(problems(t, err), "\n")
+	for _, key := range []string{"console.users[0].name", "console.users[1].password", "console.users[2].name: \"ops\" is listed twice", "console.users[3].name"} {
+		if !strings.Contains(got, key) {
+			t.Errorf("no problem %s in:\n%s", key, got)
+		}
+	}
+}

@@ -15,6 +15,9 @@ const (
 	DevAppNumber = "+15550199"
 	// DevTollNumber is the demo tenant's dial-in number for its online meetings.
 	DevTollNumber = "+15550150"
+	// DevOperator and DevOperatorPassword sign in to /console.
+	DevOperator         = "operator"
+	DevOperatorPassword = "operator-secret"
 )
 
 // Dev returns the configuration of `serve --dev`: one tenant with simulated
@@ -49,5 +52,6 @@ func Dev() Config {
 		MediaMode:   "app", // both kinds of media: the samples include app-hosted ones (echo, speakers)
 		Numbers:     []Number{{Number: DevAppNumber}},
 	}}
+	c.Console.Users = []ConsoleUser{{Name: DevOperator, Password: DevOperatorPassword}}
 	return c
 }

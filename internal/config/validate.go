@@ -61,6 +61,20 @@ func (c *Config) Validate() error {
 	if c.SIP.RegisterExpiry.D() < 60e9 {
 		bad("sip.registerExpiry", "must be at least 1m")
 	}
+	seenOperator := map[string]bool{}
+	for i, u := range c.Console.Users {
+		key := fmt.Sprintf("console.users[%d]", i)
+		switch {
+		case u.Name == "" || strings.ContainsAny(u.Name, ":\r\n"):
+			bad(key+".name", "required, without ':' or line breaks")
+		case seenOperator[u.Name]:
+			bad(key+".name", "%q is listed twice", u.Name)
+		}
+		seenOperator[u.Name] = true
+		if len(u.Password) < 8 {
+			bad(key+".password", "at least 8 characters")
+		}
+	}
 	if w := c.WebRTC; w.PublicIP != "" {
 		if _, err := netip.ParseAddr(w.PublicIP); err != nil {
 			bad("webrtc.publicIp", "%q is not an IP address", w.PublicIP)
