@@ -89,6 +89,8 @@ type actor struct {
 	// retry is the backoff of the next attempt to store what a failed
 	// step left (0 when nothing is left).
 	retry time.Duration
+	// seenBy is what Options.Observer last saw of the call (observe.go).
+	seenBy observed
 }
 
 // mail is one item of an actor's mailbox: an internal step (fn) or an API

@@ -89,6 +89,8 @@ type Options struct {
 	Clock      clock.Clock
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Observer, if set, watches this node's calls (observe.go).
+	Observer Observer
 }
 
 // Manager owns this node's calls. It is safe for concurrent use.

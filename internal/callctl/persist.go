@@ -65,6 +65,7 @@ func (a *actor) settle() {
 	}
 	a.retry = 0
 	a.disarm("store")
+	a.observe()
 	for _, r := range replies {
 		r.done <- r.res
 	}

@@ -1,0 +1,146 @@
+package callctl
+
+import (
+	"strings"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+// Observer watches this node's calls (the operator console). ObserveCall
+// runs on the call's actor, after a step is stored that changed what a
+// CallEvent shows (the call appeared, its state or roster changed, it
+// ended): it must return at once, handing the event off without blocking
+// (the console copies it under a short lock and drops what a slow reader
+// cannot take). The event is the observer's to keep.
+type Observer interface {
+	ObserveCall(CallEvent)
+}
+
+// CallEvent kinds.
+const (
+	ObservedCreated      = "created"      // first seen on this node (new, incoming, or resumed after a restart)
+	ObservedState        = "state"        // its state changed
+	ObservedParticipants = "participants" // its roster changed
+	ObservedEnded        = "ended"        // it ended for the bot; Call.ResultInfo says why
+)
+
+// CallEvent is one observed change of a call.
+type CallEvent struct {
+	Kind string
+	At   time.Time
+	Call CallSnapshot
+}
+
+// CallSnapshot is what an operator may see of a call: no callback URI, no
+// media blob, no token.
+type CallSnapshot struct {
+	ID           string
+	State        string
+	Direction    string
+	MediaMode    string // "serviceHosted" or "appHosted"
+	AppID        string
+	TenantID     string
+	Meeting      string // the meeting id of a meeting call
+	Group        bool
+	Participants []ParticipantSnapshot
+	ResultInfo   *graph.ResultInfo // set once ended
+}
+
+// ParticipantSnapshot is one roster entry as an operator sees it.
+type ParticipantSnapshot struct {
+	ID      string
+	Name    string // display name, else the identity's id
+	Kind    string // user, phone, application, guest…
+	Muted   bool
+	InLobby bool
+}
+
+// observed is what the observer last saw of the call.
+type observed struct {
+	seen   bool
+	ended  bool
+	state  graph.CallState
+	roster string
+}
+
+// observe tells the Manager's observer what the stored step changed.
+func (a *actor) observe() {
+	ob := a.m.o.Observer
+	if ob == nil || a.seenBy.ended {
+		return
+	}
+	roster := rosterKey(a.rec.Participants)
+	kind := ""
+	switch {
+	case !a.seenBy.seen:
+		kind = ObservedCreated
+	case a.removed:
+		kind = ObservedEnded
+	case a.rec.Call.State != a.seenBy.state:
+		kind = ObservedState
+	case roster != a.seenBy.roster:
+		kind = ObservedParticipants
+	default:
+		return
+	}
+	a.seenBy = observed{seen: true, ended: a.removed, state: a.rec.Call.State, roster: roster}
+	ob.ObserveCall(CallEvent{Kind: kind, At: a.m.clk.Now(), Call: a.snapshot()})
+	if kind == ObservedCreated && a.removed { // created and ended in one step
+		ob.ObserveCall(CallEvent{Kind: ObservedEnded, At: a.m.clk.Now(), Call: a.snapshot()})
+	}
+}
+
+func rosterKey(ps []graph.Participant) string {
+	var b strings.Builder
+	for i := range ps {
+		b.WriteString(ps[i].ID)
+		if ps[i].IsMuted {
+			b.WriteByte('m')
+		}
+		if ps[i].IsInLobby {
+			b.WriteByte('l')
+		}
+		b.WriteByte(';')
+	}
+	return b.String()
+}
+
+func (a *actor) snapshot() CallSnapshot {
+	c := &a.rec.Call
+	s := CallSnapshot{ID: c.ID, State: string(c.State), Direction: string(c.Direction), MediaMode: "serviceHosted",
+		AppID: a.rec.AppID, TenantID: a.rec.TenantID, Meeting: a.rec.Meeting, Group: a.rec.Group}
+	if c.MediaConfig.AppHosted() {
+		s.MediaMode = "appHosted"
+	}
+	if c.ResultInfo != nil {
+		ri := *c.ResultInfo
+		s.ResultInfo = &ri
+	}
+	for i := range a.rec.Participants {
+		p := &a.rec.Participants[i]
+		ps := ParticipantSnapshot{ID: p.ID, Muted: p.IsMuted, InLobby: p.IsInLobby}
+		if p.Info != nil && p.Info.Identity != nil {
+			ps.Kind, ps.Name = identityName(p.Info.Identity)
+		}
+		s.Participants = append(s.Participants, ps)
+	}
+	return s
+}
+
+func identityName(is *graph.IdentitySet) (kind, name string) {
+	for _, c := range []struct {
+		kind string
+		id   *graph.Identity
+	}{{"user", is.User}, {"phone", is.Phone}, {"application", is.Application}, {"applicationInstance", is.ApplicationInstance},
+		{"guest", is.Guest}, {"acsUser", is.AzureCommunicationServicesUser}} {
+		if c.id == nil {
+			continue
+		}
+		if c.id.DisplayName != "" {
+			return c.kind, c.id.DisplayName
+		}
+		return c.kind, c.id.ID
+	}
+	return "", ""
+}

@@ -1,0 +1,50 @@
+package callctl
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/switchboard-voice/switchboard/internal/errs"
+)
+
+type recordingObserver struct {
+	mu  sync.Mutex
+	evs []CallEvent
+}
+
+func (o *recordingObserver) ObserveCall(ev CallEvent) {
+	o.mu.Lock()
+	o.evs = append(o.evs, ev)
+	o.mu.Unlock()
+}
+
+// The observer sees a call appear, change state and end with its
+// resultInfo, once each, after the steps are stored.
+func TestObserverSeesACallsLife(t *testing.T) {
+	h := newHarness(t)
+	ob := &recordingObserver{}
+	h.m.o.Observer = ob // before any actor runs
+	id, leg := h.established()
+	h.sync(id)
+	leg.end(errs.EndedByRemote)
+	h.sync(id)
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	var got []string
+	for _, ev := range ob.evs {
+		if ev.Call.ID != id {
+			t.Fatalf("event of another call: %+v", ev)
+		}
+		got = append(got, ev.Kind+":"+ev.Call.State)
+	}
+	if s := strings.Join(got, " "); !strings.HasPrefix(s, "created:") || !strings.Contains(s, "state:established") ||
+		!strings.HasSuffix(s, "ended:terminated") || strings.Count(s, "ended") != 1 {
+		t.Errorf("observed %s", s)
+	}
+	last := ob.evs[len(ob.evs)-1].Call
+	if last.ResultInfo == nil || last.ResultInfo.Code != 200 || last.ResultInfo.Subcode != 4521 || last.AppID != tBot ||
+		last.TenantID != tTenant || last.MediaMode != "serviceHosted" {
+		t.Errorf("ended snapshot: %+v", last)
+	}
+}
