@@ -160,6 +160,10 @@ func authzTable(p *calltest.Platform) map[string]routeRule {
 	const phone = "the /phone softphone's page and scripts: no secret in them; signing in is the SIP user's digest over /sip/ws"
 	rules["GET /phone"] = public(phone, &authzReq{method: "GET", path: "/phone"}, 200)
 	rules["GET /phone/{file}"] = public(phone, &authzReq{method: "GET", path: "/phone/sip.js"}, 200)
+	const console = "the operators' /console: HTTP Basic with console.users, not a Graph token (401 without; console_test.go checks it)"
+	rules["GET /console"] = public(console, &authzReq{method: "GET", path: "/console"}, 401)
+	rules["GET /console/events"] = public(console, &authzReq{method: "GET", path: "/console/events"}, 401)
+	rules["GET /console/static/{file}"] = public(console, &authzReq{method: "GET", path: "/console/static/console.js"}, 401)
 	rules["/"] = public("unknown paths: 404 for everyone", &authzReq{method: "GET", path: "/v1.0/nothing/here"}, 404)
 	// The recording download takes the recording's own token, not a Graph
 	// token: TestAuthorisationEveryRoute checks it by hand.

@@ -51,6 +51,9 @@ const (
 	AlicePhone    = "+15550100"
 	EvePhone      = "+15550104"
 	EvePassword   = "eve-secret-42"
+	// Operator and OperatorPassword sign in to /console.
+	Operator         = "operator"
+	OperatorPassword = "operator-pass-42"
 )
 
 // Config returns the test directory with loopback callback URIs filled
@@ -95,6 +98,7 @@ func Config(dataDir, publicURL, botHook, weakHook string) *config.Config {
 			Numbers: []config.Number{{Number: WeakBotNumber}}},
 		{ID: OtherBotID, DisplayName: "Other tenant's bot", Secret: Secret, Tenants: []string{OtherTenantID}, Permissions: all},
 	}
+	c.Console.Users = []config.ConsoleUser{{Name: Operator, Password: OperatorPassword}}
 	return &c
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/clock"
 	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/internal/console"
 	"github.com/switchboard-voice/switchboard/internal/egress"
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/graphapi"
@@ -79,6 +80,8 @@ type Node struct {
 	Records   *record.Store
 	SIP       *sipgw.Gateway // nil when sip.listen is empty
 	API       *graphapi.Server
+	// Console is the operators' /console; nil when no operator is configured.
+	Console *console.Console
 	// Admission refuses new calls while the node is over its limits.
 	Admission *admission.Controller
 	// URL is where the HTTP API listens (http://host:port, https:// with
@@ -152,6 +155,20 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		return nil, err
 	}
 
+	// The console watches calls (callctl's Observer) and deliveries.
+	n.Console = console.New(cfg)
+	onResult := o.OnNotification
+	var observer callctl.Observer
+	if n.Console != nil {
+		observer = n.Console
+		onResult = func(r webhook.Result) {
+			n.Console.OnResult(r)
+			if o.OnNotification != nil {
+				o.OnNotification(r)
+			}
+		}
+	}
+
 	policy, err := egress.NewPolicy(cfg.Outbound.Allow)
 	if err != nil {
 		return nil, err
@@ -159,7 +176,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	n.Outbox, err = webhook.Open(ctx, n.Store, n.Identity, webhook.Options{
 		Node: nodeID, Timeout: cfg.Notifications.Timeout.D(), MaxAge: cfg.Notifications.MaxAge.D(),
 		Workers: cfg.Notifications.Workers, Client: policy.Client(cfg.Notifications.Timeout.D()),
-		Logger: log.With("component", "webhook"), Registerer: reg, OnResult: o.OnNotification,
+		Logger: log.With("component", "webhook"), Registerer: reg, OnResult: onResult,
 	})
 	if err != nil {
 		return nil, err
@@ -234,7 +251,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		Conferences: func(_ string, onDominant func(string)) (callctl.Conference, error) {
 			return n.Media.NewConference(media.ConferenceOptions{OnDominant: onDominant})
 		},
-		Meetings: meetingDirectory{n.Meetings},
+		Meetings: meetingDirectory{n.Meetings}, Observer: observer,
 		Rooms: func(_ string, onDominant func(string)) (callctl.RoomMedia, error) {
 			c, err := n.Media.NewConference(media.ConferenceOptions{OnDominant: onDominant})
 			if err != nil {
@@ -255,6 +272,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	n.Identity.Routes(mux)
 	n.Meetings.Routes(mux)
 	n.Records.Routes(mux)
+	console.Routes(mux, n.Console) // 403 when no operator is configured
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if o.Simulator {
 		n.Sim.Routes(mux)

@@ -1,0 +1,239 @@
+package console_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/calltest"
+	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/internal/console"
+)
+
+// get fetches path from the node with Basic credentials (none when user is
+// empty) and returns the response with its body read.
+func get(t *testing.T, p *calltest.Platform, path, user, pass string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest("GET", p.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	resp, err := p.Client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp, body
+}
+
+type event struct {
+	name string
+	data []byte
+}
+
+// stream opens /console/events and sends its events on the returned
+// channel until ctx ends; raw collects every byte read.
+func stream(t *testing.T, ctx context.Context, p *calltest.Platform, raw *bytes.Buffer) <-chan event {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, "GET", p.URL+"/console/events", nil)
+	req.SetBasicAuth(calltest.Operator, calltest.OperatorPassword)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("events: %s %v", resp.Status, resp.Header)
+	}
+	ch := make(chan event, 1024)
+	go func() {
+		defer resp.Body.Close()
+		defer close(ch)
+		sc := bufio.NewScanner(io.TeeReader(resp.Body, raw))
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var ev event
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "event: "):
+				ev.name = line[len("event: "):]
+			case strings.HasPrefix(line, "data: "):
+				ev.data = []byte(line[len("data: "):])
+			case line == "" && ev.name != "":
+				select {
+				case ch <- ev:
+				case <-ctx.Done():
+					return
+				}
+				ev = event{}
+			}
+		}
+	}()
+	return ch
+}
+
+func TestConsoleRefusesWithoutOperatorCredentials(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	for _, path := range []string{"/console", "/console/events", "/console/static/console.js"} {
+		for _, c := range []struct{ what, user, pass string }{
+			{"no credentials", "", ""},
+			{"a wrong password", calltest.Operator, "wrong-password"},
+			{"an unknown operator", "nobody", calltest.OperatorPassword},
+			{"the bot's secret", calltest.BotID, calltest.Secret},
+		} {
+			resp, body := get(t, p, path, c.user, c.pass)
+			if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Basic ") {
+				t.Errorf("%s with %s: %s %v %s, want 401 with WWW-Authenticate: Basic", path, c.what, resp.Status, resp.Header, body)
+			}
+		}
+	}
+	// A bot token is not an operator's credential either.
+	r := p.Do(calltest.Req{Method: "GET", Path: "/console", Token: p.Token(calltest.BotID, calltest.TenantID)})
+	if r.StatusCode != 401 {
+		t.Errorf("/console with a bot token: %s", r.Status)
+	}
+	resp, body := get(t, p, "/console", calltest.Operator, calltest.OperatorPassword)
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte("Switchboard console")) {
+		t.Fatalf("/console as the operator: %s %.200s", resp.Status, body)
+	}
+	// Guessing is rate-limited like client secrets at the token endpoint:
+	// past identity.tokenThrottle.maxFailures the address is refused, the
+	// right password too, with Retry-After.
+	limit := p.Config.Identity.TokenThrottle.MaxFailures
+	for i := 0; ; i++ {
+		if i > limit+1 {
+			t.Fatalf("%d wrong passwords and still not refused", i)
+		}
+		resp, _ := get(t, p, "/console", calltest.Operator, fmt.Sprintf("guess-%d", i))
+		if resp.StatusCode == 429 {
+			break
+		}
+	}
+	resp, _ = get(t, p, "/console", calltest.Operator, calltest.OperatorPassword)
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("the right password from a banned address: %s %v", resp.Status, resp.Header)
+	}
+}
+
+func TestConsoleOffWithoutOperators(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) { c.Console.Users = nil }})
+	resp, body := get(t, p, "/console", calltest.Operator, calltest.OperatorPassword)
+	if resp.StatusCode != 403 || !bytes.Contains(body, []byte("console is off")) {
+		t.Errorf("/console with no operator configured: %s %s", resp.Status, body)
+	}
+	if p.Node.Console != nil {
+		t.Error("a console without operators is running")
+	}
+}
+
+// TestConsoleShowsACallLive: a call made through the Graph API appears on
+// the operator's event stream, is established, its notifications'
+// deliveries are on its timeline with their HTTP status, and it ends with
+// its resultInfo explained; no secret or token is ever in what the console
+// sends.
+func TestConsoleShowsACallLive(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var raw bytes.Buffer
+	events := stream(t, ctx, p, &raw)
+	first := <-events
+	if first.name != "snapshot" {
+		t.Fatalf("first event %q, want snapshot", first.name)
+	}
+
+	call := p.CreateCall(calltest.AliceID)
+	// until reads the stream until a view of the call satisfies ok.
+	until := func(what string, ok func(console.Call) bool) console.Call {
+		t.Helper()
+		for {
+			select {
+			case ev, open := <-events:
+				if !open {
+					t.Fatalf("event stream closed waiting for %s", what)
+				}
+				if ev.name != "call" {
+					continue
+				}
+				var c console.Call
+				if err := json.Unmarshal(ev.data, &c); err != nil {
+					t.Fatalf("call event %s: %v", ev.data, err)
+				}
+				if c.ID == call.ID && ok(c) {
+					return c
+				}
+			case <-ctx.Done():
+				t.Fatalf("no %s on the console's stream", what)
+			}
+		}
+	}
+	est := until("established call", func(c console.Call) bool { return c.State == "established" })
+	if est.Direction != "outgoing" || est.MediaMode != "serviceHosted" || est.AppID != calltest.BotID || est.TenantID != calltest.TenantID ||
+		len(est.Participants) == 0 {
+		t.Errorf("established call: %+v", est)
+	}
+	delivered := func(c console.Call) int {
+		n := 0
+		for _, e := range c.Timeline {
+			if e.Kind == "notification" && !e.Failed && strings.Contains(e.Text, "HTTP 202") {
+				n++
+			}
+		}
+		return n
+	}
+	until("a delivered notification", func(c console.Call) bool { return delivered(c) > 0 })
+
+	if r := p.Bot("DELETE", "/v1.0/communications/calls/"+call.ID, nil); r.StatusCode != 204 {
+		t.Fatalf("hang up: %s %s", r.Status, r.Body)
+	}
+	ended := until("ended call", func(c console.Call) bool { return c.End != nil })
+	if ended.End.Code != 200 || ended.End.Subcode != 5001 || ended.End.Message == "" || ended.End.Explanation != console.Explain(200, 5001) {
+		t.Errorf("end: %+v", ended.End)
+	}
+	// The terminated notification's delivery comes after the end.
+	before := delivered(ended)
+	final := until("the terminated notification's delivery", func(c console.Call) bool { return delivered(c) > before })
+	var kinds []string
+	for _, e := range final.Timeline {
+		kinds = append(kinds, e.Kind)
+	}
+	if got := strings.Join(kinds, " "); !strings.HasPrefix(got, "created ") || !strings.Contains(got, "state") || !strings.Contains(got, "ended") {
+		t.Errorf("timeline kinds: %s", got)
+	}
+
+	// A new stream's snapshot has the ended call.
+	_, page := get(t, p, "/console", calltest.Operator, calltest.OperatorPassword)
+	_, js := get(t, p, "/console/static/console.js", calltest.Operator, calltest.OperatorPassword)
+	snap := p.Node.Console.Snapshot()
+	if len(snap) != 1 || snap[0].ID != call.ID || snap[0].End == nil {
+		t.Errorf("snapshot: %+v", snap)
+	}
+	cancel()
+	for range events {
+	}
+
+	all := raw.String() + string(page) + string(js)
+	secrets := []string{calltest.Secret, calltest.OperatorPassword, calltest.EvePassword, p.Token(calltest.BotID, calltest.TenantID),
+		"Bearer", "eyJ", "callbackUri", "access_token"}
+	for _, a := range p.Config.Applications {
+		secrets = append(secrets, a.Secret)
+	}
+	for _, s := range secrets {
+		if s != "" && strings.Contains(all, s) {
+			t.Errorf("the console sent a secret or token: %q", s)
+		}
+	}
+	if testing.Verbose() {
+		fmt.Println(len(all), "bytes from the console checked")
+	}
+}
