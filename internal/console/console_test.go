@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -236,4 +238,33 @@ func TestConsoleShowsACallLive(t *testing.T) {
 	if testing.Verbose() {
 		fmt.Println(len(all), "bytes from the console checked")
 	}
+}
+
+// TestConsolePageInChromium: the page, in headless Chromium signed in as
+// the operator, lists a live call with its state, shows its timeline, and
+// moves it to the ended calls with its explanation once it ends.
+func TestConsolePageInChromium(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	page := calltest.StartChromium(t, "about:blank", calltest.Pattern(600, 30, 1))
+	page.Call("Network.enable", nil, nil)
+	auth := base64.StdEncoding.EncodeToString([]byte(calltest.Operator + ":" + calltest.OperatorPassword))
+	page.Call("Network.setExtraHTTPHeaders", map[string]any{"headers": map[string]string{"Authorization": "Basic " + auth}}, nil)
+	page.Call("Page.navigate", map[string]any{"url": p.URL + "/console"}, nil)
+	page.Until(20*time.Second, "the console connected", `document.getElementById("status")?.textContent === "Live"`)
+
+	call := p.CreateCall(calltest.AliceID)
+	row := fmt.Sprintf(`document.querySelector('#live tr[data-call=%q]')`, call.ID)
+	page.Until(20*time.Second, "the call established in the live list", row+`?.children[1].textContent === "established"`)
+	if got := page.Eval(row + `.textContent`); !strings.Contains(got, "outgoing") || !strings.Contains(got, "serviceHosted") || !strings.Contains(got, calltest.TenantID) {
+		t.Errorf("live row: %s", got)
+	}
+	page.Eval(row + `.querySelector("button").click()`)
+	page.Until(20*time.Second, "the call's timeline with a delivered notification",
+		`document.getElementById("timeline").textContent.includes("notification delivered: HTTP 202")`)
+	if r := p.Bot("DELETE", "/v1.0/communications/calls/"+call.ID, nil); r.StatusCode != 204 {
+		t.Fatalf("hang up: %s %s", r.Status, r.Body)
+	}
+	ended := fmt.Sprintf(`document.querySelector('#ended tr[data-call=%q]')`, call.ID)
+	page.Until(20*time.Second, "the call among the ended ones, explained", ended+`?.textContent.includes(`+strconv.Quote(console.Explain(200, 5001))+`)`)
+	page.Until(20*time.Second, "the live list empty", `document.querySelectorAll("#live tr").length === 0 && !document.getElementById("no-live").hidden`)
 }
