@@ -157,9 +157,11 @@ Switchboard is running with the demo configuration (serve --dev).
   SIP             %[11]s (UDP and TCP; the bot's number: sip:+15550199@%[11]s)
   Simulator API   %[1]s/simulator/v1/calls
   Phone           %[1]s/phone   (in a browser: sign in as eve / eve-secret, call %[6]s)
+  Console         %[1]s/console   (operators: sign in as %[13]s / %[14]s)
 
 `, u, config.DevTenantID, config.DevAppID, config.DevAppSecret, cfg.Applications[0].CallbackURI, config.DevAppNumber,
-		config.DevAliceID, config.DevBobID, config.DevCarolID, config.DevEveID, cfg.SIP.Listen, config.DevDanID)
+		config.DevAliceID, config.DevBobID, config.DevCarolID, config.DevEveID, cfg.SIP.Listen, config.DevDanID,
+		config.DevOperator, config.DevOperatorPassword)
 }
 
 // webhook runs a bot's callback endpoint that verifies each notification's
