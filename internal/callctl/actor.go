@@ -91,6 +91,8 @@ type actor struct {
 	retry time.Duration
 	// seenBy is what Options.Observer last saw of the call (observe.go).
 	seenBy observed
+	// notified names the step's notifications for the observer.
+	notified []NotificationSnapshot
 }
 
 // mail is one item of an actor's mailbox: an internal step (fn) or an API
@@ -373,6 +375,7 @@ func (a *actor) armKeepAlive() {
 
 // onLeg applies what the far end did.
 func (a *actor) onLeg(ev LegEvent) {
+	a.observeLeg(ev)
 	if a.legMember != nil {
 		a.onMember(a.legMember, ev)
 		return

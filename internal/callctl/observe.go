@@ -1,6 +1,7 @@
 package callctl
 
 import (
+	"fmt"
 	"strings"
 	"time"
 
@@ -23,13 +24,32 @@ const (
 	ObservedState        = "state"        // its state changed
 	ObservedParticipants = "participants" // its roster changed
 	ObservedEnded        = "ended"        // it ended for the bot; Call.ResultInfo says why
+	// ObservedLeg: the call's far end (its SIP dialog, browser or simulated
+	// user) reported something, told as it reaches the actor, before the
+	// step it causes is stored; Detail says what. A key's digit is not
+	// told (it may be a PIN).
+	ObservedLeg = "leg"
+	// ObservedNotified: notifications of the call were queued for its bot
+	// (stored); Notifications says which.
+	ObservedNotified = "notified"
 )
 
 // CallEvent is one observed change of a call.
 type CallEvent struct {
-	Kind string
-	At   time.Time
-	Call CallSnapshot
+	Kind   string
+	At     time.Time
+	Call   CallSnapshot
+	Detail string // for ObservedLeg
+	// Notifications are those the step queued (ObservedNotified).
+	Notifications []NotificationSnapshot
+}
+
+// NotificationSnapshot names a queued notification: its id (the webhook
+// outbox's Result.ID) and what it says, in a few words (no body: a bot's
+// clientContext or a key's digit is not repeated).
+type NotificationSnapshot struct {
+	ID      string
+	Summary string
 }
 
 // CallSnapshot is what an operator may see of a call: no callback URI, no
@@ -69,6 +89,12 @@ func (a *actor) observe() {
 	ob := a.m.o.Observer
 	if ob == nil || a.seenBy.ended {
 		return
+	}
+	if len(a.notified) > 0 {
+		// Before the change they tell of: a delivery's result (which can
+		// come at once) always finds its notification named.
+		ob.ObserveCall(CallEvent{Kind: ObservedNotified, At: a.m.clk.Now(), Call: a.snapshot(), Notifications: a.notified})
+		a.notified = nil
 	}
 	roster := rosterKey(a.rec.Participants)
 	kind := ""
@@ -143,4 +169,61 @@ func identityName(is *graph.IdentitySet) (kind, name string) {
 		return c.kind, c.id.ID
 	}
 	return "", ""
+}
+
+// noteNotification names a notification the step queues, for the observer.
+func (a *actor) noteNotification(id string, change graph.ChangeType, data any) {
+	if a.m.o.Observer == nil {
+		return
+	}
+	var what string
+	switch d := data.(type) {
+	case *graph.Call:
+		switch {
+		case d.ToneInfo != nil:
+			what = "call updated: a key pressed"
+		case d.State != "":
+			what = fmt.Sprintf("call %s: %s", change, d.State)
+		default:
+			what = fmt.Sprintf("call %s", change)
+		}
+	case *graph.Operation:
+		kind := strings.TrimPrefix(d.ODataType, "#microsoft.graph.")
+		if kind == "" {
+			kind = "operation"
+		}
+		what = fmt.Sprintf("%s %s", kind, d.Status)
+		if ri := d.ResultInfo; ri != nil && d.Status == graph.OperationFailed {
+			what += fmt.Sprintf(" %d/%d", ri.Code, ri.Subcode)
+		}
+	default:
+		what = fmt.Sprintf("participants %s", change)
+	}
+	a.notified = append(a.notified, NotificationSnapshot{ID: id, Summary: what})
+}
+
+// observeLeg tells the observer what the call's far end reported.
+func (a *actor) observeLeg(ev LegEvent) {
+	ob := a.m.o.Observer
+	if ob == nil || a.seenBy.ended || !a.seenBy.seen {
+		return
+	}
+	var d string
+	switch ev.Kind {
+	case LegRinging:
+		d = "far end ringing (SIP 180)"
+	case LegProgress:
+		d = "far end in progress (SIP 183)"
+	case LegAnswered:
+		d = "far end answered (SIP 200), media flowing"
+	case LegEnded:
+		d = fmt.Sprintf("far end gone: %d/%d %s", ev.Reason.Code, ev.Reason.Subcode, ev.Reason.Message)
+	case LegTone:
+		d = "far end pressed a key (DTMF)"
+	case LegRefer:
+		d = "far end asked to be transferred (SIP REFER)"
+	default:
+		return
+	}
+	ob.ObserveCall(CallEvent{Kind: ObservedLeg, At: a.m.clk.Now(), Call: a.snapshot(), Detail: d})
 }

@@ -31,16 +31,32 @@ func TestObserverSeesACallsLife(t *testing.T) {
 	h.sync(id)
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
-	var got []string
+	var got, notes []string
 	for _, ev := range ob.evs {
 		if ev.Call.ID != id {
 			t.Fatalf("event of another call: %+v", ev)
 		}
+		if ev.Kind == ObservedNotified {
+			for _, n := range ev.Notifications {
+				if n.ID == "" {
+					t.Errorf("a notification without its id: %+v", n)
+				}
+				notes = append(notes, n.Summary)
+			}
+			continue
+		}
 		got = append(got, ev.Kind+":"+ev.Call.State)
+		if ev.Kind == ObservedLeg {
+			got[len(got)-1] += ":" + ev.Detail
+		}
 	}
 	if s := strings.Join(got, " "); !strings.HasPrefix(s, "created:") || !strings.Contains(s, "state:established") ||
-		!strings.HasSuffix(s, "ended:terminated") || strings.Count(s, "ended") != 1 {
+		!strings.Contains(s, "leg:established:far end gone: 200/4521") ||
+		!strings.HasSuffix(s, "ended:terminated") || strings.Count(s, " ended:") != 1 {
 		t.Errorf("observed %s", s)
+	}
+	if n := strings.Join(notes, ", "); !strings.Contains(n, "call updated: established") || !strings.HasSuffix(n, "call deleted: terminated") {
+		t.Errorf("notifications named %s", n)
 	}
 	last := ob.evs[len(ob.evs)-1].Call
 	if last.ResultInfo == nil || last.ResultInfo.Code != 200 || last.ResultInfo.Subcode != 4521 || last.AppID != tBot ||

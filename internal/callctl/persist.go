@@ -157,8 +157,10 @@ func (a *actor) notify(change graph.ChangeType, resource, resourceURL string, da
 		a.log.Error("encode notification", "resource", resourceURL, "err", err)
 		return
 	}
+	id := ids.New() // also its request-id toward the bot, a GUID as Graph's
+	a.noteNotification(id, change, data)
 	a.pending = append(a.pending, queued{
-		ID:       ids.New(), // also its request-id toward the bot, a GUID as Graph's
+		ID:       id,
 		URL:      a.rec.Call.CallbackURI,
 		Incoming: change == graph.ChangeCreated,
 		Body:     body,

@@ -91,7 +91,15 @@ type Call struct {
 	Timeline     []Entry                       `json:"timeline"`
 	// Forgotten counts the oldest timeline entries dropped to keep it bounded.
 	Forgotten int `json:"forgotten,omitempty"`
+
+	// names are the queued notifications not yet delivered or dropped, by
+	// id, in a few words (callctl.NotificationSnapshot).
+	names map[string]string
 }
+
+// maxNames bounds a call's notifications waiting for their result; past
+// it the oldest are not told apart (their results still show).
+const maxNames = 128
 
 // End is why a call ended.
 type End struct {
@@ -104,7 +112,7 @@ type End struct {
 // Entry is one line of a call's timeline.
 type Entry struct {
 	At   time.Time `json:"at"`
-	Kind string    `json:"kind"` // created, state, participants, ended, notification
+	Kind string    `json:"kind"` // created, state, participants, leg (the far end: SIP, browser), ended, notification
 	Text string    `json:"text"`
 	// Failed marks a notification that was not delivered.
 	Failed bool `json:"failed,omitempty"`
@@ -163,6 +171,19 @@ func (c *Console) ObserveCall(ev callctl.CallEvent) {
 		c.add(call, Entry{At: ev.At, Kind: ev.Kind, Text: fmt.Sprintf("call %s (%s, %s media), state %s", s.ID, s.Direction, s.MediaMode, s.State)})
 	case callctl.ObservedState:
 		c.add(call, Entry{At: ev.At, Kind: ev.Kind, Text: "state " + s.State})
+	case callctl.ObservedNotified:
+		if call.names == nil {
+			call.names = map[string]string{}
+		}
+		for _, n := range ev.Notifications {
+			if len(call.names) >= maxNames {
+				clear(call.names)
+			}
+			call.names[n.ID] = n.Summary
+		}
+		return // nothing to show until delivered
+	case callctl.ObservedLeg:
+		c.add(call, Entry{At: ev.At, Kind: ev.Kind, Text: ev.Detail})
 	case callctl.ObservedParticipants:
 		c.add(call, Entry{At: ev.At, Kind: ev.Kind, Text: rosterText(s.Participants)})
 	case callctl.ObservedEnded:
@@ -194,9 +215,14 @@ func (c *Console) OnResult(r webhook.Result) {
 		return // a call the console never saw, or one it forgot
 	}
 	target := safeURL(r.URL)
+	what := "notification"
+	if name, ok := call.names[r.ID]; ok {
+		what = "notification (" + name + ")"
+		delete(call.names, r.ID)
+	}
 	var text string
 	if r.Delivered {
-		text = fmt.Sprintf("notification delivered: HTTP %d from %s (%d attempt%s, %s)", r.Status, target, r.Attempts, plural(r.Attempts),
+		text = fmt.Sprintf("%s delivered: HTTP %d from %s (%d attempt%s, %s)", what, r.Status, target, r.Attempts, plural(r.Attempts),
 			r.Finished.Sub(r.Enqueued).Round(time.Millisecond))
 	} else {
 		why := "dropped"
@@ -207,7 +233,7 @@ func (c *Console) OnResult(r webhook.Result) {
 		if r.Status != 0 {
 			status = "last HTTP " + strconv.Itoa(r.Status)
 		}
-		text = fmt.Sprintf("notification NOT delivered to %s: %s after %d attempt%s: %s", target, status, r.Attempts, plural(r.Attempts), why)
+		text = fmt.Sprintf("%s NOT delivered to %s: %s after %d attempt%s: %s", what, target, status, r.Attempts, plural(r.Attempts), why)
 	}
 	at := r.Finished
 	if at.IsZero() {

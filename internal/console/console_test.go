@@ -203,13 +203,24 @@ func TestConsoleShowsACallLive(t *testing.T) {
 		t.Errorf("end: %+v", ended.End)
 	}
 	// The terminated notification's delivery comes after the end.
-	before := delivered(ended)
-	final := until("the terminated notification's delivery", func(c console.Call) bool { return delivered(c) > before })
+	final := until("the terminated notification's delivery", func(c console.Call) bool {
+		last := c.Timeline[len(c.Timeline)-1]
+		return strings.Contains(last.Text, "(call deleted: terminated) delivered: HTTP 202")
+	})
 	var kinds []string
 	for _, e := range final.Timeline {
 		kinds = append(kinds, e.Kind)
 	}
-	if got := strings.Join(kinds, " "); !strings.HasPrefix(got, "created ") || !strings.Contains(got, "state") || !strings.Contains(got, "ended") {
+	var texts []string
+	for _, e := range final.Timeline {
+		texts = append(texts, e.Text)
+	}
+	for _, want := range []string{"notification (call updated: established) delivered: HTTP 202", "far end answered"} {
+		if !strings.Contains(strings.Join(texts, "\n"), want) {
+			t.Errorf("no %q on the timeline:\n%s", want, strings.Join(texts, "\n"))
+		}
+	}
+	if got := strings.Join(kinds, " "); !strings.HasPrefix(got, "created ") || !strings.Contains(got, "state") || !strings.Contains(got, "leg") || !strings.Contains(got, "ended") {
 		t.Errorf("timeline kinds: %s", got)
 	}
 
@@ -260,7 +271,7 @@ func TestConsolePageInChromium(t *testing.T) {
 	}
 	page.Eval(row + `.querySelector("button").click()`)
 	page.Until(20*time.Second, "the call's timeline with a delivered notification",
-		`document.getElementById("timeline").textContent.includes("notification delivered: HTTP 202")`)
+		`document.getElementById("timeline").textContent.includes(") delivered: HTTP 202")`)
 	if r := p.Bot("DELETE", "/v1.0/communications/calls/"+call.ID, nil); r.StatusCode != 204 {
 		t.Fatalf("hang up: %s %s", r.Status, r.Body)
 	}

@@ -597,6 +597,7 @@ func (o *Outbox) finish(ctx context.Context, it *item, st step) {
 	}
 	res := Result{
 		CallID:    it.n.CallID,
+		ID:        it.requestID,
 		URL:       it.url,
 		Status:    it.status,
 		Attempts:  it.attempts,

@@ -255,6 +255,9 @@ type Options struct {
 type Result struct {
 	// CallID is the notification's call.
 	CallID string
+	// ID is the notification's id (Notification.ID, or the one given it),
+	// also its request id toward the bot.
+	ID string
 	// URL is the last URL attempted (after any redirects).
 	URL string
 	// Status is the last HTTP status the bot answered, 0 if none.
