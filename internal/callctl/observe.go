@@ -9,8 +9,8 @@ import (
 )
 
 // Observer watches this node's calls (the operator console). ObserveCall
-// runs on the call's actor, after a step is stored that changed what a
-// CallEvent shows (the call appeared, its state or roster changed, it
+// runs on the call's actor, once a step's record is stored and before its
+// notifications are queued, when the step changed what a CallEvent shows (the call appeared, its state or roster changed, it
 // ended): it must return at once, handing the event off without blocking
 // (the console copies it under a short lock and drops what a slow reader
 // cannot take). The event is the observer's to keep.
@@ -91,8 +91,8 @@ func (a *actor) observe() {
 		return
 	}
 	if len(a.notified) > 0 {
-		// Before the change they tell of: a delivery's result (which can
-		// come at once) always finds its notification named.
+		// Before they are queued: a delivery's result always finds its
+		// notification named.
 		ob.ObserveCall(CallEvent{Kind: ObservedNotified, At: a.m.clk.Now(), Call: a.snapshot(), Notifications: a.notified})
 		a.notified = nil
 	}
@@ -101,7 +101,7 @@ func (a *actor) observe() {
 	switch {
 	case !a.seenBy.seen:
 		kind = ObservedCreated
-	case a.removed:
+	case a.deleted:
 		kind = ObservedEnded
 	case a.rec.Call.State != a.seenBy.state:
 		kind = ObservedState
@@ -110,9 +110,9 @@ func (a *actor) observe() {
 	default:
 		return
 	}
-	a.seenBy = observed{seen: true, ended: a.removed, state: a.rec.Call.State, roster: roster}
+	a.seenBy = observed{seen: true, ended: a.deleted, state: a.rec.Call.State, roster: roster}
 	ob.ObserveCall(CallEvent{Kind: kind, At: a.m.clk.Now(), Call: a.snapshot()})
-	if kind == ObservedCreated && a.removed { // created and ended in one step
+	if kind == ObservedCreated && a.deleted { // created and ended in one step
 		ob.ObserveCall(CallEvent{Kind: ObservedEnded, At: a.m.clk.Now(), Call: a.snapshot()})
 	}
 }

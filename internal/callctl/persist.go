@@ -65,7 +65,6 @@ func (a *actor) settle() {
 	}
 	a.retry = 0
 	a.disarm("store")
-	a.observe()
 	for _, r := range replies {
 		r.done <- r.res
 	}
@@ -93,6 +92,9 @@ func (a *actor) flush() error {
 			a.dirty = false
 		}
 	}
+	// The record is stored: the observer hears of the step before its
+	// notifications can be delivered (and their results reported).
+	a.observe()
 	for len(a.pending) > 0 {
 		if err := a.m.o.Notifier.Enqueue(ctx, a.notification(a.pending[0])); err != nil {
 			return err

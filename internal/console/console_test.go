@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -214,6 +215,9 @@ func TestConsoleShowsACallLive(t *testing.T) {
 	var texts []string
 	for _, e := range final.Timeline {
 		texts = append(texts, e.Text)
+		if e.Kind == "notification" && !strings.HasPrefix(e.Text, "notification (") {
+			t.Errorf("a delivery without what its notification said: %s", e.Text)
+		}
 	}
 	for _, want := range []string{"notification (call updated: established) delivered: HTTP 202", "far end answered"} {
 		if !strings.Contains(strings.Join(texts, "\n"), want) {
@@ -278,4 +282,10 @@ func TestConsolePageInChromium(t *testing.T) {
 	ended := fmt.Sprintf(`document.querySelector('#ended tr[data-call=%q]')`, call.ID)
 	page.Until(20*time.Second, "the call among the ended ones, explained", ended+`?.textContent.includes(`+strconv.Quote(console.Explain(200, 5001))+`)`)
 	page.Until(20*time.Second, "the live list empty", `document.querySelectorAll("#live tr").length === 0 && !document.getElementById("no-live").hidden`)
+	// SWITCHBOARD_CONSOLE_SCREENSHOT=file: the page with the ended call
+	// and its timeline, as a PNG (docs/console.png is one).
+	if file := os.Getenv("SWITCHBOARD_CONSOLE_SCREENSHOT"); file != "" {
+		page.Call("Emulation.setDeviceMetricsOverride", map[string]any{"width": 1200, "height": 1150, "deviceScaleFactor": 1, "mobile": false}, nil)
+		page.Screenshot(file)
+	}
 }

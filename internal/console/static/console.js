@@ -87,7 +87,8 @@
       const li = el("li", undefined, t.failed ? "failed" : "");
       const time = el("time", new Date(t.at).toLocaleTimeString());
       time.dateTime = t.at;
-      li.append(time, t.kind + ": " + t.text);
+      li.append(time, t.text);
+      li.dataset.kind = t.kind;
       return li;
     });
     if (c.forgotten) items.unshift(el("li", c.forgotten + " earlier entries not kept"));
