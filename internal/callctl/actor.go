@@ -375,11 +375,11 @@ func (a *actor) armKeepAlive() {
 
 // onLeg applies what the far end did.
 func (a *actor) onLeg(ev LegEvent) {
-	a.observeLeg(ev)
 	if a.legMember != nil {
 		a.onMember(a.legMember, ev)
 		return
 	}
+	a.observeLeg("", ev)
 	if ev.Kind == LegRefer {
 		a.onRefer(nil, ev.Refer)
 		return

@@ -193,6 +193,7 @@ func (a *actor) saveMembers() {
 
 // onMember applies what a member's far end did.
 func (a *actor) onMember(m *member, ev LegEvent) {
+	a.observeLeg(m.pid, ev)
 	if a.referEvent(m, ev) {
 		return
 	}

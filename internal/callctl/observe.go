@@ -202,26 +202,30 @@ func (a *actor) noteNotification(id string, change graph.ChangeType, data any) {
 	a.notified = append(a.notified, NotificationSnapshot{ID: id, Summary: what})
 }
 
-// observeLeg tells the observer what the call's far end reported.
-func (a *actor) observeLeg(ev LegEvent) {
+// observeLeg tells the observer what the call's far end reported, or a
+// group call's member pid.
+func (a *actor) observeLeg(pid string, ev LegEvent) {
 	ob := a.m.o.Observer
 	if ob == nil || a.seenBy.ended || !a.seenBy.seen {
 		return
 	}
-	var d string
+	d := "far end "
+	if pid != "" {
+		d = "participant " + pid + " "
+	}
 	switch ev.Kind {
 	case LegRinging:
-		d = "far end ringing (SIP 180)"
+		d += "ringing (SIP 180)"
 	case LegProgress:
-		d = "far end in progress (SIP 183)"
+		d += "in progress (SIP 183)"
 	case LegAnswered:
-		d = "far end answered (SIP 200), media flowing"
+		d += "answered (SIP 200), media flowing"
 	case LegEnded:
-		d = fmt.Sprintf("far end gone: %d/%d %s", ev.Reason.Code, ev.Reason.Subcode, ev.Reason.Message)
+		d += fmt.Sprintf("gone: %d/%d %s", ev.Reason.Code, ev.Reason.Subcode, ev.Reason.Message)
 	case LegTone:
-		d = "far end pressed a key (DTMF)"
+		d += "pressed a key (DTMF)"
 	case LegRefer:
-		d = "far end asked to be transferred (SIP REFER)"
+		d += "asked to be transferred (SIP REFER)"
 	default:
 		return
 	}

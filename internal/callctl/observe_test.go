@@ -64,3 +64,32 @@ func TestObserverSeesACallsLife(t *testing.T) {
 		t.Errorf("ended snapshot: %+v", last)
 	}
 }
+
+// A group call's members: their legs' events are told with their
+// participant id, and roster changes as such.
+func TestObserverSeesGroupMembers(t *testing.T) {
+	h := newHarness(t)
+	ob := &recordingObserver{}
+	h.m.o.Observer = ob
+	id, legs := h.group()
+	legs[0].end(errs.EndedByRemote)
+	h.sync(id)
+	ob.mu.Lock()
+	defer ob.mu.Unlock()
+	var legEvents, rosters int
+	for _, ev := range ob.evs {
+		switch ev.Kind {
+		case ObservedLeg:
+			if !strings.HasPrefix(ev.Detail, "participant ") {
+				t.Errorf("a member's event without its participant: %s", ev.Detail)
+			}
+			legEvents++
+		case ObservedParticipants:
+			rosters++
+		}
+	}
+	// Two members ring and answer, one hangs up.
+	if legEvents != 5 || rosters == 0 || !ob.evs[len(ob.evs)-1].Call.Group {
+		t.Errorf("%d member events, %d roster changes; last %+v", legEvents, rosters, ob.evs[len(ob.evs)-1])
+	}
+}
