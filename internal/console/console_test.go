@@ -289,3 +289,23 @@ func TestConsolePageInChromium(t *testing.T) {
 		page.Screenshot(file)
 	}
 }
+
+// A call that fails ends on the console with its resultInfo explained.
+func TestConsoleExplainsAFailedCall(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	if r := p.Do(calltest.Req{Method: "GET", Path: "/metrics"}); !bytes.Contains(r.Body, []byte("switchboard_console_readers_dropped_total 0")) {
+		t.Error("/metrics has no switchboard_console_readers_dropped_total")
+	}
+	call := p.CreateCall(calltest.CarolID) // always busy
+	p.Hook.WaitState(t, call.ID, "terminated")
+	for _, c := range p.Node.Console.Snapshot() {
+		if c.ID != call.ID {
+			continue
+		}
+		if c.End == nil || c.End.Code != 486 || c.End.Subcode != 9005 || !strings.Contains(c.End.Explanation, "busy") {
+			t.Errorf("end %+v", c.End)
+		}
+		return
+	}
+	t.Fatalf("the console does not know call %s", call.ID)
+}

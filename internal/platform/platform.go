@@ -161,6 +161,9 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	var observer callctl.Observer
 	if n.Console != nil {
 		observer = n.Console
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_console_readers_dropped_total",
+			Help: "Console event streams cut off for reading too slowly (the browser reconnects)."},
+			func() float64 { return float64(n.Console.Dropped()) }))
 		onResult = func(r webhook.Result) {
 			n.Console.OnResult(r)
 			if o.OnNotification != nil {
