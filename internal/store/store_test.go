@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestKVCompareAndSetSurvivesRestart(t *testing.T) {
@@ -58,5 +61,60 @@ func TestKVCompareAndSetSurvivesRestart(t *testing.T) {
 	keys, err := b.Keys(ctx)
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("keys %v err %v", keys, err)
+	}
+}
+
+// TestDeleteMarkersExpire: a bucket created before delete markers had a
+// TTL is upgraded when opened, a create after a delete still works, and a
+// deleted key's marker leaves the bucket after MarkerTTL, so a bucket of
+// short-lived keys (call records) does not grow with every key it held.
+func TestDeleteMarkersExpire(t *testing.T) {
+	defer func(d time.Duration) { MarkerTTL = d }(MarkerTTL)
+	MarkerTTL = time.Second // the shortest a marker's TTL may be
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Options{DataDir: t.TempDir(), Name: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// As older nodes made it: no marker TTL.
+	if _, err := s.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "calls", History: 1, Storage: jetstream.FileStorage}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Bucket(ctx, "calls", 0)
+	if err != nil {
+		t.Fatalf("upgrade the bucket: %v", err)
+	}
+	for i := range 20 {
+		k := fmt.Sprintf("c%d", i)
+		if _, err := b.Create(ctx, k, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Create(ctx, "c0", []byte("again")); err != nil {
+		t.Fatalf("create after delete: %v", err)
+	}
+	stream, err := s.js.Stream(ctx, "KV_calls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The markers' TTL runs on the server: ask it until they are gone.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		info, err := stream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.State.Msgs == 1 { // c0, created again
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d messages left in the bucket 10 s after 20 deletes, want only the live key's: the delete markers stay", info.State.Msgs)
+		}
+		time.Sleep(100 * time.Millisecond) // polling the server's expiry, which nothing signals
 	}
 }
