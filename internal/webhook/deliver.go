@@ -335,8 +335,13 @@ var (
 	notificationsUserAgent = []string{"Switchboard-Notifications/1.0"}
 )
 
-// keepEvery is how often a busy outbox stores a keeper.
-const keepEvery = time.Second
+// keepEvery is how often a busy outbox stores a keeper; each expires
+// after keepTTL, so a busy outbox holds about sixty of them (make soak saw
+// them pile up for the stream's 24 h age before they had a TTL).
+const (
+	keepEvery = time.Second
+	keepTTL   = time.Minute
+)
 
 // keep stores a keeper, an empty message on the subject notify.<node>,
 // which no consumer reads, once a second while notifications are being
@@ -345,7 +350,7 @@ const keepEvery = time.Second
 // the block's file and creates another: on a node whose webhooks keep up,
 // a file created per notification (a tenth of a node's CPU at 1,000
 // calls). The keepers, a second apart, keep the last block from emptying;
-// the stream's age limit removes them.
+// each expires a minute after it was stored.
 func (o *Outbox) keep(ctx context.Context) {
 	t := time.NewTicker(keepEvery)
 	defer t.Stop()
@@ -360,7 +365,7 @@ func (o *Outbox) keep(ctx context.Context) {
 			continue // idle: nothing to keep
 		}
 		pctx, cancel := context.WithTimeout(ctx, storeTimeout)
-		_, err := o.js.Publish(pctx, subject, nil)
+		_, err := o.js.Publish(pctx, subject, nil, jetstream.WithMsgTTL(keepTTL))
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			o.log.Debug("store outbox keeper", "err", err)

@@ -451,6 +451,7 @@ func Open(ctx context.Context, st *store.Store, tokens TokenSource, o Options) (
 		MaxAge:      streamAge,
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  2 * time.Minute,
+		AllowMsgTTL: true, // the keepers expire (see keep)
 	}); err != nil {
 		return nil, fmt.Errorf("webhook: stream %s: %w", StreamName, err)
 	}
