@@ -162,7 +162,7 @@ type KV struct {
 // the delete marker, which without a TTL stays for ever: the call records
 // of a busy node grew by 36,000 markers an hour (make soak). Markers tell
 // watchers of deletions, and nobody watches these buckets for longer.
-var MarkerTTL = 15 * time.Minute
+var MarkerTTL = time.Minute
 
 // Bucket opens (creating if needed) the named bucket. ttl > 0 expires keys.
 // Its delete markers expire after MarkerTTL.
