@@ -104,7 +104,7 @@ func parseSDP(body []byte) (remoteMedia, error) {
 			strings.Join(md.MediaName.Protos, "/") != "RTP/AVP" {
 			continue
 		}
-		codec, te, ok := pickCodec(md)
+		codec, te, ok := media.PickCodec(md)
 		if !ok {
 			continue
 		}
@@ -131,47 +131,6 @@ func parseSDP(body []byte) (remoteMedia, error) {
 		return remoteMedia{}, errNoCodec
 	}
 	return r, nil
-}
-
-// pickCodec returns the first format of md Switchboard speaks, and the
-// payload type md gives telephone-event/8000 (0 when it has none).
-func pickCodec(md *sdp.MediaDescription) (media.Codec, uint8, bool) {
-	rtpmap := map[int]string{}
-	for _, a := range md.Attributes {
-		if a.Key != "rtpmap" {
-			continue
-		}
-		pt, enc, ok := strings.Cut(a.Value, " ")
-		n, err := strconv.Atoi(pt)
-		if !ok || err != nil {
-			continue
-		}
-		rtpmap[n] = strings.ToLower(strings.TrimSpace(enc))
-	}
-	var (
-		codec media.Codec
-		found bool
-		te    uint8
-	)
-	for _, f := range md.MediaName.Formats {
-		pt, err := strconv.Atoi(f)
-		if err != nil || pt < 0 || pt > 127 {
-			continue
-		}
-		enc, mapped := rtpmap[pt]
-		switch {
-		case mapped && strings.HasPrefix(enc, "telephone-event/8000"):
-			if te == 0 {
-				te = uint8(pt)
-			}
-		case found:
-		case (mapped && strings.HasPrefix(enc, "pcmu/8000")) || (!mapped && pt == 0):
-			codec, found = media.Codec{Name: media.PCMU.Name, PayloadType: uint8(pt), ClockRate: 8000}, true
-		case (mapped && strings.HasPrefix(enc, "pcma/8000")) || (!mapped && pt == 8):
-			codec, found = media.Codec{Name: media.PCMA.Name, PayloadType: uint8(pt), ClockRate: 8000}, true
-		}
-	}
-	return codec, te, found
 }
 
 func connAddr(c *sdp.ConnectionInformation) netip.Addr {

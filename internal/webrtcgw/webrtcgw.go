@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -169,7 +168,7 @@ func check(body []byte) (offered, error) {
 		if md.MediaName.Media != "audio" || md.MediaName.Port.Value == 0 {
 			continue
 		}
-		if c, te, ok := pickCodec(md); ok {
+		if c, te, ok := media.PickCodec(md); ok {
 			found, o = md, offered{codec: c, dtmfPT: te}
 			break
 		}
@@ -213,46 +212,6 @@ func validFingerprint(v string) bool {
 		}
 	}
 	return true
-}
-
-// pickCodec returns the first of PCMU and PCMA in md's order, and md's
-// telephone-event/8000 payload type (0: none).
-func pickCodec(md *sdp.MediaDescription) (media.Codec, uint8, bool) {
-	rtpmap := map[int]string{}
-	for _, a := range md.Attributes {
-		if a.Key != "rtpmap" {
-			continue
-		}
-		pt, enc, ok := strings.Cut(a.Value, " ")
-		n, err := strconv.Atoi(pt)
-		if ok && err == nil {
-			rtpmap[n] = strings.ToLower(strings.TrimSpace(enc))
-		}
-	}
-	var (
-		codec media.Codec
-		found bool
-		te    uint8
-	)
-	for _, f := range md.MediaName.Formats {
-		pt, err := strconv.Atoi(f)
-		if err != nil || pt < 0 || pt > 127 {
-			continue
-		}
-		enc, mapped := rtpmap[pt]
-		switch {
-		case mapped && strings.HasPrefix(enc, "telephone-event/8000"):
-			if te == 0 {
-				te = uint8(pt)
-			}
-		case found:
-		case (mapped && strings.HasPrefix(enc, "pcmu/8000")) || (!mapped && pt == 0):
-			codec, found = media.Codec{Name: media.PCMU.Name, PayloadType: uint8(pt), ClockRate: 8000}, true
-		case (mapped && strings.HasPrefix(enc, "pcma/8000")) || (!mapped && pt == 8):
-			codec, found = media.Codec{Name: media.PCMA.Name, PayloadType: uint8(pt), ClockRate: 8000}, true
-		}
-	}
-	return codec, te, found
 }
 
 // api builds a pion API whose only codecs are the ones given, at their
