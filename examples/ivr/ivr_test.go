@@ -20,28 +20,7 @@ import (
 // and plays back.
 func TestIVRWithBaresip(t *testing.T) {
 	calltest.NeedPeer(t, "baresip", "baresip")
-	// Servers whose addresses are known before their handlers exist.
-	hook := httptest.NewUnstartedServer(nil)
-	t.Cleanup(hook.Close)
-	hookURL := "http://" + hook.Listener.Addr().String()
-	promptSrv := httptest.NewUnstartedServer(nil)
-	t.Cleanup(promptSrv.Close)
-	served := prompts.NewServer("http://" + promptSrv.Listener.Addr().String())
-	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
-		c.Applications[0].CallbackURI = hookURL + "/callback"
-	}})
-	saved := make(chan string, 1)
-	b, err := New(Options{BaseURL: p.URL + "/v1.0", TenantID: calltest.TenantID, AppID: calltest.BotID, Secret: calltest.Secret,
-		CallbackURL: hookURL + "/callback", Prompts: served, MessagesDir: t.TempDir(), MaxRecordSeconds: 3,
-		OnMessage: func(path string) { saved <- path }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hook.Config.Handler = b.Handler()
-	promptSrv.Config.Handler = served
-	hook.Start()
-	promptSrv.Start()
-	t.Cleanup(func() { _ = b.Handler().Shutdown(t.Context()) })
+	p, _, saved := startIVR(t)
 
 	voice := calltest.Pattern(600, 60, 5)
 	src := filepath.Join(t.TempDir(), "voice.wav")
@@ -76,4 +55,47 @@ func TestIVRWithBaresip(t *testing.T) {
 	}
 	// The bot plays the message back, says goodbye and hangs up.
 	bs.WaitOutput(t, "terminated", 60*time.Second)
+}
+
+// startIVR starts a node and the sample bot on it, with the bot's webhook
+// and prompt server on loopback; saved receives each saved message's path.
+func startIVR(t *testing.T) (p *calltest.Platform, served *prompts.Server, saved chan string) {
+	t.Helper()
+	// Servers whose addresses are known before their handlers exist.
+	hook := httptest.NewUnstartedServer(nil)
+	t.Cleanup(hook.Close)
+	hookURL := "http://" + hook.Listener.Addr().String()
+	promptSrv := httptest.NewUnstartedServer(nil)
+	t.Cleanup(promptSrv.Close)
+	served = prompts.NewServer("http://" + promptSrv.Listener.Addr().String())
+	p = calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
+		c.Applications[0].CallbackURI = hookURL + "/callback"
+	}})
+	saved = make(chan string, 1)
+	b, err := New(Options{BaseURL: p.URL + "/v1.0", TenantID: calltest.TenantID, AppID: calltest.BotID, Secret: calltest.Secret,
+		CallbackURL: hookURL + "/callback", Prompts: served, MessagesDir: t.TempDir(), MaxRecordSeconds: 3,
+		OnMessage: func(path string) { saved <- path }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook.Config.Handler = b.Handler()
+	promptSrv.Config.Handler = served
+	hook.Start()
+	promptSrv.Start()
+	t.Cleanup(func() { _ = b.Handler().Shutdown(t.Context()) })
+	return p, served, saved
+}
+
+// menuOf is the menu the bot plays, decoded (8 kHz).
+func menuOf(t *testing.T, served *prompts.Server) []int16 {
+	t.Helper()
+	menuWAV, ok := served.File("menu.wav")
+	if !ok {
+		t.Fatal("the bot serves no menu.wav")
+	}
+	menu, err := prompt.DecodeWAV(bytes.NewReader(menuWAV))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return menu
 }

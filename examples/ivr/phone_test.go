@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"math"
-	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
 	"github.com/switchboard-voice/switchboard/internal/calltest"
-	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/media/prompt"
 )
 
@@ -22,35 +19,8 @@ import (
 // records Chromium's microphone (a WAV of 600 Hz bursts), saves the message, plays it back
 // and hangs up: the page says the other side hung up.
 func TestIVRFromPhonePage(t *testing.T) {
-	hook := httptest.NewUnstartedServer(nil)
-	t.Cleanup(hook.Close)
-	hookURL := "http://" + hook.Listener.Addr().String()
-	promptSrv := httptest.NewUnstartedServer(nil)
-	t.Cleanup(promptSrv.Close)
-	served := prompts.NewServer("http://" + promptSrv.Listener.Addr().String())
-	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
-		c.Applications[0].CallbackURI = hookURL + "/callback"
-	}})
-	saved := make(chan string, 1)
-	b, err := New(Options{BaseURL: p.URL + "/v1.0", TenantID: calltest.TenantID, AppID: calltest.BotID, Secret: calltest.Secret,
-		CallbackURL: hookURL + "/callback", Prompts: served, MessagesDir: t.TempDir(), MaxRecordSeconds: 3,
-		OnMessage: func(path string) { saved <- path }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hook.Config.Handler = b.Handler()
-	promptSrv.Config.Handler = served
-	hook.Start()
-	promptSrv.Start()
-	t.Cleanup(func() { _ = b.Handler().Shutdown(t.Context()) })
-	menuWAV, ok := served.File("menu.wav")
-	if !ok {
-		t.Fatal("the bot serves no menu.wav")
-	}
-	menu, err := prompt.DecodeWAV(bytes.NewReader(menuWAV))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, served, saved := startIVR(t)
+	menu := menuOf(t, served)
 
 	page := calltest.StartChromium(t, p.URL+"/phone", calltest.Pattern(600, 30, 5))
 	page.Until(20*time.Second, "the page", `document.readyState === 'complete' && window.SipUA`)

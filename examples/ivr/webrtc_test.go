@@ -3,16 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/bottest"
-	"github.com/switchboard-voice/switchboard/examples/internal/prompts"
 	"github.com/switchboard-voice/switchboard/internal/calltest"
-	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/media/prompt"
 	"github.com/switchboard-voice/switchboard/internal/webrtcgw/rtcphone"
 )
@@ -23,35 +20,8 @@ import (
 // presses 1 (RFC 4733 over SRTP), leaves a message the bot saves, and hears
 // it played back before the bot hangs up.
 func TestIVRWithWebRTCPhone(t *testing.T) {
-	hook := httptest.NewUnstartedServer(nil)
-	t.Cleanup(hook.Close)
-	hookURL := "http://" + hook.Listener.Addr().String()
-	promptSrv := httptest.NewUnstartedServer(nil)
-	t.Cleanup(promptSrv.Close)
-	served := prompts.NewServer("http://" + promptSrv.Listener.Addr().String())
-	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) {
-		c.Applications[0].CallbackURI = hookURL + "/callback"
-	}})
-	saved := make(chan string, 1)
-	b, err := New(Options{BaseURL: p.URL + "/v1.0", TenantID: calltest.TenantID, AppID: calltest.BotID, Secret: calltest.Secret,
-		CallbackURL: hookURL + "/callback", Prompts: served, MessagesDir: t.TempDir(), MaxRecordSeconds: 3,
-		OnMessage: func(path string) { saved <- path }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hook.Config.Handler = b.Handler()
-	promptSrv.Config.Handler = served
-	hook.Start()
-	promptSrv.Start()
-	t.Cleanup(func() { _ = b.Handler().Shutdown(t.Context()) })
-	menuWAV, ok := served.File("menu.wav")
-	if !ok {
-		t.Fatal("the bot serves no menu.wav")
-	}
-	menu, err := prompt.DecodeWAV(bytes.NewReader(menuWAV))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, served, saved := startIVR(t)
+	menu := menuOf(t, served)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
