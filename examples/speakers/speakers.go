@@ -292,7 +292,12 @@ func (r *recording) read() {
 		}
 		t := r.tracks[f.SourceID]
 		if t == nil {
-			src, _ := r.m.Source(f.SourceID)
+			src, known := r.m.Source(f.SourceID)
+			if !known {
+				// Not in the roster yet: its file is named once the
+				// roster names it (a few frames later at most).
+				continue
+			}
 			var err error
 			if t, err = newTrack(r.b.o.Dir, src, f.SourceID, r.taken); err != nil {
 				r.fail(err)
