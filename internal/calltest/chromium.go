@@ -1,7 +1,6 @@
 package calltest
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/binary"
@@ -16,238 +15,207 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
 )
 
-// Chromium is a headless Chromium driven over the DevTools protocol on a
-// pipe (--remote-debugging-pipe: Chromium reads commands on fd 3 and
-// writes replies on fd 4, each a JSON message ended by a NUL): enough to
-// evaluate JavaScript in a page, which is all the tests need to fill in
-// forms, click buttons and read what the page shows.
+// Chromium is a headless Chromium (Debian's chromium) driven with chromedp:
+// one page, in which the tests evaluate JavaScript to fill in forms, click
+// buttons and read what the page shows. Its fake microphone plays a WAV.
+//
+// Chromium runs in a process group of its own (Freeze stops all of it),
+// with a temporary profile chromedp makes and removes; the test's cleanup
+// kills the group and waits for chromedp to reap the browser and any child
+// left behind. Its methods may be called from several goroutines; each
+// DevTools command is bounded (a minute), and the browser's whole life too.
 type Chromium struct {
-	t       testing.TB
-	w       *os.File
-	mu      sync.Mutex
-	next    int
-	waiting map[int]chan devtoolsReply
-	session string
+	t    testing.TB
+	ctx  context.Context // the page's chromedp context
+	proc *os.Process
+	log  *syncLog
 }
 
-type devtoolsReply struct {
-	Result json.RawMessage `json:"result"`
-	Error  *struct {
-		Message string `json:"message"`
-	} `json:"error"`
-}
+// chromiumLife bounds a browser's whole life, whatever a test does.
+const chromiumLife = 5 * time.Minute
 
-// StartChromium starts Chromium on url with a fake microphone saying mic
-// and attaches to its page.
+// StartChromium starts Chromium with a fake microphone saying mic (8 kHz)
+// and opens url in its page (waiting for it to load).
 func StartChromium(t testing.TB, url string, mic []int16) *Chromium {
 	t.Helper()
-	chromium := NeedPeer(t, "chromium", "chromium")
-	dir := t.TempDir()
-	wav := filepath.Join(dir, "mic.wav")
+	bin := NeedPeer(t, "chromium", "chromium")
+	wav := filepath.Join(t.TempDir(), "mic.wav")
 	if err := WriteWAV(wav, mic, 8000); err != nil {
 		t.Fatal(err)
 	}
-	cmdR, cmdW, err := os.Pipe() // our commands: Chromium's fd 3
-	if err != nil {
-		t.Fatal(err)
-	}
-	outR, outW, err := os.Pipe() // its replies: Chromium's fd 4
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir="+filepath.Join(dir, "profile"),
-		"--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--use-file-for-fake-audio-capture="+wav,
-		"--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
-		"--window-size=560,940", "--remote-debugging-pipe", url)
-	cmd.ExtraFiles = []*os.File{cmdR, outW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	log := &strings.Builder{}
-	var logMu sync.Mutex
-	cmd.Stdout, cmd.Stderr = lockedWriter{&logMu, log}, lockedWriter{&logMu, log}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	cmdR.Close()
-	outW.Close()
-	d := &Chromium{t: t, w: cmdW, waiting: map[int]chan devtoolsReply{}}
+	log := &syncLog{}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(bin),
+		chromedp.DisableGPU,
+		chromedp.WindowSize(560, 940),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-file-for-fake-audio-capture", wav),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+		chromedp.Flag("allow-loopback-in-peer-connection", true),
+		chromedp.CombinedOutput(log),
+		// (chromedp adds --no-sandbox when run as root, and a temporary
+		// profile it removes.) Its own process group, so that Freeze and
+		// the cleanup reach every child; killed if the test binary dies.
+		chromedp.ModifyCmdFunc(func(cmd *exec.Cmd) {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		}),
+	)
+	life, cancelLife := context.WithTimeout(context.Background(), chromiumLife)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(life, opts...)
+	ctx, cancelPage := chromedp.NewContext(alloc,
+		chromedp.WithErrorf(func(f string, a ...any) { log.Printf("chromedp: "+f, a...) }))
+	d := &Chromium{t: t, ctx: ctx, log: log}
 	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cancel()
-		_ = cmd.Wait()
-		cmdW.Close()
-		outR.Close()
+		if d.proc != nil {
+			_ = syscall.Kill(-d.proc.Pid, syscall.SIGKILL)
+		}
+		cancelPage()
+		cancelAlloc() // waits for the process to be reaped and its profile removed
+		cancelLife()
 		if t.Failed() {
-			logMu.Lock()
 			t.Logf("chromium:\n%s", logTail(log.String(), 3000))
-			logMu.Unlock()
 		}
 	})
-	go func() {
-		r := bufio.NewReader(outR)
-		for {
-			msg, err := r.ReadBytes(0)
-			if err != nil {
-				return
-			}
-			var m struct {
-				ID int `json:"id"`
-				devtoolsReply
-			}
-			if json.Unmarshal(msg[:len(msg)-1], &m) != nil || m.ID == 0 {
-				continue // an event
-			}
-			d.mu.Lock()
-			ch := d.waiting[m.ID]
-			delete(d.waiting, m.ID)
-			d.mu.Unlock()
-			if ch != nil {
-				ch <- m.devtoolsReply
-			}
+	// The first action starts the browser, on the page's own context (a
+	// deadline on it would end the browser too): bounded here instead.
+	started := make(chan error, 1)
+	go func() { started <- chromedp.Do(ctx) }()
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatalf("start chromium: %v\n%s", err, logTail(log.String(), 3000))
 		}
-	}()
-
-	// The page Chromium opened with url: attach to it.
-	var targets struct {
-		TargetInfos []struct {
-			TargetID string `json:"targetId"`
-			Type     string `json:"type"`
-		} `json:"targetInfos"`
+	case <-time.After(time.Minute):
+		t.Fatalf("chromium did not start in a minute\n%s", logTail(log.String(), 3000))
 	}
-	d.Call("Target.getTargets", nil, &targets)
-	target := ""
-	for _, ti := range targets.TargetInfos {
-		if ti.Type == "page" {
-			target = ti.TargetID
-		}
-	}
-	if target == "" {
-		t.Fatalf("Chromium has no page: %+v", targets)
-	}
-	var att struct {
-		SessionID string `json:"sessionId"`
-	}
-	d.Call("Target.attachToTarget", map[string]any{"targetId": target, "flatten": true}, &att)
-	d.session = att.SessionID
+	d.proc = chromedp.FromContext(ctx).Browser.Process()
+	d.Navigate(url)
 	return d
 }
 
-type lockedWriter struct {
-	mu *sync.Mutex
-	b  *strings.Builder
+// syncLog collects Chromium's output for a failed test's log.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
 }
 
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
 }
 
-// Call sends one DevTools command (to the page once attached) and decodes
-// its result into out.
+func (l *syncLog) Printf(f string, a ...any) {
+	fmt.Fprintf(l, f+"\n", a...)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// do runs actions on the page within a bounded time.
+func (d *Chromium) do(within time.Duration, actions ...chromedp.Action[chromedp.Void]) error {
+	_, err := run(d, within, chromedp.Steps(actions...))
+	return err
+}
+
+// run runs an action with a value on the page within a bounded time.
+func run[T any](d *Chromium, within time.Duration, a chromedp.Action[T]) (T, error) {
+	ctx, cancel := context.WithTimeout(d.ctx, within)
+	defer cancel()
+	return chromedp.Run(ctx, a)
+}
+
+// Navigate opens url in the page and waits for it to load.
+func (d *Chromium) Navigate(url string) {
+	d.t.Helper()
+	if err := d.do(time.Minute, chromedp.Navigate(url)); err != nil {
+		d.t.Fatalf("open %s: %v", url, err)
+	}
+}
+
+// Call sends one DevTools command (method, with params marshalled as JSON)
+// to the page and decodes its result into out (when not nil), for what
+// chromedp has no action for.
 func (d *Chromium) Call(method string, params any, out any) {
 	d.t.Helper()
-	if err := d.try(method, params, out, 60*time.Second); err != nil {
+	if params == nil {
+		params = map[string]any{}
+	}
+	err := d.do(time.Minute, chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		return t.Call(ctx, method, params, out)
+	}))
+	if err != nil {
 		d.t.Fatalf("%s: %v", method, err)
 	}
 }
 
-func (d *Chromium) try(method string, params any, out any, timeout time.Duration) error {
-	d.mu.Lock()
-	d.next++
-	id := d.next
-	ch := make(chan devtoolsReply, 1)
-	d.waiting[id] = ch
-	msg := map[string]any{"id": id, "method": method, "params": params}
-	if params == nil {
-		msg["params"] = map[string]any{}
-	}
-	if d.session != "" {
-		msg["sessionId"] = d.session
-	}
-	b, _ := json.Marshal(msg)
-	_, err := d.w.Write(append(b, 0))
-	d.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	select {
-	case r := <-ch:
-		if r.Error != nil {
-			return errors.New(r.Error.Message)
-		}
-		if out != nil {
-			return json.Unmarshal(r.Result, out)
-		}
-		return nil
-	case <-time.After(timeout):
-		return fmt.Errorf("no reply in %v", timeout)
-	}
+// userGesture makes an evaluation count as the user's (to play audio).
+func userGesture(p *runtime.EvaluateParams) {
+	yes := true
+	p.UserGesture = &yes
 }
 
 // Eval runs JavaScript in the page (awaiting a promise) and returns its
-// value as JSON.
+// value as JSON ("" for undefined).
 func (d *Chromium) Eval(js string) string {
 	d.t.Helper()
-	var r struct {
-		Result struct {
-			Value json.RawMessage `json:"value"`
-		} `json:"result"`
-		ExceptionDetails *struct {
-			Text      string `json:"text"`
-			Exception struct {
-				Description string `json:"description"`
-			} `json:"exception"`
-		} `json:"exceptionDetails"`
+	v, err := run(d, time.Minute, chromedp.Evaluate[[]byte](js, chromedp.EvalAwaitPromise, userGesture))
+	if err != nil {
+		d.t.Fatalf("javascript %q: %v", js, err)
 	}
-	d.Call("Runtime.evaluate", map[string]any{"expression": js, "awaitPromise": true, "returnByValue": true, "userGesture": true}, &r)
-	if e := r.ExceptionDetails; e != nil {
-		d.t.Fatalf("javascript %q: %s %s", js, e.Text, e.Exception.Description)
-	}
-	return string(r.Result.Value)
+	return string(v)
 }
 
 // Until waits for cond, a JavaScript expression, to be true in the page
-// (checked every 50 ms there), for at most d; it fails the test with what
-// the page's status says otherwise.
+// (checked every 50 ms there), for at most within; it fails the test with
+// what the page's status says otherwise. A page loading meanwhile is
+// waited on: cond is checked again in the new page.
 func (d *Chromium) Until(within time.Duration, what, cond string) {
 	d.t.Helper()
-	js := fmt.Sprintf(`new Promise((resolve, reject) => {
-  const t0 = Date.now();
-  const check = () => {
-    let ok = false;
-    try { ok = !!(%s); } catch (e) {}
-    if (ok) return resolve(true);
-    if (Date.now() - t0 > %d) { const s = document.getElementById('status'); return reject(new Error('status: ' + (s && s.textContent))); }
-    setTimeout(check, 50);
-  };
-  check();
-})`, cond, within.Milliseconds())
-	var r struct {
-		ExceptionDetails *struct {
-			Exception struct {
-				Description string `json:"description"`
-			} `json:"exception"`
-		} `json:"exceptionDetails"`
-	}
-	deadline := time.Now().Add(within + 10*time.Second)
+	js := fmt.Sprintf(`(() => { try { return !!(%s); } catch (e) { return false; } })()`, cond)
+	deadline := time.Now().Add(within)
 	for {
-		err := d.try("Runtime.evaluate", map[string]any{"expression": js, "awaitPromise": true, "returnByValue": true}, &r, time.Until(deadline))
+		left := max(time.Until(deadline), 10*time.Millisecond)
+		err := d.do(left+10*time.Second, chromedp.Poll[chromedp.Void](js,
+			chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(left)))
 		if err == nil {
-			break
+			return
 		}
-		// A page loading replaces the context the expression ran in:
-		// run it again in the new one.
-		if !strings.Contains(err.Error(), "context was destroyed") || time.Now().After(deadline) {
+		if errors.Is(err, chromedp.ErrPollingTimeout) || time.Now().After(deadline) {
+			status := d.Eval(`(() => { const s = document.getElementById('status'); return s ? s.textContent : ''; })()`)
+			d.t.Fatalf("the page never showed %s (status: %s; %v)", what, status, err)
+		}
+		// A page loading replaces the context the poll ran in: poll again
+		// in the new one.
+		if !strings.Contains(err.Error(), "context was destroyed") && !strings.Contains(err.Error(), "Cannot find context") {
 			d.t.Fatalf("waiting for %s: %v", what, err)
 		}
 	}
-	if r.ExceptionDetails != nil {
-		d.t.Fatalf("the page never showed %s (%s)", what, r.ExceptionDetails.Exception.Description)
+}
+
+// Process is the browser's main process (the leader of its process group).
+func (d *Chromium) Process() *os.Process {
+	return d.proc
+}
+
+// Freeze stops the browser and all its processes dead (SIGSTOP to its
+// process group): no more packets, no BYE, no DTLS close. The cleanup
+// still kills it.
+func (d *Chromium) Freeze() {
+	d.t.Helper()
+	if err := syscall.Kill(-d.proc.Pid, syscall.SIGSTOP); err != nil {
+		d.t.Fatal(err)
 	}
 }
 
@@ -301,13 +269,9 @@ func (d *Chromium) Captured() []int16 {
 // Screenshot saves the page as a PNG.
 func (d *Chromium) Screenshot(file string) {
 	d.t.Helper()
-	var shot struct {
-		Data string `json:"data"`
-	}
-	d.Call("Page.captureScreenshot", map[string]any{"format": "png"}, &shot)
-	png, err := base64.StdEncoding.DecodeString(shot.Data)
+	png, err := run(d, time.Minute, chromedp.CaptureScreenshot())
 	if err != nil {
-		d.t.Fatal(err)
+		d.t.Fatalf("screenshot: %v", err)
 	}
 	if err := os.WriteFile(file, png, 0o644); err != nil {
 		d.t.Fatal(err)

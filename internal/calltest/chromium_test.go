@@ -1,16 +1,12 @@
 package calltest_test
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -86,7 +82,7 @@ document.head.appendChild(lib);
 type browserCall struct {
 	in    graph.Call
 	voice []int16 // what its fake microphone says
-	cmd   *exec.Cmd
+	page  *calltest.Chromium
 
 	mu      sync.Mutex
 	reports []string
@@ -99,7 +95,6 @@ type browserCall struct {
 // call is established and the page's peer connection is connected.
 func startBrowserCall(t *testing.T, p *calltest.Platform) *browserCall {
 	t.Helper()
-	chromium := calltest.NeedPeer(t, "chromium", "chromium")
 	b := &browserCall{changed: make(chan struct{}, 64), voice: calltest.Pattern(700, 30, 4)}
 	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -124,36 +119,13 @@ func startBrowserCall(t *testing.T, p *calltest.Platform) *browserCall {
 	}))
 	t.Cleanup(page.Close)
 
-	dir := t.TempDir()
-	mic := filepath.Join(dir, "mic.wav")
-	if err := calltest.WriteWAV(mic, b.voice, 8000); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	url := page.URL + "/?" + "node=" + strings.TrimPrefix(p.URL, "http://") + "&number=" + strings.TrimPrefix(calltest.BotNumber, "+")
-	b.cmd = exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--user-data-dir="+filepath.Join(dir, "profile"),
-		"--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream", "--use-file-for-fake-audio-capture="+mic,
-		"--autoplay-policy=no-user-gesture-required", "--allow-loopback-in-peer-connection",
-		"--remote-debugging-port=0", url)
-	// Its own process group: a test can freeze or kill Chromium with all
-	// its child processes.
-	b.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	log := &strings.Builder{}
-	b.cmd.Stdout, b.cmd.Stderr = log, log
-	if err := b.cmd.Start(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
+	b.page = calltest.StartChromium(t, url, b.voice)
 	t.Cleanup(func() {
-		_ = syscall.Kill(-b.cmd.Process.Pid, syscall.SIGKILL)
-		cancel()
-		_ = b.cmd.Wait()
 		if t.Failed() {
 			b.mu.Lock()
 			t.Logf("page reports: %v", b.reports)
 			b.mu.Unlock()
-			t.Logf("chromium:\n%s", tail(log.String(), 3000))
 		}
 	})
 
@@ -275,9 +247,7 @@ func TestChromiumCallsBot(t *testing.T) {
 func TestChromiumFrozenEndsCall(t *testing.T) {
 	p := calltest.Start(t, calltest.Options{Edit: browserTrunk})
 	b := startBrowserCall(t, p)
-	if err := syscall.Kill(-b.cmd.Process.Pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	b.page.Freeze()
 	start := time.Now()
 	var end graph.Call
 	p.Hook.Wait(t, b.in.ID, 40*time.Second, "the call's end", func(ns []calltest.Notification) bool {
@@ -324,11 +294,4 @@ func framesToneLevel(pcm []int16, freq float64) float64 {
 		return 0
 	}
 	return sum / float64(n)
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }
