@@ -101,6 +101,8 @@ type SIP struct {
 	Abuse SIPAbuse `yaml:"abuse"`
 	// Trunks are SIP peers for phone numbers (PSTN gateways).
 	Trunks []Trunk `yaml:"trunks"`
+	// Proxies lists the SIP proxies in front of the nodes (Kamailio, docs/deploy.md), as IPs or CIDRs. A request from one is taken as relayed: trunks' allowFrom and sip.abuse apply to the address the proxy received it from (the Via it added to), and the proxy's own requests (OPTIONS probes) are never limited.
+	Proxies []string `yaml:"proxies"`
 }
 
 // SIPAbuse limits one source address of SIP requests (scanners, floods,
@@ -185,11 +187,11 @@ type MediaSocket struct {
 
 // NATS selects the state store's NATS.
 type NATS struct {
-	// URL of an external NATS cluster with JetStream; empty runs one embedded.
+	// URL of an external NATS cluster with JetStream, several servers separated by commas (nats://a:4222,nats://b:4222); empty runs one embedded. A node that reaches none of its servers (each tried once, for 3s), or finds no JetStream there within 20s, exits with an error: it never falls back to an embedded server.
 	URL string `yaml:"url"`
 	// Listen exposes the embedded server on host:port (for tools such as the nats CLI); empty: in-process only.
 	Listen string `yaml:"listen"`
-	// Replicas of streams and buckets on an external cluster.
+	// Replicas of every stream, key-value and object bucket on an external cluster (3 on a three-server cluster; 1 embedded).
 	Replicas int `yaml:"replicas"`
 }
 

@@ -476,3 +476,25 @@ func TestConsoleUsers(t *testing.T) {
 		}
 	}
 }
+
+func TestNATSClusterAndProxies(t *testing.T) {
+	c, err := config.Parse([]byte("nats:\n  url: nats://127.0.0.1:4222, nats://127.0.0.2:4222,nats://127.0.0.3:4222\n  replicas: 3\nsip:\n  proxies: [127.0.0.10, 10.0.0.0/8]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.Replicas != 3 || len(c.SIP.Proxies) != 2 {
+		t.Errorf("nats %+v, sip.proxies %v", c.NATS, c.SIP.Proxies)
+	}
+	_, err = config.Parse([]byte("nats:\n  url: \"nats://127.0.0.1:4222,nats//\"\n  replicas: 3\nsip:\n  proxies: [kamailio]\n"))
+	got := strings.Join(problems(t, err), "\n")
+	for _, key := range []string{"nats.url", "sip.proxies[0]"} {
+		if !strings.Contains(got, key) {
+			t.Errorf("no problem named %s in:\n%s", key, got)
+		}
+	}
+	// Three replicas on the one embedded server cannot be placed.
+	_, err = config.Parse([]byte("nats:\n  replicas: 3\n"))
+	if got := strings.Join(problems(t, err), "\n"); !strings.Contains(got, "nats.replicas") {
+		t.Errorf("no problem named nats.replicas in:\n%s", got)
+	}
+}

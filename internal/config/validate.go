@@ -122,6 +122,13 @@ func (c *Config) Validate() error {
 			bad(p+".transport", "%q is not udp or tcp", t.Transport)
 		}
 	}
+	for i, a := range c.SIP.Proxies {
+		if net.ParseIP(a) == nil {
+			if _, _, err := net.ParseCIDR(a); err != nil {
+				bad(fmt.Sprintf("sip.proxies[%d]", i), "%q is neither an IP nor a CIDR", a)
+			}
+		}
+	}
 	if net.ParseIP(c.Media.BindIP) == nil {
 		bad("media.bindIp", "%q is not an IP address", c.Media.BindIP)
 	}
@@ -152,9 +159,16 @@ func (c *Config) Validate() error {
 		bad("dataDir", "must be set")
 	}
 	if c.NATS.URL != "" {
-		if u, err := url.Parse(c.NATS.URL); err != nil || u.Host == "" {
-			bad("nats.url", "%q is not a nats:// URL", c.NATS.URL)
+		// Several servers separated by commas, as nats.go takes them.
+		for _, s := range strings.Split(c.NATS.URL, ",") {
+			s = strings.TrimSpace(s)
+			if u, err := url.Parse(s); err != nil || u.Host == "" {
+				bad("nats.url", "%q is not a nats:// URL", s)
+			}
 		}
+	}
+	if c.NATS.URL == "" && c.NATS.Replicas > 1 {
+		bad("nats.replicas", "%d needs an external cluster (nats.url): the embedded server is one", c.NATS.Replicas)
 	}
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		bad("nats.replicas", "must be 1 to 5")

@@ -33,7 +33,8 @@ var (
 type Options struct {
 	// DataDir holds the embedded server's JetStream files.
 	DataDir string
-	// URL of an external NATS; empty embeds a server.
+	// URL of an external NATS, several servers separated by commas; empty
+	// embeds a server.
 	URL string
 	// Listen exposes the embedded server on host:port; empty keeps it in-process.
 	Listen string
@@ -44,6 +45,15 @@ type Options struct {
 	// Logger receives the store's logs.
 	Logger *slog.Logger
 }
+
+// Bounds on reaching an external NATS (Options.URL), so a node started
+// against a cluster it cannot use stops with an error instead of waiting.
+const (
+	// ConnectTimeout bounds each connection attempt to one server.
+	ConnectTimeout = 3 * time.Second
+	// JetStreamTimeout bounds the wait for a reachable cluster's JetStream.
+	JetStreamTimeout = 20 * time.Second
+)
 
 // Store is an open connection to JetStream.
 type Store struct {
@@ -97,9 +107,19 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		opts = append(opts, nats.InProcessServer(srv))
 		url = ""
 	}
+	if o.URL != "" {
+		// An external server or cluster (several URLs separated by commas):
+		// nats.go tries each once, each for at most ConnectTimeout, so a
+		// cluster nobody can reach is an error, never a fallback to an
+		// embedded server; reconnecting for ever starts once connected.
+		opts = append(opts, nats.Timeout(ConnectTimeout))
+	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		s.Close()
+		if o.URL != "" {
+			return nil, fmt.Errorf("store: cannot reach NATS at %s (nats.url): %w", o.URL, err)
+		}
 		return nil, fmt.Errorf("store: connect nats: %w", err)
 	}
 	s.nc = nc
@@ -109,13 +129,33 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		return nil, fmt.Errorf("store: jetstream: %w", err)
 	}
 	s.js = js
-	// JetStream may take a moment after a restart to recover its streams.
+	// JetStream may take a moment after a restart to recover its streams,
+	// and a cluster to elect its meta leader; a server without JetStream
+	// never will.
+	var ready <-chan time.Time
+	if o.URL != "" {
+		t := time.NewTimer(JetStreamTimeout)
+		defer t.Stop()
+		ready = t.C
+	}
 	for {
-		if _, err := js.AccountInfo(ctx); err == nil {
+		_, err := js.AccountInfo(ctx)
+		if err == nil {
 			break
-		} else if ctx.Err() != nil {
+		}
+		if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) {
+			s.Close()
+			return nil, fmt.Errorf("store: NATS at %s has no JetStream (run nats-server with -js, and the same on every server of a cluster): %w", o.URL, err)
+		}
+		if ctx.Err() != nil {
 			s.Close()
 			return nil, fmt.Errorf("store: jetstream not ready: %w", err)
+		}
+		select {
+		case <-ready:
+			s.Close()
+			return nil, fmt.Errorf("store: NATS at %s answers but its JetStream did not within %s (a cluster without a quorum of its servers?): %w", o.URL, JetStreamTimeout, err)
+		default:
 		}
 		select {
 		case <-ctx.Done():

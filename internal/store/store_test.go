@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -116,5 +119,61 @@ func TestDeleteMarkersExpire(t *testing.T) {
 			t.Fatalf("%d messages left in the bucket 10 s after 20 deletes, want only the live key's: the delete markers stay", info.State.Msgs)
 		}
 		time.Sleep(100 * time.Millisecond) // polling the server's expiry, which nothing signals
+	}
+}
+
+// A node pointed at a NATS cluster it cannot reach fails at once with an
+// error naming it, rather than waiting or falling back to an embedded
+// server.
+func TestExternalNATSUnreachable(t *testing.T) {
+	dead := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().String()
+	}
+	url := "nats://" + dead() + ",nats://" + dead()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	s, err := Open(ctx, Options{DataDir: t.TempDir(), URL: url, Replicas: 3, Name: "t"})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open succeeded against a cluster nobody runs")
+	}
+	if took := time.Since(start); took > 2*ConnectTimeout+time.Second {
+		t.Errorf("Open took %s to give up", took)
+	}
+	if !strings.Contains(err.Error(), url) || !strings.Contains(err.Error(), "cannot reach NATS") {
+		t.Errorf("error %q does not say which NATS could not be reached", err)
+	}
+}
+
+// A reachable NATS without JetStream is refused at once, saying so.
+func TestExternalNATSWithoutJetStream(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	s, err := Open(ctx, Options{DataDir: t.TempDir(), URL: srv.ClientURL(), Name: "t"})
+	if err == nil {
+		s.Close()
+		t.Fatal("Open succeeded on a server without JetStream")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Open took %s to give up", took)
+	}
+	if !strings.Contains(err.Error(), "no JetStream") {
+		t.Errorf("error %q does not say JetStream is missing", err)
 	}
 }
