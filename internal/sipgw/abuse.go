@@ -81,9 +81,9 @@ func (g *Gateway) screen(req *sip.Request) bool {
 	if req.IsAck() || req.IsCancel() {
 		return true
 	}
-	src, ok := sourceOf(req)
-	if !ok || g.trunkFrom(src) != nil {
-		return true
+	src, proxied, ok := g.origin(req)
+	if !ok || g.trunkFrom(src) != nil || proxied && g.isProxy(src) {
+		return true // a trunk, or a proxy's own request (its OPTIONS probes)
 	}
 	if toTag(req) != "" && g.dialog(req) != nil {
 		return true
@@ -102,8 +102,8 @@ func (g *Gateway) screen(req *sip.Request) bool {
 // authFailed counts a wrong digest answer against req's source, banning it
 // once it has sent too many.
 func (g *Gateway) authFailed(req *sip.Request) {
-	src, ok := sourceOf(req)
-	if !ok || g.trunkFrom(src) != nil {
+	src, proxied, ok := g.origin(req)
+	if !ok || g.trunkFrom(src) != nil || proxied && g.isProxy(src) {
 		return
 	}
 	if g.sources.Fail(src) {

@@ -56,6 +56,7 @@ type destination struct {
 	uri       sip.Uri // Request-URI
 	transport string
 	addr      string
+	route     []string // Route header values: a binding's Path (RFC 3327 §5.3)
 }
 
 // Dial starts calling t and returns at once; the INVITEs go out from the
@@ -131,6 +132,15 @@ func (g *Gateway) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent
 				// A browser on an https:// page: its secure WebSocket is
 				// the node's HTTPS listener, which sipgo serves as WS.
 				transport = "WS"
+			}
+			if len(b.Path) > 0 {
+				// Registered through a proxy that asked to stay on the
+				// way (Kamailio in front of several nodes): the INVITE
+				// goes to the Path's first hop, which routes it on.
+				if d, ok := viaPath(uri, b.Path); ok {
+					dests = append(dests, d)
+					continue
+				}
 			}
 			dests = append(dests, destination{uri: uri, transport: transport, addr: g.reachable(transport, b.Source, uri)})
 		}
@@ -220,6 +230,9 @@ func (g *Gateway) newBranch(l *Leg, d destination, to sip.Uri, toName string, of
 	cid := sip.CallIDHeader(dlg.callID)
 	req.AppendHeader(&cid)
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: sip.INVITE})
+	for _, r := range d.route {
+		req.AppendHeader(sip.NewHeader("Route", r))
+	}
 	req.AppendHeader(g.contact(d.transport))
 	req.AppendHeader(sip.NewHeader("Allow", allowed))
 	req.AppendHeader(sip.NewHeader("User-Agent", "Switchboard"))
@@ -252,6 +265,7 @@ func (b *branch) run() {
 		l.branchFailed(b, 0, "")
 		return
 	}
+	l.traceSIP("INVITE sent to %s (%s)", printable(b.req.Recipient.String(), 80), b.addr)
 	var (
 		provisional bool
 		cancelled   bool
@@ -269,6 +283,7 @@ func (b *branch) run() {
 	for {
 		select {
 		case res := <-tx.Responses():
+			l.traceResponse(res, b.addr)
 			switch {
 			case res.IsProvisional():
 				provisional = true
@@ -324,6 +339,7 @@ func (b *branch) sendCancel() {
 	c.SetDestination(b.addr)
 	ctx, cancel := context.WithTimeout(g.runCtx, 64*g.t1)
 	defer cancel()
+	b.l.traceSIP("CANCEL sent to %s", b.addr)
 	if _, err := g.do(ctx, c); err != nil {
 		b.l.lg().Debug("CANCEL", "err", err)
 	}
@@ -570,4 +586,28 @@ func printable(s string, n int) string {
 		s = strings.ToValidUTF8(s[:n], "")
 	}
 	return strings.TrimSpace(s)
+}
+
+// viaPath is the destination of a contact registered with a Path: the
+// contact is the Request-URI, the Path the Route set (RFC 3327 §5.3), and
+// the request goes to the first Path hop over its transport (UDP unless
+// its URI says otherwise). The proxy's record-routing then puts it in the
+// dialog's route set too.
+func viaPath(contact sip.Uri, path []string) (destination, bool) {
+	// A name-addr's URI, parameters (transport, lr) included, is inside
+	// the <>; a bare one ends at the first ';' (RFC 3261 §20.10).
+	v := strings.TrimSpace(path[0])
+	if strings.HasPrefix(v, "<") {
+		if end := strings.IndexByte(v, '>'); end > 0 {
+			v = v[1:end]
+		}
+	} else {
+		v = strings.SplitN(v, ";", 2)[0]
+	}
+	var first sip.Uri
+	if err := sip.ParseUri(v, &first); err != nil {
+		return destination{}, false
+	}
+	transport := transportOf(first, "UDP")
+	return destination{uri: contact, transport: transport, addr: hostPort(first, transport), route: path}, true
 }

@@ -41,6 +41,11 @@ type binding struct {
 	Transport string    `json:"transport"` // UDP, TCP or TLS, as it came
 	CallID    string    `json:"callId"`
 	CSeq      uint32    `json:"cseq"`
+	// Path is the proxies the REGISTER came through that asked to stay on
+	// the way to this contact (RFC 3327), first the one nearest to us:
+	// requests to the contact carry it as their Route set, so a node
+	// reaches a phone through the Kamailio it registered through.
+	Path []string `json:"path,omitempty"`
 }
 
 type aorRecord struct {
@@ -168,6 +173,7 @@ func (g *Gateway) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 
+	path := pathOf(req)
 	callID, cseq := callIDOf(req), req.CSeq().SeqNo
 	ctx, cancel := context.WithTimeout(g.runCtx, 5*time.Second)
 	defer cancel()
@@ -191,7 +197,7 @@ func (g *Gateway) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 				continue
 			}
 			r.Bindings = append(r.Bindings, binding{Contact: c.uri, Expires: now.Add(c.expires),
-				Source: req.Source(), Transport: strings.ToUpper(req.Transport()), CallID: callID, CSeq: cseq})
+				Source: req.Source(), Transport: strings.ToUpper(req.Transport()), CallID: callID, CSeq: cseq, Path: path})
 		}
 		if len(r.Bindings) > maxBindings {
 			sort.SliceStable(r.Bindings, func(i, j int) bool { return r.Bindings[i].Expires.After(r.Bindings[j].Expires) })
@@ -227,6 +233,15 @@ func (g *Gateway) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		c := &sip.ContactHeader{Address: u, Params: sip.NewParams()}
 		c.Params.Add("expires", strconv.Itoa(int(b.Expires.Sub(now).Round(time.Second)/time.Second)))
 		res.AppendHeader(c)
+	}
+	if len(path) > 0 && supports(req, "path") {
+		// RFC 3327 §5.3: the UA learns the path its contacts are reached
+		// by. To one that does not say it supports Path it is not shown,
+		// though it is kept and used all the same (Kamailio's registrar
+		// path_mode 0): the proxy asked for it.
+		for _, p := range path {
+			res.AppendHeader(sip.NewHeader("Path", p))
+		}
 	}
 	res.AppendHeader(sip.NewHeader("Date", now.UTC().Format(time.RFC1123)))
 	if err := tx.Respond(res); err != nil {
@@ -312,4 +327,56 @@ func contactKeyOf(s string) string {
 		return s
 	}
 	return contactKey(u)
+}
+
+// pathOf is the Path of a REGISTER (RFC 3327 §4), one value per proxy, in
+// the order the header fields carry them: the first is the proxy nearest to
+// us, the first hop of a request to the contact.
+func pathOf(req *sip.Request) []string {
+	var out []string
+	for _, h := range req.GetHeaders("Path") {
+		for _, v := range splitList(h.Value()) {
+			if v = strings.TrimSpace(v); v != "" {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// splitList splits a header field's comma-separated values, leaving commas
+// inside <> and quotes alone.
+func splitList(s string) []string {
+	var (
+		out   []string
+		angle bool
+		quote bool
+		start int
+	)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' && !angle:
+			quote = !quote
+		case c == '<' && !quote:
+			angle = true
+		case c == '>' && !quote:
+			angle = false
+		case c == ',' && !angle && !quote:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
+// supports reports whether req lists an option tag in its Supported.
+func supports(req *sip.Request, tag string) bool {
+	for _, h := range req.GetHeaders("Supported") {
+		for _, t := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(t), tag) {
+				return true
+			}
+		}
+	}
+	return false
 }
