@@ -139,7 +139,11 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 		ready = t.C
 	}
 	for {
-		_, err := js.AccountInfo(ctx)
+		// Each attempt bounded: a cluster still electing its meta leader
+		// drops the request rather than answering it.
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := js.AccountInfo(actx)
+		cancel()
 		if err == nil {
 			break
 		}
