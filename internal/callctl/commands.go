@@ -1,6 +1,7 @@
 package callctl
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -307,6 +308,7 @@ func (a *actor) subscribeToTone(cmd *command, req *graph.ClientContextRequest) (
 		return nil, a.conflict("subscribeToTone")
 	}
 	a.rec.ToneSubscribed = true
+	a.trace("listening for keys (subscribeToTone)", "")
 	if p := a.port(); p != nil {
 		p.DetectTones(true)
 	}
@@ -337,6 +339,7 @@ func (a *actor) sendDtmfTones(_ *command, req *graph.SendDtmfTonesRequest) (*gra
 	sent := func(a *actor) {
 		a.disarm("dtmf:" + id)
 		if op := a.rec.operation(id); op != nil && !op.Status.Terminal() {
+			a.trace("DTMF tones sent", "")
 			op.Status = graph.OperationCompleted
 			op.CompletionReason = "completedSuccessfully"
 			op.ResultInfo = resultInfo(errs.OpCompleted)
@@ -346,6 +349,8 @@ func (a *actor) sendDtmfTones(_ *command, req *graph.SendDtmfTonesRequest) (*gra
 	}
 	// The leg says when the last tone has gone out; the timer (a tone is
 	// 100 ms on the wire, then the gap) bounds the wait should it not.
+	// (How many, not which: a bot may send a PIN.)
+	a.trace(fmt.Sprintf("sending %d DTMF tone(s) (sendDtmfTones)", len(req.Tones)), "")
 	a.arm("dtmf:"+id, a.m.clk.Now().Add(time.Duration(len(req.Tones))*(100*time.Millisecond+delay)+time.Second), sent)
 	if err := a.leg.SendTones(req.Tones, delay, func() { a.post(sent) }); err != nil {
 		a.disarm("dtmf:" + id)

@@ -2,6 +2,8 @@ package callctl
 
 import (
 	"context"
+	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -82,6 +84,19 @@ const (
 	jobRecord
 	jobHold
 )
+
+// String names the job as the console's timeline says it.
+func (k jobKind) String() string {
+	switch k {
+	case jobPlay:
+		return "playPrompt"
+	case jobRecord:
+		return "recordResponse"
+	case jobHold:
+		return "hold music"
+	}
+	return "media job"
+}
 
 // mediaJob is a queued or running playPrompt or recordResponse (they run
 // one at a time, in order:
@@ -305,6 +320,9 @@ func (a *actor) step(j *mediaJob) {
 	if j.next < len(j.audios) {
 		au := j.audios[j.next]
 		j.next++
+		if j.kind != jobHold {
+			a.trace(fmt.Sprintf("prompt %d of %d started (%s, %s)", j.next, len(j.audios), j.kind, au.Duration().Round(10*time.Millisecond)), "")
+		}
 		port.Play(au, j.loop && j.next == len(j.audios), played)
 		return
 	}
@@ -347,6 +365,7 @@ func (a *actor) startRecording(j *mediaJob, port MediaPort) {
 		return
 	}
 	j.rec = rec
+	a.trace(fmt.Sprintf("recording started (recordResponse %s, at most %v)", j.opID, secsOr(j.record.MaxRecordDurationInSeconds, 5)), "")
 	gen := j.gen
 	var stops strings.Builder
 	for _, s := range j.record.StopTones {
@@ -406,6 +425,7 @@ func (a *actor) recorded(j *mediaJob, res media.RecordResult) {
 	default:
 		return // stopped: cancel or call end handles the operation
 	}
+	a.trace("recording stopped: "+reason+", storing it", "")
 	rec := j.rec
 	j.rec = nil
 	j.finishing = &finishing{result: ri, reason: reason, done: make(chan stored, 1)}
@@ -462,6 +482,11 @@ func (a *actor) recordingStored(j *mediaJob, st stored) {
 func (a *actor) completeJob(j *mediaJob, ri errs.Result, reason string, recording *[2]string, status graph.OperationStatus) {
 	op := a.rec.operation(j.opID)
 	if op != nil && !op.Status.Terminal() {
+		if recording != nil {
+			a.trace(fmt.Sprintf("recording stored; %s %s: %s", j.kind, strings.ToLower(string(status)), reason), path.Base(recording[0]))
+		} else {
+			a.trace(fmt.Sprintf("%s %s: %s", j.kind, strings.ToLower(string(status)), reason), "")
+		}
 		op.Status = status
 		op.ResultInfo = resultInfo(ri)
 		op.CompletionReason = reason
@@ -489,6 +514,7 @@ func (a *actor) failJob(j *mediaJob, ri errs.Result) {
 	}
 	op.Status = graph.OperationFailed
 	op.ResultInfo = resultInfo(ri)
+	a.trace(fmt.Sprintf("%s failed %d/%d: %s", j.kind, ri.Code, ri.Subcode, ri.Message), "")
 	switch j.kind {
 	case jobPlay:
 		op.CompletionReason = "mediaOperationCanceled"

@@ -18,6 +18,52 @@ type Observer interface {
 	ObserveCall(CallEvent)
 }
 
+// Tracer is told, in a few words, what a call's SIP dialog and media did
+// (the console's timeline): SIP requests and responses of its legs (the
+// SIP gateway), prompts, recordings and tones (the call's media jobs),
+// media failures. Trace is called on the goroutine where the thing
+// happened (a leg's, the actor's, never the media clock's tick) and must
+// return at once: the console only takes a short lock. The event is the
+// tracer's to keep. The Manager's Observer is its tracer too when it
+// implements Tracer; the SIP gateway is given one in its options.
+type Tracer interface {
+	Trace(TraceEvent)
+}
+
+// TraceEvent kinds.
+const (
+	TraceSIP   = "sip"   // a SIP request or response of one of the call's legs
+	TraceMedia = "media" // a prompt, recording, tone or media failure
+)
+
+// TraceEvent is one thing a call's signalling or media did.
+type TraceEvent struct {
+	CallID string
+	At     time.Time
+	Kind   string // TraceSIP or TraceMedia
+	Text   string // what happened; never a key's digit, a token or a password
+	// Recording is the id of a recording of the call just stored (its
+	// recordingLocation's last segment), for the console to play.
+	Recording string
+}
+
+var _ Tracer = (*Manager)(nil)
+
+// Trace hands ev to the Manager's Observer when it is a Tracer too: the
+// SIP gateway traces its legs through the Manager it gives them to.
+func (m *Manager) Trace(ev TraceEvent) {
+	if t, ok := m.o.Observer.(Tracer); ok {
+		t.Trace(ev)
+	}
+}
+
+// trace tells the Manager's tracer what the call's media did.
+func (a *actor) trace(text string, recording string) {
+	if _, ok := a.m.o.Observer.(Tracer); ok {
+		a.m.Trace(TraceEvent{CallID: a.rec.Call.ID, At: a.m.clk.Now(), Kind: TraceMedia, Text: text, Recording: recording})
+	}
+}
+
 // CallEvent kinds.
 const (
 	ObservedCreated      = "created"      // first seen on this node (new, incoming, or resumed after a restart)

@@ -1,7 +1,10 @@
 // Package console serves /console, the operators' live view of the node:
 // its calls and meetings, each call's timeline (state changes, roster
-// changes, every notification delivery with its HTTP result) and the end
-// reason with its resultInfo and a plain-words explanation. The page is
+// changes, its legs' SIP requests and responses, media events such as
+// prompts, recordings, tones and media failures, every notification
+// delivery with its HTTP result), the end reason with its resultInfo and a
+// plain-words explanation, and the call's recordings, playable in the
+// page (served to operators without the bots' access tokens). The page is
 // plain HTML, JavaScript and CSS embedded in the binary (no build step, no
 // third-party code), updated over server-sent events at /console/events.
 //
@@ -15,9 +18,9 @@
 //
 // What it remembers is bounded: the live calls of this node, the last
 // MaxEnded ended calls, MaxTimeline entries per call. It learns of calls
-// through callctl's Observer seam and of deliveries through the webhook
-// outbox's Result callback; both only take a short lock and never wait
-// for a reader: an SSE client whose buffer is full is disconnected
+// through callctl's Observer seam (and its Tracer: SIP and media events),
+// and of deliveries through the webhook outbox's Result callback; all
+// only take a short lock and never wait for a reader: an SSE client whose buffer is full is disconnected
 // (its browser reconnects and gets a fresh snapshot), counted in Dropped.
 package console
 
@@ -32,6 +35,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,9 +54,15 @@ const Path = "/console"
 
 // Bounds of what the console remembers.
 const (
-	MaxEnded    = 100 // ended calls kept, oldest forgotten first
-	MaxTimeline = 64  // entries per call, oldest forgotten first
-	subBuffer   = 256 // events queued per SSE client before it is dropped
+	MaxEnded      = 100 // ended calls kept, oldest forgotten first
+	MaxTimeline   = 128 // entries per call, oldest forgotten first
+	MaxRecordings = 16  // recordings listed per call, oldest forgotten first
+	subBuffer     = 256 // events queued per SSE client before it is dropped
+	// Traces of calls the console has not seen created yet (a leg is
+	// attached before the call's first step is stored) wait, bounded:
+	// maxEarlyCalls calls, maxEarlyTraces each.
+	maxEarlyCalls  = 64
+	maxEarlyTraces = 8
 )
 
 //go:embed static
@@ -65,10 +75,15 @@ type Console struct {
 	guard *abuse.Guard[netip.Addr]
 	now   func() time.Time
 
+	recs atomic.Pointer[recordingServer]
+
 	mu    sync.Mutex
 	calls map[string]*Call // live and remembered ended calls
 	ended []string         // ended call ids, oldest first
 	subs  map[*sub]struct{}
+	// early holds traces of calls not yet created, oldest call first.
+	early      map[string][]callctl.TraceEvent
+	earlyOrder []string
 
 	dropped atomic.Uint64 // SSE clients disconnected for reading too slowly
 }
@@ -89,6 +104,7 @@ type Call struct {
 	Ended        *time.Time                    `json:"ended,omitempty"`
 	End          *End                          `json:"end,omitempty"`
 	Timeline     []Entry                       `json:"timeline"`
+	Recordings   []Recording                   `json:"recordings,omitempty"`
 	// Forgotten counts the oldest timeline entries dropped to keep it bounded.
 	Forgotten int `json:"forgotten,omitempty"`
 
@@ -109,11 +125,23 @@ type End struct {
 	Explanation string `json:"explanation"`
 }
 
+// Recording is a recording of a call, as the page lists it: URL plays it
+// (an operator-authenticated console route; no access token).
+type Recording struct {
+	ID  string    `json:"id"`
+	At  time.Time `json:"at"`
+	URL string    `json:"url"`
+}
+
 // Entry is one line of a call's timeline.
 type Entry struct {
-	At   time.Time `json:"at"`
-	Kind string    `json:"kind"` // created, state, participants, leg (the far end: SIP, browser), ended, notification
-	Text string    `json:"text"`
+	At time.Time `json:"at"`
+	// Kind: created, state, participants, leg (what the far end did, as
+	// call control saw it), sip (a SIP request or response of the call's
+	// legs), media (prompts, recordings, tones, media failures), ended,
+	// notification.
+	Kind string `json:"kind"`
+	Text string `json:"text"`
 	// Failed marks a notification that was not delivered.
 	Failed bool `json:"failed,omitempty"`
 }
@@ -133,7 +161,7 @@ func New(cfg *config.Config) *Console {
 		return nil
 	}
 	c := &Console{users: map[string][32]byte{}, apps: map[string]string{}, now: time.Now,
-		calls: map[string]*Call{}, subs: map[*sub]struct{}{}}
+		calls: map[string]*Call{}, subs: map[*sub]struct{}{}, early: map[string][]callctl.TraceEvent{}}
 	for _, u := range cfg.Console.Users {
 		c.users[u.Name] = sha256.Sum256([]byte(u.Password))
 	}
@@ -159,6 +187,12 @@ func (c *Console) ObserveCall(ev callctl.CallEvent) {
 	if call == nil {
 		call = &Call{ID: s.ID, Started: ev.At}
 		c.calls[s.ID] = call
+		if early, ok := c.early[s.ID]; ok {
+			delete(c.early, s.ID)
+			for _, t := range early {
+				c.addTrace(call, t)
+			}
+		}
 	} else if call.Ended != nil {
 		return // already ended (an ended event seen twice)
 	}
@@ -203,6 +237,55 @@ func (c *Console) ObserveCall(ev callctl.CallEvent) {
 		}
 	}
 	c.publish(call)
+}
+
+var _ callctl.Tracer = (*Console)(nil)
+
+// Trace is callctl's Tracer: a SIP or media event of a call, added to its
+// timeline. It runs on the goroutine where the event happened (a leg's,
+// the call's actor) and only takes the console's lock.
+func (c *Console) Trace(ev callctl.TraceEvent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	call := c.calls[ev.CallID]
+	if call == nil {
+		c.holdEarly(ev)
+		return
+	}
+	c.addTrace(call, ev)
+	c.publish(call)
+}
+
+// holdEarly keeps a trace of a call not yet created, bounded. Under c.mu.
+func (c *Console) holdEarly(ev callctl.TraceEvent) {
+	held, ok := c.early[ev.CallID]
+	if !ok {
+		// A call never created (or created on another node) is forgotten
+		// with the oldest.
+		for len(c.earlyOrder) > 0 && len(c.early) >= maxEarlyCalls {
+			delete(c.early, c.earlyOrder[0])
+			c.earlyOrder = c.earlyOrder[1:]
+		}
+		c.earlyOrder = slices.DeleteFunc(c.earlyOrder, func(id string) bool { _, ok := c.early[id]; return !ok })
+		c.earlyOrder = append(c.earlyOrder, ev.CallID)
+	}
+	if len(held) < maxEarlyTraces {
+		c.early[ev.CallID] = append(held, ev)
+	}
+}
+
+// addTrace adds a trace to call's timeline, and a stored recording to its
+// list. Under c.mu.
+func (c *Console) addTrace(call *Call, ev callctl.TraceEvent) {
+	c.add(call, Entry{At: ev.At, Kind: ev.Kind, Text: ev.Text})
+	if ev.Recording == "" || slices.ContainsFunc(call.Recordings, func(r Recording) bool { return r.ID == ev.Recording }) {
+		return
+	}
+	if len(call.Recordings) >= MaxRecordings {
+		call.Recordings = slices.Delete(call.Recordings, 0, 1)
+	}
+	call.Recordings = append(call.Recordings, Recording{ID: ev.Recording, At: ev.At,
+		URL: Path + "/calls/" + url.PathEscape(call.ID) + "/recordings/" + url.PathEscape(ev.Recording)})
 }
 
 // OnResult is the webhook outbox's Result callback: one delivery of one
@@ -329,6 +412,7 @@ func (c *Console) snapshot() []Call {
 	for _, call := range c.calls {
 		cp := *call
 		cp.Timeline = append([]Entry(nil), call.Timeline...)
+		cp.Recordings = slices.Clone(call.Recordings)
 		out = append(out, cp)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -348,6 +432,43 @@ func Routes(mux interface {
 	mux.HandleFunc("GET "+Path, c.guarded(c.page))
 	mux.HandleFunc("GET "+Path+"/events", c.guarded(c.events))
 	mux.HandleFunc("GET "+Path+"/static/{file}", c.guarded(c.asset))
+	mux.HandleFunc("GET "+Path+"/calls/{call}/recordings/{id}", c.guarded(c.recording))
+}
+
+// RecordingServer serves a call's recording without its access token
+// (record.Store).
+type RecordingServer interface {
+	ServeCallRecording(w http.ResponseWriter, r *http.Request, callID, id string)
+}
+
+type recordingServer struct{ RecordingServer }
+
+// ServeRecordings lets operators play calls' recordings from rs. Safe to
+// call on a nil Console (the console is off).
+func (c *Console) ServeRecordings(rs RecordingServer) {
+	if c != nil && rs != nil {
+		c.recs.Store(&recordingServer{rs})
+	}
+}
+
+// recording plays a recording the console lists on a call it knows: an
+// operator hears the node's calls, but this route serves nothing else of
+// the recordings bucket.
+func (c *Console) recording(w http.ResponseWriter, r *http.Request) {
+	callID, id := r.PathValue("call"), r.PathValue("id")
+	c.mu.Lock()
+	listed := false
+	if call := c.calls[callID]; call != nil {
+		listed = slices.ContainsFunc(call.Recordings, func(rec Recording) bool { return rec.ID == id })
+	}
+	c.mu.Unlock()
+	rs := c.recs.Load()
+	if !listed || rs == nil {
+		http.Error(w, "No such recording of a call this console knows.", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	rs.ServeCallRecording(w, r, callID, id)
 }
 
 const realm = `Basic realm="Switchboard console", charset="UTF-8"`

@@ -9,15 +9,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/bottest"
 	"github.com/switchboard-voice/switchboard/internal/calltest"
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/console"
+	"github.com/switchboard-voice/switchboard/internal/webrtcgw/rtcphone"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
 // get fetches path from the node with Basic credentials (none when user is
@@ -261,10 +265,11 @@ func TestConsoleShowsACallLive(t *testing.T) {
 }
 
 // TestConsolePageInChromium: the page, in headless Chromium signed in as
-// the operator, lists a live call with its state, shows its timeline, and
-// moves it to the ended calls with its explanation once it ends.
+// the operator, lists a live call with its state, shows its timeline and
+// the call's recording, which plays in the page, and moves the call to
+// the ended ones with its explanation once it ends.
 func TestConsolePageInChromium(t *testing.T) {
-	p := calltest.Start(t, calltest.Options{})
+	p := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) { c.Simulator.Audio = true }})
 	page := calltest.StartChromium(t, "about:blank", calltest.Pattern(600, 30, 1))
 	page.Call("Network.enable", nil, nil)
 	auth := base64.StdEncoding.EncodeToString([]byte(calltest.Operator + ":" + calltest.OperatorPassword))
@@ -281,6 +286,24 @@ func TestConsolePageInChromium(t *testing.T) {
 	page.Eval(row + `.querySelector("button").click()`)
 	page.Until(20*time.Second, "the call's timeline with a delivered notification",
 		`document.getElementById("timeline").textContent.includes(") delivered: HTTP 202")`)
+
+	// The bot records the call for 2 s: the recording is listed on the
+	// call, its <audio> element loads it (a WAV of about 2 s, fetched with
+	// the operator's credentials) and plays.
+	r := p.Bot("POST", "/v1.0/communications/calls/"+call.ID+"/recordResponse", map[string]any{"maxRecordDurationInSeconds": 2,
+		"initialSilenceTimeoutInSeconds": 5, "maxSilenceTimeoutInSeconds": 5, "playBeep": false})
+	if r.StatusCode != 200 {
+		t.Fatalf("recordResponse: %s %s", r.Status, r.Body)
+	}
+	audio := `document.querySelector("#recordings audio")`
+	page.Until(20*time.Second, "the recording's audio loaded", audio+`?.readyState >= 1 && `+audio+`.duration > 1.5`)
+	if d := page.Eval(audio + `.duration`); !strings.HasPrefix(d, "2") && !strings.HasPrefix(d, "1.9") {
+		t.Errorf("the recording's duration in the page: %s s, want about 2", d)
+	}
+	page.Eval(audio + `.play()`)
+	page.Until(10*time.Second, "the recording playing", audio+`.currentTime > 0.3`)
+	page.Until(10*time.Second, "the recording's media entries on the timeline",
+		`[...document.querySelectorAll('#timeline li[data-kind="media"]')].some(li => li.textContent.includes("recording stored"))`)
 	if r := p.Bot("DELETE", "/v1.0/communications/calls/"+call.ID, nil); r.StatusCode != 204 {
 		t.Fatalf("hang up: %s %s", r.Status, r.Body)
 	}
@@ -313,4 +336,145 @@ func TestConsoleExplainsAFailedCall(t *testing.T) {
 		return
 	}
 	t.Fatalf("the console does not know call %s", call.ID)
+}
+
+// A browser-like caller (the Go WebRTC phone: SIP over WebSocket, pion)
+// calls the bot, which plays a prompt and records the caller: the call's
+// timeline has its SIP requests and responses and its media events, and
+// the recording is listed on the call and served to operators (only to
+// them, only as a recording of that call) as a WAV the page can play.
+func TestConsoleTimelineHasSIPAndMediaAndPlaysRecordings(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ph, err := rtcphone.NewPhone(strings.TrimPrefix(p.URL, "http://"), p.Config.SIP.Domain, "eve", calltest.EvePassword, bottest.Logger(t, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ph.Close()
+	if code, err := ph.Register(ctx, 300); err != nil || code != 200 {
+		t.Fatalf("REGISTER: %d %v", code, err)
+	}
+	type result struct {
+		c    *rtcphone.Call
+		code int
+		err  error
+	}
+	dialled := make(chan result, 1)
+	go func() {
+		c, code, err := ph.Call(ctx, calltest.BotNumber, nil)
+		dialled <- result{c, code, err}
+	}()
+	var in graph.Call
+	p.Hook.Wait(t, "", 20*time.Second, "incoming call", func(ns []calltest.Notification) bool {
+		for _, n := range ns {
+			if n.ChangeType == graph.ChangeCreated {
+				in = n.Call(t)
+				return true
+			}
+		}
+		return false
+	})
+	c := "/v1.0/communications/calls/" + in.ID
+	if r := p.Bot("POST", c+"/answer", map[string]any{"acceptedModalities": []string{"audio"},
+		"mediaConfig": map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}}); r.StatusCode != 202 {
+		t.Fatalf("answer: %s %s", r.Status, r.Body)
+	}
+	res := <-dialled
+	if res.err != nil || res.code != 200 {
+		t.Fatalf("call: %d %v", res.code, res.err)
+	}
+	m := res.c.Media
+	defer m.Close()
+	p.Hook.WaitState(t, in.ID, graph.StateEstablished)
+	if err := m.Connected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.Say(calltest.Pattern(700, 30, 3))
+
+	operation := func(path string, body any) graph.Operation {
+		t.Helper()
+		r := p.Bot("POST", c+path, body)
+		var op graph.Operation
+		r.JSON(t, &op)
+		if r.StatusCode != 200 {
+			t.Fatalf("%s: %s %s", path, r.Status, r.Body)
+		}
+		var done graph.Operation
+		p.Hook.Wait(t, in.ID, 20*time.Second, "operation "+op.ID, func(ns []calltest.Notification) bool {
+			for _, n := range ns {
+				if strings.HasSuffix(n.ResourceURL, "/operations/"+op.ID) {
+					done = n.Operation(t)
+					return true
+				}
+			}
+			return false
+		})
+		return done
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(calltest.WAV(calltest.Pattern(1000, 3, 2), 8000))
+	}))
+	defer srv.Close()
+	operation("/playPrompt", map[string]any{"prompts": []any{map[string]any{"@odata.type": "#microsoft.graph.mediaPrompt",
+		"mediaInfo": map[string]any{"@odata.type": "#microsoft.graph.mediaInfo", "uri": srv.URL + "/p.wav", "resourceId": "p"}}}})
+	rec := operation("/recordResponse", map[string]any{"maxRecordDurationInSeconds": 2, "initialSilenceTimeoutInSeconds": 5,
+		"maxSilenceTimeoutInSeconds": 5, "playBeep": false})
+	if rec.Status != graph.OperationCompleted || rec.RecordingLocation == nil {
+		t.Fatalf("recordResponse: %+v", rec)
+	}
+	id := (*rec.RecordingLocation)[strings.LastIndex(*rec.RecordingLocation, "/")+1:]
+
+	view := func() console.Call {
+		for _, call := range p.Node.Console.Snapshot() {
+			if call.ID == in.ID {
+				return call
+			}
+		}
+		t.Fatalf("the console does not know call %s", in.ID)
+		return console.Call{}
+	}
+	v := view()
+	if len(v.Recordings) != 1 || v.Recordings[0].ID != id || v.Recordings[0].URL != "/console/calls/"+in.ID+"/recordings/"+id {
+		t.Fatalf("recordings on the console: %+v, want %s", v.Recordings, id)
+	}
+	resp, body := get(t, p, v.Recordings[0].URL, calltest.Operator, calltest.OperatorPassword)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "audio/wav" || !bytes.HasPrefix(body, []byte("RIFF")) || len(body) < 44+2*8000 {
+		t.Fatalf("the recording through the console: %s %s, %d bytes", resp.Status, resp.Header.Get("Content-Type"), len(body))
+	}
+	for _, bad := range []struct{ path, user, pass string }{
+		{v.Recordings[0].URL, "", ""},
+		{v.Recordings[0].URL, calltest.Operator, "wrong"},
+		{"/console/calls/" + in.ID + "/recordings/0123456789abcdef0123456789abcdef", calltest.Operator, calltest.OperatorPassword},
+		{"/console/calls/another-call/recordings/" + id, calltest.Operator, calltest.OperatorPassword},
+	} {
+		if resp, _ := get(t, p, bad.path, bad.user, bad.pass); resp.StatusCode != 401 && resp.StatusCode != 404 {
+			t.Errorf("GET %s as %q: %s, want 401 or 404", bad.path, bad.user, resp.Status)
+		}
+	}
+
+	if err := res.c.HangUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.Hook.WaitState(t, in.ID, graph.StateTerminated)
+	var lines []string
+	for _, e := range view().Timeline {
+		lines = append(lines, e.Kind+": "+e.Text)
+	}
+	all := strings.Join(lines, "\n")
+	for _, want := range []string{
+		"sip: INVITE received from", "(WebRTC offer)", "sip: 180 Ringing sent for the INVITE", "sip: 200 OK sent for the INVITE", "sip: ACK received",
+		"media: prompt 1 of 1 started (playPrompt", "media: playPrompt completed", "media: recording started", "media: recording stopped: maxRecordDurationReached",
+		"media: recording stored", "sip: BYE received", "sip: 200 OK sent for the BYE",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("no %q on the timeline:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, calltest.EvePassword) || strings.Contains(all, "Digest") || strings.Contains(all, *rec.RecordingAccessToken) {
+		t.Errorf("the timeline shows a secret:\n%s", all)
+	}
+	if testing.Verbose() {
+		t.Logf("timeline:\n%s", all)
+	}
 }

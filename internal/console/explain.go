@@ -24,6 +24,7 @@ var explanations = map[[2]int]string{
 	{503, 9007}:   "The Switchboard node was shut down while the call was up.",
 	{487, 9008}:   "The caller gave up before the call was answered.",
 	{410, 9016}:   "The node carrying the call restarted and the call's media could not continue.",
+	{410, 9020}:   "The node carrying the call was lost (it stopped renewing its lease); another node ended the call, as its media died with the node.",
 	{500, 9015}:   "Switchboard could not set up the caller's media to answer.",
 	{500, 1005}:   "The bot's media socket (app-hosted media) was not open, so the call could not go on.",
 	{503, 9017}:   "The state store was unavailable, so the call could not be kept.",
@@ -53,10 +54,17 @@ var byCode = map[int]string{
 	603: "Declined.",
 }
 
+// subcodeRemoteFailed is errs.RemoteFailed's: the code is the far end's
+// SIP status.
+const subcodeRemoteFailed = 9105
+
 // Explain says in plain words what a resultInfo code and subcode mean.
 func Explain(code, subcode int) string {
 	if s, ok := explanations[[2]int{code, subcode}]; ok {
 		return s
+	}
+	if subcode == subcodeRemoteFailed {
+		return "The far end refused the call with SIP status " + strconv.Itoa(code) + " (see the SIP entries of the timeline)."
 	}
 	if s, ok := byCode[code]; ok {
 		return s + " (subcode " + strconv.Itoa(subcode) + " has no explanation here yet)"

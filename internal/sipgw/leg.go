@@ -73,6 +73,8 @@ type Leg struct {
 	remote   remoteMedia
 	ackWait  chan *sip.Request // ACKs for the INVITE being answered (2xx)
 	byeSent  bool
+	// early are traces made before the leg had its call (trace.go).
+	early []callctl.TraceEvent
 	// referDone is closed once the NOTIFYs of the far end's last
 	// accepted REFER are sent: our BYE waits for it (refer.go).
 	referDone chan struct{}
@@ -144,6 +146,9 @@ func (l *Leg) attach(callID string, ev func(callctl.LegEvent)) callctl.Leg {
 	l.ev = ev
 	l.logp.Store(l.lg().With("call", callID))
 	l.flushLocked()
+	if l.in != nil {
+		l.traceAttached()
+	}
 	return l
 }
 
@@ -290,6 +295,7 @@ func (l *Leg) onMedia(ev media.Event) {
 			return
 		}
 		l.lg().Info("no RTP from the far end: ending the call")
+		l.trace(callctl.TraceMedia, "media failure: no RTP from the far end for %v", l.g.cfg.Media.InactivityTimeout.D())
 		// Not on this goroutine: ending closes the session, which its own
 		// callbacks must not do.
 		l.g.goTracked(func() { l.hangUpEstablished(errs.MediaFailure, true) })
@@ -364,6 +370,7 @@ func (l *Leg) hangUpEstablished(reason errs.EndReason, report bool) {
 	} else {
 		l.finish(errs.EndReason{})
 	}
+	l.traceSIP("BYE sent (%s)", reason.Message)
 	l.g.goTracked(func() {
 		if notified != nil {
 			// The transferor hears how its transfer went before the BYE.
@@ -386,8 +393,12 @@ func (l *Leg) sendBye(req *sip.Request) {
 	switch {
 	case err != nil:
 		l.lg().Debug("BYE", "err", err)
+		l.traceSIP("no answer to the BYE")
 	case res.StatusCode >= 300:
 		l.lg().Debug("BYE refused", "status", res.StatusCode)
+	}
+	if err == nil {
+		l.traceSIP("%d %s received for the BYE", res.StatusCode, printable(res.Reason, 40))
 	}
 }
 
@@ -431,6 +442,7 @@ func (l *Leg) onRequest(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	state := l.state
 	l.mu.Unlock()
+	tx = l.traceRequest(req, tx)
 
 	switch req.Method {
 	case sip.BYE:
@@ -622,6 +634,7 @@ func (l *Leg) awaitAck(tx sip.ServerTransaction, req *sip.Request, res *sip.Resp
 func (l *Leg) onAck(req *sip.Request) {
 	select {
 	case l.ackWait <- req:
+		l.traceSIP("ACK received")
 	default: // a retransmitted ACK nobody waits for
 	}
 }

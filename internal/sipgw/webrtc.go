@@ -9,6 +9,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/webrtcgw"
 )
@@ -152,6 +153,7 @@ func (l *Leg) watchWebRTC() {
 		l.mu.Unlock()
 		if live {
 			l.lg().Info("webrtc media failed: ending the call")
+			l.trace(callctl.TraceMedia, "media failure: the browser's WebRTC connection failed (ICE consent or DTLS)")
 			l.hangUpEstablished(errs.MediaFailure, true)
 		}
 	}()

@@ -70,6 +70,33 @@
     $("no-meetings").hidden = meetings.size > 0;
     renderDetail();
   }
+  const kinds = {created: "call", state: "state", participants: "roster", leg: "far end", sip: "SIP",
+    media: "media", ended: "end", notification: "notification"};
+  // The <audio> elements of the call shown, by recording id: kept across
+  // updates, so a recording being played is not cut off by the next event.
+  let audios = new Map(), audiosOf = "";
+  function renderRecordings(c) {
+    if (audiosOf !== c.id) { audios = new Map(); audiosOf = c.id; }
+    const recs = c.recordings || [];
+    $("no-recordings").hidden = recs.length > 0;
+    $("recordings").replaceChildren(...recs.map((r, i) => {
+      let li = audios.get(r.id);
+      if (!li) {
+        li = el("li");
+        const label = el("span", "Recording " + (i + 1) + ", " + new Date(r.at).toLocaleTimeString());
+        label.id = "rec-label-" + r.id;
+        const audio = document.createElement("audio");
+        audio.controls = true;
+        audio.preload = "metadata";
+        audio.src = r.url;
+        audio.dataset.recording = r.id;
+        audio.setAttribute("aria-labelledby", label.id);
+        li.append(label, audio);
+        audios.set(r.id, li);
+      }
+      return li;
+    }));
+  }
   function renderDetail() {
     const c = calls.get(selected);
     $("detail").hidden = !c;
@@ -83,11 +110,12 @@
       facts.push(["In plain words", c.end.explanation]);
     }
     $("detail-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", k), el("dd", v)]));
+    renderRecordings(c);
     const items = (c.timeline || []).map((t) => {
       const li = el("li", undefined, t.failed ? "failed" : "");
       const time = el("time", new Date(t.at).toLocaleTimeString());
       time.dateTime = t.at;
-      li.append(time, t.text);
+      li.append(time, el("span", kinds[t.kind] || t.kind, "kind"), t.text);
       li.dataset.kind = t.kind;
       return li;
     });

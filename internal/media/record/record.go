@@ -697,9 +697,31 @@ func (s *Store) serveRecording(w http.ResponseWriter, req *http.Request) {
 			"The access token is not valid for this recording: use the recordingAccessToken of the recordOperation that made it."))
 		return
 	}
+	s.writeWAV(w, req, id, info, "application/octet-stream")
+}
+
+// ServeCallRecording serves recording id of call callID as a WAV file
+// (audio/wav, for a page's <audio> element) without its access token:
+// the caller has authenticated someone allowed to hear the node's calls
+// (the operators' console). A recording of another call is not found.
+func (s *Store) ServeCallRecording(w http.ResponseWriter, req *http.Request, callID, id string) {
+	info, err := s.info(req.Context(), id)
+	if err == nil && info.Metadata[metaCall] != callID {
+		err = errs.E(errs.NotFound, "recording %s of call %s does not exist or has expired", id, callID)
+	}
+	if err != nil {
+		s.fail(w, id, err)
+		return
+	}
+	s.writeWAV(w, req, id, info, "audio/wav")
+}
+
+// writeWAV streams a recording as a WAV file: its header, computed from
+// the object's size, then the object.
+func (s *Store) writeWAV(w http.ResponseWriter, req *http.Request, id string, info *jetstream.ObjectInfo, contentType string) {
 	size := int64(info.Size)
 	h := w.Header()
-	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Type", contentType)
 	h.Set("Content-Length", strconv.FormatInt(wavHeaderLen+size, 10))
 	h.Set("Cache-Control", "no-store")
 	if req.Method == http.MethodHead {
