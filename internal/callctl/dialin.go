@@ -63,6 +63,11 @@ type DialIn struct {
 	// ConferenceID, when set, is the meeting the caller dialed directly
 	// (its SIP URI): nothing is asked but the passcode.
 	ConferenceID string
+	// Guest: the caller holds a guest pass for ConferenceID from the
+	// meeting's join page (internal/guestpass): the join link stands for
+	// the passcode, and the lobby is skipped only when the meeting lets
+	// everyone bypass it (lobbyBypassSettings.scope everyone).
+	Guest bool
 	// NewLeg builds the caller's leg with the callback its events go to.
 	NewLeg func(id string, ev func(LegEvent)) Leg
 }
@@ -148,7 +153,7 @@ func (d *dialIn) onEvent(ev LegEvent) {
 		d.port.DetectTones(true)
 		first := "welcome"
 		if d.mt != nil {
-			if !d.mt.PasscodeRequired {
+			if !d.mt.PasscodeRequired || d.in.Guest {
 				d.mu.Unlock()
 				d.enter()
 				return
@@ -295,13 +300,17 @@ func (d *dialIn) enter() {
 	port.DetectTones(false)
 	p := &roomMember{pid: ids.New(), leg: leg, joined: true,
 		target: graph.InvitationParticipantInfo{ODataType: graph.TypeInvitationParticipantInfo, Identity: d.in.Caller}}
+	bypass := mt.DialInBypassesLobby
+	if d.in.Guest {
+		bypass = mt.EveryoneBypassesLobby
+	}
 	d.sink.hold()
-	if !r.addPerson(p, !mt.DialInBypassesLobby) {
+	if !r.addPerson(p, !bypass) {
 		d.hangUp(errs.MediaFailure)
 		return
 	}
 	d.sink.retarget(func(ev LegEvent) { r.personEvent(p, ev) })
-	if mt.DialInBypassesLobby {
+	if bypass {
 		port.Play(voice("joined"), false, nil)
 		return
 	}

@@ -105,14 +105,18 @@ type Manager struct {
 	// permissions; shared by the nodes through the store.
 	pepper []byte
 
-	mu      sync.Mutex
-	actors  map[string]*actor
-	rooms   map[string]*room     // meetings in progress, by meeting id
-	apps    map[string]*appMedia // app-hosted media of this node's calls, by call id
-	perApp  map[string]int       // live calls per app|tenant on this node
-	closing bool
-	wg      sync.WaitGroup // the actors
-	sub     *nats.Subscription
+	mu     sync.Mutex
+	actors map[string]*actor
+	rooms  map[string]*room // meetings in progress, by meeting id
+	// watching are the roster watchers of meetings (watch.go), by
+	// meeting id; guarded by watchMu, never held while calling one.
+	watchMu  sync.Mutex
+	watching map[string]map[*meetingWatch]struct{}
+	apps     map[string]*appMedia // app-hosted media of this node's calls, by call id
+	perApp   map[string]int       // live calls per app|tenant on this node
+	closing  bool
+	wg       sync.WaitGroup // the actors
+	sub      *nats.Subscription
 
 	// bg tracks the work actors start off their goroutine (prompt and
 	// hold music fetches, recordings being stored, prefetches); bgCtx is

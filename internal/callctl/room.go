@@ -44,6 +44,9 @@ type Meeting struct {
 	// (lobbyBypassSettings.isDialInBypassEnabled); else they wait in the
 	// lobby until a bot admits them.
 	DialInBypassesLobby bool
+	// EveryoneBypassesLobby lets anyone straight in, guests from the join
+	// page included (lobbyBypassSettings.scope everyone).
+	EveryoneBypassesLobby bool
 }
 
 // Meetings finds the meetings bots join. Errors are classified with errs
@@ -205,6 +208,7 @@ func (r *room) broadcast() {
 	roster := r.roster()
 	bots := append([]*roomBot(nil), r.bots...)
 	r.mu.Unlock()
+	r.m.meetingChanged(r.meeting.ID)
 	for _, b := range bots {
 		b.a.post(func(a *actor) {
 			if a.deleted || a.room != r {
@@ -249,6 +253,7 @@ func (r *room) closeIfEmpty() {
 		delete(r.m.rooms, r.meeting.ID)
 	}
 	r.m.mu.Unlock()
+	r.m.meetingChanged(r.meeting.ID)
 }
 
 // invite dials people into the room for bot a's invite operation op.

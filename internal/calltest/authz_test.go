@@ -155,6 +155,13 @@ func authzTable(p *calltest.Platform) map[string]routeRule {
 	rules["GET /metrics"] = public("Prometheus scrape: counters by route and status, no ids or tokens", &authzReq{method: "GET", path: "/metrics"}, 200)
 	rules["GET /l/meetup-join/{thread}/{message}"] = public("the join page: a join link is meant for whoever was sent it",
 		&authzReq{method: "GET", path: "{joinPath}"}, 200)
+	const guest = "joining a meeting from the browser: a join link is meant for whoever was sent it; the pass is good for that meeting only"
+	rules["POST /l/meetup-join/{thread}/{message}/guest"] = public(guest+" (mints a guest pass)",
+		&authzReq{method: "POST", path: "{joinPath}/guest", body: `{"name":"Probe"}`}, 200)
+	rules["GET /l/meetup-join/{thread}/{message}/roster"] = public(guest+" (the roster stream takes the guest pass, not a Graph token: 401 without; joinpage_test.go checks it)",
+		&authzReq{method: "GET", path: "{joinPath}/roster"}, 401)
+	rules["GET /l/meetup-join/{file}"] = public("the join page's script and styles: no secret in them",
+		&authzReq{method: "GET", path: "/l/meetup-join/join.js"}, 200)
 	rules["GET /sip/ws"] = public("SIP over WebSocket (RFC 7118): the upgrade takes no Graph token; every SIP request on it is authenticated with the SIP user's digest, as over UDP and TCP",
 		&authzReq{method: "GET", path: "/sip/ws"}, 426)
 	const phone = "the /phone softphone's page and scripts: no secret in them; signing in is the SIP user's digest over /sip/ws"

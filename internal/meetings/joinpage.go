@@ -2,10 +2,8 @@ package meetings
 
 import (
 	"bytes"
-	"encoding/json"
 	"html/template"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
@@ -17,12 +15,14 @@ const JoinPath = "/l/meetup-join/"
 
 // Routes mounts the join page: GET /l/meetup-join/{threadId}/{messageId},
 // the page a meeting's joinWebUrl opens. It needs no token (a join link is
-// meant to be opened by whoever was sent it) and says how to join: by
-// phone, by SIP, with the meeting id and passcode, or as a bot.
+// meant to be opened by whoever was sent it) and says how to join: from
+// the browser (when EnableBrowserJoin was called: browser.go), by phone,
+// by SIP, with the meeting id and passcode, or as a bot.
 func (s *Store) Routes(mux interface {
 	HandleFunc(pattern string, handler func(http.ResponseWriter, *http.Request))
 }) {
 	mux.HandleFunc("GET "+JoinPath+"{thread}/{message}", s.joinPage)
+	s.browserRoutes(mux)
 }
 
 // joinPageData is what the page shows.
@@ -34,6 +34,8 @@ type joinPageData struct {
 	// SIPURI and TelURI are typed URLs: html/template would otherwise
 	// refuse the sip: and tel: schemes in an href.
 	SIPURI, TelURI template.URL
+	// Browser: the page can join from the browser (browser.go).
+	Browser bool
 }
 
 var joinPageTmpl = template.Must(template.New("join").Funcs(template.FuncMap{"spaced": spaced}).Parse(`<!doctype html>
@@ -42,7 +44,10 @@ var joinPageTmpl = template.Must(template.New("join").Funcs(template.FuncMap{"sp
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Join: {{.Subject}}</title>
-<style>
+{{if .Browser}}<link rel="stylesheet" href="/l/meetup-join/join.css">
+<script src="/phone/sip.js" defer></script>
+<script src="/l/meetup-join/join.js" defer></script>
+{{end}}<style>
 body { font-family: system-ui, sans-serif; line-height: 1.5; max-width: 40rem; margin: 2rem auto; padding: 0 1rem; color: #1b1b1b; background: #fff; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
 dt { font-weight: bold; } dd { margin: 0 0 .5rem 0; } code { overflow-wrap: anywhere; }
@@ -54,7 +59,27 @@ a { color: #0645ad; }
 <h1>{{.Subject}}</h1>
 <p>Organized by {{.Organizer}}, from <time datetime="{{.Start}}">{{.Start}}</time> to <time datetime="{{.End}}">{{.End}}</time>.</p>
 
-<section aria-labelledby="dial-in">
+{{if .Browser}}<section aria-labelledby="browser" id="browser-join">
+<h2 id="browser">Join from this browser</h2>
+<form id="join-form">
+<label for="name">Your name</label>
+<input id="name" name="name" autocomplete="name" maxlength="64" required autofocus>
+<button id="join" type="submit">Join with microphone</button>
+</form>
+<p id="status" role="status" aria-live="polite">Type your name, then join. You will be asked to allow the microphone.</p>
+<div id="in-call" hidden>
+<div class="controls">
+<button id="mute" type="button" aria-pressed="false">Mute microphone</button>
+<button id="leave" type="button">Leave</button>
+</div>
+<h3 id="roster-title">In the meeting</h3>
+<ul id="roster" aria-labelledby="roster-title"></ul>
+<p id="roster-news" class="visually-hidden" aria-live="polite"></p>
+</div>
+<audio id="remote-audio" autoplay></audio>
+</section>
+
+{{end}}<section aria-labelledby="dial-in">
 <h2 id="dial-in">Join by phone</h2>
 {{if .TollNumber}}<p>Call <a href="{{.TelURI}}">{{.TollNumber}}</a> and enter the conference ID <strong>{{spaced .ConferenceID}}#</strong> when asked.</p>
 {{else}}<p>This meeting's organization has no dial-in number. The conference ID is <strong>{{spaced .ConferenceID}}</strong>.</p>
@@ -97,17 +122,16 @@ func (s *Store) joinPage(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-
-	m, err := s.byThread(r.Context(), r.PathValue("thread"))
-	if err == nil {
-		// A link whose context names another tenant is not this meeting's.
-		var ctx struct{ Tid string }
-		if c := r.URL.Query().Get("context"); c != "" && json.Unmarshal([]byte(c), &ctx) == nil &&
-			ctx.Tid != "" && !strings.EqualFold(ctx.Tid, m.TenantID) {
-			err = notFound("")
-		}
+	if s.browser != nil {
+		// This origin's scripts, its WebSocket (SIP) and fetches, and the
+		// call's audio.
+		h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "+
+			"media-src 'self' blob: mediastream:; base-uri 'none'; frame-ancestors 'none'; form-action 'none'")
+	} else {
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	}
+
+	m, err := s.linkMeeting(r)
 	switch {
 	case errs.KindOf(err) == errs.NotFound:
 		w.WriteHeader(http.StatusNotFound)
@@ -124,6 +148,7 @@ func (s *Store) joinPage(w http.ResponseWriter, r *http.Request) {
 		Start: m.Start.UTC().Format(time.RFC3339), End: m.End.UTC().Format(time.RFC3339),
 		ThreadID: m.ThreadID, OrganizerID: m.OrganizerID, TenantID: m.TenantID,
 		JoinMeetingID: m.JoinMeetingID, Passcode: m.Passcode, ConferenceID: m.ConferenceID,
+		Browser: s.browser != nil,
 	}
 	if d.Subject == "" {
 		d.Subject = "Online meeting"

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/config"
@@ -198,6 +199,10 @@ type Store struct {
 	policy map[string]map[string]bool // lower-case app id -> lower-case user ids; absent: every user
 	now    func() time.Time
 	log    *slog.Logger
+	// browser lets the join page join from the browser (browser.go); nil
+	// until EnableBrowserJoin, set before the node serves HTTP.
+	browser *BrowserJoin
+	streams atomic.Int64 // open roster streams
 }
 
 // Open opens (creating if needed) the meetings bucket.

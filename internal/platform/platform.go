@@ -276,7 +276,6 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	n.Meetings.Routes(mux)
 	n.Records.Routes(mux)
 	console.Routes(mux, n.Console) // 403 when no operator is configured
-	n.Console.ServeRecordings(n.Records)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if o.Simulator {
 		n.Sim.Routes(mux)
@@ -285,6 +284,9 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		// SIP over WebSocket for browser softphones (RFC 7118).
 		mux.HandleFunc("GET "+sipgw.WSPath, n.SIP.ServeWebSocket)
 		webphone.Routes(mux, cfg.SIP.Domain) // the /phone softphone on it
+		// Meetings' join pages join from the browser through it, with
+		// guest passes the SIP edge checks.
+		n.Meetings.EnableBrowserJoin(meetings.BrowserJoin{Passes: n.SIP.GuestPasses(), Rosters: n.Calls, WSPath: sipgw.WSPath})
 	}
 
 	n.wg.Add(3)
@@ -501,7 +503,8 @@ func callMeeting(m *meetings.Meeting) *callctl.Meeting {
 	}
 	return &callctl.Meeting{ID: m.ID, TenantID: m.TenantID, ThreadID: m.ThreadID, JoinMeetingID: m.JoinMeetingID,
 		Passcode: m.Passcode, PasscodeRequired: m.PasscodeRequired, Subject: m.Subject, Organizer: m.Organizer(),
-		ConferenceID: m.ConferenceID, DialInBypassesLobby: m.LobbyBypass.IsDialInBypassEnabled}
+		ConferenceID: m.ConferenceID, DialInBypassesLobby: m.LobbyBypass.IsDialInBypassEnabled,
+		EveryoneBypassesLobby: strings.EqualFold(m.LobbyBypass.Scope, "everyone")}
 }
 
 // roomMedia gives call control's meeting rooms media.Conference, whose

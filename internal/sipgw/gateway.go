@@ -40,6 +40,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/guestpass"
 	"github.com/switchboard-voice/switchboard/internal/identity"
 	"github.com/switchboard-voice/switchboard/internal/media"
 	"github.com/switchboard-voice/switchboard/internal/store"
@@ -91,6 +92,7 @@ type Gateway struct {
 	now     func() time.Time
 	regs    *store.KV
 	auth    *digester
+	guests  *guestpass.Keys // the join page's guest passes (guest.go)
 	trunks  []*trunk
 	limiter *rate.Limiter
 	admit   *admission.Controller
@@ -198,6 +200,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 		realm = "switchboard"
 	}
 	g.auth = &digester{realm: realm, secret: secret, now: o.Now}
+	g.guests = guestpass.New(secret, o.Now)
 	g.m = newMetrics(o.Registerer)
 	g.sources = sourceGuard(cfg.SIP.Abuse, time.Now) // rates are wall-clock things, whatever Now is
 	g.am = newAbuseMetrics(o.Registerer)

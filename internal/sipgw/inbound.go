@@ -14,6 +14,7 @@ import (
 	"github.com/switchboard-voice/switchboard/internal/admission"
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/guestpass"
 	"github.com/switchboard-voice/switchboard/internal/webrtcgw"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
@@ -132,6 +133,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	src, _ := netip.ParseAddrPort(req.Source())
 	tr := g.trunkFrom(src.Addr().Unmap())
 	var caller *graph.IdentitySet
+	guest := false // the caller holds a guest pass (guest.go)
 	if tr != nil {
 		// The caller's number is the From user part, E.164 or as the
 		// trunk writes it (national, "anonymous").
@@ -142,7 +144,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		}
 		caller = &graph.IdentitySet{Phone: &graph.Identity{ID: num, DisplayName: printable(f.DisplayName, 128)}}
 	} else {
-		res, u, tid := g.auth.verify(req, g.lookupUser, "")
+		res, u, tid := g.auth.verify(req, g.lookupCaller, "")
 		switch res {
 		case authNone, authStale:
 			g.m.invite("in", 401)
@@ -158,6 +160,15 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 		caller = &graph.IdentitySet{User: &graph.Identity{ID: u.ID, DisplayName: u.DisplayName, TenantID: tid}}
+		if c, err := guestpass.Parse(u.SIP.Username); err == nil {
+			var code int
+			var why string
+			if caller, code, why = g.guestCall(req, c); caller == nil {
+				refuse(code, why)
+				return
+			}
+			guest = true
+		}
 	}
 
 	// Whom: the number (or SIP user) a bot owns.
@@ -173,6 +184,11 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	// Or a meeting: a tenant's dial-in number, or a meeting's own URI
 	// (sip:meeting-{conferenceId}@…).
 	dialIn, conferenceID := "", ""
+	if guest {
+		// Only the meeting guestCall checked the Request-URI names: never
+		// a bot's number.
+		ok = false
+	}
 	if !ok {
 		if tid, yes := g.tollNumber(num); yes {
 			dialIn, ok = tid, true
@@ -285,7 +301,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 
 	ctx, cancel := context.WithTimeout(g.runCtx, 10*time.Second)
 	if dialIn != "" || conferenceID != "" {
-		err = g.calls.DialIn(ctx, callctl.DialIn{TenantID: dialIn, Caller: caller, ConferenceID: conferenceID, NewLeg: l.attach})
+		err = g.calls.DialIn(ctx, callctl.DialIn{TenantID: dialIn, Caller: caller, ConferenceID: conferenceID, Guest: guest, NewLeg: l.attach})
 	} else {
 		_, err = g.calls.Incoming(ctx, callctl.IncomingCall{
 			TenantID: tenantID, AppID: app.ID, Caller: caller,
@@ -323,9 +339,6 @@ func warning(text string) sip.Header {
 // given, so the 487 it sent is given back.
 func (in *inbound) respond(l *Leg, res *sip.Response) error {
 	err := in.tx.Respond(res)
-	if err == nil {
-		l.traceSIP("%d %s sent for the INVITE", res.StatusCode, printable(res.Reason, 40))
-	}
 	if errors.Is(err, sip.ErrTransactionCanceled) && res.StatusCode != 487 {
 		_ = in.tx.Respond(sip.NewResponseFromRequest(in.req, 487, "Request Terminated", nil))
 	}
@@ -344,7 +357,6 @@ func (in *inbound) serve(l *Leg) {
 		case <-in.wake:
 		case <-in.cancelled:
 			// sipgo has answered the CANCEL with 200 and the INVITE with 487.
-			l.traceSIP("CANCEL received: 487 sent for the INVITE")
 			g.m.invite("in", 487)
 			l.finish(errs.CallerCancelled)
 			return

@@ -107,6 +107,9 @@ class SipUA extends EventTarget {
     this.opts = opts;
     this.host = rnd() + '.invalid';
     this.aor = 'sip:' + opts.user + '@' + opts.domain;
+    // Our From: the display name (a join page's guest's name) quoted, with
+    // what would end the quoted string taken out (RFC 3261 §25.1).
+    this.from = (opts.displayName ? '"' + opts.displayName.replace(/["\\\r\n]/g, '') + '" ' : '') + '<' + this.aor + '>';
     this.contact = '<sip:' + opts.user + '@' + this.host + ';transport=ws>';
     this.transport = opts.server.startsWith('wss:') ? 'WSS' : 'WS';
     this.txs = new Map(); // branch -> client transaction
@@ -217,7 +220,7 @@ class SipUA extends EventTarget {
   // with the final status and refreshes the binding before it lapses.
   async register(expires = 300) {
     const uri = 'sip:' + this.opts.domain;
-    const who = (this.opts.displayName ? '"' + this.opts.displayName.replace(/"/g, '') + '" ' : '') + '<' + this.aor + '>';
+    const who = this.from;
     if (!this.regTag) this.regTag = rnd();
     const res = await this.request({
       method: 'REGISTER', uri, cseq: () => ++this.regSeq,
@@ -327,7 +330,7 @@ class Call extends EventTarget {
       this.localTag = rnd();
       this.remoteURI = o.remoteURI;
       this.remoteTarget = o.remoteURI;
-      this.local = '<' + ua.aor + '>;tag=' + this.localTag;
+      this.local = ua.from + ';tag=' + this.localTag;
       this.remote = '<' + o.remoteURI + '>';
       this.stream = o.stream;
     } else {

@@ -23,6 +23,9 @@ type Phone struct {
 	// Node is the node's HTTP host:port; User and Password its credentials;
 	// Domain the SIP domain (the Request-URI host of REGISTER).
 	Node, User, Password, Domain string
+	// DisplayName, when set, is the From display name of its calls (a
+	// join page's guest's name).
+	DisplayName string
 
 	ua      *sipgo.UserAgent
 	cli     *sipgo.Client
@@ -172,7 +175,7 @@ func (p *Phone) Call(ctx context.Context, user string, body []byte) (*Call, int,
 		}
 	}
 	recipient := p.nodeURI(user)
-	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: p.User, Host: p.Domain}, Params: tagged()}
+	from := &sip.FromHeader{DisplayName: p.DisplayName, Address: sip.Uri{Scheme: "sip", User: p.User, Host: p.Domain}, Params: tagged()}
 	s, err := p.dialogs.Invite(ctx, recipient, body, from, sip.NewHeader("Content-Type", "application/sdp"))
 	if err != nil {
 		m.Close()
