@@ -257,6 +257,7 @@ func (a *actor) exit() {
 	m.mu.Unlock()
 	if a.deleted {
 		m.release(Caller{AppID: a.rec.AppID, TenantID: a.rec.TenantID})
+		m.endedN.Add(1)
 	}
 	m.active.Dec()
 	close(a.done)

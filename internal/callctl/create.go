@@ -114,7 +114,7 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 		req.Targets[i].ODataType = graph.TypeInvitationParticipantInfo
 		normIdentitySet(req.Targets[i].Identity)
 	}
-	if err := m.reserve(c); err != nil {
+	if err := m.reserve(ctx, c); err != nil {
 		return nil, err
 	}
 
@@ -285,22 +285,40 @@ func validE164(s string) bool {
 	return true
 }
 
-func (m *Manager) reserve(c Caller) error {
+// reserve counts a new call of c against calls.maxConcurrentPerApp: on
+// this node first (no round trip), then across the nodes (limits.go).
+func (m *Manager) reserve(ctx context.Context, c Caller) error {
 	key := normID(c.AppID) + "|" + normID(c.TenantID)
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closing {
+		m.mu.Unlock()
 		return errs.E(errs.Unavailable, "This Switchboard node is shutting down.")
 	}
 	if m.perApp[key] >= m.cfg.Calls.MaxConcurrentPerApp {
-		return errs.E(errs.Throttled, "The application has %d concurrent calls in this tenant, the limit (calls.maxConcurrentPerApp).", m.perApp[key])
+		n := m.perApp[key]
+		m.mu.Unlock()
+		return errs.E(errs.Throttled, "The application has %d concurrent calls in this tenant, the limit (calls.maxConcurrentPerApp).", n)
 	}
 	m.perApp[key]++
+	m.mu.Unlock()
+	if m.limits != nil {
+		if err := m.limits.acquire(ctx, limitKeyName(normID(c.AppID), normID(c.TenantID))); err != nil {
+			m.uncount(key)
+			return err
+		}
+	}
 	return nil
 }
 
+// release gives back the slot reserve (or a resumed call) took.
 func (m *Manager) release(c Caller) {
-	key := normID(c.AppID) + "|" + normID(c.TenantID)
+	m.uncount(normID(c.AppID) + "|" + normID(c.TenantID))
+	if m.limits != nil {
+		m.limits.release(limitKeyName(normID(c.AppID), normID(c.TenantID)))
+	}
+}
+
+func (m *Manager) uncount(key string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.perApp[key]--; m.perApp[key] <= 0 {
@@ -332,7 +350,7 @@ func (m *Manager) Incoming(ctx context.Context, in IncomingCall) (string, error)
 		return "", ErrNoBot
 	}
 	c := Caller{TenantID: in.TenantID, AppID: app.ID}
-	if err := m.reserve(c); err != nil {
+	if err := m.reserve(ctx, c); err != nil {
 		return "", err
 	}
 	now := m.clk.Now()

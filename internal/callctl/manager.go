@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -91,6 +92,12 @@ type Options struct {
 	Registerer prometheus.Registerer
 	// Observer, if set, watches this node's calls (observe.go).
 	Observer Observer
+	// Takeover runs the Manager on behalf of Node, a node that was lost,
+	// from another node's process (platform's node takeover): Start
+	// ends each of Node's calls with errs.NodeLost instead of resuming
+	// it, releasing its legs' far ends through Dialer.Resume, and the
+	// cluster-wide call counts are left to the takeover.
+	Takeover bool
 }
 
 // Manager owns this node's calls. It is safe for concurrent use.
@@ -131,6 +138,9 @@ type Manager struct {
 	recFailed prometheus.Counter
 	// appDone sums the frame counters of app ports that closed (under mu).
 	appDone media.AppStats
+
+	limits *limits      // the cluster-wide call counts; nil without a store, or in a takeover
+	endedN atomic.Int64 // calls ended and deleted
 }
 
 // New opens the calls bucket and returns a Manager. Call Start to resume
@@ -173,6 +183,13 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 			Buckets: []float64{.005, .015, .025, .035, .045, .055, .065, .085, .105, .155, .205, .305}}),
 	}
 	m.bgCtx, m.bgCancel = context.WithCancel(context.Background())
+	if o.Store != nil && !o.Takeover {
+		kv, err := o.Store.Bucket(ctx, LimitsBucket, 0)
+		if err != nil {
+			return nil, err
+		}
+		m.limits = newLimits(kv, o.Node, func() int { return m.cfg.Calls.MaxConcurrentPerApp }, o.Logger)
+	}
 	frames := func(dir, outcome string, f func(media.AppStats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_media_socket_frames_total",
 			Help:        "App-hosted media frames, to the bots (sent, dropped: the bot read too slowly) and from them (received, dropped: sent too far ahead).",
@@ -234,6 +251,11 @@ func (m *Manager) Start(ctx context.Context) error {
 		if err := m.resume(ctx, &rec, rev); err != nil {
 			return fmt.Errorf("callctl: resume call %s: %w", k, err)
 		}
+	}
+	if m.limits != nil {
+		// The counts this node left in the store become those of the
+		// calls it resumed.
+		return m.limits.sync(ctx)
 	}
 	return nil
 }
@@ -311,6 +333,9 @@ func (m *Manager) Shutdown(ctx context.Context, drainBy time.Time) error {
 		<-done
 	}
 	m.stopBG()
+	if m.limits != nil {
+		m.limits.wait()
+	}
 	return err
 }
 
@@ -329,6 +354,9 @@ func (m *Manager) Stop() {
 	}
 	m.wg.Wait()
 	m.stopBG()
+	if m.limits != nil {
+		m.limits.wait()
+	}
 }
 
 // live returns the actors running now.
@@ -341,6 +369,10 @@ func (m *Manager) live() []*actor {
 	}
 	return actors
 }
+
+// Ended reports how many calls this Manager has ended (their terminated
+// notification queued and their record deleted) since it was made.
+func (m *Manager) Ended() int { return int(m.endedN.Load()) }
 
 // Live reports how many calls this node runs.
 func (m *Manager) Live() int {

@@ -22,10 +22,22 @@ func (m *Manager) resume(ctx context.Context, rec *Record, rev uint64) error {
 	m.mu.Lock()
 	m.perApp[rec.AppID+"|"+rec.TenantID]++
 	m.mu.Unlock()
+	if m.limits != nil {
+		m.limits.adopt(limitKeyName(rec.AppID, rec.TenantID))
+	}
 	a := m.spawn(rec, rev)
 	if a == nil {
 		m.release(Caller{AppID: rec.AppID, TenantID: rec.TenantID})
 		return errs.E(errs.Unavailable, "This Switchboard node is shutting down.")
+	}
+	if m.o.Takeover {
+		a.post(func(a *actor) {
+			a.pending = append(a.pending, a.rec.Outbox...)
+			a.log.Info("ending a call of a lost node", "state", a.rec.Call.State)
+			a.releaseLost()
+			a.end(errs.NodeLost, false)
+		})
+		return nil
 	}
 	a.post(func(a *actor) {
 		a.pending = append(a.pending, a.rec.Outbox...)
@@ -80,4 +92,32 @@ func (m *Manager) resume(ctx context.Context, rec *Record, rev uint64) error {
 		}
 	})
 	return nil
+}
+
+// releaseLost hangs up the far ends of a lost node's call that this node
+// can reach: the dialer rebuilds what it can of each stored leg (a SIP
+// leg's confirmed dialog gets a BYE from this node, Dialer.Resume) and a
+// leg that comes back is hung up at once. Its media is not carried here.
+func (a *actor) releaseLost() {
+	refs := make([]LegRef, 0, 1+len(a.rec.Members))
+	if a.rec.Leg != nil {
+		refs = append(refs, *a.rec.Leg)
+	}
+	for _, mr := range a.rec.Members {
+		if mr.Leg != nil {
+			refs = append(refs, *mr.Leg)
+		}
+	}
+	for _, ref := range refs {
+		leg, err := a.m.o.Dialer.Resume(a.rec.Call.ID, ref, a.rec.Call.State, func(LegEvent) {})
+		if err != nil {
+			a.log.Info("leg of a lost node's call not resumed", "err", err)
+			continue
+		}
+		if a.rec.Call.State == graph.StateIncoming || a.rec.Call.State == graph.StateRedirecting {
+			leg.Reject(errs.NodeLost)
+		} else {
+			leg.HangUp(errs.NodeLost)
+		}
+	}
 }

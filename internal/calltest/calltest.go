@@ -133,6 +133,9 @@ type Options struct {
 	// Logger receives the node's log; when nil, warnings and errors go to
 	// the test's log (everything with SWITCHBOARD_TEST_LOG set).
 	Logger *slog.Logger
+	// NodeLease is the lease of the node's claim on its id (15 s when 0):
+	// node-loss tests shorten it.
+	NodeLease time.Duration
 }
 
 // Start runs a node for the test and stops it at cleanup.
@@ -177,7 +180,7 @@ func Start(t testing.TB, o Options) *Platform {
 	if log == nil {
 		log = bottest.Logger(t, false)
 	}
-	n, err := platform.Start(ctx, p.Config, platform.Options{Logger: log, Clock: clk, Listener: ln, Simulator: true,
+	n, err := platform.Start(ctx, p.Config, platform.Options{Logger: log, Clock: clk, Listener: ln, Simulator: true, NodeLease: o.NodeLease,
 		OnNotification: func(r webhook.Result) {
 			p.mu.Lock()
 			p.results = append(p.results, r)

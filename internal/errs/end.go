@@ -37,7 +37,11 @@ var (
 	ServerShutdown    = EndReason{503, 9007, "The Switchboard node ending the call was shut down.", 503}
 	CallerCancelled   = EndReason{487, 9008, "The caller hung up before the call was answered.", 0}
 	ResumeFailed      = EndReason{410, 9016, "The Switchboard node that carried the call restarted and its media could not continue; the far end was hung up.", 0}
-	AnswerFailed      = EndReason{500, 9015, "Switchboard could not answer the caller's leg (its media could not be set up).", 0}
+	// NodeLost ends the calls of a node that died and did not come back in
+	// time: another node took over its calls (platform's node takeover)
+	// and ended them, as their media died with the node.
+	NodeLost     = EndReason{410, 9020, "The Switchboard node that carried the call was lost (it stopped renewing its lease) and its media with it; another node ended the call and hung up the far end where it could.", 0}
+	AnswerFailed = EndReason{500, 9015, "Switchboard could not answer the caller's leg (its media could not be set up).", 0}
 	// BotMediaGone ends an app-hosted call whose media had no socket for
 	// media.socket.reconnectWindow: Graph's "platform could not reach the
 	// bot's media". The message is replaced by one naming the window.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,6 +36,21 @@ type nodeClaim struct {
 	PID      int       `json:"pid"`
 	Started  time.Time `json:"started"`
 	Beat     time.Time `json:"beat"`
+	// LeaseMS is the holder's lease, which other nodes judge it by.
+	LeaseMS int64 `json:"leaseMs,omitempty"`
+	// TakenOverBy names the node that holds the claim of a lost node
+	// while it ends that node's calls and delivers its notifications
+	// (takeover.go). The lost node, restarted meanwhile, waits for it.
+	TakenOverBy string `json:"takenOverBy,omitempty"`
+}
+
+// lease is how long the claim lasts without a heartbeat; def when the
+// holder did not say.
+func (nc nodeClaim) lease(def time.Duration) time.Duration {
+	if nc.LeaseMS > 0 {
+		return time.Duration(nc.LeaseMS) * time.Millisecond
+	}
+	return def
 }
 
 // claim is this process's hold on its node id.
@@ -45,6 +61,12 @@ type claim struct {
 	mine  nodeClaim
 	rev   uint64
 	log   *slog.Logger
+	// lost, when set, is told that another node took the claim over
+	// (the node named): this one was taken for lost and must stop.
+	lost func(by string)
+	// finished marks a takeover's claim done: run releases a takeover
+	// claim only then, else it expires and another node takes over.
+	finished atomic.Bool
 }
 
 // claimNodeID takes the node id for this process, waiting up to a lease
@@ -63,7 +85,8 @@ func claimNodeID(ctx context.Context, st *store.Store, id string, lease time.Dur
 	_, _ = rand.Read(inst)
 	now := time.Now()
 	c := &claim{kv: kv, id: id, lease: lease, log: log,
-		mine: nodeClaim{Instance: hex.EncodeToString(inst), Host: host, PID: os.Getpid(), Started: now, Beat: now}}
+		mine: nodeClaim{Instance: hex.EncodeToString(inst), Host: host, PID: os.Getpid(), Started: now, Beat: now,
+			LeaseMS: lease.Milliseconds()}}
 	deadline := now.Add(lease + lease/2)
 	var seen nodeClaim
 	for {
@@ -80,7 +103,25 @@ func claimNodeID(ctx context.Context, st *store.Store, id string, lease time.Dur
 			return nil, fmt.Errorf("claim node id %s: %w", id, err)
 		}
 		var old nodeClaim
-		if err := json.Unmarshal(data, &old); err != nil || c.gone(old) {
+		bad := json.Unmarshal(data, &old) != nil
+		if !bad && old.TakenOverBy != "" && time.Since(old.Beat) <= old.lease(c.lease) {
+			// Another node is ending this node's calls, having taken it
+			// for lost: starting now would resume them twice. Wait while
+			// its heartbeat goes on; it releases the id when done.
+			if old.Beat != seen.Beat {
+				log.Warn("another node is ending this node's calls, taken for lost; waiting for it to finish",
+					"by", old.TakenOverBy, "since", old.Started)
+			}
+			seen = old
+			deadline = time.Now().Add(lease + lease/2)
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("claim node id %s: node %s is taking over its calls: %w", id, old.TakenOverBy, ctx.Err())
+			case <-time.After(lease / 5):
+			}
+			continue
+		}
+		if bad || c.gone(old) {
 			if c.rev, err = kv.Update(ctx, id, c.value(), rev); err == nil {
 				if old.Instance != "" {
 					log.Warn("took over the node id from a node that stopped without releasing it",
@@ -92,7 +133,7 @@ func claimNodeID(ctx context.Context, st *store.Store, id string, lease time.Dur
 			}
 			continue
 		}
-		if old.Beat != seen.Beat && seen.Instance != "" {
+		if old.Beat != seen.Beat && seen.Instance != "" && seen.TakenOverBy == "" {
 			// Its heartbeat moved while we waited: a live node.
 			return nil, fmt.Errorf("node id %s is in use by a running node (host %q, pid %d, up since %s): each node needs its own data directory and so its own node id",
 				id, old.Host, old.PID, old.Started.Format(time.RFC3339))
@@ -116,7 +157,7 @@ func claimNodeID(ctx context.Context, st *store.Store, id string, lease time.Dur
 // process no longer exists (or is this one, which a container restart
 // gives the same pid).
 func (c *claim) gone(old nodeClaim) bool {
-	if time.Since(old.Beat) > c.lease {
+	if time.Since(old.Beat) > old.lease(c.lease) {
 		return true
 	}
 	if old.Host != c.mine.Host {
@@ -135,8 +176,9 @@ func (c *claim) value() []byte {
 }
 
 // run renews the claim every fifth of a lease until ctx is done, then
-// releases it, so that a successor starts at once. A claim taken by
-// another process meanwhile is logged as the error it is.
+// releases it, so that a successor starts at once (a takeover's claim
+// only once finished). A claim taken by another process meanwhile is
+// logged as the error it is, and told to lost when a node took it over.
 func (c *claim) run(ctx context.Context) {
 	t := time.NewTicker(c.lease / 5)
 	defer t.Stop()
@@ -145,6 +187,9 @@ func (c *claim) run(ctx context.Context) {
 		case <-ctx.Done():
 			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
+			if c.mine.TakenOverBy != "" && !c.finished.Load() {
+				return // unfinished: another node takes over once it expires
+			}
 			if _, rev, err := c.kv.Get(rctx, c.id); err == nil && rev == c.rev {
 				_ = c.kv.Delete(rctx, c.id)
 			}
@@ -159,6 +204,15 @@ func (c *claim) run(ctx context.Context) {
 		case err == nil:
 			c.rev = rev
 		case errors.Is(err, store.ErrConflict):
+			var now nodeClaim
+			if data, _, gerr := c.kv.Get(ctx, c.id); gerr == nil && json.Unmarshal(data, &now) == nil && now.TakenOverBy != "" && now.TakenOverBy != c.mine.TakenOverBy {
+				c.log.Error("this node was taken for lost (its claim was not renewed within its lease) and another node took over its calls; it stops",
+					"by", now.TakenOverBy)
+				if c.lost != nil {
+					c.lost(now.TakenOverBy)
+				}
+				return
+			}
 			c.log.Error("another process claimed this node's id: two processes run as one node; stop one (each node needs its own data directory)")
 			return
 		default:

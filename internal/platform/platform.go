@@ -93,6 +93,14 @@ type Node struct {
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
 	stopOnce sync.Once
+
+	// What a takeover of a lost node builds its outbox and calls with.
+	egress   *egress.Policy
+	onResult func(webhook.Result)
+	dial     callctl.Dialer
+	clk      clock.Clock
+	lost     chan struct{} // closed when another node took this one over
+	lostOnce sync.Once
 }
 
 // Start brings up a node and returns once it serves requests.
@@ -114,7 +122,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	}
 	log = log.With("node", nodeID)
 	runCtx, cancel := context.WithCancel(context.Background())
-	n = &Node{ID: nodeID, Config: cfg, log: log, cancel: cancel}
+	n = &Node{ID: nodeID, Config: cfg, log: log, cancel: cancel, clk: clk, lost: make(chan struct{})}
 	started := n // "return nil, err" clears n before the deferred Kill runs
 	defer func() {
 		if err != nil {
@@ -131,6 +139,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	if err != nil {
 		return nil, err
 	}
+	claim.lost = n.fence
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); claim.run(runCtx) }()
 	reg := prometheus.NewRegistry()
@@ -176,6 +185,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	if err != nil {
 		return nil, err
 	}
+	n.egress, n.onResult = policy, onResult
 	n.Outbox, err = webhook.Open(ctx, n.Store, n.Identity, webhook.Options{
 		Node: nodeID, Timeout: cfg.Notifications.Timeout.D(), MaxAge: cfg.Notifications.MaxAge.D(),
 		Workers: cfg.Notifications.Workers, Client: policy.Client(cfg.Notifications.Timeout.D()),
@@ -268,6 +278,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	}
 	n.Sim.Attach(n.Calls)
 	calls.m = n.Calls
+	n.dial = dial
 
 	n.API = graphapi.New(graphapi.Options{Config: cfg, Identity: n.Identity, Calls: n.Calls, Meetings: n.Meetings,
 		Logger: log.With("component", "graphapi"), Registerer: reg, Admission: n.Admission})
@@ -311,6 +322,10 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 			return nil, err
 		}
 	}
+	// From here this node takes over the calls of nodes that are lost
+	// (takeover.go): it can send their phones a BYE.
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.watchNodes(runCtx, claim.kv, claim.lease) }()
 
 	ln := o.Listener
 	if ln == nil {

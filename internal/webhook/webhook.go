@@ -473,7 +473,7 @@ func Open(ctx context.Context, st *store.Store, tokens TokenSource, o Options) (
 		return nil, fmt.Errorf("webhook: stream %s: %w", ParkedStreamName, err)
 	}
 
-	name := "notify_" + o.Node
+	name := consumerName(o.Node)
 	if err := js.DeleteConsumer(ctx, StreamName, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("webhook: delete consumer %s: %w", name, err)
 	}
@@ -639,6 +639,20 @@ func subjectToken(callID string) string {
 	}
 	return "b64_" + base64.RawURLEncoding.EncodeToString([]byte(callID))
 }
+
+// Remove deletes the delivery consumer of node, whose outbox is done
+// with for good: a lost node whose notifications another node delivered
+// (platform's node takeover). A node that starts again with that id
+// gets a new one from Open.
+func Remove(ctx context.Context, st *store.Store, node string) error {
+	err := st.JetStream().DeleteConsumer(ctx, StreamName, consumerName(node))
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("webhook: delete consumer of node %s: %w", node, err)
+	}
+	return nil
+}
+
+func consumerName(node string) string { return "notify_" + node }
 
 // Backlog reports how many of this node's notifications are not finished
 // yet (queued in the stream, being delivered, or parked). Shutdown uses it

@@ -1,0 +1,139 @@
+package callctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/errs"
+	"github.com/switchboard-voice/switchboard/internal/store"
+)
+
+func openLimits(t *testing.T) *store.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := store.Open(ctx, store.Options{DataDir: t.TempDir(), Name: "limits-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	return st
+}
+
+// counts reads the stored entry of key.
+func storedCounts(t *testing.T, kv *store.KV, key string) map[string]int {
+	t.Helper()
+	data, _, err := kv.Get(context.Background(), key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]int
+	if err := json.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Creates racing on two nodes get exactly the limit between them, however
+// the group commits and compare-and-set conflicts fall; releases bring the
+// stored counts back to nothing; a lost node's entries are dropped.
+func TestLimitsAcrossNodes(t *testing.T) {
+	st := openLimits(t)
+	ctx := context.Background()
+	kv, err := st.Bucket(ctx, LimitsBucket, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const limit = 10
+	lim := func() int { return limit }
+	log := slog.New(slog.DiscardHandler)
+	nodes := []*limits{newLimits(kv, "a", lim, log), newLimits(kv, "b", lim, log)}
+	key := limitKeyName("app", "tenant")
+
+	var granted [2]atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			err := nodes[i%2].acquire(ctx, key)
+			switch {
+			case err == nil:
+				granted[i%2].Add(1)
+			case errs.KindOf(err) != errs.Throttled:
+				t.Errorf("acquire: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	if a, b := granted[0].Load(), granted[1].Load(); a+b != limit {
+		t.Fatalf("granted %d on a and %d on b, want %d in all", a, b, limit)
+	}
+	c := storedCounts(t, kv, key)
+	if c["a"] != int(granted[0].Load()) || c["b"] != int(granted[1].Load()) {
+		t.Fatalf("stored %v, granted a=%d b=%d", c, granted[0].Load(), granted[1].Load())
+	}
+
+	// Node a gives back all its calls; node b is lost with its share.
+	for range granted[0].Load() {
+		nodes[0].release(key)
+	}
+	nodes[0].wait()
+	if c := storedCounts(t, kv, key); c["a"] != 0 || c["b"] != int(granted[1].Load()) {
+		t.Fatalf("after a's releases: %v", c)
+	}
+	if n, err := DropNodeLimits(ctx, st, "b"); err != nil || n != int(granted[1].Load()) {
+		t.Fatalf("drop b: %d, %v", n, err)
+	}
+	if c := storedCounts(t, kv, key); len(c) != 0 {
+		t.Fatalf("after dropping b: %v", c)
+	}
+	// The whole limit is a's again, though its cached count is stale.
+	for i := range limit {
+		if err := nodes[0].acquire(ctx, key); err != nil {
+			t.Fatalf("acquire %d after the drop: %v", i, err)
+		}
+	}
+	if err := nodes[0].acquire(ctx, key); errs.KindOf(err) != errs.Throttled {
+		t.Fatalf("acquire over the limit: %v", err)
+	}
+}
+
+// A restarted node's entry becomes what it resumed: the calls that died
+// with the old process no longer count.
+func TestLimitsSyncAfterRestart(t *testing.T) {
+	st := openLimits(t)
+	ctx := context.Background()
+	kv, err := st.Bucket(ctx, LimitsBucket, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	lim := func() int { return 5 }
+	key, other := limitKeyName("app", "tenant"), limitKeyName("app2", "tenant")
+	before := newLimits(kv, "a", lim, log)
+	for _, k := range []string{key, key, key, other} {
+		if err := before.acquire(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after := newLimits(kv, "a", lim, log) // the same node, restarted
+	after.adopt(key)                      // one call resumed
+	if err := after.sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after.wait()
+	if c := storedCounts(t, kv, key); c["a"] != 1 {
+		t.Fatalf("%s after the restart: %v", key, c)
+	}
+	if c := storedCounts(t, kv, other); c["a"] != 0 {
+		t.Fatalf("%s after the restart: %v", other, c)
+	}
+}

@@ -1,0 +1,230 @@
+package calltest_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/switchboard-voice/switchboard/internal/calltest"
+	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+// twoNodes starts node A, whose embedded NATS node B uses too, both with
+// a short lease on their ids so that a lost node is taken over quickly.
+// Both have A's public URL, as nodes behind one load balancer would.
+func twoNodes(t *testing.T, lease time.Duration, edit func(*config.Config)) (a, b *calltest.Platform) {
+	t.Helper()
+	natsAddr := freeAddr(t)
+	a = calltest.Start(t, calltest.Options{NodeLease: lease, Edit: func(c *config.Config) {
+		c.NATS.Listen = natsAddr
+		edit(c)
+	}})
+	b = calltest.Start(t, calltest.Options{Hook: a.Hook, WeakHook: a.WeakHook, NodeLease: lease, Edit: func(c *config.Config) {
+		c.NATS.URL = "nats://" + natsAddr
+		// One deployment, one public address: the bot checks the
+		// notifications of every node against it.
+		c.HTTP.PublicURL = a.URL
+		edit(c)
+	}})
+	return a, b
+}
+
+// calls.maxConcurrentPerApp counts the application's calls on every node:
+// with the limit's calls spread over two nodes, one more is refused 429
+// on either; once a node is lost, the node that takes over its calls
+// releases their share and a new call goes through.
+func TestCallLimitIsClusterWide(t *testing.T) {
+	const limit = 3
+	a, b := twoNodes(t, time.Second, func(c *config.Config) { c.Calls.MaxConcurrentPerApp = limit })
+	onA := []graph.Call{a.CreateCall(calltest.AliceID), a.CreateCall(calltest.AliceID)}
+	onB := b.CreateCall(calltest.AliceID)
+	for _, c := range append(onA, onB) {
+		a.Hook.WaitState(t, c.ID, graph.StateEstablished)
+	}
+	for name, p := range map[string]*calltest.Platform{"A": a, "B": b} {
+		r := p.Bot("POST", calls, calltest.CallTo(p.Hook.URL, calltest.AliceID))
+		if r.StatusCode != 429 {
+			t.Fatalf("call %d on node %s: %s %s, want 429", limit+1, name, r.Status, r.Body)
+		}
+	}
+
+	b.Node.Crash()
+	ended := a.Hook.WaitState(t, onB.ID, graph.StateTerminated).Call(t)
+	if ri := ended.ResultInfo; ri == nil || ri.Code != 410 || ri.Subcode != 9020 {
+		t.Fatalf("node B's call ended with %+v, want 410/9020", ended.ResultInfo)
+	}
+	// Its share was released before its calls ended.
+	more := a.CreateCall(calltest.AliceID)
+	a.Hook.WaitState(t, more.ID, graph.StateEstablished)
+	if r := a.Bot("POST", calls, calltest.CallTo(a.Hook.URL, calltest.AliceID)); r.StatusCode != 429 {
+		t.Fatalf("call %d after the takeover: %s %s, want 429", limit+1, r.Status, r.Body)
+	}
+	for _, c := range onA {
+		var got graph.Call
+		a.Bot("GET", calls+"/"+c.ID, nil).JSON(t, &got)
+		if got.State != graph.StateEstablished {
+			t.Fatalf("node A's call %s after the takeover: %s", c.ID, got.State)
+		}
+	}
+	if n := a.Node.Calls.Live(); n != limit {
+		t.Fatalf("node A runs %d calls, want %d", n, limit)
+	}
+}
+
+// nodeLossWait bounds the wait for a lost node's calls to end: its lease
+// (15 s, the default) and a fifth of the survivor's, with room to spare.
+const nodeLossWait = 45 * time.Second
+
+// waitEnded waits for callID's terminated notification and returns the call.
+func waitEnded(t *testing.T, hook *calltest.Webhook, callID string, timeout time.Duration) graph.Call {
+	t.Helper()
+	var ended graph.Call
+	hook.Wait(t, callID, timeout, "terminated", func(ns []calltest.Notification) bool {
+		for _, n := range ns {
+			if n.ResourceURL == "/communications/calls/"+callID && json.Unmarshal(n.ResourceData, &ended) == nil &&
+				ended.State == graph.StateTerminated {
+				return true
+			}
+		}
+		return false
+	})
+	return ended
+}
+
+// A node is killed with SIGKILL mid-call and does not come back in time:
+// node A, sharing its NATS, notices once the lost node's lease has run
+// out, ends its calls (410/9020), delivers every notification the lost
+// node had accepted but not delivered, in order per call, then the
+// calls' terminated ones, and sends the SIP phone in one of its calls a
+// BYE. A's own call goes on. Restarted afterwards, the lost node resumes
+// nothing. The lost node is a real switchboard serve process, on the
+// default lease: the test measures the failover time users get.
+func TestNodeLossSIGKILLEndsItsCallsOnAnotherNode(t *testing.T) {
+	bin := switchboardBinary(t)
+	natsAddr := freeAddr(t)
+	a := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) { c.NATS.Listen = natsAddr }})
+	hook := a.Hook
+
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	cfg := calltest.Config(filepath.Join(dir, "data"), a.URL, hook.URL, a.WeakHook.URL)
+	cfg.HTTP.Listen = addr
+	cfg.NATS.URL = "nats://" + natsAddr
+	sipAddr := freeSIPAddr(t)
+	cfg.SIP.Listen = sipAddr.String()
+	cfg.Simulator.Enabled = true
+	cfg.Log.Level = "info"
+	cfg.Notifications.MaxAge = config.Duration(5 * time.Minute)
+	cfg.Media.InactivityTimeout = config.Duration(10 * time.Minute) // the phone sends no RTP
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "switchboard.yaml")
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	proc := startProcess(t, bin, cfgPath, "http://"+addr)
+	b := calltest.Attach(t, "http://"+addr, hook)
+
+	// On node A, a call that must not notice anything.
+	onA := a.CreateCall(calltest.AliceID)
+	hook.WaitState(t, onA.ID, graph.StateEstablished)
+
+	// On node B: a call to a simulated user, and one to Eve's SIP phone.
+	delivered := b.CreateCall(calltest.AliceID)
+	hook.WaitState(t, delivered.ID, graph.StateEstablished)
+	eve := newSIPPhone(t, "127.0.0.1", "eve")
+	eve.register(t, sipAddr, calltest.EvePassword, cfg.SIP.Domain)
+	toEve := b.CreateCall(calltest.EveID)
+	eveDlg := eve.nextInvite(t)
+	if err := eveDlg.RespondSDP(eve.sdp()); err != nil {
+		t.Fatal(err)
+	}
+	hook.WaitState(t, toEve.ID, graph.StateEstablished)
+
+	// The bot's webhook goes down: a third call's notifications are
+	// accepted by node B (stored in its outbox) and not delivered.
+	hook.SetDown(true)
+	queued := b.CreateCall(calltest.AliceID)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var c graph.Call
+		b.Bot("GET", calls+"/"+queued.ID, nil).JSON(t, &c)
+		if c.State == graph.StateEstablished {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("third call never established: %s", c.State)
+		}
+		time.Sleep(20 * time.Millisecond) // polling another process's state
+	}
+
+	if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	_ = proc.cmd.Wait()
+	if n := len(hook.For(queued.ID)); n != 0 {
+		t.Fatalf("webhook was down but accepted %d notifications", n)
+	}
+	hook.SetDown(false)
+
+	for _, c := range []graph.Call{delivered, toEve, queued} {
+		ended := waitEnded(t, hook, c.ID, nodeLossWait)
+		if ri := ended.ResultInfo; ri == nil || ri.Code != 410 || ri.Subcode != 9020 {
+			t.Fatalf("call %s ended with %+v, want 410/9020", c.ID, ended.ResultInfo)
+		}
+	}
+	t.Logf("node death to the last terminated notification: %s", time.Since(killed).Round(time.Millisecond))
+	want := []graph.CallState{graph.StateEstablishing, graph.StateRinging, graph.StateEstablished, graph.StateTerminated}
+	if got := hook.States(t, queued.ID); !slices.Equal(got, want) {
+		t.Fatalf("the undelivered call's notifications: %v, want %v", got, want)
+	}
+	bye := eve.nextBye(t)
+	if callIDOf(bye) != callIDOf(eveDlg.InviteRequest) {
+		t.Fatalf("BYE for Call-ID %s, want the call's %s", callIDOf(bye), callIDOf(eveDlg.InviteRequest))
+	}
+	select {
+	case <-eveDlg.Context().Done(): // the BYE matched Eve's dialog
+	case <-time.After(sipWait):
+		t.Fatal("Eve's dialog did not end")
+	}
+
+	var got graph.Call
+	a.Bot("GET", calls+"/"+onA.ID, nil).JSON(t, &got)
+	if got.State != graph.StateEstablished || a.Node.Calls.Live() != 1 {
+		t.Fatalf("node A's call after the takeover: %s, %d calls live", got.State, a.Node.Calls.Live())
+	}
+
+	// Restarted, node B waits for the takeover to finish, then resumes
+	// nothing: its calls are gone, and no notification is repeated.
+	seen := len(hook.All())
+	startProcess(t, bin, cfgPath, "http://"+addr)
+	for _, c := range []graph.Call{delivered, toEve, queued} {
+		if r := b.Bot("GET", calls+"/"+c.ID, nil); r.StatusCode != 404 {
+			t.Fatalf("call %s after the lost node restarted: %s %s", c.ID, r.Status, r.Body)
+		}
+	}
+	// A call made on B now is delivered after anything B's outbox could
+	// still hold from before (its consumer starts at the oldest message).
+	after := b.CreateCall(calltest.AliceID)
+	hook.WaitState(t, after.ID, graph.StateEstablished)
+	if r := b.Bot("DELETE", calls+"/"+after.ID, nil); r.StatusCode != 204 {
+		t.Fatalf("hang up: %s %s", r.Status, r.Body)
+	}
+	waitEnded(t, hook, after.ID, 10*time.Second)
+	for _, n := range hook.All()[seen:] {
+		if !strings.HasPrefix(n.ResourceURL, "/communications/calls/"+after.ID) {
+			t.Fatalf("after the restart, a notification of an ended call: %s %s", n.ResourceURL, n.ResourceData)
+		}
+	}
+}
