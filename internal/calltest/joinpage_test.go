@@ -129,9 +129,9 @@ func rosterText(ps []graph.Participant) string {
 // A meeting's join link in a real Chromium (headless, its microphone a
 // WAV): a bot made the meeting and is in it; the page asks for a name,
 // gets a guest pass and calls the meeting over SIP over WebSocket with
-// WebRTC audio; the guest waits in the lobby (the page says so, and the
-// bot's roster shows them isInLobby as a guest with the typed name) until
-// the bot admits them; then the page shows the meeting's roster, the
+// WebRTC audio; the guest waits in the lobby (the page says so, plays the
+// lobby's prompt, and the bot's roster shows them isInLobby as a guest
+// with the typed name) until the bot admits them; then the page shows the meeting's roster, the
 // browser's microphone makes the guest the dominant speaker (in the bot's
 // roster and on the page), the bot's prompt is heard on the page (its
 // loudest frequency), mute shows pressed, and Leave takes the guest off
@@ -157,6 +157,23 @@ func TestChromiumJoinPage(t *testing.T) {
 
 	page.Eval(`document.getElementById('name').value = 'Zoe Guest'; document.getElementById('join-form').requestSubmit()`)
 	page.Until(30*time.Second, "the lobby", `document.body.dataset.state === 'lobby' && document.getElementById('status').textContent.includes('waiting for someone')`)
+	// What the page plays: the loudest frequency, every 100 ms, of the
+	// remote audio element's stream when it is loud enough.
+	page.Until(10*time.Second, "the call's audio", `!!document.getElementById('remote-audio').srcObject`)
+	page.Eval(`(() => {
+  window.heard = [];
+  const ac = new AudioContext(), an = ac.createAnalyser();
+  an.fftSize = 2048;
+  ac.createMediaStreamSource(document.getElementById('remote-audio').srcObject).connect(an);
+  const bins = new Float32Array(an.frequencyBinCount);
+  setInterval(() => {
+    an.getFloatFrequencyData(bins);
+    let best = 0;
+    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+    if (bins[best] > -50) window.heard.push(Math.round(best * ac.sampleRate / an.fftSize));
+  }, 100);
+})()`)
+	page.Until(10*time.Second, "the lobby's prompt heard", `window.heard.length >= 5`)
 	ps := mb.waitRosterOf(ctx, t, call, "the guest in the lobby", func(ps []graph.Participant) bool {
 		g := guestIn(ps, "Zoe Guest")
 		return g != nil && g.IsInLobby
@@ -182,21 +199,8 @@ func TestChromiumJoinPage(t *testing.T) {
 		page.Screenshot(file)
 	}
 
-	// Audio down: the bot's prompt, heard on the page (the loudest
-	// frequency of what its audio element plays).
-	page.Eval(`(() => {
-  window.heard = [];
-  const ac = new AudioContext(), an = ac.createAnalyser();
-  an.fftSize = 2048;
-  ac.createMediaStreamSource(document.getElementById('remote-audio').srcObject).connect(an);
-  const bins = new Float32Array(an.frequencyBinCount);
-  setInterval(() => {
-    an.getFloatFrequencyData(bins);
-    let best = 0;
-    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
-    if (bins[best] > -50) window.heard.push(Math.round(best * ac.sampleRate / an.fftSize));
-  }, 100);
-})()`)
+	// Audio down: the bot's prompt, heard on the page.
+	page.Eval(`window.heard = []`)
 	base := wavServer(t, map[string][]byte{"/tone.wav": calltest.WAV(tone(1200, 3*time.Second), 8000)})
 	if _, err := call.PlayPrompt(ctx, base+"/tone.wav"); err != nil {
 		t.Fatal(err)
