@@ -99,6 +99,8 @@ type SIP struct {
 	InvitesPerSecond float64 `yaml:"invitesPerSecond"`
 	// Abuse limits what one source address may send: requests outside a dialog per second, and failed digest answers before it is banned. Trunks' allowFrom addresses are exempt.
 	Abuse SIPAbuse `yaml:"abuse"`
+	// WS limits SIP over WebSocket (/sip/ws) per source address: open connections and new connections per second; over either, the upgrade is refused with 429 before it happens.
+	WS SIPWebSocket `yaml:"ws"`
 	// Trunks are SIP peers for phone numbers (PSTN gateways).
 	Trunks []Trunk `yaml:"trunks"`
 	// Proxies lists the SIP proxies in front of the nodes (Kamailio, docs/deploy.md), as IPs or CIDRs. A request from one is taken as relayed: trunks' allowFrom and sip.abuse apply to the address the proxy received it from (the Via it added to), and the proxy's own requests (OPTIONS probes) are never limited.
@@ -121,6 +123,19 @@ type SIPAbuse struct {
 	AuthFailureWindow Duration `yaml:"authFailureWindow"`
 	// BanTime is how long a banned source is ignored. Default 15m.
 	BanTime Duration `yaml:"banTime"`
+}
+
+// SIPWebSocket limits one source address of SIP over WebSocket (browser
+// softphones at /sip/ws). The source is the HTTP connection's address: a
+// reverse proxy in front of the node makes every browser one source, so
+// raise the limits there (or turn them off).
+type SIPWebSocket struct {
+	// MaxConnsPerSource is how many SIP-over-WebSocket connections one source address may hold open at once; 0 turns the limit off. Default 20.
+	MaxConnsPerSource int `yaml:"maxConnsPerSource"`
+	// ConnsPerSecond is the sustained rate of new connections one source address may open; 0 turns the limit off. Default 5.
+	ConnsPerSecond float64 `yaml:"connsPerSecond"`
+	// ConnBurst is how many new connections a source may open at once above ConnsPerSecond. Default 20.
+	ConnBurst int `yaml:"connBurst"`
 }
 
 // Trunk is a SIP peer that carries calls to and from phone numbers.
@@ -442,7 +457,8 @@ func Default() Config {
 		SIP: SIP{Listen: "127.0.0.1:5060", Domain: "switchboard.local", TLSListen: "127.0.0.1:5061",
 			RegisterExpiry: Duration(time.Hour), InvitesPerSecond: 200,
 			Abuse: SIPAbuse{RequestsPerSecond: 50, Burst: 100, MaxAuthFailures: 10,
-				AuthFailureWindow: Duration(time.Minute), BanTime: Duration(15 * time.Minute)}},
+				AuthFailureWindow: Duration(time.Minute), BanTime: Duration(15 * time.Minute)},
+			WS: SIPWebSocket{MaxConnsPerSource: 20, ConnsPerSecond: 5, ConnBurst: 20}},
 		Media: Media{BindIP: "127.0.0.1", RTPPortMin: 20000, RTPPortMax: 29999, InactivityTimeout: Duration(30 * time.Second),
 			RecordingRetention: Duration(time.Hour), RecordingsMaxBytes: 1 << 30, PromptCacheBytes: 64 << 20,
 			Socket: MediaSocket{SendBuffer: Duration(200 * time.Millisecond), ReconnectWindow: Duration(30 * time.Second)}},

@@ -498,3 +498,23 @@ func TestNATSClusterAndProxies(t *testing.T) {
 		t.Errorf("no problem named nats.replicas in:\n%s", got)
 	}
 }
+
+func TestSIPWebSocketKeys(t *testing.T) {
+	c, err := config.Parse([]byte("sip:\n  ws:\n    maxConnsPerSource: 3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.SIP.WS; w.MaxConnsPerSource != 3 || w.ConnsPerSecond != 5 || w.ConnBurst != 20 {
+		t.Errorf("sip.ws: %+v, want the file's limit over the defaults", w)
+	}
+	if _, err := config.Parse([]byte("sip:\n  ws:\n    maxConnsPerSource: 0\n    connsPerSecond: 0\n    connBurst: 0\n")); err != nil {
+		t.Errorf("limits off: %v", err)
+	}
+	_, err = config.Parse([]byte("sip:\n  ws:\n    maxConnsPerSource: -1\n    connsPerSecond: 2\n    connBurst: 0\n"))
+	got := strings.Join(problems(t, err), "\n")
+	for _, key := range []string{"sip.ws.maxConnsPerSource", "sip.ws.connsPerSecond"} {
+		if !strings.Contains(got, key) {
+			t.Errorf("no problem named %s in:\n%s", key, got)
+		}
+	}
+}

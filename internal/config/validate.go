@@ -89,6 +89,12 @@ func (c *Config) Validate() error {
 	if a := c.SIP.Abuse; a.RequestsPerSecond < 0 || (a.RequestsPerSecond > 0 && a.Burst < 1) {
 		bad("sip.abuse.requestsPerSecond", "requestsPerSecond must be >= 0 (0: off) and burst >= 1")
 	}
+	if w := c.SIP.WS; w.MaxConnsPerSource < 0 {
+		bad("sip.ws.maxConnsPerSource", "must be >= 0 (0: off)")
+	}
+	if w := c.SIP.WS; w.ConnsPerSecond < 0 || (w.ConnsPerSecond > 0 && w.ConnBurst < 1) {
+		bad("sip.ws.connsPerSecond", "connsPerSecond must be >= 0 (0: off) and connBurst >= 1")
+	}
 	if a := c.SIP.Abuse; a.MaxAuthFailures < 0 {
 		bad("sip.abuse.maxAuthFailures", "must be >= 0 (0: no bans)")
 	} else if a.MaxAuthFailures > 0 {

@@ -98,6 +98,7 @@ type Gateway struct {
 	admit   *admission.Controller
 	m       *metrics
 	sources *abuse.Guard[netip.Addr] // per source address: request rate, wrong digest answers, bans (abuse.go)
+	wsLimit *wsLimiter               // per source address: SIP over WebSocket connections (wslimit.go)
 	am      *abuseMetrics
 	rtc     *webrtcgw.Gateway // nil: WebRTC offers are refused
 
@@ -204,6 +205,7 @@ func New(ctx context.Context, o Options) (*Gateway, error) {
 	g.m = newMetrics(o.Registerer)
 	g.sources = sourceGuard(cfg.SIP.Abuse, time.Now) // rates are wall-clock things, whatever Now is
 	g.am = newAbuseMetrics(o.Registerer)
+	g.wsLimit = newWSLimiter(cfg.SIP.WS, time.Now, o.Registerer)
 	return g, nil
 }
 

@@ -73,9 +73,10 @@ type envOptions struct {
 	logger     *slog.Logger
 	tlsCert    string // PEM files: SIP over TLS on a port-0 listener
 	tlsKey     string
-	unstarted  bool             // the test calls Start
-	abuse      *config.SIPAbuse // sip.abuse; the defaults when nil
-	webrtc     bool             // answer WebRTC offers (ws_test.go)
+	unstarted  bool                 // the test calls Start
+	abuse      *config.SIPAbuse     // sip.abuse; the defaults when nil
+	webrtc     bool                 // answer WebRTC offers (ws_test.go)
+	ws         *config.SIPWebSocket // sip.ws; the defaults when nil
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -91,6 +92,9 @@ func newEnv(t *testing.T, o envOptions) *env {
 	}
 	if o.abuse != nil {
 		cfg.SIP.Abuse = *o.abuse
+	}
+	if o.ws != nil {
+		cfg.SIP.WS = *o.ws
 	}
 	if o.trunk.IsValid() {
 		cfg.SIP.Trunks = []config.Trunk{{Name: "pstn", Address: o.trunk.String(), AllowFrom: []string{o.trunk.Addr().String()}}}

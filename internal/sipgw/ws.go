@@ -28,7 +28,8 @@ const WSPath = "/sip/ws"
 
 // ServeWebSocket upgrades a request for WSPath to SIP over WebSocket. A
 // request that is not a WebSocket upgrade offering the "sip" subprotocol
-// gets 400 (426 without an upgrade); a gateway not serving, 503.
+// gets 400 (426 without an upgrade); a gateway not serving, 503; a source
+// address over its limits (sip.ws, wslimit.go), 429.
 func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || !headerHas(r.Header, "Connection", "upgrade") {
 		w.Header().Set("Upgrade", "websocket")
@@ -54,19 +55,31 @@ func (g *Gateway) ServeWebSocket(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "this connection cannot be upgraded (HTTP/2?)", http.StatusHTTPVersionNotSupported)
 		return
 	}
+	release, why, wait := g.wsLimit.admit(httpSource(r.RemoteAddr))
+	if release == nil {
+		w.Header().Set("Retry-After", retryAfter(wait))
+		msg := "Too many SIP-over-WebSocket connections open from this address (sip.ws.maxConnsPerSource)."
+		if why == wsRefusedRate {
+			msg = "SIP-over-WebSocket connections opened too fast from this address (sip.ws.connsPerSecond); retry later."
+		}
+		http.Error(w, msg, http.StatusTooManyRequests)
+		return
+	}
 	var head bytes.Buffer
 	fmt.Fprintf(&head, "GET %s HTTP/1.1\r\nHost: %s\r\n", r.URL.RequestURI(), r.Host)
 	_ = r.Header.Write(&head)
 	head.WriteString("\r\n")
 	conn, rw, err := hj.Hijack()
 	if err != nil {
+		release()
 		g.log.Debug("sip over websocket: hijack", "err", err)
 		return
 	}
-	// rw.Reader holds whatever the client sent after the request.
-	c := &replayConn{Conn: conn, r: io.MultiReader(&head, rw.Reader)}
+	// rw.Reader holds whatever the client sent after the request. The
+	// source's slot is given back when sipgo (or we) close the connection.
+	c := &replayConn{Conn: &limitedConn{Conn: conn, release: release}, r: io.MultiReader(&head, rw.Reader)}
 	if !ln.push(c) {
-		_ = conn.Close()
+		_ = c.Close()
 	}
 }
 

@@ -2,13 +2,18 @@ package sipgw
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchboard-voice/switchboard/internal/callctl"
@@ -216,4 +221,162 @@ func TestWebSocketWrongPasswordsBan(t *testing.T) {
 	if got := testutil.ToFloat64(e.gw.am.banned); got != 1 {
 		t.Fatalf("banned_total %v", got)
 	}
+}
+
+// wsDial opens a SIP-over-WebSocket connection to addr from the loopback
+// address from (127.0.0.x: another source), returning the HTTP status a
+// refused upgrade got (0 when it was taken).
+func wsDial(t *testing.T, ctx context.Context, addr, from string) (net.Conn, int) {
+	t.Helper()
+	d := ws.Dialer{Protocols: []string{"sip"}, NetDial: func(ctx context.Context, network, a string) (net.Conn, error) {
+		nd := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		return nd.DialContext(ctx, network, a)
+	}}
+	conn, _, _, err := d.Dial(ctx, "ws://"+addr+WSPath)
+	var se ws.StatusError
+	if errors.As(err, &se) {
+		return nil, int(se)
+	}
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, from, err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn, 0
+}
+
+// One source address may hold sip.ws.maxConnsPerSource connections: the
+// next upgrade is refused with 429 (counted) before anything is hijacked,
+// while another source still gets in; a closed connection gives its slot
+// back. Opening them faster than sip.ws.connsPerSecond (past the burst)
+// is refused too.
+func TestWebSocketLimitsPerSource(t *testing.T) {
+	e := newEnv(t, envOptions{ws: &config.SIPWebSocket{MaxConnsPerSource: 3, ConnsPerSecond: 1000, ConnBurst: 1000}})
+	addr := e.wsServer()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	var open []net.Conn
+	for i := range 3 {
+		c, code := wsDial(t, ctx, addr, "127.0.0.1")
+		if code != 0 {
+			t.Fatalf("connection %d from 127.0.0.1 refused: %d", i+1, code)
+		}
+		open = append(open, c)
+	}
+	for range 2 {
+		if _, code := wsDial(t, ctx, addr, "127.0.0.1"); code != http.StatusTooManyRequests {
+			t.Fatalf("a fourth connection from 127.0.0.1: %d, want 429", code)
+		}
+	}
+	if _, code := wsDial(t, ctx, addr, "127.0.0.2"); code != 0 {
+		t.Fatalf("another source refused: %d", code)
+	}
+	if got := testutil.ToFloat64(e.gw.wsLimit.refused.WithLabelValues(wsRefusedConns)); got != 2 {
+		t.Fatalf("ws_refused_total{reason=connections} %v, want 2", got)
+	}
+	// A closed connection's slot comes back once sipgo has let it go.
+	open[0].Close()
+	src := netip.MustParseAddr("127.0.0.1")
+	for held := 3; held >= 3; {
+		e.gw.wsLimit.mu.Lock()
+		held = e.gw.wsLimit.open[src]
+		e.gw.wsLimit.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			t.Fatalf("127.0.0.1 still holds %d connections after closing one", held)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, code := wsDial(t, ctx, addr, "127.0.0.1"); code != 0 {
+		t.Fatalf("a connection after one closed: %d", code)
+	}
+
+	// The rate: a burst of 2, then about one a second.
+	e2 := newEnv(t, envOptions{ws: &config.SIPWebSocket{ConnsPerSecond: 1, ConnBurst: 2}})
+	addr2 := e2.wsServer()
+	for i := range 2 {
+		if _, code := wsDial(t, ctx, addr2, "127.0.0.1"); code != 0 {
+			t.Fatalf("connection %d of the burst refused: %d", i+1, code)
+		}
+	}
+	if _, code := wsDial(t, ctx, addr2, "127.0.0.1"); code != http.StatusTooManyRequests {
+		t.Fatalf("a connection past the burst: %d, want 429", code)
+	}
+	if got := testutil.ToFloat64(e2.gw.wsLimit.refused.WithLabelValues(wsRefusedRate)); got != 1 {
+		t.Fatalf("ws_refused_total{reason=rate} %v, want 1", got)
+	}
+}
+
+// wsExchange writes a text frame on a SIP-over-WebSocket connection and
+// returns the first final response that comes back, "" when the
+// connection closed or nothing came within a second.
+func wsExchange(t *testing.T, c net.Conn, msg string) string {
+	t.Helper()
+	if err := wsutil.WriteClientText(c, []byte(msg)); err != nil {
+		return ""
+	}
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	defer c.SetReadDeadline(time.Time{})
+	for {
+		b, err := wsutil.ReadServerText(c)
+		if err != nil {
+			return ""
+		}
+		if !strings.HasPrefix(string(b), "SIP/2.0 1") {
+			return string(b)
+		}
+	}
+}
+
+// Malformed SIP over WebSocket (RFC 7118 §5: one message per frame), each
+// on a connection of its own, gets the right SIP error where sipgo parsed
+// a request to answer; what it cannot parse closes the connection (as on
+// TCP); nothing is ever accepted, nothing crashes, and the gateway goes
+// on: a good request on a new connection is answered, a phone registers.
+func TestWebSocketMalformedSIP(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	addr := e.wsServer()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	req := func(method, extra string, body string) string {
+		return method + " sip:" + botNum + "@sb.test SIP/2.0\r\n" +
+			"Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bK" + strings.ToLower(method) + strconv.Itoa(len(extra)) + "\r\n" +
+			"Max-Forwards: 70\r\nFrom: <sip:alice@sb.test>;tag=a1\r\nTo: <sip:" + botNum + "@sb.test>\r\n" +
+			"Call-ID: malformed-" + strconv.Itoa(len(extra)) + "@ws\r\n" + extra +
+			"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+	for _, m := range []struct {
+		name, msg, want string // want: the status line's start; "" for no answer (closed)
+	}{
+		{"not SIP at all", "hello, is this the chat?", ""},
+		{"binary junk", "\x00\xff\xfe SIP/2.0\r\n\r\n", ""},
+		{"no CSeq", req("OPTIONS", "", ""), "SIP/2.0 400 "},
+		{"a CSeq of another method", req("OPTIONS", "CSeq: 1 INVITE\r\n", ""), "SIP/2.0 400 "},
+		{"a Content-Length past the frame", strings.Replace(req("OPTIONS", "CSeq: 2 OPTIONS\r\n", ""), "Content-Length: 0", "Content-Length: 500", 1), ""},
+		{"a request URI of another scheme", strings.Replace(req("OPTIONS", "CSeq: 3 OPTIONS\r\n", ""), "OPTIONS sip:", "OPTIONS mailto:", 1), "SIP/2.0 416 "},
+		{"an INVITE whose SDP is garbage, unauthenticated", req("INVITE", "CSeq: 4 INVITE\r\nContact: <sip:alice@df7jal23ls0d.invalid;transport=ws>\r\nContent-Type: application/sdp\r\n", "v=0\r\nthis is not SDP"), "SIP/2.0 401 "},
+	} {
+		c, code := wsDial(t, ctx, addr, "127.0.0.1")
+		if code != 0 {
+			t.Fatalf("%s: upgrade refused: %d", m.name, code)
+		}
+		got := firstLine(wsExchange(t, c, m.msg))
+		t.Logf("%s: %q", m.name, got)
+		if !strings.HasPrefix(got, m.want) || (m.want == "" && got != "") {
+			t.Errorf("%s: answered %q, want %q", m.name, got, m.want)
+		}
+		c.Close()
+	}
+	c, _ := wsDial(t, ctx, addr, "127.0.0.1")
+	if got := wsExchange(t, c, req("OPTIONS", "CSeq: 9 OPTIONS\r\n", "")); !strings.HasPrefix(got, "SIP/2.0 200 ") {
+		t.Fatalf("OPTIONS after the malformed ones: %q", firstLine(got))
+	}
+	ph := e.rtcPhone(addr, "alice", alicePw)
+	if code, err := ph.Register(ctx, 300); err != nil || code != 200 {
+		t.Fatalf("REGISTER after the malformed messages: %d %v", code, err)
+	}
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\r\n")
+	return l
 }
