@@ -127,15 +127,17 @@ func rosterText(ps []graph.Participant) string {
 }
 
 // A meeting's join link in a real Chromium (headless, its microphone a
-// WAV): a bot made the meeting and is in it; the page asks for a name,
+// WAV), driven from the keyboard: a bot made the meeting and is in it;
+// the page asks for a name (typed, Enter pressed; an empty one refused),
 // gets a guest pass and calls the meeting over SIP over WebSocket with
-// WebRTC audio; the guest waits in the lobby (the page says so, plays the
-// lobby's prompt, and the bot's roster shows them isInLobby as a guest
-// with the typed name) until the bot admits them; then the page shows the meeting's roster, the
-// browser's microphone makes the guest the dominant speaker (in the bot's
-// roster and on the page), the bot's prompt is heard on the page (its
-// loudest frequency), mute shows pressed, and Leave takes the guest off
-// the bot's roster.
+// WebRTC audio; the guest waits in the lobby (the page says so and plays
+// the lobby's prompt, and the bot's roster shows them isInLobby as a
+// guest with the name typed) until the bot admits them; then the page
+// shows the meeting's roster, the browser's microphone makes the guest
+// the dominant speaker (in the bot's roster and on the page), the bot's
+// prompt is heard on the page (its loudest frequency), Mute (the focus
+// is on it: Enter) shows pressed, and Leave takes the guest off the bot's
+// roster.
 func TestChromiumJoinPage(t *testing.T) {
 	mb := startMeetingBot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -155,7 +157,9 @@ func TestChromiumJoinPage(t *testing.T) {
 	page.Eval(`document.getElementById('join-form').requestSubmit()`)
 	page.Until(5*time.Second, "the empty name refused", `document.getElementById('status').textContent.startsWith('Type your name') && document.activeElement.id === 'name'`)
 
-	page.Eval(`document.getElementById('name').value = 'Zoe Guest'; document.getElementById('join-form').requestSubmit()`)
+	// From the keyboard: the name field has the focus; type, press Enter.
+	page.Call("Input.insertText", map[string]any{"text": "Zoe Guest"}, nil)
+	pressEnter(page)
 	page.Until(30*time.Second, "the lobby", `document.body.dataset.state === 'lobby' && document.getElementById('status').textContent.includes('waiting for someone')`)
 	// What the page plays: the loudest frequency, every 100 ms, of the
 	// remote audio element's stream when it is loud enough.
@@ -207,8 +211,10 @@ func TestChromiumJoinPage(t *testing.T) {
 	}
 	page.Until(10*time.Second, "the bot's 1200 Hz prompt heard", `window.heard.some(f => f > 1150 && f < 1250)`)
 
-	// Mute, from the keyboard's point of view a toggle button.
-	page.Eval(`document.getElementById('mute').click()`)
+	// Mute, a toggle button, from the keyboard: the meeting put the focus
+	// on it.
+	page.Until(5*time.Second, "the focus on Mute", `document.activeElement.id === 'mute'`)
+	pressEnter(page)
 	page.Until(5*time.Second, "muted", `document.getElementById('mute').getAttribute('aria-pressed') === 'true' && document.querySelector('#roster li[data-you]').textContent.includes('muted')`)
 
 	// Leave: the guest is off the bot's roster, the page can join again.
@@ -218,6 +224,17 @@ func TestChromiumJoinPage(t *testing.T) {
 
 	if err := call.HangUp(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// pressEnter presses Enter where the page's focus is, as a keyboard does.
+func pressEnter(page *calltest.Chromium) {
+	for _, typ := range []string{"keyDown", "keyUp"} {
+		ev := map[string]any{"type": typ, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13}
+		if typ == "keyDown" {
+			ev["text"] = "\r"
+		}
+		page.Call("Input.dispatchKeyEvent", ev, nil)
 	}
 }
 
