@@ -49,6 +49,9 @@
     if (!r.ok) throw new Error((await r.text()).trim() || r.status + ' ' + r.statusText);
     const pass = await r.json();
     setState('joining', 'Asking for your microphone…');
+    if (!navigator.mediaDevices || !window.RTCPeerConnection) {
+      throw new Error('this browser gives no microphone to this page: open the link over HTTPS (or on localhost)');
+    }
     stream = await navigator.mediaDevices.getUserMedia({audio: true});
     const server = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + pass.ws;
     ua = new SipUA({server, domain: pass.domain, user: pass.user, password: pass.password, displayName: pass.name});
