@@ -228,3 +228,31 @@ func TestNodeLossSIGKILLEndsItsCallsOnAnotherNode(t *testing.T) {
 		}
 	}
 }
+
+// http.requestsPerSecond and http.burst are the application's across the
+// nodes: each node serving the deployment allows its share.
+func TestRequestRateIsSharedByTheNodes(t *testing.T) {
+	a, b := twoNodes(t, time.Second, func(c *config.Config) {
+		c.HTTP.RequestsPerSecond = 0.5 // a token every 4 s on each of two nodes: none comes back during the test
+		c.HTTP.Burst = 4
+	})
+	// Each node counts the other once it has looked at sb_nodes (every
+	// fifth of its lease).
+	deadline := time.Now().Add(10 * time.Second)
+	for a.Node.Nodes() != 2 || b.Node.Nodes() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes counted: %d on A, %d on B", a.Node.Nodes(), b.Node.Nodes())
+		}
+		time.Sleep(10 * time.Millisecond) // polling the nodes' view of sb_nodes
+	}
+	for name, p := range map[string]*calltest.Platform{"A": a, "B": b} {
+		tok := p.Token(calltest.BotID, calltest.TenantID)
+		var codes []int
+		for range 3 {
+			codes = append(codes, p.Do(calltest.Req{Method: "GET", Path: calls + "/x", Token: tok}).StatusCode)
+		}
+		if !slices.Equal(codes, []int{404, 404, 429}) {
+			t.Fatalf("node %s answered %v, want two requests (half the burst of 4) then 429", name, codes)
+		}
+	}
+}

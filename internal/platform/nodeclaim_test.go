@@ -112,6 +112,73 @@ func TestNodeClaim(t *testing.T) {
 		}
 	})
 
+	t.Run("a node restarted while another takes it over waits, then starts", func(t *testing.T) {
+		st := openTestStore(t)
+		// The takeover runs in this very process (as in-process tests
+		// do): its pid, alive, must not let the restart through.
+		tk := nodeClaim{Instance: "takeover", Host: host, PID: os.Getpid(), Started: time.Now(), Beat: time.Now(),
+			LeaseMS: lease.Milliseconds(), TakenOverBy: "n2"}
+		kv := putClaim(t, st, "n1", tk)
+		claimed := make(chan error, 1)
+		go func() {
+			_, err := claimNodeID(ctx, st, "n1", lease, discard())
+			claimed <- err
+		}()
+		// The takeover beats for three leases, then releases the id.
+		tick := time.NewTicker(lease / 5)
+		for range 15 {
+			<-tick.C
+			select {
+			case err := <-claimed:
+				t.Fatalf("claimed during the takeover: %v", err)
+			default:
+			}
+			tk.Beat = time.Now()
+			b, _ := json.Marshal(tk)
+			if _, err := kv.Put(ctx, "n1", b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tick.Stop()
+		if err := kv.Delete(ctx, "n1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-claimed; err != nil {
+			t.Fatalf("claim after the takeover: %v", err)
+		}
+	})
+
+	t.Run("a node whose claim another node took over is told it is lost", func(t *testing.T) {
+		st := openTestStore(t)
+		c, err := claimNodeID(ctx, st, "n1", lease, discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		lost := make(chan string, 1)
+		c.lost = func(by string) { lost <- by }
+		// Another node judged it lost (a network split) and took it over.
+		putClaim(t, st, "n1", nodeClaim{Instance: "takeover", Host: "elsewhere", PID: 1, Beat: time.Now(), TakenOverBy: "n2"})
+		runCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		done := make(chan struct{})
+		go func() { c.run(runCtx); close(done) }()
+		select {
+		case by := <-lost:
+			if by != "n2" {
+				t.Fatalf("lost to %q, want n2", by)
+			}
+		case <-time.After(10 * lease):
+			t.Fatal("not told it was lost")
+		}
+		<-done // run returns without releasing the other's claim
+		kv, _ := st.Bucket(ctx, nodeBucket, 0)
+		data, _, err := kv.Get(ctx, "n1")
+		var now nodeClaim
+		if err != nil || json.Unmarshal(data, &now) != nil || now.TakenOverBy != "n2" {
+			t.Fatalf("claim after being told: %s %v", data, err)
+		}
+	})
+
 	t.Run("a stopped node releases its id", func(t *testing.T) {
 		st := openTestStore(t)
 		c, err := claimNodeID(ctx, st, "n1", time.Minute, discard())

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,6 +102,7 @@ type Node struct {
 	clk      clock.Clock
 	lost     chan struct{} // closed when another node took this one over
 	lostOnce sync.Once
+	nodes    atomic.Int32 // nodes serving the deployment (takeover.go)
 }
 
 // Start brings up a node and returns once it serves requests.
@@ -281,7 +283,8 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	n.dial = dial
 
 	n.API = graphapi.New(graphapi.Options{Config: cfg, Identity: n.Identity, Calls: n.Calls, Meetings: n.Meetings,
-		Logger: log.With("component", "graphapi"), Registerer: reg, Admission: n.Admission})
+		Logger: log.With("component", "graphapi"), Registerer: reg, Admission: n.Admission,
+		Nodes: n.Nodes})
 	mux := n.API.Mux()
 	n.Identity.Routes(mux)
 	n.Meetings.Routes(mux)

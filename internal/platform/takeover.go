@@ -77,6 +77,7 @@ func (n *Node) watchNodes(ctx context.Context, kv *store.KV, lease time.Duration
 		}
 		now := time.Now()
 		present := map[string]bool{}
+		live := 1 // this node
 		for _, id := range keys {
 			present[id] = true
 			mu.Lock()
@@ -89,16 +90,18 @@ func (n *Node) watchNodes(ctx context.Context, kv *store.KV, lease time.Duration
 			if err != nil {
 				continue
 			}
-			s, ok := seen[id]
-			if !ok || s.rev != rev {
-				seen[id] = sighting{rev, now}
-				continue
-			}
 			var old nodeClaim
 			if json.Unmarshal(data, &old) != nil {
 				continue
 			}
-			if now.Sub(s.at) <= old.lease(defaultNodeLease) {
+			s, ok := seen[id]
+			if !ok || s.rev != rev {
+				seen[id] = sighting{rev, now}
+			}
+			if !ok || s.rev != rev || now.Sub(s.at) <= old.lease(defaultNodeLease) {
+				if old.TakenOverBy == "" {
+					live++
+				}
 				continue
 			}
 			mu.Lock()
@@ -116,6 +119,7 @@ func (n *Node) watchNodes(ctx context.Context, kv *store.KV, lease time.Duration
 			}()
 		}
 		cancel()
+		n.nodes.Store(int32(live))
 		for id := range seen {
 			if !present[id] {
 				delete(seen, id)
@@ -231,6 +235,11 @@ func waitFor(ctx context.Context, done func() (bool, error)) error {
 		}
 	}
 }
+
+// Nodes is how many nodes serve the deployment: this one and those whose
+// claims in sb_nodes were renewed within their lease when it last looked
+// (every fifth of its lease), not counting takeovers.
+func (n *Node) Nodes() int { return max(1, int(n.nodes.Load())) }
 
 // Lost is closed when this node found its id taken over by another node,
 // which took it for lost (it did not renew its claim within its lease: a
