@@ -290,6 +290,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	n.Meetings.Routes(mux)
 	n.Records.Routes(mux)
 	console.Routes(mux, n.Console) // 403 when no operator is configured
+	n.Console.ServeRecordings(n.Records)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if o.Simulator {
 		n.Sim.Routes(mux)

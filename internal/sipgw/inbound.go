@@ -339,6 +339,9 @@ func warning(text string) sip.Header {
 // given, so the 487 it sent is given back.
 func (in *inbound) respond(l *Leg, res *sip.Response) error {
 	err := in.tx.Respond(res)
+	if err == nil {
+		l.traceSIP("%d %s sent for the INVITE", res.StatusCode, printable(res.Reason, 40))
+	}
 	if errors.Is(err, sip.ErrTransactionCanceled) && res.StatusCode != 487 {
 		_ = in.tx.Respond(sip.NewResponseFromRequest(in.req, 487, "Request Terminated", nil))
 	}
@@ -357,6 +360,7 @@ func (in *inbound) serve(l *Leg) {
 		case <-in.wake:
 		case <-in.cancelled:
 			// sipgo has answered the CANCEL with 200 and the INVITE with 487.
+			l.traceSIP("CANCEL received: 487 sent for the INVITE")
 			g.m.invite("in", 487)
 			l.finish(errs.CallerCancelled)
 			return
