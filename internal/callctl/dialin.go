@@ -127,6 +127,12 @@ func (m *Manager) DialIn(ctx context.Context, in DialIn) error {
 			return errs.E(errs.NotFound, "No meeting with conference id %s.", in.ConferenceID)
 		}
 		d.mt = mt
+		if in.Guest && m.guestInMeeting(mt.ID, in.Caller) {
+			// A pass is one person: the same pass calling again while its
+			// guest is in (or waiting to enter) would let one link fill a
+			// lobby.
+			return errs.E(errs.Forbidden, "This guest pass is in meeting %s already: a pass joins once at a time.", mt.ID)
+		}
 	}
 	d.sink = newSink(func(ev LegEvent) { d.events.do(func() { d.onEvent(ev) }) })
 	d.leg = in.NewLeg(d.id, d.sink.deliver)
@@ -335,6 +341,34 @@ func (d *dialIn) enter() {
 			}
 		})
 	})
+}
+
+// guestInMeeting reports whether the guest of caller (a join page's pass)
+// is in the meeting's room on this node, the lobby included.
+func (m *Manager) guestInMeeting(meetingID string, caller *graph.IdentitySet) bool {
+	m.mu.Lock()
+	r := m.rooms[meetingID]
+	m.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.hasGuestLocked(caller)
+}
+
+// hasGuestLocked reports whether the room's roster holds the guest of
+// caller; false for a caller who is no guest. The caller holds r.mu.
+func (r *room) hasGuestLocked(caller *graph.IdentitySet) bool {
+	if caller == nil || caller.Guest == nil || caller.Guest.ID == "" {
+		return false
+	}
+	for _, p := range r.parts {
+		if p.Info != nil && p.Info.Identity != nil && p.Info.Identity.Guest != nil && p.Info.Identity.Guest.ID == caller.Guest.ID {
+			return true
+		}
+	}
+	return false
 }
 
 // keypad spells a passcode as a phone keypad enters it: digits as they

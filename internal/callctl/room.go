@@ -375,11 +375,11 @@ func (r *room) gone(p *roomMember, reason errs.EndReason) {
 }
 
 // addPerson puts someone who called in into the room, in the lobby or
-// on the conference; false when the room has closed meanwhile or is full
-// (maxMembers).
+// on the conference; false when the room has closed meanwhile, is full
+// (maxMembers), or holds the same guest (a join page's pass) already.
 func (r *room) addPerson(p *roomMember, lobby bool) bool {
 	r.mu.Lock()
-	if r.closed || len(r.people) >= maxMembers {
+	if r.closed || len(r.people) >= maxMembers || r.hasGuestLocked(p.target.Identity) {
 		r.mu.Unlock()
 		return false
 	}

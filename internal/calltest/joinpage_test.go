@@ -315,10 +315,11 @@ func rosterEvents(t *testing.T, link, user, password string) (int, string) {
 // the roster as a guest, straight in as A lets everyone bypass the lobby,
 // and the guest hears the bot's prompt; the roster stream shows the guest
 // in. Refused: a pass for a deleted meeting or a bad name (404, 400); a
-// pass used for meeting B, a bot's number or a user (403 each: no toll
-// fraud), a forged password (403), an expired pass (403 saying so), a
-// REGISTER with a pass (403); the roster stream without a pass, with a
-// forged one, one for another meeting or an expired one (401).
+// pass used for meeting B, a bot's number, a user or the dial-in number
+// (403 each: no toll fraud), a forged password (403), an expired pass
+// (403), a REGISTER with a pass (403), the same pass calling again while
+// its guest is in (403); the roster stream without a pass, with a forged
+// one, one for another meeting or an expired one (401).
 func TestGuestPassProtocol(t *testing.T) {
 	mb := startMeetingBot(t)
 	p := mb.p
@@ -416,6 +417,10 @@ func TestGuestPassProtocol(t *testing.T) {
 		g := guestIn(ps, "Yann")
 		return g != nil && !g.IsInLobby
 	})
+	// One pass, one person: calling again with it while in is refused.
+	if _, code := call(guestPhone(pa.User, pa.Password), "meeting-"+a.AudioConferencing.ConferenceID); code != 403 {
+		t.Errorf("a second call with a pass already in the meeting: %d, want 403", code)
+	}
 	if status, data := rosterEvents(t, a.JoinWebURL, pa.User, pa.Password); status != 200 ||
 		!strings.Contains(data, `"state":"in"`) || !strings.Contains(data, `"name":"Yann","kind":"guest","you":true`) {
 		t.Errorf("the guest's roster stream: %d %s", status, data)
