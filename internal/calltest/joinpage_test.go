@@ -318,7 +318,8 @@ func rosterEvents(t *testing.T, link, user, password string) (int, string) {
 // pass used for meeting B, a bot's number, a user or the dial-in number
 // (403 each: no toll fraud), a forged password (403), an expired pass
 // (403), a REGISTER with a pass (403), the same pass calling again while
-// its guest is in (403); the roster stream without a pass, with a forged
+// its guest is in (403), passes past a burst from one address (429); the
+// roster stream without a pass, with a forged
 // one, one for another meeting or an expired one (401).
 func TestGuestPassProtocol(t *testing.T) {
 	mb := startMeetingBot(t)
@@ -446,5 +447,16 @@ func TestGuestPassProtocol(t *testing.T) {
 	}
 	if err := guest.HangUp(ctx); err != nil {
 		t.Fatal(err)
+	}
+
+	// Passes for one address are bounded (a burst of 20, then one every
+	// 2 s).
+	limited := false
+	for i := 0; i < 30 && !limited; i++ {
+		status, _, body := mintPass(t, b.JoinWebURL, "Flood")
+		limited = status == 429 && strings.Contains(body, "try again")
+	}
+	if !limited {
+		t.Error("30 passes in a row from one address were all minted")
 	}
 }

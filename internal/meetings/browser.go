@@ -6,13 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/switchboard-voice/switchboard/internal/abuse"
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/guestpass"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
@@ -59,7 +62,17 @@ func (s *Store) EnableBrowserJoin(b BrowserJoin) {
 		return // the meeting's SIP URI needs sip.domain
 	}
 	s.browser = &b
+	s.mints = abuse.New[netip.Addr](abuse.Limits{Rate: mintRate, Burst: mintBurst}, nil)
 }
+
+// A source address gets mintBurst guest passes at once and mintRate a
+// second after that: an office behind one NAT joining a meeting together
+// is served, a script filling a meeting's lobby is slowed to a crawl (and
+// each pass joins once at a time: callctl).
+const (
+	mintRate  = 0.5
+	mintBurst = 20
+)
 
 // maxRosterStreams bounds the roster streams a node keeps open: each is a
 // connection and a goroutine, and passes are free to anyone with a link.
@@ -149,6 +162,13 @@ type guestPass struct {
 func (s *Store) mintGuest(w http.ResponseWriter, r *http.Request) {
 	m := s.meetingOr(w, r)
 	if m == nil {
+		return
+	}
+	src, _ := netip.ParseAddrPort(r.RemoteAddr)
+	if v, wait := s.mints.Allow(src.Addr().Unmap()); v != abuse.Allowed {
+		secs := int(wait/time.Second) + 1
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		guestError(w, http.StatusTooManyRequests, fmt.Sprintf("Too many guest passes for your address: try again in %d s.", secs))
 		return
 	}
 	var body struct {

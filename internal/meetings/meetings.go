@@ -24,10 +24,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/internal/abuse"
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/identity"
@@ -202,7 +204,8 @@ type Store struct {
 	// browser lets the join page join from the browser (browser.go); nil
 	// until EnableBrowserJoin, set before the node serves HTTP.
 	browser *BrowserJoin
-	streams atomic.Int64 // open roster streams
+	mints   *abuse.Guard[netip.Addr] // guest passes per source address
+	streams atomic.Int64             // open roster streams
 }
 
 // Open opens (creating if needed) the meetings bucket.
