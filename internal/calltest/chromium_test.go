@@ -269,6 +269,19 @@ func TestChromiumFrozenEndsCall(t *testing.T) {
 	if inactivity := p.Config.Media.InactivityTimeout.D(); took >= inactivity {
 		t.Fatalf("ended after %v: by the media inactivity timeout (%v), not ICE's", took, inactivity)
 	}
+	// The operators' console says why, as a media event of the call.
+	for _, c := range p.Node.Console.Snapshot() {
+		if c.ID != b.in.ID {
+			continue
+		}
+		for _, e := range c.Timeline {
+			if e.Kind == "media" && strings.Contains(e.Text, "media failure: the browser's WebRTC connection failed") {
+				return
+			}
+		}
+		t.Fatalf("no media failure on the console's timeline: %+v", c.Timeline)
+	}
+	t.Fatalf("the console does not know call %s", b.in.ID)
 }
 
 // framesToneLevel is the mean share of freq in the energy of pcm's

@@ -97,3 +97,44 @@ func TestExplain(t *testing.T) {
 		}
 	}
 }
+
+// Traces stay bounded too: those of calls not yet created wait (at most
+// maxEarlyCalls calls, maxEarlyTraces each) and come first on the call's
+// timeline once it is; a call lists at most MaxRecordings recordings, each
+// once.
+func TestConsoleTraceBounds(t *testing.T) {
+	c := testConsole(t)
+	tr := func(id, text, rec string) callctl.TraceEvent {
+		return callctl.TraceEvent{CallID: id, At: time.Now(), Kind: callctl.TraceSIP, Text: text, Recording: rec}
+	}
+	for i := range 3 * maxEarlyCalls {
+		for j := range 2 * maxEarlyTraces {
+			c.Trace(tr(fmt.Sprintf("early-%d", i), fmt.Sprintf("trace %d", j), ""))
+		}
+	}
+	c.mu.Lock()
+	calls, order := len(c.early), len(c.earlyOrder)
+	for id, held := range c.early {
+		if len(held) > maxEarlyTraces {
+			t.Errorf("%s: %d traces held", id, len(held))
+		}
+	}
+	c.mu.Unlock()
+	if calls > maxEarlyCalls || order > maxEarlyCalls+1 {
+		t.Fatalf("%d calls' traces held (%d in order)", calls, order)
+	}
+	last := fmt.Sprintf("early-%d", 3*maxEarlyCalls-1)
+	c.ObserveCall(ev(callctl.ObservedCreated, last, "incoming"))
+	snap := c.Snapshot()
+	if len(snap) != 1 || len(snap[0].Timeline) != maxEarlyTraces+1 || snap[0].Timeline[0].Text != "trace 0" || snap[0].Timeline[maxEarlyTraces].Kind != callctl.ObservedCreated {
+		t.Fatalf("the created call's timeline: %+v", snap[0].Timeline)
+	}
+	for i := range MaxRecordings + 5 {
+		c.Trace(tr(last, "recording stored", fmt.Sprintf("%032x", i)))
+		c.Trace(tr(last, "recording stored again", fmt.Sprintf("%032x", i)))
+	}
+	recs := c.Snapshot()[0].Recordings
+	if len(recs) != MaxRecordings || recs[0].ID != fmt.Sprintf("%032x", 5) || recs[0].URL != "/console/calls/"+last+"/recordings/"+recs[0].ID {
+		t.Fatalf("%d recordings, first %+v", len(recs), recs[0])
+	}
+}

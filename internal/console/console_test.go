@@ -453,19 +453,28 @@ func TestConsoleTimelineHasSIPAndMediaAndPlaysRecordings(t *testing.T) {
 		}
 	}
 
+	// The phone holds the call (a re-INVITE, sendonly), then hangs up.
+	offer := string(m.LocalSDP())
+	if code, _, err := res.c.ReInviteAnswer(ctx, []byte(strings.Replace(offer, "a=sendrecv", "a=sendonly", 1))); err != nil || code != 200 {
+		t.Fatalf("hold: %d %v", code, err)
+	}
 	if err := res.c.HangUp(ctx); err != nil {
 		t.Fatal(err)
 	}
 	p.Hook.WaitState(t, in.ID, graph.StateTerminated)
-	var lines []string
-	for _, e := range view().Timeline {
-		lines = append(lines, e.Kind+": "+e.Text)
+	timeline := func(c console.Call) string {
+		var lines []string
+		for _, e := range c.Timeline {
+			lines = append(lines, e.Kind+": "+e.Text)
+		}
+		return strings.Join(lines, "\n")
 	}
-	all := strings.Join(lines, "\n")
+	all := timeline(view())
 	for _, want := range []string{
 		"sip: INVITE received from", "(WebRTC offer)", "sip: 180 Ringing sent for the INVITE", "sip: 200 OK sent for the INVITE", "sip: ACK received",
 		"media: prompt 1 of 1 started (playPrompt", "media: playPrompt completed", "media: recording started", "media: recording stopped: maxRecordDurationReached",
-		"media: recording stored", "sip: BYE received", "sip: 200 OK sent for the BYE",
+		"media: recording stored", "sip: re-INVITE (hold) received", "sip: 200 OK sent for the INVITE",
+		"sip: BYE received", "sip: 200 OK sent for the BYE",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("no %q on the timeline:\n%s", want, all)
@@ -476,5 +485,48 @@ func TestConsoleTimelineHasSIPAndMediaAndPlaysRecordings(t *testing.T) {
 	}
 	if testing.Verbose() {
 		t.Logf("timeline:\n%s", all)
+	}
+
+	// The bot calls the phone: our INVITE and the responses it gets, our
+	// BYE and its answer.
+	out := p.CreateCall(calltest.EveID)
+	ringing, err := ph.Ringing(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := ringing.Answer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m2.Close()
+	p.Hook.WaitState(t, out.ID, graph.StateEstablished)
+	if r := p.Bot("DELETE", "/v1.0/communications/calls/"+out.ID, nil); r.StatusCode != 204 {
+		t.Fatalf("hang up: %s", r.Status)
+	}
+	p.Hook.WaitState(t, out.ID, graph.StateTerminated)
+	wants := []string{"sip: INVITE sent to sip:eve@", "sip: 200 OK received for the INVITE", "sip: BYE sent", "sip: 200 OK received for the BYE"}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		got := ""
+		for _, c := range p.Node.Console.Snapshot() {
+			if c.ID == out.ID {
+				got = timeline(c)
+			}
+		}
+		missing := ""
+		for _, want := range wants {
+			if !strings.Contains(got, want) {
+				missing = want
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Now().After(deadline) { // the BYE's answer may come just after the call's end
+			t.Fatalf("no %q on the outgoing call's timeline:\n%s", missing, got)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 }
