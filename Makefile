@@ -20,12 +20,14 @@ endif
 # Debian packages the end-to-end tests drive: real SIP peers (sipp from
 # sip-tester, with its pcaps; baresip, a softphone), the SIP scanners
 # attackers run (sipvicious: svmap, svwar, svcrack), and the websockets
-# package the system python3 runs docs/media-socket.md's Python echo with.
-TEST_DEBS := sip-tester baresip sipvicious python3-websockets chromium
+# package the system python3 runs docs/media-socket.md's Python echo with,
+# and kamailio, the SIP front of several nodes (internal/cluster's test and
+# make cluster run deploy/kamailio/kamailio.cfg).
+TEST_DEBS := sip-tester baresip sipvicious python3-websockets chromium kamailio
 
 RUN_ARGS ?=
 
-.PHONY: help run test test-callctl test-msgraph fuzz deps build bench bench-ivr bench-peers soak fmt lint
+.PHONY: help run cluster test test-callctl test-msgraph fuzz deps build bench bench-ivr bench-peers soak fmt lint
 
 ## help: list the targets (the default)
 help:
@@ -34,6 +36,16 @@ help:
 ## run: build and run a dev node (demo tenant, simulated users, a bot); data in ./data-dev
 run: build
 	./bin/switchboard serve --dev $(RUN_ARGS)
+
+## cluster: three NATS servers (one JetStream cluster), three nodes and Kamailio in front, on loopback; prints where to point a bot and a phone; Ctrl-C stops it all (docs/deploy.md)
+cluster: build bin/nats-server
+	@bash scripts/test-deps.sh kamailio
+	./bin/switchboard cluster --nodes 3 $(CLUSTER_ARGS)
+
+# nats-server at the version go.mod pins (Debian's 2.9 is too old for the
+# store's JetStream features), built from its module.
+bin/nats-server: go.mod go.sum
+	$(GO) build -o bin/nats-server github.com/nats-io/nats-server/v2
 
 ## test: every test: install missing test peers (as root), go vet, go test -race, the call state machine again many times, then test-msgraph
 test: deps

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/internal/cluster"
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/internal/platform"
 	"github.com/switchboard-voice/switchboard/sdk"
@@ -27,6 +28,8 @@ Usage:
   switchboard serve --dev                 run with a demo tenant, users and bot (./data-dev)
   switchboard serve --config FILE         run with a configuration file
   switchboard check --config FILE         validate a configuration file and exit
+  switchboard cluster [--nodes 3]         run a cluster on loopback: 3 NATS servers, the nodes
+                                          (demo configuration), Kamailio in front (make cluster)
   switchboard webhook [--listen ADDR] [--openid URL] [--app ID]
                                           print verified notifications a bot would receive
 `
@@ -42,6 +45,8 @@ func main() {
 		err = serve(os.Args[2:])
 	case "check":
 		err = check(os.Args[2:])
+	case "cluster":
+		err = runCluster(os.Args[2:])
 	case "webhook":
 		err = webhook(os.Args[2:])
 	case "-h", "--help", "help":
@@ -162,6 +167,26 @@ Switchboard is running with the demo configuration (serve --dev).
 `, u, config.DevTenantID, config.DevAppID, config.DevAppSecret, cfg.Applications[0].CallbackURI, config.DevAppNumber,
 		config.DevAliceID, config.DevBobID, config.DevCarolID, config.DevEveID, cfg.SIP.Listen, config.DevDanID,
 		config.DevOperator, config.DevOperatorPassword)
+}
+
+// runCluster runs a loopback cluster until Ctrl-C (internal/cluster).
+func runCluster(args []string) error {
+	fs := flag.NewFlagSet("cluster", flag.ExitOnError)
+	nodes := fs.Int("nodes", 3, "how many Switchboard nodes")
+	dir := fs.String("dir", "./data-cluster", "the processes' data and logs")
+	natsServer := fs.String("nats-server", "bin/nats-server", "the nats-server binary (make bin/nats-server)")
+	kamCfg := fs.String("kamailio-config", "deploy/kamailio/kamailio.cfg", "Kamailio's configuration")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return cluster.Run(ctx, cluster.RunOptions{Nodes: *nodes, Dir: *dir, Switchboard: self, NATSServer: *natsServer,
+		KamailioConfig: *kamCfg, Out: os.Stdout})
 }
 
 // webhook runs a bot's callback endpoint that verifies each notification's

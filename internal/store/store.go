@@ -52,7 +52,15 @@ const (
 	// ConnectTimeout bounds each connection attempt to one server.
 	ConnectTimeout = 3 * time.Second
 	// JetStreamTimeout bounds the wait for a reachable cluster's JetStream.
-	JetStreamTimeout = 20 * time.Second
+	JetStreamTimeout = 30 * time.Second
+)
+
+// JetStream's errors for replicas it cannot place (nats-server's
+// JSClusterNoPeersErrF and JSInsufficientResourcesErr), which nats.go
+// does not name.
+const (
+	errCodeNoPeers               jetstream.ErrorCode = 10005
+	errCodeInsufficientResources jetstream.ErrorCode = 10023
 )
 
 // Store is an open connection to JetStream.
@@ -210,15 +218,75 @@ var MarkerTTL = time.Minute
 
 // Bucket opens (creating if needed) the named bucket. ttl > 0 expires keys.
 // Its delete markers expire after MarkerTTL.
+//
+// A cluster that has just elected its meta leader may not know all its
+// servers yet, and refuses to place replicas on them ("no suitable peers
+// for placement"), or drops the request while a new stream elects its
+// leader; both are retried, each attempt bounded, for up to
+// JetStreamTimeout.
 func (s *Store) Bucket(ctx context.Context, name string, ttl time.Duration) (*KV, error) {
-	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: name, History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: s.replicas,
-		LimitMarkerTTL: MarkerTTL,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: bucket %s: %w", name, err)
+	deadline := time.Now().Add(JetStreamTimeout)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		kv, err := s.js.CreateOrUpdateKeyValue(actx, jetstream.KeyValueConfig{
+			Bucket: name, History: 1, TTL: ttl, Storage: jetstream.FileStorage, Replicas: s.replicas,
+			LimitMarkerTTL: MarkerTTL,
+		})
+		cancel()
+		if err == nil {
+			b := &KV{kv: kv, markerTTL: MarkerTTL}
+			if s.replicas > 1 {
+				err = s.serving(ctx, b, deadline)
+			}
+			if err == nil {
+				return b, nil
+			}
+		}
+		if !s.settling(err) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("store: bucket %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("store: bucket %s: %w", name, err)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return &KV{kv: kv, markerTTL: MarkerTTL}, nil
+}
+
+// settling reports whether err is what a replicated cluster answers while
+// it is still forming (so worth retrying): replicas it cannot place yet,
+// a request nobody answered in time or at all.
+func (s *Store) settling(err error) bool {
+	if s.replicas < 2 {
+		return false
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == errCodeNoPeers || apiErr.ErrorCode == errCodeInsufficientResources
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// serving returns once a new replicated bucket answers reads: until its
+// stream has elected a leader they find no responders.
+func (s *Store) serving(ctx context.Context, b *KV, deadline time.Time) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, _, err := b.Get(actx, "probe")
+		cancel()
+		if err == nil || errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if !s.settling(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Get returns the value and revision of key, or ErrNotFound.
