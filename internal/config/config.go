@@ -202,7 +202,7 @@ type MediaSocket struct {
 
 // NATS selects the state store's NATS.
 type NATS struct {
-	// URL of an external NATS cluster with JetStream, several servers separated by commas (nats://a:4222,nats://b:4222); empty runs one embedded. A node that reaches none of its servers (each tried once, for 3s), or finds no JetStream there within 20s, exits with an error: it never falls back to an embedded server.
+	// URL of an external NATS cluster with JetStream, several servers separated by commas (nats://a:4222,nats://b:4222); empty runs one embedded. A node that reaches none of its servers (each tried once, for 3s), or finds no JetStream there within 30s, exits with an error: it never falls back to an embedded server.
 	URL string `yaml:"url"`
 	// Listen exposes the embedded server on host:port (for tools such as the nats CLI); empty: in-process only.
 	Listen string `yaml:"listen"`
