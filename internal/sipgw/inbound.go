@@ -129,9 +129,9 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	g.respond(tx, req, 100, "Trying")
 
-	// Who calls: a trunk by its address, anyone else by digest.
-	src, _ := netip.ParseAddrPort(req.Source())
-	tr := g.trunkFrom(src.Addr().Unmap())
+	// Who calls: a trunk by its address (behind a proxy, the address the
+	// proxy received the INVITE from: proxy.go), anyone else by digest.
+	tr := g.callerTrunk(req)
 	var caller *graph.IdentitySet
 	guest := false // the caller holds a guest pass (guest.go)
 	if tr != nil {
