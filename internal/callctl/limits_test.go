@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/store"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
 func openLimits(t *testing.T) *store.Store {
@@ -135,5 +137,47 @@ func TestLimitsSyncAfterRestart(t *testing.T) {
 	}
 	if c := storedCounts(t, kv, other); c["a"] != 0 {
 		t.Fatalf("%s after the restart: %v", other, c)
+	}
+}
+
+// A node that was only cut off, not dead, while another node took it for
+// lost and ended its calls, writes nothing more to them: its next step
+// finds the record marked by the takeover (or deleted) and drops the
+// call, answering 404, instead of overwriting the ended call.
+func TestTakenOverCallIsDroppedWithoutAWrite(t *testing.T) {
+	for _, deleted := range []bool{false, true} {
+		h := newHarness(t)
+		id, leg := h.established()
+		h.nt.take(id)
+		a := h.actor(id)
+		ctx := context.Background()
+		if deleted {
+			if err := h.st.Delete(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			rec := h.st.record(t, id)
+			rec.TakenOver = true
+			rec.Call.State = "terminated"
+			data, _ := json.Marshal(rec)
+			_, rev, _ := h.st.Get(ctx, id)
+			if _, err := h.st.Update(ctx, id, data, rev); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := h.do(h.bot, id, "mute", "", &graph.ClientContextRequest{}); errs.KindOf(err) != errs.NotFound {
+			t.Fatalf("deleted=%v: mute on a call taken over: %v, want 404", deleted, err)
+		}
+		if rec := h.st.record(t, id); deleted != (rec == nil) || rec != nil && (!rec.TakenOver || rec.Muted) {
+			t.Fatalf("deleted=%v: the record was written after the takeover: %+v", deleted, rec)
+		}
+		if got := h.nt.take(id); len(got) != 0 {
+			t.Fatalf("deleted=%v: notified after the takeover: %q", deleted, got)
+		}
+		if got := leg.asked(); !slices.Contains(got, "hangUp 9020") {
+			t.Fatalf("deleted=%v: the leg was asked %q, want it hung up", deleted, got)
+		}
+		<-a.done
+		h.leak(id)
 	}
 }

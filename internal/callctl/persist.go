@@ -52,6 +52,10 @@ func (a *actor) settle() {
 	err := a.flush()
 	replies := a.replies
 	a.replies = nil
+	if errors.Is(err, errTakenOver) {
+		a.dropTakenOver(replies)
+		return
+	}
 	if err != nil {
 		a.scheduleRetry(err)
 		failed := errs.Wrap(errs.Unavailable, err, "Call %s could not be stored; the request may have taken effect: read the call to know.", a.rec.Call.ID)
@@ -111,6 +115,28 @@ func (a *actor) flush() error {
 	return nil
 }
 
+// errTakenOver is save's answer when another node took over the call,
+// having taken this one for lost (platform's node takeover).
+var errTakenOver = errors.New("callctl: the call was taken over by another node")
+
+// dropTakenOver stops a call another node took over: that node ended it
+// (stored, notified), so nothing more is written or notified here; the
+// commands waiting get 404, the far end is hung up, the actor stops.
+func (a *actor) dropTakenOver(replies []reply) {
+	a.log.Error("another node took this node for lost and ended the call; dropping it here without a write")
+	a.endMedia()
+	if a.leg != nil {
+		a.leg.HangUp(errs.NodeLost)
+		a.leg = nil
+	}
+	a.pending = nil
+	a.removed, a.deleted = true, true
+	for _, r := range replies {
+		r.done <- result{err: notFound(a.rec.Call.ID)}
+	}
+	a.abandon()
+}
+
 // scheduleRetry arms another attempt to store what a step left, backing
 // off up to 5 s: a call is stored again within seconds of the store coming
 // back (an attempt costs a request per call that fails fast or within
@@ -128,13 +154,21 @@ func (a *actor) save(ctx context.Context) error {
 	}
 	rev, err := a.m.calls.Update(ctx, a.rec.Call.ID, data, a.rev)
 	if errors.Is(err, store.ErrConflict) {
+		cur, curRev, gerr := a.m.calls.Get(ctx, a.rec.Call.ID)
+		var stored Record
+		switch {
+		case errors.Is(gerr, store.ErrNotFound):
+			// Only the node that ends a call deletes its record: another
+			// node took this one for lost and ended the call.
+			return errTakenOver
+		case gerr != nil:
+			return gerr
+		case json.Unmarshal(cur, &stored) == nil && stored.TakenOver && !a.rec.TakenOver:
+			return errTakenOver
+		}
 		// Someone else wrote the call; the owner's state is the truth.
 		a.log.Warn("call record changed under its owner; overwriting")
-		_, cur, gerr := a.m.calls.Get(ctx, a.rec.Call.ID)
-		if gerr != nil {
-			return gerr
-		}
-		rev, err = a.m.calls.Update(ctx, a.rec.Call.ID, data, cur)
+		rev, err = a.m.calls.Update(ctx, a.rec.Call.ID, data, curRev)
 	}
 	if err != nil {
 		return err

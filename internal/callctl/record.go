@@ -33,6 +33,10 @@ type Record struct {
 	// Outbox holds the notifications of the last stored step that may not
 	// be in the webhook outbox yet (persist.go).
 	Outbox []queued `json:"outbox,omitempty"`
+	// TakenOver is set by the node that took over the call's node, taken
+	// for lost, as it ends the call: the node that carried the call, if
+	// it was only cut off, must not write the record again (save).
+	TakenOver bool `json:"takenOver,omitempty"`
 
 	Created        time.Time `json:"created"`
 	LastKeepAlive  time.Time `json:"lastKeepAlive"`

@@ -34,6 +34,7 @@ func (m *Manager) resume(ctx context.Context, rec *Record, rev uint64) error {
 		a.post(func(a *actor) {
 			a.pending = append(a.pending, a.rec.Outbox...)
 			a.log.Info("ending a call of a lost node", "state", a.rec.Call.State)
+			a.rec.TakenOver = true // fences the lost node, were it only cut off (save)
 			a.releaseLost()
 			a.end(errs.NodeLost, false)
 		})
