@@ -442,15 +442,23 @@ func TestConsoleTimelineHasSIPAndMediaAndPlaysRecordings(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "audio/wav" || !bytes.HasPrefix(body, []byte("RIFF")) || len(body) < 44+2*8000 {
 		t.Fatalf("the recording through the console: %s %s, %d bytes", resp.Status, resp.Header.Get("Content-Type"), len(body))
 	}
-	for _, bad := range []struct{ path, user, pass string }{
-		{v.Recordings[0].URL, "", ""},
-		{v.Recordings[0].URL, calltest.Operator, "wrong"},
-		{"/console/calls/" + in.ID + "/recordings/0123456789abcdef0123456789abcdef", calltest.Operator, calltest.OperatorPassword},
-		{"/console/calls/another-call/recordings/" + id, calltest.Operator, calltest.OperatorPassword},
+	for _, bad := range []struct {
+		path, user, pass string
+		want             int
+	}{
+		{v.Recordings[0].URL, "", "", 401},
+		{v.Recordings[0].URL, calltest.Operator, "wrong", 401},
+		{v.Recordings[0].URL, calltest.BotID, calltest.Secret, 401},
+		{"/console/calls/" + in.ID + "/recordings/0123456789abcdef0123456789abcdef", calltest.Operator, calltest.OperatorPassword, 404},
+		{"/console/calls/another-call/recordings/" + id, calltest.Operator, calltest.OperatorPassword, 404},
 	} {
-		if resp, _ := get(t, p, bad.path, bad.user, bad.pass); resp.StatusCode != 401 && resp.StatusCode != 404 {
-			t.Errorf("GET %s as %q: %s, want 401 or 404", bad.path, bad.user, resp.Status)
+		if resp, _ := get(t, p, bad.path, bad.user, bad.pass); resp.StatusCode != bad.want {
+			t.Errorf("GET %s as %q: %s, want %d", bad.path, bad.user, resp.Status, bad.want)
 		}
+	}
+	// The bot's own download still needs its token.
+	if r := p.Do(calltest.Req{Method: "GET", Path: "/recordings/" + id}); r.StatusCode != 401 {
+		t.Errorf("GET /recordings/%s without its token: %s", id, r.Status)
 	}
 
 	// The phone holds the call (a re-INVITE, sendonly), then hangs up.
