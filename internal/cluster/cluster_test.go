@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,6 +102,29 @@ func TestClusterBehindKamailio(t *testing.T) {
 		l.Nodes[i].SIP = nodes[i].Node.SIP.Addr()
 	}
 	t.Logf("NATS and nodes up in %s", time.Since(start).Round(time.Millisecond))
+
+	// Every stream, key-value and object bucket the nodes made has three
+	// replicas.
+	js := nodes[0].Node.Store.JetStream()
+	lister := js.ListStreams(context.Background())
+	var streams []string
+	for info := range lister.Info() {
+		streams = append(streams, info.Config.Name)
+		if info.Config.Replicas != 3 {
+			t.Errorf("stream %s has %d replicas, want 3", info.Config.Name, info.Config.Replicas)
+		}
+	}
+	if err := lister.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"KV_sb_calls", "KV_sb_keys", "KV_sb_registrations", "KV_sb_nodes", "SB_NOTIFY"} {
+		if !slices.Contains(streams, want) {
+			t.Errorf("no stream %s among %v", want, streams)
+		}
+	}
+	if !slices.ContainsFunc(streams, func(s string) bool { return strings.HasPrefix(s, "OBJ_") }) {
+		t.Errorf("no object store (recordings) among %v", streams)
+	}
 
 	// Kamailio in front, probing the nodes every second.
 	l.Front = freeUDP(t, frontIP)
@@ -297,7 +321,7 @@ func TestClusterBehindKamailio(t *testing.T) {
 		hook.WaitState(t, id, graph.StateTerminated)
 		states := hook.States(t, id)
 		if len(states) < 3 || states[0] != graph.StateIncoming || states[len(states)-1] != graph.StateTerminated ||
-			!contains(states, graph.StateEstablished) {
+			!slices.Contains(states, graph.StateEstablished) {
 			t.Errorf("call %s (node %d): states %v", id, o+1, states)
 		}
 	}
@@ -379,15 +403,6 @@ func abs(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return a
-}
-
-func contains(states []graph.CallState, s graph.CallState) bool {
-	for _, x := range states {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func tail(s string, lines int) string {
