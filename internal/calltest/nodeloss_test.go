@@ -256,3 +256,41 @@ func TestRequestRateIsSharedByTheNodes(t *testing.T) {
 		}
 	}
 }
+
+// Three nodes: when one is lost, the two others race to take it over and
+// exactly one does (compare-and-set on its claim); its calls end once.
+func TestThreeNodesOneTakesOverTheLostOne(t *testing.T) {
+	a, b := twoNodes(t, time.Second, func(*config.Config) {})
+	c := calltest.Start(t, calltest.Options{Hook: a.Hook, WeakHook: a.WeakHook, NodeLease: time.Second, Edit: func(cfg *config.Config) {
+		cfg.NATS.URL = b.Config.NATS.URL
+		cfg.HTTP.PublicURL = a.URL
+	}})
+	onC := []graph.Call{c.CreateCall(calltest.AliceID), c.CreateCall(calltest.BobID)}
+	for _, call := range onC {
+		a.Hook.WaitState(t, call.ID, graph.StateEstablished)
+	}
+	c.Node.Crash()
+	for _, call := range onC {
+		ended := waitEnded(t, a.Hook, call.ID, 10*time.Second)
+		if ri := ended.ResultInfo; ri == nil || ri.Subcode != 9020 {
+			t.Fatalf("call %s ended with %+v, want 410/9020", call.ID, ended.ResultInfo)
+		}
+	}
+	if got := metric(t, a, "switchboard_node_takeovers_total") + metric(t, b, "switchboard_node_takeovers_total"); got != 1 {
+		t.Fatalf("%v takeovers of the lost node, want 1", got)
+	}
+	if got := metric(t, a, "switchboard_node_takeover_calls_ended_total") + metric(t, b, "switchboard_node_takeover_calls_ended_total"); got != float64(len(onC)) {
+		t.Fatalf("%v calls ended by takeovers, want %d", got, len(onC))
+	}
+	for _, call := range onC {
+		n := 0
+		for _, s := range a.Hook.States(t, call.ID) {
+			if s == graph.StateTerminated {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("call %s: %d terminated notifications, want 1", call.ID, n)
+		}
+	}
+}

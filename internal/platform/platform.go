@@ -103,6 +103,9 @@ type Node struct {
 	lost     chan struct{} // closed when another node took this one over
 	lostOnce sync.Once
 	nodes    atomic.Int32 // nodes serving the deployment (takeover.go)
+	// takeovers counts the lost nodes this node took over, tookOverCalls
+	// the calls it ended for them.
+	takeovers, tookOverCalls prometheus.Counter
 }
 
 // Start brings up a node and returns once it serves requests.
@@ -146,6 +149,11 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	go func() { defer n.wg.Done(); claim.run(runCtx) }()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.takeovers = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_node_takeovers_total",
+		Help: "Lost nodes (their claim unrenewed for their lease) this node took over: it ended their calls and delivered their notifications."})
+	n.tookOverCalls = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_node_takeover_calls_ended_total",
+		Help: "Calls of lost nodes this node ended (410/9020) when it took them over."})
+	reg.MustRegister(n.takeovers, n.tookOverCalls)
 
 	n.Directory = identity.NewDirectory(cfg)
 	keysKV, err := n.Store.Bucket(ctx, "sb_keys", 0)

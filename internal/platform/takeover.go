@@ -146,6 +146,7 @@ func (n *Node) takeOver(ctx context.Context, kv *store.KV, lease time.Duration, 
 		}
 		return err
 	}
+	n.takeovers.Inc()
 	log.Warn("a node was lost: taking over its calls and notifications",
 		"last_beat", old.Beat, "silent_for", silent.Round(time.Millisecond), "its_host", old.Host, "its_pid", old.PID)
 	tctx, cancel := context.WithCancel(ctx)
@@ -185,13 +186,13 @@ func (n *Node) takeOver(ctx context.Context, kv *store.KV, lease time.Duration, 
 		mgr.Stop()
 		return fmt.Errorf("end the calls of node %s: %w", id, err)
 	}
-	ended := mgr.Ended()
 	if err := waitFor(tctx, func() (bool, error) { return mgr.Live() == 0, nil }); err != nil {
 		mgr.Stop()
 		return err
 	}
 	_ = mgr.Shutdown(tctx, time.Now())
-	calls := mgr.Ended() - ended
+	calls := mgr.Ended() // a Manager of its own: all of them are the lost node's
+	n.tookOverCalls.Add(float64(calls))
 	log.Warn("ended the calls of a lost node", "calls", calls, "after", time.Since(start).Round(time.Millisecond))
 	// Everything it had accepted goes out before its id is given back.
 	bctx, bcancel := context.WithTimeout(tctx, cfg.Notifications.MaxAge.D()+time.Minute)
