@@ -126,7 +126,15 @@ func serve(args []string) error {
 	if dev {
 		printDev(cfg)
 	}
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-node.Lost():
+		// Another node took this one for lost and ended its calls: it
+		// has stopped; exit so that a supervisor restarts it, and it
+		// waits for that takeover to finish (platform/takeover.go).
+		stop()
+		return errors.New("this node was taken for lost by another node, which ended its calls; restart it")
+	}
 	stop()
 	drain := cfg.Calls.DrainTimeout.D()
 	log.Info("shutting down: letting calls finish, then ending them (a second signal ends them at once)", "drain", drain)
