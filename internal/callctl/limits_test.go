@@ -181,3 +181,38 @@ func TestTakenOverCallIsDroppedWithoutAWrite(t *testing.T) {
 		h.leak(id)
 	}
 }
+
+// BenchmarkLimitsAcquire is the cluster-wide count's cost on the call
+// path: one acquire per new call, the calls held (their releases come
+// later, off the path), on the embedded store. In parallel, creates
+// arriving during a write share the next one (group commit).
+func BenchmarkLimitsAcquire(b *testing.B) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, store.Options{DataDir: b.TempDir(), Name: "limits-bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	kv, err := st.Bucket(ctx, LimitsBucket, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := newLimits(kv, "a", func() int { return 1 << 30 }, slog.New(slog.DiscardHandler))
+	key := limitKeyName("app", "tenant")
+	var held atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := l.acquire(ctx, key); err != nil {
+				b.Error(err)
+				return
+			}
+			held.Add(1)
+		}
+	})
+	b.StopTimer()
+	for range held.Load() {
+		l.release(key)
+	}
+	l.wait()
+}
