@@ -206,6 +206,9 @@ func TestClusterBehindKamailio(t *testing.T) {
 			fail(fmt.Errorf("answer %s through node %d (owner %d): %w", c.ID, (o+1)%3+1, o+1, err))
 			return
 		}
+		if c.Source != nil && c.Source.Identity != nil && c.Source.Identity.User != nil {
+			return // the phone's call: it hangs up once answered
+		}
 		if _, err := clients[(o+2)%3].SubscribeToTone(ctx, c.ID, &graph.ClientContextRequest{}); err != nil {
 			fail(fmt.Errorf("subscribeToTone %s: %w", c.ID, err))
 			return
@@ -213,8 +216,13 @@ func TestClusterBehindKamailio(t *testing.T) {
 		for ctx.Err() == nil {
 			for _, m := range hook.For(c.ID) {
 				var ci graph.Call
-				if m.ResourceURL == "/communications/calls/"+c.ID && json.Unmarshal(m.ResourceData, &ci) == nil &&
-					ci.ToneInfo != nil && ci.ToneInfo.Tone == graph.Tone1 {
+				if m.ResourceURL != "/communications/calls/"+c.ID || json.Unmarshal(m.ResourceData, &ci) != nil {
+					continue
+				}
+				if ci.State == graph.StateTerminated {
+					return // the caller hung up first (the phone's call)
+				}
+				if ci.ToneInfo != nil && ci.ToneInfo.Tone == graph.Tone1 {
 					if err := clients[(o+2)%3].HangUp(ctx, c.ID); err != nil {
 						fail(fmt.Errorf("hang up %s: %w", c.ID, err))
 					}
@@ -258,6 +266,31 @@ func TestClusterBehindKamailio(t *testing.T) {
 		t.Fatalf("register through Kamailio: %d %s", res.StatusCode, res.Reason)
 	} else if h := res.GetHeader("Path"); h == nil || !strings.Contains(h.Value(), l.Front.String()) {
 		t.Errorf("the registrar's 200 shows Path %v, want Kamailio's", h)
+	}
+
+	// The phone calls the bot through Kamailio: digest, and its answer
+	// reaches the node that challenged it (the Call-ID hash).
+	phoneCall := eve.call(l.Front, frontIP.String(), calltest.BotNumber, "eve", calltest.EvePassword)
+	if rr := phoneCall.InviteResponse.GetHeader("Record-Route"); rr == nil || !strings.Contains(rr.Value(), l.Front.String()) {
+		t.Errorf("the answer to the phone's INVITE has Record-Route %v, want Kamailio's", rr)
+	}
+	var phoneCallID string
+	hook.Wait(t, "", 10*time.Second, "the phone's call", func(ns []calltest.Notification) bool {
+		for _, n := range ns {
+			var c graph.Call
+			if n.ChangeType == graph.ChangeCreated && json.Unmarshal(n.ResourceData, &c) == nil && c.Source != nil &&
+				c.Source.Identity != nil && c.Source.Identity.User != nil && c.Source.Identity.User.ID == calltest.EveID {
+				phoneCallID = c.ID
+				return true
+			}
+		}
+		return false
+	})
+	// Established (our ACK reached the node) before the BYE: Kamailio may
+	// relay an ACK and a BYE sent together in either order.
+	hook.WaitState(t, phoneCallID, graph.StateEstablished)
+	if err := phoneCall.Bye(context.Background()); err != nil {
+		t.Fatalf("phone: BYE: %v", err)
 	}
 
 	// The IVR load through Kamailio, as a trunk.
@@ -325,8 +358,8 @@ func TestClusterBehindKamailio(t *testing.T) {
 			t.Errorf("call %s (node %d): states %v", id, o+1, states)
 		}
 	}
-	if len(owners) != ivrCalls {
-		t.Errorf("%d IVR calls reached the bot, want %d", len(owners), ivrCalls)
+	if len(owners) != ivrCalls+1 {
+		t.Errorf("%d calls reached the bot, want %d IVR calls and the phone's", len(owners), ivrCalls)
 	}
 	for i, n := range perNode {
 		if n == 0 {
@@ -336,7 +369,7 @@ func TestClusterBehindKamailio(t *testing.T) {
 	if r := hook.Rejected(); len(r) > 0 {
 		t.Errorf("the webhook rejected notifications: %v", r)
 	}
-	t.Logf("IVR calls per node %v; whole test %s", perNode, time.Since(start).Round(time.Millisecond))
+	t.Logf("calls per node %v; whole test %s", perNode, time.Since(start).Round(time.Millisecond))
 }
 
 type sippRun struct {

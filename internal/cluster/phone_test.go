@@ -23,6 +23,7 @@ type phone struct {
 	addr    netip.AddrPort
 	rtp     *net.UDPConn
 	dialogs *sipgo.DialogServerCache
+	calls   *sipgo.DialogClientCache
 	invites chan *sip.Request
 	byes    chan *sip.Request
 }
@@ -47,6 +48,7 @@ func startPhone(t *testing.T, ip netip.Addr, user string) *phone {
 		sipgo.WithClientConnectionAddr(p.addr.String()))
 	contact := sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: ip.String(), Port: int(p.addr.Port())}}
 	p.dialogs = sipgo.NewDialogServerCache(p.cli, contact)
+	p.calls = sipgo.NewDialogClientCache(p.cli, contact)
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
 		d, err := p.dialogs.ReadInvite(req, tx)
 		if err != nil {
@@ -65,7 +67,9 @@ func startPhone(t *testing.T, ip netip.Addr, user string) *phone {
 	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { _ = p.dialogs.ReadAck(req, tx) })
 	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
 		if err := p.dialogs.ReadBye(req, tx); err != nil {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "No dialog", nil))
+			if err := p.calls.ReadBye(req, tx); err != nil {
+				_ = tx.Respond(sip.NewResponseFromRequest(req, 481, "No dialog", nil))
+			}
 		}
 		p.byes <- req
 	})
@@ -105,6 +109,32 @@ func (p *phone) register(registrar netip.AddrPort, domain, user, password string
 		p.t.Fatalf("phone: register: %v", err)
 	}
 	return res
+}
+
+// call calls number through proxy (Kamailio), answering the digest
+// challenge as user, and returns the answered dialog once acknowledged.
+func (p *phone) call(proxy netip.AddrPort, domain, number, user, password string) *sipgo.DialogClientSession {
+	p.t.Helper()
+	ip := p.addr.Addr().String()
+	sdp := "v=0\r\no=phone 2 2 IN IP4 " + ip + "\r\ns=phone\r\nc=IN IP4 " + ip + "\r\nt=0 0\r\n" +
+		"m=audio " + strconv.Itoa(p.rtp.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 0 101\r\n" +
+		"a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: domain}, Params: sip.NewParams()}
+	from.Params.Add("tag", sip.GenerateTagN(8))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := p.calls.Invite(ctx, sip.Uri{Scheme: "sip", User: number, Host: proxy.Addr().String(), Port: int(proxy.Port())},
+		[]byte(sdp), from, sip.NewHeader("Content-Type", "application/sdp"))
+	if err != nil {
+		p.t.Fatalf("phone: INVITE: %v", err)
+	}
+	if err := s.WaitAnswer(ctx, sipgo.AnswerOptions{Username: user, Password: password}); err != nil {
+		p.t.Fatalf("phone: call %s: %v", number, err)
+	}
+	if err := s.Ack(ctx); err != nil {
+		p.t.Fatalf("phone: ACK: %v", err)
+	}
+	return s
 }
 
 func (p *phone) nextInvite(within time.Duration) *sip.Request {
