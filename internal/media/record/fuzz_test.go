@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard-voice/switchboard/internal/media/g711"
 )
 
 // FuzzDownload feeds HTTP requests, as a client sends them, to the
@@ -44,7 +46,11 @@ func FuzzDownload(f *testing.F) {
 		f.Fatal(err)
 	}
 	id := location[strings.LastIndex(location, "/")+1:]
+	// Stored as µ-law, served as 16-bit PCM.
 	pcm := concat(frames)
+	ulaw := make([]byte, len(pcm))
+	g711.EncodeUlaw(ulaw, pcm)
+	g711.DecodeUlaw(pcm, ulaw)
 	whole := wavHeader(int64(2 * len(pcm)))
 	want := append([]byte{}, whole[:]...)
 	for _, v := range pcm {

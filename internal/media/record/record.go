@@ -4,11 +4,12 @@
 // Bearer {recordingAccessToken} returns the recording as a WAV file.
 //
 // Audio streams from the media clock to the object store while the caller
-// speaks: Recording.Write copies each 20 ms frame into a pooled buffer and
-// queues it without blocking; the recording's upload goroutine reads the
-// queue through an io.Reader and publishes one-second chunks. Nothing per
-// recording grows without bound in memory (docs/decisions.md#media-sharing):
-// when the store falls behind, frames are dropped, counted, and replaced by
+// speaks, without a goroutine per recording: Recording.Write encodes each
+// 20 ms frame as G.711 µ-law into a pooled one-second chunk and, once the
+// chunk is full, hands it to one of a few uploaders shared by the node,
+// which publishes it. Nothing per recording grows without bound in memory
+// (docs/decisions.md#media-sharing): when the store falls behind and an
+// uploader's queue is full, the second is dropped, counted, and replaced by
 // silence of the same length so that the recording keeps its timing.
 //
 // The upload writes the object store's own layout (NATS ADR-20: chunk
@@ -21,8 +22,11 @@
 // recording. Reads, deletes and expiry use the library; the tests read every
 // recording back through it, so a change of layout would fail them.
 //
-// Objects hold raw PCM (16-bit little-endian mono at 8 kHz); the WAV header
-// is computed from the object's size when it is served. The access token is
+// Objects hold G.711 µ-law at 8 kHz (half the bytes of 16-bit PCM, and the
+// quality of the calls they record); they are served as 16-bit PCM WAV
+// files, decoded on the way out, the header computed from the object's
+// size. Objects stored as 16-bit PCM by earlier versions (metadata
+// "format") are served as they are. The access token is
 // stored only as its SHA-256 in the object's metadata, and the bucket's TTL
 // deletes recordings after the configured retention.
 package record
@@ -38,6 +42,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"net/http"
@@ -53,6 +58,7 @@ import (
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/media"
+	"github.com/switchboard-voice/switchboard/internal/media/g711"
 	"github.com/switchboard-voice/switchboard/internal/media/prompt"
 	"github.com/switchboard-voice/switchboard/internal/store"
 )
@@ -68,15 +74,14 @@ const MaxDuration = 10 * time.Minute
 
 const (
 	maxSamples = int64(MaxDuration/time.Second) * media.SampleRate
-	// frameSamples is the capacity of one queued frame: two 20 ms frames,
-	// so that a caller writing 160 samples never splits one.
-	frameSamples = 2 * media.SamplesPerFrame
-	// queueFrames bounds the frames between Write and the object store:
-	// one second of audio, 40 KB.
-	queueFrames = 50
-	// chunkBytes is the object store chunk: one second of 8 kHz 16-bit
+	// chunkBytes is the object store chunk: one second of 8 kHz µ-law
 	// audio per JetStream message.
-	chunkBytes = media.SampleRate * 2
+	chunkBytes = media.SampleRate
+	// uploaders publish the node's recordings, each recording on one;
+	// uploaderQueue bounds the chunks waiting for each: 4 × 128 seconds
+	// of audio, 4 MB, shared by every recording.
+	uploaders     = 4
+	uploaderQueue = 128
 	// abortWait bounds how long Abort waits for the store to discard a
 	// partial upload before giving up on it.
 	abortWait = 5 * time.Second
@@ -101,7 +106,8 @@ const (
 	metaOperation = "operation-id"
 	metaStarted   = "started"
 	metaFormat    = "format"
-	formatPCM     = "pcm_s16le; rate=8000; channels=1"
+	formatPCM     = "pcm_s16le; rate=8000; channels=1" // before µ-law
+	formatUlaw    = "g711_ulaw; rate=8000; channels=1"
 )
 
 // Store creates recordings and serves them over HTTP. It is safe for
@@ -113,7 +119,10 @@ type Store struct {
 	retention time.Duration
 	log       *slog.Logger
 	now       func() time.Time
-	frames    sync.Pool // of *frame
+	chunks    sync.Pool // of *chunk
+	ups       []*uploader
+	quit      chan struct{} // closed by Close: the uploaders stop
+	upWG      sync.WaitGroup
 
 	// publish and purge reach the bucket's stream; benchmarks replace them.
 	publish func(ctx context.Context, m *nats.Msg) error
@@ -121,6 +130,7 @@ type Store struct {
 
 	mu     sync.Mutex
 	open   map[*Recording]struct{}
+	next   int // the uploader of the next recording
 	closed bool
 }
 
@@ -146,7 +156,7 @@ func NewStore(ctx context.Context, st *store.Store, publicURL string, retention 
 	}
 	obs, err := st.JetStream().CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      BucketName,
-		Description: "recordResponse recordings: 8 kHz 16-bit mono PCM",
+		Description: "recordResponse recordings: 8 kHz mono G.711 µ-law",
 		TTL:         retention,
 		MaxBytes:    maxBytes,
 		Storage:     jetstream.FileStorage,
@@ -167,7 +177,6 @@ func NewStore(ctx context.Context, st *store.Store, publicURL string, retention 
 	if err != nil {
 		return nil, fmt.Errorf("record: object store %s: %w", BucketName, err)
 	}
-	s.frames.New = func() any { return new(frame) }
 	js := st.JetStream()
 	s.publish = func(ctx context.Context, m *nats.Msg) error {
 		_, err := js.PublishMsg(ctx, m)
@@ -176,13 +185,26 @@ func NewStore(ctx context.Context, st *store.Store, publicURL string, retention 
 	s.purge = func(ctx context.Context, subject string) error {
 		return stream.Purge(ctx, jetstream.WithPurgeSubject(subject))
 	}
+	s.start()
 	return s, nil
 }
 
-// Close aborts every recording still open and waits for their uploads to
-// stop. Later Begins fail. It is idempotent.
+// start starts the uploaders.
+func (s *Store) start() {
+	s.chunks.New = func() any { return new(chunk) }
+	s.quit = make(chan struct{})
+	for range uploaders {
+		u := &uploader{s: s, jobs: make(chan upJob, uploaderQueue)}
+		s.ups = append(s.ups, u)
+		s.upWG.Go(u.run)
+	}
+}
+
+// Close aborts every recording still open, waits for their uploads to
+// stop, and stops the uploaders. Later Begins fail. It is idempotent.
 func (s *Store) Close() {
 	s.mu.Lock()
+	wasClosed := s.closed
 	s.closed = true
 	open := make([]*Recording, 0, len(s.open))
 	for r := range s.open {
@@ -192,6 +214,10 @@ func (s *Store) Close() {
 	for _, r := range open {
 		r.Abort()
 	}
+	if !wasClosed {
+		close(s.quit)
+	}
+	s.upWG.Wait()
 }
 
 // Recording states.
@@ -204,46 +230,54 @@ const (
 // Recording is one recording in progress. Write is called from the media
 // clock goroutine; Finish and Abort from the call's owner. Write must not
 // be called concurrently with itself; the three may be called concurrently
-// with each other. The caller must call Finish or Abort: until then a
-// goroutine uploads the recording.
+// with each other. The caller must call Finish or Abort.
+//
+// A recording has no goroutine of its own: Write encodes each frame
+// (G.711 µ-law) into the chunk being filled and, once it holds a second,
+// hands it to one of the store's uploaders, the same one for all of the
+// recording's chunks so they are published in order.
 type Recording struct {
-	s             *Store
-	id            string
-	token         string
-	callID, opID  string
-	log           *slog.Logger
-	max           int64 // samples
-	started       time.Time
-	ctx           context.Context // the upload's; cancelled when it is over
-	cancel        context.CancelFunc
-	frames        chan *frame
-	finish, abort chan struct{} // closed by Finish, Abort
-	tail          int64         // silence after the last frame; set before finish is closed
-	done          chan struct{} // closed when the upload is over
-	putErr        error         // set before done is closed
-	failed        chan error    // the upload's error, if it failed while recording; closed when the upload is over
-	abortOnce     sync.Once
+	s            *Store
+	id           string
+	token        string
+	callID, opID string
+	subject      string // the chunks' subject
+	log          *slog.Logger
+	max          int64 // samples
+	started      time.Time
+	up           *uploader
+	ctx          context.Context // the upload's; cancelled when it is over
+	cancel       context.CancelFunc
+	abortOnce    sync.Once
+
+	mu      sync.Mutex // Write against Finish and Abort
+	cur     *chunk     // guarded by mu: the chunk being filled; nil once handed over for good
+	silence int64      // guarded by mu: bytes of silence standing for dropped chunks, sent before the next queued one
 
 	state     atomic.Int32
 	samples   atomic.Int64 // accepted by Write, dropped ones included
-	gap       atomic.Int64 // samples dropped since the last queued frame
-	dropped   atomic.Int64 // frames dropped
+	dropped   atomic.Int64 // frames (20 ms) dropped
 	truncated atomic.Bool
 
-	src source // owned by the upload goroutine
+	// Owned by the uploader until done is closed.
+	digest    hash.Hash
+	size      uint64
+	chunks    uint32
+	uploadErr error         // the first publish that failed; later chunks are skipped
+	done      chan struct{} // closed when the uploader has finished (saved, failed or purged)
+	putErr    error         // set before done is closed
+	failed    chan error    // the upload's error, if it failed while recording; closed with done
 }
 
-// frame is a queued piece of audio, preceded by gap samples of silence that
-// stand for frames dropped before it.
-type frame struct {
-	pcm [frameSamples]int16
-	n   int
-	gap int64
+// chunk is one object chunk being filled or on its way to the store.
+type chunk struct {
+	b [chunkBytes]byte
+	n int
 }
 
-// Begin starts a recording for operation opID of call callID and its
-// upload to the object store. ctx's values are kept for the upload, but not
-// its cancellation: a recording ends with Finish or Abort.
+// Begin starts a recording for operation opID of call callID. ctx's values
+// are kept for the upload, but not its cancellation: a recording ends with
+// Finish or Abort.
 func (s *Store) Begin(ctx context.Context, callID, opID string) (*Recording, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("begin recording: %w", err)
@@ -256,38 +290,40 @@ func (s *Store) Begin(ctx context.Context, callID, opID string) (*Recording, err
 	if err != nil {
 		return nil, err
 	}
-	r := s.newRecording(ctx, id, token, callID, opID)
+	nuid, err := randomString(12, hex.EncodeToString)
+	if err != nil {
+		return nil, err
+	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.closed {
-		s.mu.Unlock()
-		r.cancel()
 		return nil, errs.E(errs.Unavailable, "cannot record: the node is shutting down")
 	}
+	r := s.newRecording(ctx, id, token, callID, opID, nuid)
 	s.open[r] = struct{}{}
-	s.mu.Unlock()
-	go r.upload()
 	return r, nil
 }
 
-// newRecording returns a recording whose upload has not started.
-func (s *Store) newRecording(ctx context.Context, id, token, callID, opID string) *Recording {
+// newRecording returns a recording on the next uploader. s.mu is held.
+func (s *Store) newRecording(ctx context.Context, id, token, callID, opID, nuid string) *Recording {
 	r := &Recording{
 		s:       s,
 		id:      id,
 		token:   token,
 		callID:  callID,
 		opID:    opID,
+		subject: chunkSubjects + nuid,
 		log:     s.log.With("callId", callID, "operationId", opID, "recording", id),
 		max:     maxSamples,
 		started: s.now(),
-		frames:  make(chan *frame, queueFrames),
-		finish:  make(chan struct{}),
-		abort:   make(chan struct{}),
+		up:      s.ups[s.next%len(s.ups)],
+		cur:     s.chunks.Get().(*chunk),
+		digest:  sha256.New(),
 		done:    make(chan struct{}),
 		failed:  make(chan error, 1),
 	}
+	s.next++
 	r.ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	r.src.r = r
 	return r
 }
 
@@ -304,144 +340,60 @@ func hashToken(token string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// upload publishes the recording as it is written: one chunk message per
-// second of audio, then, once Finish has closed the queue, the object's
-// info, which makes it visible. On Abort or a store error the chunks
-// already published are purged.
-func (r *Recording) upload() {
-	defer close(r.done)
-	r.putErr = r.uploadChunks()
-	if r.putErr != nil && r.state.Load() != stateAborted {
-		r.log.Error("recording upload failed", "err", r.putErr)
-		r.failed <- r.putErr
-	}
-	close(r.failed)
-}
-
 // Failed gives the error that ended the upload before Finish (the store
 // refused a chunk: a full disk, say), once, so that the recording can be
 // stopped at once rather than when it would have ended: it cannot be
 // saved. The channel is closed when the upload is over, failed or not.
 func (r *Recording) Failed() <-chan error { return r.failed }
 
-func (r *Recording) uploadChunks() error {
-	nuid, err := randomString(12, hex.EncodeToString)
-	if err != nil {
-		return err
-	}
-	subject := chunkSubjects + nuid
-	publish := func(m *nats.Msg) error {
-		ctx, cancel := context.WithTimeout(r.ctx, publishTimeout)
-		defer cancel()
-		return r.s.publish(ctx, m)
-	}
-	fail := func(err error) error {
-		// The context may be cancelled already (Abort gave up waiting).
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), publishTimeout)
-		defer cancel()
-		if perr := r.s.purge(ctx, subject); perr != nil {
-			r.log.Error("purge partial recording", "err", perr)
-		}
-		return err
-	}
-
-	digest := sha256.New()
-	buf := make([]byte, chunkBytes)
-	var size uint64
-	var chunks uint32
-	for {
-		n, err := io.ReadFull(&r.src, buf)
-		eof := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
-		if err != nil && !eof {
-			return fail(err) // aborted
-		}
-		if n > 0 {
-			digest.Write(buf[:n])
-			m := nats.NewMsg(subject)
-			m.Data = buf[:n]
-			if perr := publish(m); perr != nil {
-				return fail(fmt.Errorf("publish recording chunk: %w", perr))
-			}
-			size += uint64(n)
-			chunks++
-		}
-		if eof {
-			break
-		}
-	}
-
-	info := jetstream.ObjectInfo{
-		ObjectMeta: jetstream.ObjectMeta{
-			Name:        r.id,
-			Description: "recordResponse recording",
-			Metadata: map[string]string{
-				metaTokenHash: hashToken(r.token),
-				metaCall:      r.callID,
-				metaOperation: r.opID,
-				metaStarted:   r.started.UTC().Format(time.RFC3339Nano),
-				metaFormat:    formatPCM,
-			},
-			Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunkBytes},
-		},
-		Bucket: BucketName,
-		NUID:   nuid,
-		Size:   size,
-		Chunks: chunks,
-		Digest: jetstream.GetObjectDigestValue(digest),
-	}
-	data, err := json.Marshal(info)
-	if err != nil {
-		return fail(fmt.Errorf("encode recording info: %w", err))
-	}
-	m := nats.NewMsg(metaSubjects + base64.URLEncoding.EncodeToString([]byte(r.id)))
-	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
-	m.Data = data
-	if err := publish(m); err != nil {
-		return fail(fmt.Errorf("publish recording info: %w", err))
-	}
-	return nil
-}
-
-// Write appends pcm (8 kHz mono) to the recording. It never blocks and
-// does not retain pcm. When the upload is behind by more than a second, the
-// frame is dropped, counted in Dropped, and replaced by silence. Audio past
+// Write appends pcm (8 kHz mono) to the recording. It never blocks, does
+// not allocate (chunks come from a pool) and does not retain pcm. When the
+// uploaders are behind, a full second is dropped, counted in Dropped, and
+// replaced by silence, so that the recording keeps its timing. Audio past
 // MaxDuration is cut (see Truncated). Write after Finish or Abort does
 // nothing.
 func (r *Recording) Write(pcm []int16) {
 	if r.state.Load() != stateRecording {
 		return
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.state.Load() != stateRecording {
+		return
+	}
+	have := r.samples.Load() // only Write adds: Load then Add is safe
+	if have+int64(len(pcm)) > r.max {
+		pcm = pcm[:max(r.max-have, 0)]
+		r.truncated.Store(true)
+	}
+	r.samples.Add(int64(len(pcm)))
 	for len(pcm) > 0 {
-		n := min(len(pcm), frameSamples)
-		have := r.samples.Load() // only Write adds: Load then Add is safe
-		if have+int64(n) > r.max {
-			n = int(r.max - have)
-			r.truncated.Store(true)
-			if n <= 0 {
-				return
-			}
+		c := r.cur
+		k := min(len(pcm), chunkBytes-c.n)
+		g711.EncodeUlaw(c.b[c.n:c.n+k], pcm[:k])
+		c.n += k
+		pcm = pcm[k:]
+		if c.n == chunkBytes {
+			r.queueLocked()
 		}
-		r.samples.Add(int64(n))
-		if len(r.frames) < cap(r.frames) {
-			f := r.s.frames.Get().(*frame)
-			f.n = copy(f.pcm[:], pcm[:n])
-			f.gap = r.gap.Swap(0)
-			select {
-			case r.frames <- f:
-				pcm = pcm[n:]
-				continue
-			default: // Finish raced us, or the queue filled: drop
-				r.gap.Add(f.gap)
-				r.s.frames.Put(f)
-			}
-		}
-		r.gap.Add(int64(n))
-		r.dropped.Add(1)
-		pcm = pcm[n:]
 	}
 }
 
-// Dropped is the number of frames dropped because the upload was behind.
+// queueLocked hands the full chunk to the uploader, or, if its queue is
+// full, drops it for silence. r.mu is held.
+func (r *Recording) queueLocked() {
+	if r.up.try(upJob{r: r, c: r.cur, silence: r.silence}) {
+		r.silence = 0
+		r.cur = r.s.chunks.Get().(*chunk)
+		return
+	}
+	r.silence += int64(r.cur.n)
+	r.dropped.Add(int64(r.cur.n / media.SamplesPerFrame))
+	r.cur.n = 0
+}
+
+// Dropped is the number of 20 ms frames dropped because the upload was
+// behind.
 func (r *Recording) Dropped() int64 { return r.dropped.Load() }
 
 // Truncated reports whether audio was cut at MaxDuration.
@@ -461,11 +413,23 @@ func (r *Recording) ID() string { return r.id }
 // https://learn.microsoft.com/graph/api/call-record). If ctx ends first, the
 // recording is aborted.
 func (r *Recording) Finish(ctx context.Context) (location, accessToken string, err error) {
+	r.mu.Lock()
 	if !r.state.CompareAndSwap(stateRecording, stateFinishing) {
+		r.mu.Unlock()
 		return "", "", errs.E(errs.Conflict, "recording %s was already finished or aborted", r.id)
 	}
-	r.tail = r.gap.Swap(0)
-	close(r.finish)
+	last := upJob{r: r, c: r.cur, silence: r.silence, final: true}
+	r.cur, r.silence = nil, 0
+	r.mu.Unlock()
+	if err := r.up.send(ctx, last); err != nil {
+		// The uploader is stuck (the store is down) or gone: what it
+		// published expires with the bucket's TTL.
+		r.abortOnce.Do(func() {})
+		r.state.Store(stateAborted)
+		r.cancel()
+		r.s.forget(r)
+		return "", "", fmt.Errorf("finish recording %s: %w", r.id, err)
+	}
 	select {
 	case <-r.done:
 	case <-ctx.Done():
@@ -488,20 +452,42 @@ func (r *Recording) Finish(ctx context.Context) (location, accessToken string, e
 
 // Abort stops the recording and discards it: the partial upload is purged,
 // or, if Finish already saved it, the object is deleted. It waits (at most
-// a few seconds) for the store to do so. It is idempotent.
+// a few seconds) for the store to do so; an uploader that cannot take the
+// request in that time leaves what was published to the bucket's TTL. It is
+// idempotent.
 func (r *Recording) Abort() {
 	r.abortOnce.Do(func() {
+		r.mu.Lock()
 		prev := r.state.Swap(stateAborted)
-		close(r.abort)
+		if r.cur != nil {
+			r.s.putChunk(r.cur)
+			r.cur = nil
+		}
+		r.mu.Unlock()
+		if prev == stateRecording {
+			// The uploader purges what it published and ends the upload;
+			// a publish under way for it is cut short.
+			ctx, cancel := context.WithTimeout(context.Background(), abortWait)
+			if err := r.up.send(ctx, upJob{r: r, final: true}); err != nil {
+				r.log.Error("abort recording: the uploader is stuck; its chunks expire with the bucket's TTL", "err", err)
+			}
+			cancel()
+		}
 		select {
 		case <-r.done:
 		case <-time.After(abortWait):
-			r.cancel()
-			<-r.done
 		}
 		r.cancel()
 		r.s.forget(r)
-		if prev == stateFinishing && r.putErr == nil {
+		if prev == stateFinishing {
+			select {
+			case <-r.done:
+			default:
+				return // Finish's upload is still stuck: nothing was saved
+			}
+			if r.putErr != nil {
+				return
+			}
 			// Finish won the race to the store: delete what it saved.
 			ctx, cancel := context.WithTimeout(context.Background(), abortWait)
 			defer cancel()
@@ -518,94 +504,183 @@ func (s *Store) forget(r *Recording) {
 	s.mu.Unlock()
 }
 
+// putChunk returns c, emptied, to the pool.
+func (s *Store) putChunk(c *chunk) {
+	c.n = 0
+	s.chunks.Put(c)
+}
+
 // errAborted ends an upload, which purges the chunks it published.
 var errAborted = errors.New("record: recording aborted")
 
-// source is the io.Reader the upload reads the recording from. Each Read
-// blocks until p is full (one object chunk, a second of audio) or the
-// recording ends, so that chunks are not published per frame.
-type source struct {
+// uploader publishes the chunks of its recordings, in the order they were
+// queued, one at a time. A few uploaders serve every recording of the node.
+type uploader struct {
+	s    *Store
+	jobs chan upJob
+}
+
+// upJob is a chunk to publish (after silence bytes of silence), or with
+// final the recording's end: its last partial chunk (if any) and its info,
+// or, if the recording was aborted, the purge of what was published.
+type upJob struct {
 	r       *Recording
-	silence int64  // samples of silence to emit before pending
-	pending []byte // encoded audio not yet returned
-	buf     [frameSamples * 2]byte
-	wait    *time.Timer
+	c       *chunk // may be nil
+	silence int64
+	final   bool
 }
 
-// batchWait is how long the upload sleeps when no frame is queued.
-const batchWait = 200 * time.Millisecond
-
-func (src *source) Read(p []byte) (int, error) {
-	r := src.r
-	n := 0
-	for n+2 <= len(p) {
-		if src.silence > 0 {
-			k := min(src.silence, int64((len(p)-n)/2))
-			clear(p[n : n+2*int(k)])
-			n += 2 * int(k)
-			src.silence -= k
-			continue
-		}
-		if len(src.pending) > 0 {
-			c := copy(p[n:], src.pending)
-			src.pending = src.pending[c:]
-			n += c
-			continue
-		}
-		select {
-		case f := <-r.frames:
-			src.take(f)
-			continue
-		default:
-		}
-		// Nothing queued: wait for a batch of frames rather than waking for
-		// each 20 ms frame (a wake-up per frame per recording was most of
-		// the scheduler delay the media clock saw under load). The queue
-		// holds a second; this drains it five times a second.
-		if src.wait == nil {
-			src.wait = time.NewTimer(batchWait)
-		} else {
-			src.wait.Reset(batchWait)
-		}
-		select {
-		case <-src.wait.C:
-		case <-r.abort:
-			return 0, errAborted
-		case <-r.finish:
-			select {
-			case f := <-r.frames: // queued before Finish
-				src.take(f)
-				continue
-			default:
-			}
-			if r.tail > 0 {
-				src.silence, r.tail = r.tail, 0
-				continue
-			}
-			if n == 0 {
-				return 0, io.EOF
-			}
-			return n, nil
-		}
+// try queues j without waiting.
+func (u *uploader) try(j upJob) bool {
+	select {
+	case u.jobs <- j:
+		return true
+	default:
+		return false
 	}
-	return n, nil
 }
 
-// take encodes f after the silence standing for the frames dropped before
-// it, and returns f to the pool.
-func (src *source) take(f *frame) {
-	src.silence = f.gap
-	for i, v := range f.pcm[:f.n] {
-		binary.LittleEndian.PutUint16(src.buf[2*i:], uint16(v))
+// send queues j, waiting for room until ctx ends or the store closes.
+func (u *uploader) send(ctx context.Context, j upJob) error {
+	select {
+	case u.jobs <- j:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-u.s.quit:
+		return errs.E(errs.Unavailable, "the recordings store is closed")
 	}
-	src.pending = src.buf[:2*f.n]
-	src.r.s.frames.Put(f)
+}
+
+// run publishes until the store closes; jobs left then belong to
+// recordings Close has aborted.
+func (u *uploader) run() {
+	for {
+		select {
+		case j := <-u.jobs:
+			u.do(j)
+		case <-u.s.quit:
+			return
+		}
+	}
+}
+
+func (u *uploader) do(j upJob) {
+	r := j.r
+	if j.c != nil {
+		defer u.s.putChunk(j.c)
+	}
+	aborted := r.state.Load() == stateAborted
+	if r.uploadErr == nil && !aborted {
+		for rest := j.silence; rest > 0 && r.uploadErr == nil; {
+			n := min(rest, chunkBytes)
+			r.uploadErr = r.publishChunk(silenceChunk[:n])
+			rest -= n
+		}
+		if j.c != nil && j.c.n > 0 && r.uploadErr == nil {
+			r.uploadErr = r.publishChunk(j.c.b[:j.c.n])
+		}
+		if r.uploadErr != nil {
+			r.purge()
+			if r.state.Load() != stateAborted {
+				r.log.Error("recording upload failed", "err", r.uploadErr)
+				r.failed <- r.uploadErr
+			}
+		}
+	}
+	if !j.final {
+		return
+	}
+	switch {
+	case aborted || r.state.Load() == stateAborted:
+		if r.uploadErr == nil {
+			r.purge()
+		}
+		r.putErr = errAborted
+	case r.uploadErr != nil:
+		r.putErr = r.uploadErr
+	default:
+		if err := r.publishInfo(); err != nil {
+			r.purge()
+			r.putErr = err
+		}
+	}
+	close(r.failed)
+	close(r.done)
+}
+
+// silenceChunk is a second of µ-law silence.
+var silenceChunk = func() (b [chunkBytes]byte) {
+	g711.EncodeUlaw(b[:], make([]int16, chunkBytes))
+	return b
+}()
+
+func (r *Recording) publishChunk(b []byte) error {
+	ctx, cancel := context.WithTimeout(r.ctx, publishTimeout)
+	defer cancel()
+	r.digest.Write(b)
+	m := nats.NewMsg(r.subject)
+	m.Data = b
+	if err := r.s.publish(ctx, m); err != nil {
+		return fmt.Errorf("publish recording chunk: %w", err)
+	}
+	r.size += uint64(len(b))
+	r.chunks++
+	return nil
+}
+
+// purge removes the chunks published so far (Abort, or a failed upload).
+func (r *Recording) purge() {
+	// The context may be cancelled already (Abort gave up waiting).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), publishTimeout)
+	defer cancel()
+	if err := r.s.purge(ctx, r.subject); err != nil {
+		r.log.Error("purge partial recording", "err", err)
+	}
+}
+
+// publishInfo writes the object's info, which makes the recording visible.
+func (r *Recording) publishInfo() error {
+	nuid := strings.TrimPrefix(r.subject, chunkSubjects)
+	info := jetstream.ObjectInfo{
+		ObjectMeta: jetstream.ObjectMeta{
+			Name:        r.id,
+			Description: "recordResponse recording",
+			Metadata: map[string]string{
+				metaTokenHash: hashToken(r.token),
+				metaCall:      r.callID,
+				metaOperation: r.opID,
+				metaStarted:   r.started.UTC().Format(time.RFC3339Nano),
+				metaFormat:    formatUlaw,
+			},
+			Opts: &jetstream.ObjectMetaOptions{ChunkSize: chunkBytes},
+		},
+		Bucket: BucketName,
+		NUID:   nuid,
+		Size:   r.size,
+		Chunks: r.chunks,
+		Digest: jetstream.GetObjectDigestValue(r.digest),
+	}
+	data, err := json.Marshal(info)
+	if err != nil {
+		return fmt.Errorf("encode recording info: %w", err)
+	}
+	m := nats.NewMsg(metaSubjects + base64.URLEncoding.EncodeToString([]byte(r.id)))
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	m.Data = data
+	ctx, cancel := context.WithTimeout(r.ctx, publishTimeout)
+	defer cancel()
+	if err := r.s.publish(ctx, m); err != nil {
+		return fmt.Errorf("publish recording info: %w", err)
+	}
+	return nil
 }
 
 // Read returns the samples of recording id (8 kHz mono), for tests and for
 // playing a recording back. An unknown or expired id is errs.NotFound.
 func (s *Store) Read(ctx context.Context, id string) ([]int16, error) {
-	if _, err := s.info(ctx, id); err != nil {
+	info, err := s.info(ctx, id)
+	if err != nil {
 		return nil, err
 	}
 	b, err := s.obs.GetBytes(ctx, id)
@@ -615,11 +690,48 @@ func (s *Store) Read(ctx context.Context, id string) ([]int16, error) {
 		}
 		return nil, errs.Wrap(errs.Unavailable, err, "recording %s could not be read", id)
 	}
-	pcm := make([]int16, len(b)/2)
-	for i := range pcm {
-		pcm[i] = int16(binary.LittleEndian.Uint16(b[2*i:]))
+	if isPCM(info) {
+		pcm := make([]int16, len(b)/2)
+		for i := range pcm {
+			pcm[i] = int16(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+		return pcm, nil
 	}
+	pcm := make([]int16, len(b))
+	g711.DecodeUlaw(pcm, b)
 	return pcm, nil
+}
+
+// isPCM reports whether an object holds 16-bit PCM, as earlier versions
+// stored recordings, rather than µ-law.
+func isPCM(info *jetstream.ObjectInfo) bool { return info.Metadata[metaFormat] == formatPCM }
+
+// wavBytes is the size of the WAV data an object is served as.
+func wavBytes(info *jetstream.ObjectInfo) int64 {
+	if isPCM(info) {
+		return int64(info.Size)
+	}
+	return 2 * int64(info.Size)
+}
+
+// ulawToPCM reads µ-law and returns 16-bit little-endian PCM.
+type ulawToPCM struct {
+	r   io.Reader
+	in  [4096]byte
+	pcm [4096]int16
+}
+
+func (d *ulawToPCM) Read(p []byte) (int, error) {
+	k := min(len(p)/2, len(d.in))
+	if k == 0 {
+		return 0, io.ErrShortBuffer
+	}
+	n, err := d.r.Read(d.in[:k])
+	g711.DecodeUlaw(d.pcm[:n], d.in[:n])
+	for i, v := range d.pcm[:n] {
+		binary.LittleEndian.PutUint16(p[2*i:], uint16(v))
+	}
+	return 2 * n, err
 }
 
 // info returns the metadata of a live recording: errs.NotFound when id is
@@ -717,9 +829,9 @@ func (s *Store) ServeCallRecording(w http.ResponseWriter, req *http.Request, cal
 }
 
 // writeWAV streams a recording as a WAV file: its header, computed from
-// the object's size, then the object.
+// the object's size, then the object, decoded to 16-bit PCM.
 func (s *Store) writeWAV(w http.ResponseWriter, req *http.Request, id string, info *jetstream.ObjectInfo, contentType string) {
-	size := int64(info.Size)
+	size := wavBytes(info)
 	h := w.Header()
 	h.Set("Content-Type", contentType)
 	h.Set("Content-Length", strconv.FormatInt(wavHeaderLen+size, 10))
@@ -738,7 +850,11 @@ func (s *Store) writeWAV(w http.ResponseWriter, req *http.Request, id string, in
 	if _, err := w.Write(hdr[:]); err != nil {
 		return
 	}
-	if _, err := io.Copy(w, obj); err != nil && req.Context().Err() == nil {
+	var body io.Reader = obj
+	if !isPCM(info) {
+		body = &ulawToPCM{r: obj}
+	}
+	if _, err := io.Copy(w, body); err != nil && req.Context().Err() == nil {
 		// The status is sent; a short body tells the client it failed.
 		s.log.Error("serve recording", "recording", id, "err", err)
 	}

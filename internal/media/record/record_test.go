@@ -13,16 +13,19 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/media"
+	"github.com/switchboard-voice/switchboard/internal/media/g711"
 	"github.com/switchboard-voice/switchboard/internal/media/prompt"
 	"github.com/switchboard-voice/switchboard/internal/store"
 )
@@ -122,10 +125,11 @@ func download(t *testing.T, method, location, auth string) *http.Response {
 
 // pacedWrite writes frames no faster than the upload takes them. The
 // media clock writes one every 20 ms, far slower than the upload; a test
-// writing seconds of audio at once instead waits for room in the queue.
+// writing seconds of audio at once instead waits for room in the
+// uploader's queue.
 func pacedWrite(r *Recording, frames [][]int16) {
 	for _, f := range frames {
-		for len(r.frames) == cap(r.frames) {
+		for len(r.up.jobs) == cap(r.up.jobs) {
 			runtime.Gosched()
 		}
 		r.Write(f)
@@ -149,10 +153,19 @@ func record(t *testing.T, rs *Store, frames [][]int16) (location, token string) 
 	return location, token
 }
 
+// ulawRoundTrip is pcm as a recording keeps it: through G.711 µ-law.
+func ulawRoundTrip(pcm []int16) []int16 {
+	b := make([]byte, len(pcm))
+	g711.EncodeUlaw(b, pcm)
+	out := make([]int16, len(pcm))
+	g711.DecodeUlaw(out, b)
+	return out
+}
+
 func TestRecordAndDownload(t *testing.T) {
 	e := newEnv(t, t.TempDir())
 	frames := toneFrames(1000, 0.5, 5)
-	want := concat(frames)
+	want := ulawRoundTrip(concat(frames))
 	location, token := record(t, e.rs, frames)
 	if !strings.HasPrefix(location, e.srv.URL+"/recordings/") {
 		t.Fatalf("location %q, want under %s/recordings/", location, e.srv.URL)
@@ -215,6 +228,35 @@ func TestRecordAndDownload(t *testing.T) {
 	}
 	if info.Metadata[metaCall] != "call-1" || info.Metadata[metaOperation] != "op-1" {
 		t.Errorf("metadata %v", info.Metadata)
+	}
+}
+
+// TestServesPCMObjects: recordings stored as 16-bit PCM by an earlier
+// version (metadata format pcm_s16le) are still served and read as they
+// are.
+func TestServesPCMObjects(t *testing.T) {
+	e := newEnv(t, t.TempDir())
+	want := concat(toneFrames(700, 0.4, 1.5))
+	raw := make([]byte, 2*len(want))
+	for i, v := range want {
+		binary.LittleEndian.PutUint16(raw[2*i:], uint16(v))
+	}
+	const id, token = "00112233445566778899aabbccddeeff", "old-token"
+	_, err := e.rs.obs.Put(ctxT(t), jetstream.ObjectMeta{Name: id, Metadata: map[string]string{
+		metaTokenHash: hashToken(token), metaCall: "c", metaOperation: "o",
+		metaStarted: time.Now().UTC().Format(time.RFC3339Nano), metaFormat: formatPCM,
+	}}, bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.rs.Read(ctxT(t), id)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("Read: %d samples, %v; want the %d stored", len(got), err, len(want))
+	}
+	resp := download(t, http.MethodGet, e.srv.URL+"/recordings/"+id, "Bearer "+token)
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || len(body) != 44+len(raw) || !bytes.Equal(body[44:], raw) {
+		t.Fatalf("GET: %s, %d bytes; want the %d stored after the header", resp.Status, len(body), 44+len(raw))
 	}
 }
 
@@ -407,25 +449,47 @@ func TestFinishTwice(t *testing.T) {
 	}
 }
 
+// stall makes the store's publishes wait until the returned release is
+// called. Call it before the first Begin.
+func stall(s *Store) (release func()) {
+	gate := make(chan struct{})
+	publish := s.publish
+	s.publish = func(ctx context.Context, m *nats.Msg) error {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return publish(ctx, m)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { close(gate) }) }
+}
+
 // TestWriteNeverBlocks stalls the upload: Write must return at once,
-// drop what does not fit in the bounded queue and, once the upload runs
-// again, the recording keeps its length, with silence where frames were
-// dropped.
+// drop the seconds that do not fit in the uploader's bounded queue and,
+// once the upload runs again, the recording keeps its length, with
+// silence where seconds were dropped.
 func TestWriteNeverBlocks(t *testing.T) {
 	e := newEnv(t, t.TempDir())
-	r := e.rs.newRecording(ctxT(t), "0123456789abcdef0123456789abcdef", "tok", "c", "o")
-	e.rs.open[r] = struct{}{}
-	before := toneFrames(1000, 0.5, 20) // 1000 frames while the upload is stalled
+	release := stall(e.rs)
+	defer release()
+	r, err := e.rs.Begin(ctxT(t), "c", "o")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The uploader takes one second and waits on the store with it; its
+	// queue holds uploaderQueue more; the rest is dropped.
+	kept := uploaderQueue + 1
+	before := toneFrames(1000, 0.5, float64(kept+10))
 	for _, f := range before {
-		r.Write(f) // the upload is not running: this would hang if Write blocked
+		r.Write(f) // this would hang if Write blocked
 	}
-	if len(r.frames) != queueFrames {
-		t.Fatalf("%d frames queued, want the bound %d", len(r.frames), queueFrames)
+	perSecond := int64(media.SampleRate / media.SamplesPerFrame)
+	if d := r.Dropped(); d != 10*perSecond {
+		t.Fatalf("%d frames dropped, want %d (ten seconds)", d, 10*perSecond)
 	}
-	if d := r.Dropped(); d != int64(len(before)-queueFrames) {
-		t.Fatalf("%d dropped, want %d", d, len(before)-queueFrames)
-	}
-	go r.upload()
+	release()
 	after := toneFrames(2000, 0.5, 1)
 	pacedWrite(r, after)
 	if _, _, err := r.Finish(ctxT(t)); err != nil {
@@ -436,12 +500,12 @@ func TestWriteNeverBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	if want := (len(before) + len(after)) * media.SamplesPerFrame; len(got) != want {
-		t.Fatalf("%d samples, want %d: dropped frames must become silence", len(got), want)
+		t.Fatalf("%d samples, want %d: dropped seconds must become silence", len(got), want)
 	}
-	q := queueFrames * media.SamplesPerFrame
+	q := kept * media.SampleRate
 	gapEnd := len(before) * media.SamplesPerFrame
 	if a := goertzel(got[:q], 1000); a < 0.49*32767 {
-		t.Errorf("queued frames: 1 kHz at %.0f", a)
+		t.Errorf("queued seconds: 1 kHz at %.0f", a)
 	}
 	for i, v := range got[q:gapEnd] {
 		if v != 0 {
@@ -455,10 +519,11 @@ func TestWriteNeverBlocks(t *testing.T) {
 
 func TestMaxDurationCuts(t *testing.T) {
 	e := newEnv(t, t.TempDir())
-	r := e.rs.newRecording(ctxT(t), "0123456789abcdef0123456789abcdef", "tok", "c", "o")
+	r, err := e.rs.Begin(ctxT(t), "c", "o")
+	if err != nil {
+		t.Fatal(err)
+	}
 	r.max = media.SampleRate // one second
-	e.rs.open[r] = struct{}{}
-	go r.upload()
 	for _, f := range toneFrames(1000, 0.5, 1.5) {
 		r.Write(f)
 		r.Write(nil)
@@ -568,28 +633,32 @@ func TestWavHeaderIsReadable(t *testing.T) {
 func nilLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // benchStore is a Store whose uploads go nowhere, to measure Write alone.
-func benchStore() *Store {
+func benchStore(tb testing.TB) *Store {
 	s := &Store{log: nilLogger(), now: time.Now, open: map[*Recording]struct{}{}}
-	s.frames.New = func() any { return new(frame) }
 	s.publish = func(context.Context, *nats.Msg) error { return nil }
 	s.purge = func(context.Context, string) error { return nil }
+	s.start()
+	tb.Cleanup(s.Close)
 	return s
 }
 
 // BenchmarkRecordingWrite is the media clock's cost per 20 ms frame while
-// the upload keeps up: the queue is drained, off the clock, whenever it
-// fills.
+// the upload keeps up.
 func BenchmarkRecordingWrite(b *testing.B) {
-	s := benchStore()
-	r := s.newRecording(context.Background(), "0123456789abcdef0123456789abcdef", "t", "c", "o")
+	s := benchStore(b)
+	r, err := s.Begin(context.Background(), "c", "o")
+	if err != nil {
+		b.Fatal(err)
+	}
 	r.max = math.MaxInt64
 	frame := make([]int16, media.SamplesPerFrame)
 	b.ReportAllocs()
 	for b.Loop() {
-		if len(r.frames) == cap(r.frames) {
+		if len(r.up.jobs) == cap(r.up.jobs) {
+			// Far faster than the media clock: let the uploader catch up.
 			b.StopTimer()
-			for len(r.frames) > 0 {
-				s.frames.Put(<-r.frames)
+			for len(r.up.jobs) > 0 {
+				runtime.Gosched()
 			}
 			b.StartTimer()
 		}
@@ -599,7 +668,6 @@ func BenchmarkRecordingWrite(b *testing.B) {
 	if d := r.Dropped(); d != 0 {
 		b.Fatalf("%d frames dropped", d)
 	}
-	go r.upload()
 	r.Abort()
 }
 
@@ -625,36 +693,43 @@ func BenchmarkRecordingToStore(b *testing.B) {
 	b.ReportMetric(10*float64(b.N)/time.Since(start).Seconds(), "audio-s/s")
 }
 
-// BenchmarkRecordingWriteStalled is the cost when the upload is stuck and
-// every frame is dropped.
-func BenchmarkRecordingWriteStalled(b *testing.B) {
-	s := benchStore()
-	r := s.newRecording(context.Background(), "0123456789abcdef0123456789abcdef", "t", "c", "o")
-	r.max = math.MaxInt64
-	frame := make([]int16, media.SamplesPerFrame)
-	for range queueFrames {
-		r.Write(frame)
+// stalledRecording is a recording whose uploader is stuck on the store
+// and whose queue is full: every second it fills is dropped.
+func stalledRecording(tb testing.TB) *Recording {
+	s := benchStore(tb)
+	release := stall(s)
+	tb.Cleanup(release)
+	r, err := s.Begin(context.Background(), "c", "o")
+	if err != nil {
+		tb.Fatal(err)
 	}
+	r.max = math.MaxInt64
+	second := make([]int16, media.SampleRate)
+	for range uploaderQueue + 2 {
+		r.Write(second)
+	}
+	if r.Dropped() == 0 {
+		tb.Fatal("the queue is not full")
+	}
+	return r
+}
+
+// BenchmarkRecordingWriteStalled is the cost when the upload is stuck and
+// every second is dropped.
+func BenchmarkRecordingWriteStalled(b *testing.B) {
+	r := stalledRecording(b)
+	frame := make([]int16, media.SamplesPerFrame)
 	b.ReportAllocs()
 	for b.Loop() {
 		r.Write(frame)
 	}
-	b.StopTimer()
-	go r.upload()
-	r.Abort()
 }
 
 func TestWriteDoesNotAllocate(t *testing.T) {
-	s := benchStore()
-	r := s.newRecording(context.Background(), "0123456789abcdef0123456789abcdef", "t", "c", "o")
+	r := stalledRecording(t)
 	frame := make([]int16, media.SamplesPerFrame)
-	for range queueFrames {
-		r.Write(frame)
-	}
-	// Stalled: the queue is full and every Write drops.
+	// Stalled: the queue is full and every full chunk is dropped.
 	if n := testing.AllocsPerRun(200, func() { r.Write(frame) }); n != 0 {
 		t.Errorf("Write allocates %.1f times per frame", n)
 	}
-	go r.upload()
-	r.Abort()
 }
