@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -115,6 +116,7 @@ func serve(args []string) error {
 		return err
 	}
 	log := newLogger(cfg)
+	tuneRuntime(cfg.Runtime, log)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	startCtx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -147,6 +149,22 @@ func serve(args []string) error {
 		cancel()
 	}()
 	return node.Shutdown(sctx, time.Now().Add(drain))
+}
+
+// tuneRuntime applies runtime.gcPercent and runtime.memoryLimit, unless
+// the operator set GOGC or GOMEMLIMIT, which the Go runtime has already
+// applied.
+func tuneRuntime(rt config.Runtime, log *slog.Logger) {
+	if v, set := os.LookupEnv("GOGC"); set {
+		log.Debug("go runtime: GOGC from the environment", "GOGC", v)
+	} else {
+		debug.SetGCPercent(rt.GCPercent)
+	}
+	if v, set := os.LookupEnv("GOMEMLIMIT"); set {
+		log.Debug("go runtime: GOMEMLIMIT from the environment", "GOMEMLIMIT", v)
+	} else if rt.MemoryLimit > 0 {
+		debug.SetMemoryLimit(rt.MemoryLimit)
+	}
 }
 
 func printDev(cfg *config.Config) {

@@ -46,6 +46,23 @@ type Config struct {
 	Applications []Application `yaml:"applications"`
 	// Console configures the operators' page at /console.
 	Console Console `yaml:"console"`
+	// Runtime tunes the Go runtime of the serving process.
+	Runtime Runtime `yaml:"runtime"`
+}
+
+// Runtime tunes the Go runtime of `switchboard serve`. The GOGC and
+// GOMEMLIMIT environment variables, when set, win over it.
+type Runtime struct {
+	// GCPercent is the garbage collector's target (GOGC): the heap may grow
+	// this many percent over what is live before a collection. A node's
+	// live heap is small (calls' state, buffers) and its garbage is made
+	// fast (requests, notifications), so Go's 100 doubles the memory per
+	// call; a lower value trades a little CPU for much less memory
+	// (docs/benchmarks.md). -1 turns the collector off (then set memoryLimit).
+	GCPercent int `yaml:"gcPercent"`
+	// MemoryLimit is a soft limit on the process's memory in bytes
+	// (GOMEMLIMIT); 0: none.
+	MemoryLimit int64 `yaml:"memoryLimit"`
 }
 
 // Console configures /console, the operators' live view of calls. With no
@@ -476,6 +493,7 @@ func Default() Config {
 		Outbound:      Outbound{},
 		Simulator:     Simulator{Audio: true},
 		Log:           Log{Level: "info", Format: "text"},
+		Runtime:       Runtime{GCPercent: 30},
 	}
 }
 

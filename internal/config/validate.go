@@ -213,6 +213,15 @@ func (c *Config) Validate() error {
 	if c.Calls.DrainTimeout.D() < 0 {
 		bad("calls.drainTimeout", "must not be negative")
 	}
+	if c.Runtime.GCPercent < -1 {
+		bad("runtime.gcPercent", "%d is below -1 (-1: the collector off)", c.Runtime.GCPercent)
+	}
+	if c.Runtime.MemoryLimit < 0 {
+		bad("runtime.memoryLimit", "%d is negative (0: no limit)", c.Runtime.MemoryLimit)
+	}
+	if c.Runtime.GCPercent == -1 && c.Runtime.MemoryLimit == 0 {
+		bad("runtime.gcPercent", "-1 turns the collector off: set runtime.memoryLimit too, or the heap grows without bound")
+	}
 	if c.Calls.MaxConcurrentPerApp < 1 {
 		bad("calls.maxConcurrentPerApp", "must be at least 1")
 	}
