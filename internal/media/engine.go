@@ -94,6 +94,8 @@ type Engine struct {
 	live atomic.Int64
 	wake chan struct{}
 	// hooks, set by tests before Run, observe the clock.
+	rxPolls atomic.Uint64 // recvmmsg calls (Linux), for tests
+
 	hooks struct {
 		asleep func()                  // the clock goes to sleep
 		tick   func(sh int, m tickMsg) // a worker starts a tick
@@ -140,6 +142,7 @@ type shard struct {
 	tick     chan tickMsg
 	snap     []*Session    // the worker's copy; owned by the worker
 	rxb      *rxBatch      // the worker's receive buffers
+	rx       shardRx       // which of its sessions' sockets have data
 	confSnap []*Conference // the worker's copy; owned by the worker
 }
 
@@ -173,9 +176,15 @@ func newEngine(o EngineOptions, shards int) (*Engine, error) {
 	if shards > 0 {
 		n = shards
 	}
+	var fds []int
 	for range n {
-		e.shards = append(e.shards, &shard{rxb: newRxBatch()})
+		sh := &shard{rxb: newRxBatch()}
+		sh.rx.init()
+		e.shards = append(e.shards, sh)
+		fds = append(fds, sh.rx.fd())
 	}
+	// The shards' epoll sets live as long as the engine.
+	runtime.AddCleanup(e, closeFDs, fds)
 	if o.Registerer != nil {
 		if err := e.register(o.Registerer); err != nil {
 			return nil, fmt.Errorf("new media engine: register metrics: %w", err)
@@ -344,11 +353,12 @@ func (e *Engine) work(sh *shard, idx int, ch <-chan tickMsg) {
 		sh.mu.Lock()
 		sh.snap = append(sh.snap[:0], sh.sessions...)
 		sh.confSnap = append(sh.confSnap[:0], sh.confs...)
+		sh.rx.markReady(len(sh.sessions))
 		sh.mu.Unlock()
 		tt := e.tickTime()
 		for _, s := range sh.snap {
 			if !s.inConf.Load() {
-				s.poll(sh.rxb, tt) // a conference's worker polls its members
+				s.pollReady(sh.rxb, tt) // a conference's worker polls its members
 			}
 			s.tick(m.n, tt.now)
 		}
@@ -464,6 +474,7 @@ func (e *Engine) join(s *Session) {
 	best.mu.Lock()
 	s.shardIdx = len(best.sessions)
 	best.sessions = append(best.sessions, s)
+	best.rx.add(s)
 	best.live.Add(1)
 	best.mu.Unlock()
 	e.joined()

@@ -72,3 +72,66 @@ func TestPollKernelArrival(t *testing.T) {
 		t.Errorf("the gap between the packets measured %d ms, want %d to %d ms (kernel receive times)", gap, lo, hi)
 	}
 }
+
+// TestOnlySocketsWithDataArePolled: a tick asks its shard's epoll set
+// which sockets have data and polls only those; a socket not drained is
+// reported again next tick.
+func TestOnlySocketsWithDataArePolled(t *testing.T) {
+	e, err := newEngine(EngineOptions{BindIP: loopback}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := e.shards[0]
+	if sh.rx.ep < 0 {
+		t.Skip("no epoll")
+	}
+	var ss []*Session
+	for range 10 {
+		s, err := e.NewSession(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		ss = append(ss, s)
+	}
+	far, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer far.Close()
+	b := newRxBatch()
+	tick := func() {
+		sh.mu.Lock()
+		sh.rx.markReady(len(sh.sessions))
+		sh.mu.Unlock()
+		tt := e.tickTime()
+		for _, s := range ss {
+			s.pollReady(b, tt)
+		}
+	}
+	tick()
+	if n := e.rxPolls.Load(); n != 0 {
+		t.Fatalf("%d polls of ten idle sockets, want none", n)
+	}
+	s := ss[3]
+	s.SetRemote(far.LocalAddr().(*net.UDPAddr).AddrPort(), PCMU, 101)
+	// More than one tick's rounds take (rxMaxRounds × rxBatchSize).
+	for i := range rxMaxRounds*rxBatchSize + 2 {
+		if _, err := far.WriteToUDPAddrPort(rtpBytes(t, PCMU.PayloadType, uint16(i), uint32(i*SamplesPerFrame), make([]byte, SamplesPerFrame)), s.LocalAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tick()
+	if n, got := e.rxPolls.Load(), s.rcvd.Load(); n != rxMaxRounds || got != rxMaxRounds*rxBatchSize {
+		t.Fatalf("first tick: %d polls, %d packets; want %d, %d", n, got, rxMaxRounds, rxMaxRounds*rxBatchSize)
+	}
+	tick() // the two left are reported again
+	if got := s.rcvd.Load(); got != rxMaxRounds*rxBatchSize+2 {
+		t.Fatalf("second tick: %d packets, want all %d", got, rxMaxRounds*rxBatchSize+2)
+	}
+	polls := e.rxPolls.Load()
+	tick()
+	if n := e.rxPolls.Load(); n != polls {
+		t.Fatalf("%d polls once drained, want none", n-polls)
+	}
+}

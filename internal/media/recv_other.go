@@ -37,6 +37,19 @@ func (s *Session) waitReceiver() { <-s.io.done }
 
 func (s *Session) poll(*rxBatch, tickTime) {}
 
+func (s *Session) pollReady(*rxBatch, tickTime) {}
+
+// shardRx is nothing here: sessions have reader goroutines.
+type shardRx struct{}
+
+func (r *shardRx) init()           {}
+func (r *shardRx) add(*Session)    {}
+func (r *shardRx) remove(*Session) {}
+func (r *shardRx) fd() int         { return -1 }
+
+func closeFDs([]int)             {}
+func (r *shardRx) markReady(int) {}
+
 // read is the session's reader goroutine: it owns the socket for
 // receiving until Close closes it.
 func (s *Session) read() {

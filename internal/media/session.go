@@ -650,6 +650,9 @@ func (s *Session) Close() error {
 	// the socket's descriptor: wait for it before closing the socket.
 	s.cbMu.Lock()
 	s.cbMu.Unlock() //nolint:staticcheck // an intentional barrier
+	s.shard.mu.Lock()
+	s.shard.rx.remove(s) // before the socket's descriptor can be reused
+	s.shard.mu.Unlock()
 	s.stopReceiving()
 	err := s.conn.Close()
 	s.waitReceiver()
