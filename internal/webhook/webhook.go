@@ -29,8 +29,11 @@
 // holds only the backlog and never needs trimming. (Limits retention would
 // keep delivered notifications until MaxAge and need the consumer's
 // position to tell them apart.) Work queues forbid overlapping consumers,
-// which the per-node filters guarantee. A stream MaxAge well above the
-// outbox's MaxAge is only a backstop against a node that never comes back.
+// which the per-node filters guarantee. A node that never comes back has
+// its outbox opened by the node that takes it over (Open with the lost
+// node's id, platform's takeover.go), which delivers it and then removes
+// its consumer (Remove); a stream MaxAge well above the outbox's MaxAge
+// is only a backstop for what nobody delivers.
 //
 // # Ordering
 //
