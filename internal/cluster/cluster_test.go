@@ -44,8 +44,8 @@ const ivrCalls = 24
 // nodes on it, Kamailio with deploy/kamailio/kamailio.cfg in front. SIPp
 // calls the IVR through Kamailio as a trunk: the calls spread over the
 // nodes, and the bot drives each through nodes that do not own it. A phone
-// registers through Kamailio and a bot on another node calls it: the INVITE
-// goes through Kamailio (Path). One NATS server is killed while calls are
+// registers through Kamailio, calls the bot through it (digest), and a bot
+// on another node calls it: the INVITE goes through Kamailio (Path). One NATS server is killed while calls are
 // up: nothing accepted is lost, every call ends with its notifications in
 // order.
 func TestClusterBehindKamailio(t *testing.T) {
@@ -130,8 +130,9 @@ func TestClusterBehindKamailio(t *testing.T) {
 	l.Front = freeUDP(t, frontIP)
 	var kamLog lockedBuffer
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	kamDir := t.TempDir()
 	k, err := cluster.StartKamailio(ctx, cluster.KamailioOptions{Binary: kamailio, Config: "../../deploy/kamailio/kamailio.cfg",
-		Dir: t.TempDir(), Listen: l.Front, Dispatcher: l.DispatcherList(), PingInterval: time.Second, Output: &kamLog})
+		Dir: kamDir, Listen: l.Front, Dispatcher: l.DispatcherList(), PingInterval: time.Second, Output: &kamLog})
 	cancel()
 	if err != nil {
 		t.Fatalf("%v\n%s", err, kamLog.String())
@@ -344,6 +345,17 @@ func TestClusterBehindKamailio(t *testing.T) {
 	botWG.Wait()
 	for _, err := range botErrs {
 		t.Error(err)
+	}
+
+	// Kamailio has probed every node with OPTIONS (every second) all along
+	// and found each up: active and probing, none marked inactive.
+	if kamcmd, err := exec.LookPath("kamcmd"); err == nil {
+		out, err := exec.Command(kamcmd, "-s", "unix:"+filepath.Join(kamDir, "kamailio_ctl"), "dispatcher.list").CombinedOutput()
+		if err != nil {
+			t.Errorf("kamcmd dispatcher.list: %v\n%s", err, out)
+		} else if n := strings.Count(string(out), "FLAGS: AP"); n != len(nodes) {
+			t.Errorf("%d of %d nodes active in Kamailio's dispatcher:\n%s", n, len(nodes), out)
+		}
 	}
 
 	// Every IVR call: accepted, answered, ended, its notifications in
