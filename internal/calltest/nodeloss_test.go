@@ -1,11 +1,17 @@
 package calltest_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -293,4 +299,166 @@ func TestThreeNodesOneTakesOverTheLostOne(t *testing.T) {
 			t.Fatalf("call %s: %d terminated notifications, want 1", call.ID, n)
 		}
 	}
+}
+
+// waitHealthy polls another process's /healthz until it answers 200.
+func waitHealthy(t *testing.T, url string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for delay := 10 * time.Millisecond; ; delay = min(delay*2, 250*time.Millisecond) {
+		if resp, err := http.Get(url + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not become healthy in %s", url, timeout)
+		}
+		time.Sleep(delay) // another process's readiness can only be asked for
+	}
+}
+
+// The lost node is restarted while the node that took it over is still at
+// work (the bot's webhook is down, so the lost node's notifications wait):
+// it waits for its id, starts once every notification is delivered, and
+// resumes and repeats nothing.
+func TestLostNodeRestartedDuringTheTakeoverWaits(t *testing.T) {
+	bin := switchboardBinary(t)
+	natsAddr := freeAddr(t)
+	a := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) { c.NATS.Listen = natsAddr }})
+	hook := a.Hook
+	addr := freeAddr(t)
+	dir := t.TempDir()
+	cfg := calltest.Config(filepath.Join(dir, "data"), a.URL, hook.URL, a.WeakHook.URL)
+	cfg.HTTP.Listen = addr
+	cfg.NATS.URL = "nats://" + natsAddr
+	cfg.SIP.Listen = ""
+	cfg.Simulator.Enabled = true
+	cfg.Log.Level = "info"
+	cfg.Notifications.MaxAge = config.Duration(5 * time.Minute)
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "switchboard.yaml")
+	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + addr
+	proc := startProcess(t, bin, cfgPath, url)
+	b := calltest.Attach(t, url, hook)
+	idData, err := os.ReadFile(filepath.Join(cfg.DataDir, "node-id"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bID := strings.TrimSpace(string(idData))
+	nodes, err := a.Node.Store.Bucket(context.Background(), "sb_nodes", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	call := b.CreateCall(calltest.AliceID)
+	hook.WaitState(t, call.ID, graph.StateEstablished)
+	// Node B counts a delivery once it has acknowledged it: killed before
+	// that, it would rightly be delivered again (at least once).
+	for deadline := time.Now().Add(10 * time.Second); metric(t, b, "switchboard_webhook_delivered_total") < 3; {
+		if time.Now().After(deadline) {
+			t.Fatal("node B did not finish its deliveries")
+		}
+		time.Sleep(10 * time.Millisecond) // polling another process's metrics
+	}
+	hook.SetDown(true)
+	if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = proc.cmd.Wait()
+
+	// Node A takes B over once B's lease has run out, and ends its call;
+	// the terminated notification cannot be delivered yet.
+	deadline := time.Now().Add(nodeLossWait)
+	for {
+		if r := a.Bot("GET", calls+"/"+call.ID, nil); r.StatusCode == 404 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node B's call was not ended")
+		}
+		time.Sleep(50 * time.Millisecond) // polling the takeover's progress, seen through the API
+	}
+	claimOf := func() nodeClaimView {
+		data, _, err := nodes.Get(context.Background(), bID)
+		if err != nil {
+			return nodeClaimView{}
+		}
+		var c nodeClaimView
+		_ = json.Unmarshal(data, &c)
+		return c
+	}
+	if c := claimOf(); c.TakenOverBy != a.Node.ID {
+		t.Fatalf("node B's claim during the takeover: %+v, want it held by node A (%s)", c, a.Node.ID)
+	}
+
+	restarted := exec.Command(bin, "serve", "--config", cfgPath)
+	waiting := &logWatch{w: testLog{t, "switchboard: "}, want: "waiting for it to finish", seen: make(chan struct{})}
+	restarted.Stdout, restarted.Stderr = waiting, waiting
+	if err := restarted.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = restarted.Process.Kill(); _ = restarted.Wait() })
+	select {
+	case <-waiting.seen: // it found its id held by the takeover
+	case <-time.After(time.Minute):
+		t.Fatal("the restarted node did not wait for the takeover")
+	}
+	hook.SetDown(false)
+	waitHealthy(t, url, time.Minute)
+	if c := claimOf(); c.TakenOverBy != "" {
+		t.Fatalf("node B started while its id was held by the takeover: %+v", c)
+	}
+	want := []graph.CallState{graph.StateEstablishing, graph.StateRinging, graph.StateEstablished, graph.StateTerminated}
+	if got := hook.States(t, call.ID); !slices.Equal(got, want) {
+		t.Fatalf("the call's notifications: %v, want %v", got, want)
+	}
+	seen := len(hook.All())
+	after := b.CreateCall(calltest.AliceID)
+	hook.WaitState(t, after.ID, graph.StateEstablished)
+	if r := b.Bot("DELETE", calls+"/"+after.ID, nil); r.StatusCode != 204 {
+		t.Fatalf("hang up: %s %s", r.Status, r.Body)
+	}
+	waitEnded(t, hook, after.ID, 10*time.Second)
+	for _, n := range hook.All()[seen:] {
+		if !strings.HasPrefix(n.ResourceURL, "/communications/calls/"+after.ID) {
+			t.Fatalf("after the restart, a notification of the ended call: %s %s", n.ResourceURL, n.ResourceData)
+		}
+	}
+}
+
+// nodeClaimView is what the test reads of a claim in sb_nodes.
+type nodeClaimView struct {
+	Instance    string `json:"instance"`
+	TakenOverBy string `json:"takenOverBy"`
+}
+
+// logWatch passes a process's log on and closes seen once a line holds want.
+type logWatch struct {
+	w    io.Writer
+	want string
+	mu   sync.Mutex
+	buf  []byte
+	seen chan struct{}
+	once sync.Once
+}
+
+func (l *logWatch) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	l.buf = append(l.buf, b...)
+	if i := bytes.LastIndexByte(l.buf, '\n'); i >= 0 {
+		if bytes.Contains(l.buf[:i], []byte(l.want)) {
+			l.once.Do(func() { close(l.seen) })
+		}
+		l.buf = append(l.buf[:0], l.buf[i+1:]...)
+	}
+	l.mu.Unlock()
+	return l.w.Write(b)
 }
