@@ -253,6 +253,47 @@ func (s *Store) Bucket(ctx context.Context, name string, ttl time.Duration) (*KV
 	}
 }
 
+// Stream creates or updates a stream, its Replicas set to the store's. On
+// a replicated cluster each attempt is bounded and retried while the
+// cluster is settling (see Bucket): several nodes creating one stream at
+// once on a fresh cluster get no answer at all (nats-server 2.15: the
+// stream is created, the requests time out), which a retry finds done.
+func (s *Store) Stream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	cfg.Replicas = s.replicas
+	return retrySettling(ctx, s, func(ctx context.Context) (jetstream.Stream, error) {
+		return s.js.CreateOrUpdateStream(ctx, cfg)
+	})
+}
+
+// ObjectStore creates or updates an object store, its Replicas set to the
+// store's, retried as Stream is.
+func (s *Store) ObjectStore(ctx context.Context, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
+	cfg.Replicas = s.replicas
+	return retrySettling(ctx, s, func(ctx context.Context) (jetstream.ObjectStore, error) {
+		return s.js.CreateOrUpdateObjectStore(ctx, cfg)
+	})
+}
+
+func retrySettling[T any](ctx context.Context, s *Store, f func(context.Context) (T, error)) (T, error) {
+	if s.replicas < 2 {
+		return f(ctx)
+	}
+	deadline := time.Now().Add(JetStreamTimeout)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		v, err := f(actx)
+		cancel()
+		if err == nil || !s.settling(err) || time.Now().After(deadline) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
 // settling reports whether err is what a replicated cluster answers while
 // it is still forming (so worth retrying): replicas it cannot place yet,
 // a request nobody answered in time or at all.

@@ -177,3 +177,85 @@ func TestExternalNATSWithoutJetStream(t *testing.T) {
 		t.Errorf("error %q does not say JetStream is missing", err)
 	}
 }
+
+// startCluster runs three in-process NATS servers as one JetStream cluster
+// and returns its client URLs, comma-separated.
+func startCluster(t *testing.T) string {
+	t.Helper()
+	free := func() int {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}
+	routes := make([]int, 3)
+	for i := range routes {
+		routes[i] = free()
+	}
+	var urls []string
+	for i := range 3 {
+		var rs []string
+		for j, p := range routes {
+			if j != i {
+				rs = append(rs, fmt.Sprintf("nats-route://127.0.0.1:%d", p))
+			}
+		}
+		srv, err := server.NewServer(&server.Options{ServerName: fmt.Sprintf("s%d", i), Host: "127.0.0.1", Port: -1,
+			JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+			Cluster: server.ClusterOpts{Name: "t", Host: "127.0.0.1", Port: routes[i]},
+			Routes:  server.RoutesFromStr(strings.Join(rs, ","))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Start()
+		t.Cleanup(srv.Shutdown)
+		if !srv.ReadyForConnections(10 * time.Second) {
+			t.Fatal("nats server not ready")
+		}
+		urls = append(urls, srv.ClientURL())
+	}
+	return strings.Join(urls, ",")
+}
+
+// Nodes started together on a fresh three-server cluster each create the
+// same replicated buckets and streams; nats-server answers none of the
+// concurrent creates of a stream (it creates it all the same), which the
+// store retries: every node gets them, with three replicas.
+func TestReplicatedStoresCreatedConcurrently(t *testing.T) {
+	url := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	errc := make(chan error, 3)
+	for n := range 3 {
+		go func() {
+			s, err := Open(ctx, Options{DataDir: t.TempDir(), URL: url, Replicas: 3, Name: fmt.Sprint("node", n)})
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer s.Close()
+			if _, err := s.Bucket(ctx, "sb_test", 0); err != nil {
+				errc <- err
+				return
+			}
+			st, err := s.Stream(ctx, jetstream.StreamConfig{Name: "SB_TEST", Subjects: []string{"sbtest.>"}, Storage: jetstream.FileStorage})
+			if err != nil {
+				errc <- err
+				return
+			}
+			if r := st.CachedInfo().Config.Replicas; r != 3 {
+				errc <- fmt.Errorf("stream with %d replicas", r)
+				return
+			}
+			_, err = s.ObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "sb_test_obj", Storage: jetstream.FileStorage})
+			errc <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errc; err != nil {
+			t.Error(err)
+		}
+	}
+}

@@ -444,7 +444,7 @@ func Open(ctx context.Context, st *store.Store, tokens TokenSource, o Options) (
 
 	js := st.JetStream()
 	streamAge := max(streamMaxAgeFloor, 2*o.MaxAge)
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := st.Stream(ctx, jetstream.StreamConfig{
 		Name:        StreamName,
 		Description: "Switchboard notification outbox (internal/webhook)",
 		Subjects:    []string{subjectRoot + ".>"},
@@ -461,7 +461,7 @@ func Open(ctx context.Context, st *store.Store, tokens TokenSource, o Options) (
 	// Parked messages are deleted one by one as they finish; limits
 	// retention, as no consumer reads this stream (the outbox reads it by
 	// subject).
-	parked, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	parked, err := st.Stream(ctx, jetstream.StreamConfig{
 		Name:        ParkedStreamName,
 		Description: "Switchboard notifications of parked calls (internal/webhook)",
 		Subjects:    []string{parkedSubjectRoot + ".>"},

@@ -154,7 +154,7 @@ func NewStore(ctx context.Context, st *store.Store, publicURL string, retention 
 	if retention < MaxDuration {
 		return nil, fmt.Errorf("record: retention %s is shorter than the longest recording (%s)", retention, MaxDuration)
 	}
-	obs, err := st.JetStream().CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+	obs, err := st.ObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      BucketName,
 		Description: "recordResponse recordings: 8 kHz mono G.711 µ-law",
 		TTL:         retention,
