@@ -172,7 +172,11 @@ func newEngine(o EngineOptions, shards int) (*Engine, error) {
 	}
 	e := &Engine{o: o, log: log.With("component", "media"), epoch: time.Now(), wake: make(chan struct{}, 1)}
 	e.ports.init(o.PortMin, o.PortMax)
-	n := min(max(4*runtime.GOMAXPROCS(0), 8), 16)
+	// One shard per CPU (2 to 16): each phase of the clock is a timer
+	// wake-up and a hand-off to a worker, and at 1,000 IVR calls on 2 CPUs
+	// two shards cost 3–6 % less CPU than eight and ticked late a third
+	// as often (docs/benchmarks.md).
+	n := min(max(runtime.GOMAXPROCS(0), 2), 16)
 	if shards > 0 {
 		n = shards
 	}
@@ -225,9 +229,9 @@ func (e *Engine) joined() {
 func (e *Engine) left() { e.live.Add(-1) }
 
 // Run is the shared media clock. Every 20 ms it ticks every session; the
-// sessions are sharded over a few workers (four per CPU, 8 to 16), and the
-// shards are ticked at staggered phases across the 20 ms (with 8 shards,
-// one every 2.5 ms) so that sends, and the receive work they cause, are
+// sessions are sharded over a few workers (one per CPU, 2 to 16), and the
+// shards are ticked at staggered phases across the 20 ms (with 2 shards,
+// one every 10 ms) so that sends, and the receive work they cause, are
 // spread over the period instead of arriving in one burst. Each session
 // does a bounded amount of work per tick (drain at most a ring of received
 // packets, play out one frame, send at most one packet), and a worker still
