@@ -23,6 +23,21 @@
 //	go run ./cmd/sbbench echo  -calls 100 -rate 20 -hold 30s        # app-hosted media: an echo bot on every call's media socket
 //	go run ./cmd/sbbench peers -calls 1000                           # side by side: the peers' load against diago, then Switchboard
 //	go run ./cmd/sbbench soak  -calls 700 -for 1h                    # soak: the IVR load held for an hour; fails if anything grows
+//	go run ./cmd/sbbench cluster -nodes 3 -calls 200 -rate 20 -hold 20s # several nodes: the IVR load through Kamailio
+//
+// cluster runs the IVR load against several nodes, as docs/deploy.md lays
+// them out, on loopback addresses of their own (127.0.0.40–.59): -nats
+// nats-server processes as one JetStream cluster (the binary go.mod pins,
+// built into the output folder unless -nats-server names one), -nodes
+// switchboard processes on it with streams and buckets on three replicas,
+// Kamailio (deploy/kamailio/kamailio.cfg) in front of their SIP ports and
+// internal/cluster's HTTP balancer in front of their HTTP ports. SIPp
+// calls Kamailio (ivr_load_dtmf_proxy.xml follows its route set) and the
+// bot uses the HTTP front. It reports CPU per call of the nodes, of the
+// NATS servers and of Kamailio, and from the servers' monitoring port
+// (/varz, /jsz) the NATS messages and bytes and the stream writes per call:
+// the figures that predict how several machines scale, where the 2 cores
+// of one machine cannot.
 //
 // conf turns the call path round: the bot creates group calls (POST
 // /communications/calls from its number's applicationInstance, the first
@@ -67,7 +82,7 @@
 // the peers' published figures (shared/bench/README.md; Asterisk is quoted,
 // not run).
 //
-// All five need sipp (Debian package sip-tester, run as root: it sends the
+// All of them need sipp (Debian package sip-tester, run as root: it sends the
 // caller's audio from pcap files through a raw socket) and loopback
 // addresses 127.0.0.2 and 127.0.0.3. -perf records a CPU profile of the
 // node with linux-perf during the steady state; -inprocess instead runs the
@@ -107,8 +122,10 @@ Usage:
                           or if calls fail
   sbbench peers [flags]   side by side: the peers' IVR load against diago (shared/bench/diago-ivr beside the repository),
                           then against Switchboard with the IVR bot, in one run; the ratios
+  sbbench cluster [flags] several nodes: -nodes on a JetStream cluster of three NATS servers, Kamailio and an
+                          HTTP front before them; CPU per call of nodes, NATS and Kamailio, NATS messages per call
 
-Run "sbbench ivr -h", "sbbench setup -h", "sbbench conf -h", "sbbench echo -h", "sbbench soak -h" or "sbbench peers -h" for the flags.
+Run "sbbench ivr -h", "sbbench setup -h", "sbbench conf -h", "sbbench echo -h", "sbbench soak -h", "sbbench peers -h" or "sbbench cluster -h" for the flags.
 `
 
 func main() {
@@ -130,6 +147,8 @@ func main() {
 		err = runPeers(os.Args[2:])
 	case "soak":
 		err = runSoak(os.Args[2:])
+	case "cluster":
+		err = runCluster(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -136,10 +136,23 @@ type nodeConfig struct {
 	recordingsMaxBytes int64
 }
 
-// yaml renders the configuration. It starts from config.Default() so that
-// every limit not raised here is the shipped default, and is checked with
-// config.Parse before it is written.
+// yaml renders the configuration, checked with config.Parse before it is
+// written.
 func (nc nodeConfig) yaml() ([]byte, error) {
+	c := nc.config()
+	b, err := yaml.Marshal(&c)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := config.Parse(b); err != nil {
+		return nil, fmt.Errorf("generated configuration: %w", err)
+	}
+	return b, nil
+}
+
+// config is the node's configuration. It starts from config.Default() so
+// that every limit not raised here is the shipped default.
+func (nc nodeConfig) config() config.Config {
 	c := config.Default()
 	c.DataDir = nc.dataDir
 	c.HTTP.Listen = fmt.Sprintf("127.0.0.1:%d", nc.httpPort)
@@ -174,14 +187,7 @@ func (nc nodeConfig) yaml() ([]byte, error) {
 		Permissions: []string{"Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.AccessMedia.All"},
 		CallbackURI: nc.callback, MediaMode: mediaMode, Numbers: []config.Number{{Number: benchNumber, InstanceID: benchInstance}},
 	}}
-	b, err := yaml.Marshal(&c)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := config.Parse(b); err != nil {
-		return nil, fmt.Errorf("generated configuration: %w", err)
-	}
-	return b, nil
+	return c
 }
 
 // startNode writes the configuration and starts the node in its own
