@@ -287,15 +287,19 @@ func (m *Manager) stopBG() {
 // Shutdown stops accepting calls (Create and Incoming answer 503), lets
 // the live ones finish until drainBy while their bots still drive them,
 // then ends the rest (each with a terminated notification, 503/9007).
-// When ctx ends first, the calls still running are abandoned as Stop
-// does, left in the store for the next start. Either way it returns once
-// no goroutine of the Manager is left.
+// Commands other nodes forward for its calls are served until the calls
+// are gone: a bot's request reaches any node behind the balancer. When
+// ctx ends first, the calls still running are abandoned as Stop does,
+// left in the store for the next start. Either way it returns once no
+// goroutine of the Manager is left.
 func (m *Manager) Shutdown(ctx context.Context, drainBy time.Time) error {
 	m.mu.Lock()
 	m.closing = true
 	m.mu.Unlock()
-	if m.sub != nil {
-		_ = m.sub.Unsubscribe()
+	unsubscribe := func() {
+		if m.sub != nil {
+			_ = m.sub.Unsubscribe()
+		}
 	}
 	done := make(chan struct{})
 	go func() { m.wg.Wait(); close(done) }()
@@ -303,6 +307,7 @@ func (m *Manager) Shutdown(ctx context.Context, drainBy time.Time) error {
 	defer drain.Stop()
 	select {
 	case <-done:
+		unsubscribe()
 		m.stopBG()
 		return nil
 	case <-ctx.Done():
@@ -332,6 +337,7 @@ func (m *Manager) Shutdown(ctx context.Context, drainBy time.Time) error {
 		}
 		<-done
 	}
+	unsubscribe()
 	m.stopBG()
 	if m.limits != nil {
 		m.limits.wait()

@@ -220,3 +220,46 @@ func TestTwoNodesShareStateAndForwardCommands(t *testing.T) {
 		t.Fatalf("node A still runs %d calls", a.Node.Calls.Live())
 	}
 }
+
+// While node A drains (a rolling restart), its calls are still driven
+// through node B: behind an HTTP balancer a bot's requests reach any
+// node, which forwards those for A's calls to A until A's calls are gone.
+func TestDrainServesForwardedCommands(t *testing.T) {
+	natsAddr := freeAddr(t)
+	a := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) { c.NATS.Listen = natsAddr }})
+	b := calltest.Start(t, calltest.Options{Hook: a.Hook, WeakHook: a.WeakHook, Edit: func(c *config.Config) {
+		c.NATS.URL = "nats://" + natsAddr
+	}})
+	call := a.CreateCall(calltest.AliceID)
+	a.Hook.WaitState(t, call.ID, graph.StateEstablished)
+	a.Bot("GET", calls+"/"+call.ID, nil) // the token is fetched before the drain
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.Node.Shutdown(ctx, time.Now().Add(20*time.Second)) }()
+	// The drain has begun once A refuses new calls.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		r := a.Bot("POST", calls, calltest.CallTo(a.Hook.URL, calltest.BobID))
+		if r.StatusCode == http.StatusServiceUnavailable {
+			break
+		}
+		if r.StatusCode == http.StatusCreated {
+			t.Fatal("a call was created on node A after Shutdown began")
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node A still answered %d to new calls during the drain", r.StatusCode)
+		}
+	}
+	if r := b.Bot("POST", calls+"/"+call.ID+"/keepAlive", nil); r.StatusCode != http.StatusOK {
+		t.Fatalf("keepAlive through node B during A's drain: %d %s", r.StatusCode, r.Body)
+	}
+	if r := b.Bot("DELETE", calls+"/"+call.ID, nil); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE through node B during A's drain: %d %s", r.StatusCode, r.Body)
+	}
+	if c := a.Hook.WaitState(t, call.ID, graph.StateTerminated).Call(t); c.ResultInfo.Subcode != 5001 {
+		t.Errorf("the call ended %d/%d, want the bot's hang-up (200/5001)", c.ResultInfo.Code, c.ResultInfo.Subcode)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -388,12 +388,17 @@ func natsMode(cfg *config.Config) string {
 	return "embedded"
 }
 
-// Shutdown stops accepting work (HTTP 503), lets live calls finish until
-// drainBy, ends the rest with a terminated notification, gives the outbox
-// until ctx is done to deliver what is left (anything undelivered stays in
-// the store for the next start), then stops everything.
+// Shutdown stops accepting work (HTTP 503; SIP 503 to new INVITEs and to
+// a proxy's OPTIONS probes, so Kamailio sends new calls to other nodes),
+// lets live calls finish until drainBy, ends the rest with a terminated
+// notification, gives the outbox until ctx is done to deliver what is left
+// (anything undelivered stays in the store for the next start), then stops
+// everything.
 func (n *Node) Shutdown(ctx context.Context, drainBy time.Time) error {
 	n.API.Drain()
+	if n.SIP != nil {
+		n.SIP.Drain()
+	}
 	var err error
 	if n.Calls != nil {
 		err = n.Calls.Shutdown(ctx, drainBy)

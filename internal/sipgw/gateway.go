@@ -123,6 +123,8 @@ type Gateway struct {
 	stop   context.CancelFunc
 	wg     sync.WaitGroup // the listeners' serve loops
 
+	draining atomic.Bool // Drain: no new calls, and probes told so
+
 	closeOnce sync.Once
 	mu        sync.Mutex
 	started   bool
@@ -423,6 +425,14 @@ func (g *Gateway) Addr() netip.AddrPort { return g.addr }
 // TLSPort is the SIP-over-TLS port, 0 without TLS.
 func (g *Gateway) TLSPort() int { return g.tlsPort }
 
+// Drain stops taking new calls while the calls up go on: new INVITEs get
+// 503 with Retry-After, and so do OPTIONS outside a dialog, which a proxy
+// in front (Kamailio's dispatcher) probes nodes with, so it marks the node
+// inactive and sends new calls to the others rather than trying it first.
+// In-dialog requests, REGISTERs and calls out are served as before. Close
+// follows once the calls have ended. It is safe for concurrent use.
+func (g *Gateway) Drain() { g.draining.Store(true) }
+
 // Close stops accepting calls (new INVITEs get 503), ends every leg
 // (pending incoming calls get 503, outgoing ones are cancelled, established
 // ones get a BYE, each reported to its call as ended by the shutdown),
@@ -674,8 +684,15 @@ func (g *Gateway) respondStateless(tx sip.ServerTransaction, req *sip.Request, c
 }
 
 // onOptions answers OPTIONS, in or out of a dialog: 200 with what we
-// support (RFC 3261 §11).
+// support (RFC 3261 §11). While the node drains, an OPTIONS outside a
+// dialog (a proxy's health probe: Kamailio's dispatcher) gets 503, so the
+// proxy sends new calls elsewhere; one inside a dialog still gets 200, as
+// the call it probes goes on.
 func (g *Gateway) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	if g.draining.Load() && toTag(req) == "" {
+		g.respond(tx, req, 503, "Service Unavailable (draining)", sip.NewHeader("Retry-After", "5"))
+		return
+	}
 	g.respond(tx, req, 200, "OK", sip.NewHeader("Allow", allowed), sip.NewHeader("Accept", "application/sdp"))
 }
 

@@ -110,7 +110,7 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		g.m.invite("in", code)
 		g.respond(tx, req, code, phrase, hdrs...)
 	}
-	if g.isClosing() {
+	if g.isClosing() || g.draining.Load() {
 		g.admit.Count(admission.SIP, admission.ReasonStopping)
 		refuse(503, "Service Unavailable", sip.NewHeader("Retry-After", "5"))
 		return

@@ -297,3 +297,52 @@ func TestIncomingOurHangUpBeforeACKWaits(t *testing.T) {
 	caller.nextBye()
 	c.events.none(t)
 }
+
+// A draining gateway tells a proxy's probes (OPTIONS outside a dialog) and
+// new INVITEs 503, so Kamailio's dispatcher marks the node inactive and
+// sends new calls elsewhere, while the call it carries goes on: OPTIONS
+// in its dialog still get 200 and the caller's BYE ends it.
+func TestDrainRefusesProbesAndNewCalls(t *testing.T) {
+	caller := newPeer(t, "127.0.0.2", "+15557777")
+	e := newEnv(t, envOptions{trunk: netip.AddrPortFrom(caller.addr.Addr(), 5)})
+	probe := func() *sip.Response {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		res, err := caller.cli.Do(ctx, sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: int(e.gw.Addr().Port())}))
+		if err != nil {
+			t.Fatalf("OPTIONS: %v", err)
+		}
+		return res
+	}
+	if res := probe(); res.StatusCode != 200 {
+		t.Fatalf("OPTIONS before the drain: %d", res.StatusCode)
+	}
+	s, c := e.established(t, caller, botNum)
+
+	e.gw.Drain()
+	if res := probe(); res.StatusCode != 503 || res.GetHeader("Retry-After") == nil {
+		t.Fatalf("OPTIONS while draining: %d (Retry-After %v), want 503 with Retry-After", res.StatusCode, res.GetHeader("Retry-After"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	s2 := caller.invite(e.gw.Addr(), botNum, caller.g711())
+	_, done := waitAnswer(t, ctx, s2, sipgo.AnswerOptions{})
+	if st := finalStatus(t, result(t, done)); st != 503 {
+		t.Fatalf("new INVITE while draining: %d, want 503", st)
+	}
+	if s2.InviteResponse.GetHeader("Retry-After") == nil {
+		t.Fatal("503 without Retry-After")
+	}
+
+	if res := caller.inDialog(t, s, sip.OPTIONS, "", nil); res.StatusCode != 200 {
+		t.Fatalf("OPTIONS in the drained call's dialog: %d, want 200", res.StatusCode)
+	}
+	if err := caller.byeAsCaller(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	c.events.ended(t, errs.EndedByPSTN)
+	if n := e.calls.n.Load(); n != 1 {
+		t.Fatalf("%d calls reached the call manager, want the one before the drain", n)
+	}
+}
