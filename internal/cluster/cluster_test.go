@@ -55,25 +55,7 @@ func TestClusterBehindKamailio(t *testing.T) {
 
 	// Three NATS servers, in-process (killing one is Shutdown).
 	l := cluster.Loopback(3, 3)
-	for i := range l.NATS {
-		l.NATS[i].Client = freeTCP(t, l.NATS[i].Client.Addr())
-		l.NATS[i].Cluster = freeTCP(t, l.NATS[i].Cluster.Addr())
-	}
-	nats := make([]*server.Server, len(l.NATS))
-	for i := range l.NATS {
-		s, err := server.NewServer(l.NATSOptions(i, t.TempDir()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Start()
-		nats[i] = s
-		t.Cleanup(s.Shutdown)
-	}
-	for _, s := range nats {
-		if !s.ReadyForConnections(20 * time.Second) {
-			t.Fatal("nats server not ready")
-		}
-	}
+	nats := startNATS(t, &l)
 
 	// Three nodes on the cluster, in-process, one webhook for the bot.
 	// They share one public URL (node 1's), as nodes behind an HTTP
@@ -91,14 +73,8 @@ func TestClusterBehindKamailio(t *testing.T) {
 	trunkPort := calltest.FreeUDPPort(t, trunkIP.String())
 	nodes := make([]*calltest.Platform, len(l.Nodes))
 	for i := range l.Nodes {
-		nodes[i] = calltest.Start(t, calltest.Options{Listener: lns[i], Hook: hook, Edit: func(c *config.Config) {
-			*c = l.NodeConfig(*c, i, c.DataDir)
-			c.HTTP.PublicURL = public
-			c.SIP.Listen = netip.AddrPortFrom(l.Nodes[i].SIP.Addr(), 0).String()
-			c.SIP.Trunks = []config.Trunk{{Name: "pstn", Address: netip.AddrPortFrom(trunkIP, uint16(trunkPort)).String(),
-				AllowFrom: []string{trunkIP.String()}}}
-			c.Log.Level = "info"
-		}})
+		l.Nodes[i].SIP = netip.AddrPortFrom(l.Nodes[i].SIP.Addr(), 0)
+		nodes[i] = calltest.Start(t, calltest.Options{Listener: lns[i], Hook: hook, Edit: editNode(&l, i, public, trunkPort)})
 		l.Nodes[i].SIP = nodes[i].Node.SIP.Addr()
 	}
 	t.Logf("NATS and nodes up in %s", time.Since(start).Round(time.Millisecond))
@@ -127,22 +103,7 @@ func TestClusterBehindKamailio(t *testing.T) {
 	}
 
 	// Kamailio in front, probing the nodes every second.
-	l.Front = freeUDP(t, frontIP)
-	var kamLog lockedBuffer
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	kamDir := t.TempDir()
-	k, err := cluster.StartKamailio(ctx, cluster.KamailioOptions{Binary: kamailio, Config: "../../deploy/kamailio/kamailio.cfg",
-		Dir: kamDir, Listen: l.Front, Dispatcher: l.DispatcherList(), PingInterval: time.Second, Output: &kamLog})
-	cancel()
-	if err != nil {
-		t.Fatalf("%v\n%s", err, kamLog.String())
-	}
-	t.Cleanup(func() {
-		k.Stop(5 * time.Second)
-		if t.Failed() {
-			t.Logf("kamailio's log:\n%s", tail(kamLog.String(), 60))
-		}
-	})
+	kamDir := startKamailio(t, kamailio, &l)
 
 	// Bots: one client per node; each takes tokens from another node's
 	// token endpoint (any node's token is good on all).
@@ -172,90 +133,7 @@ func TestClusterBehindKamailio(t *testing.T) {
 	// The IVR bot: answer each incoming call through the node after its
 	// owner, subscribe to tones through the one after that, and hang up on
 	// "1" through the owner's predecessor.
-	botCtx, stopBot := context.WithCancel(context.Background())
-	var (
-		botWG   sync.WaitGroup
-		botMu   sync.Mutex
-		botErrs []error
-		owners  = map[string]int{}
-		handled = map[string]bool{}
-	)
-	fail := func(err error) {
-		botMu.Lock()
-		botErrs = append(botErrs, err)
-		botMu.Unlock()
-	}
-	drive := func(n calltest.Notification) {
-		defer botWG.Done()
-		var c graph.Call
-		if err := json.Unmarshal(n.ResourceData, &c); err != nil {
-			fail(err)
-			return
-		}
-		o := owner(c.ID)
-		if o < 0 {
-			fail(fmt.Errorf("call %s: no node delivered its notification", c.ID))
-			return
-		}
-		botMu.Lock()
-		owners[c.ID] = o
-		botMu.Unlock()
-		ctx, cancel := context.WithTimeout(botCtx, 40*time.Second)
-		defer cancel()
-		if err := clients[(o+1)%3].Answer(ctx, c.ID, &graph.AnswerRequest{CallbackURI: hook.URL,
-			AcceptedModalities: []graph.Modality{graph.ModalityAudio}, MediaConfig: &graph.MediaConfig{ODataType: graph.TypeServiceHostedMediaConfig}}); err != nil {
-			fail(fmt.Errorf("answer %s through node %d (owner %d): %w", c.ID, (o+1)%3+1, o+1, err))
-			return
-		}
-		if c.Source != nil && c.Source.Identity != nil && c.Source.Identity.User != nil {
-			return // the phone's call: it hangs up once answered
-		}
-		if _, err := clients[(o+2)%3].SubscribeToTone(ctx, c.ID, &graph.ClientContextRequest{}); err != nil {
-			fail(fmt.Errorf("subscribeToTone %s: %w", c.ID, err))
-			return
-		}
-		for ctx.Err() == nil {
-			for _, m := range hook.For(c.ID) {
-				var ci graph.Call
-				if m.ResourceURL != "/communications/calls/"+c.ID || json.Unmarshal(m.ResourceData, &ci) != nil {
-					continue
-				}
-				if ci.State == graph.StateTerminated {
-					return // the caller hung up first (the phone's call)
-				}
-				if ci.ToneInfo != nil && ci.ToneInfo.Tone == graph.Tone1 {
-					if err := clients[(o+2)%3].HangUp(ctx, c.ID); err != nil {
-						fail(fmt.Errorf("hang up %s: %w", c.ID, err))
-					}
-					return
-				}
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		fail(fmt.Errorf("call %s: no tone 1", c.ID))
-	}
-	botWG.Add(1)
-	go func() {
-		defer botWG.Done()
-		for botCtx.Err() == nil {
-			for _, n := range hook.All() {
-				var c graph.Call
-				if n.ChangeType != graph.ChangeCreated || json.Unmarshal(n.ResourceData, &c) != nil || c.State != graph.StateIncoming {
-					continue
-				}
-				botMu.Lock()
-				seen := handled[c.ID]
-				handled[c.ID] = true
-				botMu.Unlock()
-				if !seen {
-					botWG.Add(1)
-					go drive(n)
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
-	t.Cleanup(func() { stopBot(); botWG.Wait() })
+	bot := startIVRBot(t, hook, owner, func(o, k int, req func(*sdk.Client) error) error { return req(clients[(o+k)%3]) })
 
 	// The phone registers through Kamailio, which adds its Path.
 	dir := t.TempDir()
@@ -297,11 +175,11 @@ func TestClusterBehindKamailio(t *testing.T) {
 	// The IVR load through Kamailio, as a trunk.
 	ivr := startSipp(t, sipp, dir, "ivr", "-sf", abs(t, "testdata/ivr_via_proxy.xml"), l.Front.String(), "-s", calltest.BotNumber,
 		"-i", trunkIP.String(), "-p", strconv.Itoa(trunkPort), "-mp", strconv.Itoa(calltest.FreeUDPPort(t, trunkIP.String())),
-		"-m", strconv.Itoa(ivrCalls), "-r", "6", "-l", strconv.Itoa(ivrCalls), "-timeout", "75s")
+		"-m", strconv.Itoa(ivrCalls), "-r", "6", "-l", strconv.Itoa(ivrCalls), "-d", "1500", "-timeout", "75s")
 
 	// A bot on node 2 calls the phone, which registered through Kamailio
 	// with whichever node its Call-ID hashed to.
-	ctx, cancel = context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	out, err := clients[1].CreateCall(ctx, &graph.Call{CallbackURI: hook.URL, TenantID: calltest.TenantID,
 		RequestedModalities: []graph.Modality{graph.ModalityAudio}, MediaConfig: &graph.MediaConfig{ODataType: graph.TypeServiceHostedMediaConfig},
@@ -341,11 +219,10 @@ func TestClusterBehindKamailio(t *testing.T) {
 	hook.WaitState(t, out.ID, graph.StateTerminated)
 
 	ivr.wait(t, 80*time.Second)
-	stopBot()
-	botWG.Wait()
-	for _, err := range botErrs {
+	for _, err := range bot.stop() {
 		t.Error(err)
 	}
+	owners := bot.owners
 
 	// Kamailio has probed every node with OPTIONS (every second) all along
 	// and found each up: active and probing, none marked inactive.
@@ -382,6 +259,190 @@ func TestClusterBehindKamailio(t *testing.T) {
 		t.Errorf("the webhook rejected notifications: %v", r)
 	}
 	t.Logf("calls per node %v; whole test %s", perNode, time.Since(start).Round(time.Millisecond))
+}
+
+// startNATS starts l's NATS servers in-process as one JetStream cluster,
+// on free ports of their addresses (written back to l), and waits until
+// each is ready. They are shut down at cleanup.
+func startNATS(t *testing.T, l *cluster.Layout) []*server.Server {
+	t.Helper()
+	for i := range l.NATS {
+		l.NATS[i].Client = freeTCP(t, l.NATS[i].Client.Addr())
+		l.NATS[i].Cluster = freeTCP(t, l.NATS[i].Cluster.Addr())
+	}
+	nats := make([]*server.Server, len(l.NATS))
+	for i := range l.NATS {
+		s, err := server.NewServer(l.NATSOptions(i, t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		nats[i] = s
+		t.Cleanup(s.Shutdown)
+	}
+	for _, s := range nats {
+		if !s.ReadyForConnections(20 * time.Second) {
+			t.Fatal("nats server not ready")
+		}
+	}
+	return nats
+}
+
+// editNode configures node i of l for a test: the layout's settings (its
+// addresses as l has them when the node starts: SIP port 0 for any), the
+// public URL bots' tokens and webhooks use, and SIPp's trunk on trunkIP.
+func editNode(l *cluster.Layout, i int, public string, trunkPort int) func(*config.Config) {
+	return func(c *config.Config) {
+		*c = l.NodeConfig(*c, i, c.DataDir)
+		c.HTTP.PublicURL = public
+		c.SIP.Trunks = []config.Trunk{{Name: "pstn", Address: netip.AddrPortFrom(trunkIP, uint16(trunkPort)).String(),
+			AllowFrom: []string{trunkIP.String()}}}
+		c.Log.Level = "info"
+	}
+}
+
+// startKamailio runs Kamailio with deploy/kamailio/kamailio.cfg on a free
+// port of the front IP (written to l.Front), in front of l's nodes,
+// probing them every second. It returns the directory of its control
+// socket (kamcmd), and stops it at cleanup, showing its log if the test
+// failed.
+func startKamailio(t *testing.T, bin string, l *cluster.Layout) string {
+	t.Helper()
+	l.Front = freeUDP(t, frontIP)
+	var kamLog lockedBuffer
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	k, err := cluster.StartKamailio(ctx, cluster.KamailioOptions{Binary: bin, Config: "../../deploy/kamailio/kamailio.cfg",
+		Dir: dir, Listen: l.Front, Dispatcher: l.DispatcherList(), PingInterval: time.Second, Output: &kamLog})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, kamLog.String())
+	}
+	t.Cleanup(func() {
+		k.Stop(5 * time.Second)
+		if t.Failed() {
+			t.Logf("kamailio's log:\n%s", tail(kamLog.String(), 60))
+		}
+	})
+	return dir
+}
+
+// ivrBot is the tests' IVR bot: it answers each incoming call its webhook
+// gets, subscribes to the call's tones, and hangs up on the caller's "1";
+// a call the caller ends first (the phone's: it hangs up once answered)
+// is left to end. Every request goes through a node that does not own the
+// call (via), so commands are forwarded to the owner.
+type ivrBot struct {
+	hook *calltest.Webhook
+	// owner is the node that delivered the call's notifications, -1 when
+	// none did in time.
+	owner func(callID string) int
+	// via runs req with a client of node owner+k (of the nodes, in a
+	// ring), or of another node when that one is stopped.
+	via func(owner, k int, req func(*sdk.Client) error) error
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	errs    []error
+	owners  map[string]int // call id → owner node
+	handled map[string]bool
+}
+
+// startIVRBot runs the bot until stop (or cleanup).
+func startIVRBot(t *testing.T, hook *calltest.Webhook, owner func(string) int, via func(int, int, func(*sdk.Client) error) error) *ivrBot {
+	b := &ivrBot{hook: hook, owner: owner, via: via, owners: map[string]int{}, handled: map[string]bool{}}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		for b.ctx.Err() == nil {
+			for _, n := range hook.All() {
+				var c graph.Call
+				if n.ChangeType != graph.ChangeCreated || json.Unmarshal(n.ResourceData, &c) != nil || c.State != graph.StateIncoming {
+					continue
+				}
+				b.mu.Lock()
+				seen := b.handled[c.ID]
+				b.handled[c.ID] = true
+				b.mu.Unlock()
+				if !seen {
+					b.wg.Add(1)
+					go b.drive(c)
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	t.Cleanup(func() { b.stop() })
+	return b
+}
+
+// stop ends the bot and returns what went wrong; owners is complete then.
+func (b *ivrBot) stop() []error {
+	b.cancel()
+	b.wg.Wait()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.errs
+}
+
+func (b *ivrBot) fail(err error) {
+	b.mu.Lock()
+	b.errs = append(b.errs, err)
+	b.mu.Unlock()
+}
+
+func (b *ivrBot) drive(c graph.Call) {
+	defer b.wg.Done()
+	o := b.owner(c.ID)
+	if o < 0 {
+		b.fail(fmt.Errorf("call %s: no node delivered its notification", c.ID))
+		return
+	}
+	b.mu.Lock()
+	b.owners[c.ID] = o
+	b.mu.Unlock()
+	ctx, cancel := context.WithTimeout(b.ctx, 40*time.Second)
+	defer cancel()
+	if err := b.via(o, 1, func(cl *sdk.Client) error {
+		return cl.Answer(ctx, c.ID, &graph.AnswerRequest{CallbackURI: b.hook.URL, AcceptedModalities: []graph.Modality{graph.ModalityAudio},
+			MediaConfig: &graph.MediaConfig{ODataType: graph.TypeServiceHostedMediaConfig}})
+	}); err != nil {
+		b.fail(fmt.Errorf("answer %s (owner node %d): %w", c.ID, o+1, err))
+		return
+	}
+	if c.Source != nil && c.Source.Identity != nil && c.Source.Identity.User != nil {
+		return // the phone's call: it hangs up once answered
+	}
+	if err := b.via(o, 2, func(cl *sdk.Client) error {
+		_, err := cl.SubscribeToTone(ctx, c.ID, &graph.ClientContextRequest{})
+		return err
+	}); err != nil {
+		b.fail(fmt.Errorf("subscribeToTone %s (owner node %d): %w", c.ID, o+1, err))
+		return
+	}
+	for ctx.Err() == nil {
+		for _, m := range b.hook.For(c.ID) {
+			var ci graph.Call
+			if m.ResourceURL != "/communications/calls/"+c.ID || json.Unmarshal(m.ResourceData, &ci) != nil {
+				continue
+			}
+			if ci.State == graph.StateTerminated {
+				return // the caller hung up first (the phone's call)
+			}
+			if ci.ToneInfo != nil && ci.ToneInfo.Tone == graph.Tone1 {
+				if err := b.via(o, 2, func(cl *sdk.Client) error { return cl.HangUp(ctx, c.ID) }); err != nil {
+					b.fail(fmt.Errorf("hang up %s (owner node %d): %w", c.ID, o+1, err))
+				}
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.fail(fmt.Errorf("call %s: no tone 1", c.ID))
 }
 
 type sippRun struct {
