@@ -171,6 +171,8 @@ func authzTable(p *calltest.Platform) map[string]routeRule {
 	rules["GET /console"] = public(console, &authzReq{method: "GET", path: "/console"}, 401)
 	rules["GET /console/events"] = public(console, &authzReq{method: "GET", path: "/console/events"}, 401)
 	rules["GET /console/static/{file}"] = public(console, &authzReq{method: "GET", path: "/console/static/console.js"}, 401)
+	rules["GET /console/calls/{call}/recordings/{id}"] = public(console+"; a call's own recordings only, never with a bot's token",
+		&authzReq{method: "GET", path: "/console/calls/c/recordings/0123456789abcdef0123456789abcdef"}, 401)
 	rules["/"] = public("unknown paths: 404 for everyone", &authzReq{method: "GET", path: "/v1.0/nothing/here"}, 404)
 	// The recording download takes the recording's own token, not a Graph
 	// token: TestAuthorisationEveryRoute checks it by hand.
