@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -408,8 +410,20 @@ func (b *ivrBot) drive(c graph.Call) {
 	ctx, cancel := context.WithTimeout(b.ctx, 40*time.Second)
 	defer cancel()
 	if err := b.via(o, 1, func(cl *sdk.Client) error {
-		return cl.Answer(ctx, c.ID, &graph.AnswerRequest{CallbackURI: b.hook.URL, AcceptedModalities: []graph.Modality{graph.ModalityAudio},
+		err := cl.Answer(ctx, c.ID, &graph.AnswerRequest{CallbackURI: b.hook.URL, AcceptedModalities: []graph.Modality{graph.ModalityAudio},
 			MediaConfig: &graph.MediaConfig{ODataType: graph.TypeServiceHostedMediaConfig}})
+		// An answer the store could not confirm (a NATS server killed
+		// under it) is answered 503 and may have taken effect; the SDK
+		// retries, and the retry finds the call answered (409). A bot
+		// reads the call then, as the README says.
+		var gerr *sdk.GraphError
+		if errors.As(err, &gerr) && gerr.StatusCode == http.StatusConflict {
+			if got, gerr2 := cl.GetCall(ctx, c.ID); gerr2 == nil &&
+				(got.State == graph.StateEstablishing || got.State == graph.StateEstablished) {
+				return nil
+			}
+		}
+		return err
 	}); err != nil {
 		b.fail(fmt.Errorf("answer %s (owner node %d): %w", c.ID, o+1, err))
 		return
