@@ -358,8 +358,10 @@ func (b *KV) Create(ctx context.Context, key string, val []byte) (uint64, error)
 func (b *KV) Update(ctx context.Context, key string, val []byte, rev uint64) (uint64, error) {
 	n, err := b.kv.Update(ctx, key, val, rev)
 	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		// A replicated bucket (nats.replicas > 1) reports the conflict with
+		// another code (10164) than a single server (10071); nats.go marks
+		// both ErrKeyRevisionMismatch.
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return 0, ErrConflict
 		}
 		return 0, fmt.Errorf("store: update %s: %w", key, err)

@@ -259,3 +259,69 @@ func TestReplicatedStoresCreatedConcurrently(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicatedKVCompareAndSet: on a bucket with three replicas a stale
+// revision is ErrConflict and an existing key ErrExists, as on one server
+// (a replicated stream reports the conflict with another error code).
+func TestReplicatedKVCompareAndSet(t *testing.T) {
+	url := startCluster(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Options{DataDir: t.TempDir(), URL: url, Replicas: 3, Name: "node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b, err := s.Bucket(ctx, "sb_cas", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev, err := b.Create(ctx, "k", []byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Create(ctx, "k", []byte("b")); !errors.Is(err, ErrExists) {
+		t.Fatalf("second create: %v, want ErrExists", err)
+	}
+	// Writers racing with one revision, from three connections, as three
+	// nodes do on a shared key: one wins, the others see ErrConflict,
+	// however the cluster ordered them.
+	buckets := []*KV{b}
+	for n := range 2 {
+		o, err := Open(ctx, Options{DataDir: t.TempDir(), URL: url, Replicas: 3, Name: fmt.Sprint("other", n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Close()
+		ob, err := o.Bucket(ctx, "sb_cas", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buckets = append(buckets, ob)
+	}
+	for round := range 20 {
+		errc := make(chan error, 6)
+		for i := range 6 {
+			go func() {
+				_, err := buckets[i%3].Update(ctx, "k", []byte(fmt.Sprint(round, i)), rev)
+				errc <- err
+			}()
+		}
+		won := 0
+		for range 6 {
+			switch err := <-errc; {
+			case err == nil:
+				won++
+			case !errors.Is(err, ErrConflict):
+				t.Fatalf("round %d: a losing update: %v, want ErrConflict", round, err)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d updates won, want 1", round, won)
+		}
+		_, rev, err = b.Get(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
