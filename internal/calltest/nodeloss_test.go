@@ -161,18 +161,7 @@ func TestNodeLossSIGKILLEndsItsCallsOnAnotherNode(t *testing.T) {
 	// accepted by node B (stored in its outbox) and not delivered.
 	hook.SetDown(true)
 	queued := b.CreateCall(calltest.AliceID)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var c graph.Call
-		b.Bot("GET", calls+"/"+queued.ID, nil).JSON(t, &c)
-		if c.State == graph.StateEstablished {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("third call never established: %s", c.State)
-		}
-		time.Sleep(20 * time.Millisecond) // polling another process's state
-	}
+	waitStored(t, b, queued.ID, graph.StateEstablished, 20*time.Second)
 
 	if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)

@@ -142,18 +142,7 @@ func TestRestartAfterSIGKILLKeepsCallsAndNotifications(t *testing.T) {
 	second := p.CreateCall(calltest.AliceID)
 	// Wait until the second call is established in the store (GET), so its
 	// whole backlog is queued before the kill.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var c graph.Call
-		p.Bot("GET", calls+"/"+second.ID, nil).JSON(t, &c)
-		if c.State == graph.StateEstablished {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("second call never established: %s", c.State)
-		}
-		time.Sleep(20 * time.Millisecond) // polling another process's state
-	}
+	waitStored(t, p, second.ID, graph.StateEstablished, 20*time.Second)
 	if err := proc.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -261,5 +250,24 @@ func TestDrainServesForwardedCommands(t *testing.T) {
 	}
 	if err := <-stopped; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// waitStored polls GET /calls/{id} on p until the call's stored state is
+// want: another process's store, which no webhook reports while the bot's
+// is down.
+func waitStored(t *testing.T, p *calltest.Platform, callID string, want graph.CallState, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var c graph.Call
+		p.Bot("GET", calls+"/"+callID, nil).JSON(t, &c)
+		if c.State == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("call %s never %s: %s", callID, want, c.State)
+		}
+		time.Sleep(20 * time.Millisecond) // polling another process's state
 	}
 }
