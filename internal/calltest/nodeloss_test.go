@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/switchboard-voice/switchboard/internal/calltest"
 	"github.com/switchboard-voice/switchboard/internal/config"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
@@ -130,14 +128,7 @@ func TestNodeLossSIGKILLEndsItsCallsOnAnotherNode(t *testing.T) {
 	cfg.Log.Level = "info"
 	cfg.Notifications.MaxAge = config.Duration(5 * time.Minute)
 	cfg.Media.InactivityTimeout = config.Duration(10 * time.Minute) // the phone sends no RTP
-	data, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(dir, "switchboard.yaml")
-	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, dir, cfg)
 	proc := startProcess(t, bin, cfgPath, "http://"+addr)
 	b := calltest.Attach(t, "http://"+addr, hook)
 
@@ -326,14 +317,7 @@ func TestLostNodeRestartedDuringTheTakeoverWaits(t *testing.T) {
 	cfg.Simulator.Enabled = true
 	cfg.Log.Level = "info"
 	cfg.Notifications.MaxAge = config.Duration(5 * time.Minute)
-	data, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(dir, "switchboard.yaml")
-	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, dir, cfg)
 	url := "http://" + addr
 	proc := startProcess(t, bin, cfgPath, url)
 	b := calltest.Attach(t, url, hook)

@@ -122,14 +122,7 @@ func TestRestartAfterSIGKILLKeepsCallsAndNotifications(t *testing.T) {
 	cfg.Log.Level = "info"
 	cfg.Simulator.Enabled = true
 	cfg.Notifications.MaxAge = config.Duration(5 * time.Minute)
-	data, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(dir, "switchboard.yaml")
-	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, dir, cfg)
 
 	proc := startProcess(t, bin, cfgPath, public)
 	p := calltest.Attach(t, public, hook)
@@ -270,4 +263,19 @@ func waitStored(t *testing.T, p *calltest.Platform, callID string, want graph.Ca
 		}
 		time.Sleep(20 * time.Millisecond) // polling another process's state
 	}
+}
+
+// writeConfig writes cfg as dir/switchboard.yaml, for a real
+// switchboard serve process, and returns its path.
+func writeConfig(t *testing.T, dir string, cfg *config.Config) string {
+	t.Helper()
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "switchboard.yaml")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/switchboard-voice/switchboard/internal/calltest"
 	"github.com/switchboard-voice/switchboard/internal/config"
@@ -50,14 +48,7 @@ func TestSIPCallsAfterSIGKILLReleasePhones(t *testing.T) {
 	cfg.Log.Level = "info"
 	// The phones send no RTP: the node must not hang up for that first.
 	cfg.Media.InactivityTimeout = config.Duration(10 * time.Minute)
-	data, err := yaml.Marshal(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgPath := filepath.Join(dir, "switchboard.yaml")
-	if err := os.WriteFile(cfgPath, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := writeConfig(t, dir, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*sipWait)
 	defer cancel()
 
