@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/calltest"
-	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
 
 // The /phone page in a real Chromium and a real SIP phone (baresip) talk
@@ -43,19 +42,7 @@ document.getElementById('signin-button').click()`, calltest.EvePassword))
 	// Fay's microphone ends 20 s after she answers: she hangs up. That is
 	// room for the page to be answered and heard on a loaded machine.
 	bs := startPhones(t, p, 20*time.Second, fay)[0]
-	r := p.Bot("POST", calls, map[string]any{
-		"@odata.type": "#microsoft.graph.call", "callbackUri": p.Hook.URL, "requestedModalities": []string{"audio"},
-		"mediaConfig": map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
-		"targets": []map[string]any{
-			{"identity": map[string]any{"user": map[string]any{"id": calltest.EveID}}},
-			{"identity": map[string]any{"user": map[string]any{"id": fay.id}}},
-		},
-	})
-	if r.StatusCode != 201 {
-		t.Fatalf("create group call: %s %s", r.Status, r.Body)
-	}
-	var call graph.Call
-	r.JSON(t, &call)
+	call := groupCall(t, p, calltest.EveID, fay.id)
 	page.Until(20*time.Second, "the incoming call", `!document.getElementById('incoming').hidden`)
 	page.Eval(`document.getElementById('answer').click()`)
 	page.Until(20*time.Second, "the call answered", `document.getElementById('status').textContent.startsWith('In a call with')`)

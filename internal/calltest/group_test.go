@@ -114,21 +114,7 @@ func TestGroupCallOfThreePhones(t *testing.T) {
 	}
 
 	// The bot calls all three at once.
-	r := p.Bot("POST", calls, map[string]any{
-		"@odata.type": "#microsoft.graph.call", "callbackUri": p.Hook.URL,
-		"requestedModalities": []string{"audio"},
-		"mediaConfig":         map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
-		"targets": []map[string]any{
-			{"identity": map[string]any{"user": map[string]any{"id": groupPhones[0].id}}},
-			{"identity": map[string]any{"user": map[string]any{"id": groupPhones[1].id}}},
-			{"identity": map[string]any{"user": map[string]any{"id": groupPhones[2].id}}},
-		},
-	})
-	if r.StatusCode != 201 {
-		t.Fatalf("create group call: %s %s", r.Status, r.Body)
-	}
-	var call graph.Call
-	r.JSON(t, &call)
+	call := groupCall(t, p, groupPhones[0].id, groupPhones[1].id, groupPhones[2].id)
 	c := calls + "/" + call.ID
 	waitRoster(t, p, call.ID, "Test bot", "Fay", "Gus", "Hal")
 
@@ -325,20 +311,7 @@ func transferOutOfGroupCall(t *testing.T, consultative bool) {
 	// Fay's microphone ends after 10 s: she hangs up, and Hal with her.
 	phones := startPhones(t, p, 10*time.Second, fay)
 	phones = append(phones, startPhones(t, p, 60*time.Second, gus, hal)...)
-	r := p.Bot("POST", calls, map[string]any{
-		"@odata.type": "#microsoft.graph.call", "callbackUri": p.Hook.URL,
-		"requestedModalities": []string{"audio"},
-		"mediaConfig":         map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
-		"targets": []map[string]any{
-			{"identity": map[string]any{"user": map[string]any{"id": fay.id}}},
-			{"identity": map[string]any{"user": map[string]any{"id": gus.id}}},
-		},
-	})
-	if r.StatusCode != 201 {
-		t.Fatalf("create group call: %s %s", r.Status, r.Body)
-	}
-	var call graph.Call
-	r.JSON(t, &call)
+	call := groupCall(t, p, fay.id, gus.id)
 	waitRoster(t, p, call.ID, "Test bot", "Fay", "Gus")
 	var roster struct{ Value []graph.Participant }
 	p.Bot("GET", calls+"/"+call.ID+"/participants", nil).JSON(t, &roster)
@@ -355,7 +328,7 @@ func transferOutOfGroupCall(t *testing.T, consultative bool) {
 		p.Hook.WaitState(t, consult.ID, graph.StateEstablished)
 		target["replacesCallId"] = consult.ID
 	}
-	r = p.Bot("POST", calls+"/"+call.ID+"/transfer", map[string]any{
+	r := p.Bot("POST", calls+"/"+call.ID+"/transfer", map[string]any{
 		"transferTarget": target,
 		"transferee":     map[string]any{"participantId": fayID},
 	})
@@ -382,4 +355,25 @@ func transferOutOfGroupCall(t *testing.T, consultative bool) {
 	if got.State != graph.StateEstablished {
 		t.Errorf("the group call is %s after the transfer out, want established", got.State)
 	}
+}
+
+// groupCall has the bot call users at once (a group call, service-hosted
+// media) and returns the call as created.
+func groupCall(t *testing.T, p *calltest.Platform, userIDs ...string) graph.Call {
+	t.Helper()
+	targets := make([]map[string]any, 0, len(userIDs))
+	for _, id := range userIDs {
+		targets = append(targets, map[string]any{"identity": map[string]any{"user": map[string]any{"id": id}}})
+	}
+	r := p.Bot("POST", calls, map[string]any{
+		"@odata.type": "#microsoft.graph.call", "callbackUri": p.Hook.URL, "requestedModalities": []string{"audio"},
+		"mediaConfig": map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+		"targets":     targets,
+	})
+	if r.StatusCode != 201 {
+		t.Fatalf("create group call: %s %s", r.Status, r.Body)
+	}
+	var call graph.Call
+	r.JSON(t, &call)
+	return call
 }

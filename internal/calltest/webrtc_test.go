@@ -399,19 +399,7 @@ func TestWebRTCPhoneAndBaresipTalk(t *testing.T) {
 	const eveFreq = 1050.0
 	bs := startPhones(t, p, 12*time.Second, fay)[0]
 
-	r := p.Bot("POST", calls, map[string]any{
-		"@odata.type": "#microsoft.graph.call", "callbackUri": p.Hook.URL, "requestedModalities": []string{"audio"},
-		"mediaConfig": map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
-		"targets": []map[string]any{
-			{"identity": map[string]any{"user": map[string]any{"id": calltest.EveID}}},
-			{"identity": map[string]any{"user": map[string]any{"id": fay.id}}},
-		},
-	})
-	if r.StatusCode != 201 {
-		t.Fatalf("create group call: %s %s", r.Status, r.Body)
-	}
-	var call graph.Call
-	r.JSON(t, &call)
+	call := groupCall(t, p, calltest.EveID, fay.id)
 	in, err := ph.Ringing(ctx)
 	if err != nil {
 		t.Fatal(err)
