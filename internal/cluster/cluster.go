@@ -160,7 +160,9 @@ func (l Layout) NATSOptions(i int, storeDir string) *server.Options {
 
 // Process is a child process of the cluster, started in its own process
 // group (a Ctrl-C at the terminal reaches only the parent, which stops the
-// children in order) and killed if the parent dies.
+// children in order) and killed if the parent dies. Signals go to the whole
+// group: Kamailio forks workers that share its output, and one left behind
+// after its parent was killed would hold the pipe open for ever.
 type Process struct {
 	Name string
 	cmd  *exec.Cmd
@@ -173,6 +175,9 @@ func Start(name string, out io.Writer, bin string, args ...string) (*Process, er
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Once the process has exited, its output is read for at most this
+	// long: a grandchild still holding the pipe cannot make Wait hang.
+	cmd.WaitDelay = 2 * time.Second
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -195,24 +200,35 @@ func (p *Process) PID() int { return p.cmd.Process.Pid }
 func (p *Process) Stop(grace time.Duration) {
 	select {
 	case <-p.done:
+		p.signal(syscall.SIGKILL)
 		return
 	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	p.signal(syscall.SIGTERM)
 	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
 	case <-p.done:
 	case <-t.C:
-		_ = p.cmd.Process.Kill()
+		p.signal(syscall.SIGKILL)
 		<-p.done
 	}
+	// Whatever the process left in its group goes with it.
+	p.signal(syscall.SIGKILL)
 }
 
-// Kill ends the process at once (SIGKILL) and waits for it.
+// Kill ends the process and its group at once (SIGKILL) and waits for it.
 func (p *Process) Kill() {
-	_ = p.cmd.Process.Kill()
+	p.signal(syscall.SIGKILL)
 	<-p.done
+}
+
+// signal sends sig to the process's group, and to the process itself
+// should the group be gone.
+func (p *Process) signal(sig syscall.Signal) {
+	if err := syscall.Kill(-p.cmd.Process.Pid, sig); err != nil {
+		_ = p.cmd.Process.Signal(sig)
+	}
 }
 
 // KamailioOptions configure StartKamailio.
