@@ -149,10 +149,23 @@ func (m *Manager) checkMediaMode(c Caller, mc *graph.MediaConfig) error {
 	return nil
 }
 
+// Elsewhere is the cause of OpenMedia's refusal (errs.Unavailable) of a
+// call another node carries, after every other check passed: the socket
+// is served by node Node, to which the Graph edge may hand the request.
+type Elsewhere struct {
+	CallID, Node string
+}
+
+func (e *Elsewhere) Error() string {
+	return "call " + e.CallID + " is carried by node " + e.Node
+}
+
 // OpenMedia checks that the caller may open the media socket of call
 // callID, before the upgrade: the application owning the call, with
 // Calls.AccessMedia.All, on a call whose media is (or may yet be, for an
-// incoming call) app-hosted, owned by this node.
+// incoming call) app-hosted, owned by this node. For a call owned by
+// another node it fails with an *Elsewhere cause once the caller has
+// passed every check but that one.
 func (m *Manager) OpenMedia(ctx context.Context, c Caller, callID string) error {
 	rec, _, err := m.load(ctx, c, callID)
 	if err != nil {
@@ -170,7 +183,8 @@ func (m *Manager) OpenMedia(ctx context.Context, c Caller, callID string) error 
 		return badRequest("Call %s has service-hosted media (serviceHostedMediaConfig): it has no media socket.", callID)
 	}
 	if rec.Node != m.o.Node {
-		return errs.E(errs.Unavailable, "Call %s is carried by another Switchboard node (%s); open its media socket there.", callID, rec.Node)
+		return errs.Wrap(errs.Unavailable, &Elsewhere{CallID: callID, Node: rec.Node},
+			"Call %s is carried by another Switchboard node (%s); open its media socket there.", callID, rec.Node)
 	}
 	m.mu.Lock()
 	h := m.apps[normID(callID)]

@@ -133,7 +133,7 @@ type Options struct {
 	// Logger receives the node's log; when nil, warnings and errors go to
 	// the test's log (everything with SWITCHBOARD_TEST_LOG set).
 	Logger *slog.Logger
-	// NodeLease is the lease of the node's claim on its id (15 s when 0):
+	// NodeLease is the lease of the node's claim on its id (cluster.nodeLease when 0):
 	// node-loss tests shorten it.
 	NodeLease time.Duration
 }

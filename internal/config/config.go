@@ -28,6 +28,8 @@ type Config struct {
 	DataDir string `yaml:"dataDir"`
 	// NATS selects the embedded server (default) or an external cluster.
 	NATS NATS `yaml:"nats"`
+	// Cluster configures how the nodes sharing one NATS see one another (docs/deploy.md).
+	Cluster Cluster `yaml:"cluster"`
 	// Identity configures token lifetimes and signing keys.
 	Identity Identity `yaml:"identity"`
 	// Calls holds call timers and limits.
@@ -225,6 +227,15 @@ type NATS struct {
 	Listen string `yaml:"listen"`
 	// Replicas of every stream, key-value and object bucket on an external cluster (3 on a three-server cluster; 1 embedded).
 	Replicas int `yaml:"replicas"`
+}
+
+// Cluster configures how the nodes sharing one NATS see one another:
+// their claims on their ids in KV sb_nodes (internal/platform).
+type Cluster struct {
+	// NodeLease is how long a node's claim on its id lasts without a heartbeat (it renews it every fifth of the lease). Another node takes a node silent for longer for lost and ends its calls (410/9020) within 0.8 to 1.4 leases of its death. Shorter fails over sooner, but a node stalled for a lease (a NATS failover, a frozen VM) is taken for lost and stops. Each node is judged by its own lease, which its claim records. Default 15s, at least 3s.
+	NodeLease Duration `yaml:"nodeLease"`
+	// HTTPURL is the base URL other nodes reach this node's HTTP listener at (http://10.0.0.11:8080), published in its claim: a media socket opened on another node is proxied here. Empty: http.listen's address, with media.bindIp (else the host name) in place of an unspecified host, https:// with http.tlsCert.
+	HTTPURL string `yaml:"httpUrl"`
 }
 
 // Identity configures tokens.
@@ -482,6 +493,7 @@ func Default() Config {
 		WebRTC:  WebRTC{Enabled: true},
 		DataDir: "./data",
 		NATS:    NATS{Replicas: 1},
+		Cluster: Cluster{NodeLease: Duration(15 * time.Second)},
 		Identity: Identity{TokenLifetime: Duration(time.Hour), KeyRotation: Duration(30 * 24 * time.Hour),
 			NotificationTokenLifetime: Duration(time.Hour),
 			TokenThrottle: TokenThrottle{RequestsPerSecond: 20, Burst: 40, MaxFailures: 10, MaxClientFailures: 100,

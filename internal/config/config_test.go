@@ -518,3 +518,38 @@ func TestSIPWebSocketKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterKeys(t *testing.T) {
+	if d := config.Default().Cluster.NodeLease.D(); d != 15*time.Second {
+		t.Errorf("default cluster.nodeLease %v, want 15s", d)
+	}
+	c, err := config.Parse([]byte("cluster:\n  nodeLease: 5s\n  httpUrl: http://10.0.0.11:8080\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Cluster.NodeLease.D() != 5*time.Second || c.Cluster.HTTPURL != "http://10.0.0.11:8080" {
+		t.Errorf("cluster: %+v", c.Cluster)
+	}
+	// What a node writes is what it reads back.
+	out, err := yaml.Marshal(&c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := config.Parse(out)
+	if err != nil {
+		t.Fatalf("the marshalled configuration: %v", err)
+	}
+	if back.Cluster != c.Cluster {
+		t.Errorf("round trip: %+v, want %+v", back.Cluster, c.Cluster)
+	}
+	_, err = config.Parse([]byte("cluster:\n  nodeLease: 2s\n  httpUrl: 10.0.0.11:8080/x\n"))
+	got := strings.Join(problems(t, err), "\n")
+	for _, key := range []string{"cluster.nodeLease", "cluster.httpUrl"} {
+		if !strings.Contains(got, key) {
+			t.Errorf("no problem named %s in:\n%s", key, got)
+		}
+	}
+	if _, err := config.Parse([]byte("cluster:\n  nodeLease: 11m\n")); err == nil {
+		t.Error("a lease of 11m accepted")
+	}
+}

@@ -179,6 +179,14 @@ func (c *Config) Validate() error {
 	if c.NATS.Replicas < 1 || c.NATS.Replicas > 5 {
 		bad("nats.replicas", "must be 1 to 5")
 	}
+	if d := c.Cluster.NodeLease.D(); d < 3e9 || d > 600e9 {
+		bad("cluster.nodeLease", "%v is not within 3s-10m (a shorter lease takes a node for lost on a NATS failover)", d)
+	}
+	if h := c.Cluster.HTTPURL; h != "" {
+		if u, err := url.Parse(h); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || strings.Trim(u.Path, "/") != "" {
+			bad("cluster.httpUrl", "%q is not an http(s) URL of a node's listener (scheme and host:port, no path)", h)
+		}
+	}
 	if c.Identity.TokenLifetime.D() < 60e9 {
 		bad("identity.tokenLifetime", "must be at least 1m")
 	}

@@ -1,6 +1,7 @@
 package graphapi
 
 import (
+	"errors"
 	"net/http"
 	"strings"
 
@@ -32,13 +33,25 @@ func (s *Server) mediaSocket(w http.ResponseWriter, r *http.Request) {
 	}
 	c := callctl.Caller{TenantID: p.TenantID, AppID: p.AppID, Roles: p.Roles}
 	id := r.PathValue("id")
-	if err := s.o.Calls.OpenMedia(r.Context(), c, id); err != nil {
+	err = s.o.Calls.OpenMedia(r.Context(), c, id)
+	var away *callctl.Elsewhere
+	if err != nil && !errors.As(err, &away) {
 		s.writeError(w, r, err)
 		return
 	}
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		s.writeError(w, r, errs.E(errs.BadRequest,
 			"%s is the call's media socket: open it as a WebSocket (Upgrade: websocket, subprotocol %s).", r.URL.Path, mediasock.Protocol))
+		return
+	}
+	if away != nil {
+		// Another node carries the call: hand it the upgrade
+		// (mediaproxy.go), unless another node already did.
+		if s.o.NodeURL == nil || r.Header.Get(proxiedHeader) != "" {
+			s.writeError(w, r, err)
+			return
+		}
+		s.proxyMedia(w, r, away)
 		return
 	}
 	mediasock.Serve(w, r, func(sock callctl.MediaSocket) (func(), error) {

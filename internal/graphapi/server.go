@@ -8,10 +8,12 @@ package graphapi
 
 import (
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"math"
 	"mime"
@@ -55,6 +57,12 @@ type Options struct {
 	// every request in the store, keeps a request free of a round trip;
 	// it is exact when the load balancer spreads a bot's requests evenly.
 	Nodes func() int
+	// Node is this node's id and NodeURL where another node's HTTP
+	// listener is reached (its claim in sb_nodes): a media socket of a
+	// call another node carries is proxied there. Without NodeURL such a
+	// socket is refused 503.
+	Node    string
+	NodeURL func(ctx context.Context, node string) (string, error)
 }
 
 // Server is the Graph API's http.Handler. It is safe for concurrent use.
@@ -70,6 +78,10 @@ type Server struct {
 	limiters map[string]*rate.Limiter
 
 	latency *prometheus.HistogramVec
+	// nodes carries media sockets proxied to the nodes that own their
+	// calls (mediaproxy.go).
+	nodes    *http.Transport
+	errorLog *log.Logger
 }
 
 // New builds the API. Routes of other packages (identity's token endpoint,
@@ -87,6 +99,10 @@ func New(o Options) *Server {
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route", "status"}),
 	}
+	if o.Config != nil {
+		s.nodes = nodeTransport(o.Config.HTTP.PublicURL)
+	}
+	s.errorLog = slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn)
 	if o.Registerer != nil {
 		_ = o.Registerer.Register(s.latency)
 	}

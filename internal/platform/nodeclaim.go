@@ -42,6 +42,11 @@ type nodeClaim struct {
 	// while it ends that node's calls and delivers its notifications
 	// (takeover.go). The lost node, restarted meanwhile, waits for it.
 	TakenOverBy string `json:"takenOverBy,omitempty"`
+	// HTTP is the base URL other nodes reach the holder's HTTP listener
+	// at (cluster.httpUrl, else http.listen's address): a media socket
+	// opened on another node is proxied there (graphapi). Empty until the
+	// listener is up, and in a takeover's claim.
+	HTTP string `json:"http,omitempty"`
 }
 
 // lease is how long the claim lasts without a heartbeat; def when the
@@ -67,6 +72,11 @@ type claim struct {
 	// finished marks a takeover's claim done: run releases a takeover
 	// claim only then, else it expires and another node takes over.
 	finished atomic.Bool
+	// http is what the claim advertises as nodeClaim.HTTP, set by
+	// advertise once the listener is up; kick asks run to write it at
+	// once rather than at the next heartbeat.
+	http atomic.Pointer[string]
+	kick chan struct{}
 }
 
 // claimNodeID takes the node id for this process, waiting up to a lease
@@ -84,7 +94,7 @@ func claimNodeID(ctx context.Context, st *store.Store, id string, lease time.Dur
 	inst := make([]byte, 8)
 	_, _ = rand.Read(inst)
 	now := time.Now()
-	c := &claim{kv: kv, id: id, lease: lease, log: log,
+	c := &claim{kv: kv, id: id, lease: lease, log: log, kick: make(chan struct{}, 1),
 		mine: nodeClaim{Instance: hex.EncodeToString(inst), Host: host, PID: os.Getpid(), Started: now, Beat: now,
 			LeaseMS: lease.Milliseconds()}}
 	deadline := now.Add(lease + lease/2)
@@ -171,8 +181,23 @@ func (c *claim) gone(old nodeClaim) bool {
 }
 
 func (c *claim) value() []byte {
-	b, _ := json.Marshal(c.mine)
+	v := c.mine
+	if u := c.http.Load(); u != nil {
+		v.HTTP = *u
+	}
+	b, _ := json.Marshal(v)
 	return b
+}
+
+// advertise publishes url as where other nodes reach this node's HTTP
+// listener: run writes it with its next renewal, which it does at once.
+// It is safe to call while run runs.
+func (c *claim) advertise(url string) {
+	c.http.Store(&url)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 // run renews the claim every fifth of a lease until ctx is done, then
@@ -195,6 +220,7 @@ func (c *claim) run(ctx context.Context) {
 			}
 			return
 		case <-t.C:
+		case <-c.kick:
 		}
 		c.mine.Beat = time.Now()
 		uctx, cancel := context.WithTimeout(ctx, c.lease/5)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/store"
 )
 
@@ -196,6 +199,61 @@ func TestNodeClaim(t *testing.T) {
 			t.Fatalf("claim after stop: %v, want it released", err)
 		}
 	})
+
+	t.Run("a node advertises its HTTP listener at once", func(t *testing.T) {
+		st := openTestStore(t)
+		// A minute's lease: the first heartbeat is 12 s away, so the
+		// address is written on advertise's kick, not by a heartbeat.
+		c, err := claimNodeID(ctx, st, "n1", time.Minute, discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := &Node{nodesKV: c.kv}
+		if _, err := n.NodeURL(ctx, "n1"); errs.KindOf(err) != errs.Unavailable {
+			t.Fatalf("NodeURL before the listener is up: %v, want unavailable", err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { c.run(runCtx); close(done) }()
+		defer func() { stop(); <-done }()
+		c.advertise("http://10.0.0.11:8080")
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			u, err := n.NodeURL(ctx, "n1")
+			if err == nil && u == "http://10.0.0.11:8080" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("NodeURL: %q %v", u, err)
+			}
+			time.Sleep(10 * time.Millisecond) // the claim's writer is run's goroutine
+		}
+		if _, err := n.NodeURL(ctx, "n2"); errs.KindOf(err) != errs.Unavailable {
+			t.Errorf("NodeURL of a node without a claim: %v, want unavailable", err)
+		}
+	})
+}
+
+func TestAdvertisedURL(t *testing.T) {
+	host, _ := os.Hostname()
+	for _, tc := range []struct {
+		listen, bindIP, tlsCert, httpURL, want string
+	}{
+		{"10.0.0.11:8080", "10.0.0.11", "", "", "http://10.0.0.11:8080"},
+		{"0.0.0.0:8080", "10.0.0.12", "", "", "http://10.0.0.12:8080"},
+		{"[::]:8443", "fd00::3", "cert.pem", "", "https://[fd00::3]:8443"},
+		{"0.0.0.0:8080", "0.0.0.0", "", "", "http://" + host + ":8080"},
+		{"0.0.0.0:8080", "10.0.0.12", "", "http://node1.internal:8080/", "http://node1.internal:8080"},
+	} {
+		cfg := config.Default()
+		cfg.Media.BindIP, cfg.HTTP.TLSCert, cfg.Cluster.HTTPURL = tc.bindIP, tc.tlsCert, tc.httpURL
+		addr, err := net.ResolveTCPAddr("tcp", tc.listen)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := advertisedURL(&cfg, addr); got != tc.want {
+			t.Errorf("listen %s, bindIp %s, httpUrl %q: %s, want %s", tc.listen, tc.bindIP, tc.httpURL, got, tc.want)
+		}
+	}
 }
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

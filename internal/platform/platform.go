@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,7 +61,8 @@ type Options struct {
 	// OnNotification observes every finished notification delivery.
 	OnNotification func(webhook.Result)
 	// NodeLease is how long the node's claim on its id lasts without a
-	// heartbeat (nodeclaim.go); 15 s when 0.
+	// heartbeat (nodeclaim.go); cluster.nodeLease when 0. Tests set
+	// shorter leases than the configuration allows.
 	NodeLease time.Duration
 }
 
@@ -101,6 +103,7 @@ type Node struct {
 	dial     callctl.Dialer
 	clk      clock.Clock
 	lost     chan struct{} // closed when another node took this one over
+	nodesKV  *store.KV     // sb_nodes: the nodes' claims on their ids
 	lostOnce sync.Once
 	nodes    atomic.Int32 // nodes serving the deployment (takeover.go)
 	// takeovers counts the lost nodes this node took over, tookOverCalls
@@ -140,10 +143,15 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 	if err != nil {
 		return nil, err
 	}
-	claim, err := claimNodeID(ctx, n.Store, nodeID, o.NodeLease, log.With("component", "node"))
+	lease := o.NodeLease
+	if lease <= 0 {
+		lease = cfg.Cluster.NodeLease.D()
+	}
+	claim, err := claimNodeID(ctx, n.Store, nodeID, lease, log.With("component", "node"))
 	if err != nil {
 		return nil, err
 	}
+	n.nodesKV = claim.kv
 	claim.lost = n.fence
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); claim.run(runCtx) }()
@@ -292,7 +300,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 
 	n.API = graphapi.New(graphapi.Options{Config: cfg, Identity: n.Identity, Calls: n.Calls, Meetings: n.Meetings,
 		Logger: log.With("component", "graphapi"), Registerer: reg, Admission: n.Admission,
-		Nodes: n.Nodes})
+		Nodes: n.Nodes, NodeURL: n.NodeURL, Node: nodeID})
 	mux := n.API.Mux()
 	n.Identity.Routes(mux)
 	n.Meetings.Routes(mux)
@@ -363,6 +371,8 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 			NextProtos: []string{"http/1.1"}})
 		n.URL = "https://" + ln.Addr().String()
 	}
+	// Other nodes hand this one the media sockets of its calls there.
+	claim.advertise(advertisedURL(cfg, ln.Addr()))
 	n.http = &http.Server{Handler: n.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	n.wg.Add(1)
@@ -462,6 +472,54 @@ func (n *Node) stop() {
 			n.Store.Close()
 		}
 	})
+}
+
+// advertisedURL is the base URL other nodes reach this node's HTTP
+// listener at: cluster.httpUrl, else the listener's address, whose
+// unspecified host (0.0.0.0, ::) is replaced by media.bindIp, else by
+// the host name.
+func advertisedURL(cfg *config.Config, addr net.Addr) string {
+	if cfg.Cluster.HTTPURL != "" {
+		return strings.TrimRight(cfg.Cluster.HTTPURL, "/")
+	}
+	scheme := "http://"
+	if cfg.HTTP.TLSCert != "" {
+		scheme = "https://"
+	}
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return scheme + addr.String()
+	}
+	if ip, err := netip.ParseAddr(host); err == nil && ip.IsUnspecified() {
+		host = ""
+		if b, err := netip.ParseAddr(cfg.Media.BindIP); err == nil && !b.IsUnspecified() {
+			host = b.String()
+		} else if h, err := os.Hostname(); err == nil {
+			host = h
+		}
+	}
+	return scheme + net.JoinHostPort(host, port)
+}
+
+// NodeURL returns the base URL node id's HTTP listener is reached at, as
+// its claim in sb_nodes advertises it; errs.Unavailable when the node
+// has no live claim advertising one (it stopped, or is being taken over).
+func (n *Node) NodeURL(ctx context.Context, id string) (string, error) {
+	data, _, err := n.nodesKV.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", errs.E(errs.Unavailable, "node %s is not running", id)
+	}
+	if err != nil {
+		return "", errs.Wrap(errs.Unavailable, err, "read node %s's claim", id)
+	}
+	var c nodeClaim
+	if err := json.Unmarshal(data, &c); err != nil {
+		return "", errs.Wrap(errs.Internal, err, "node %s's claim", id)
+	}
+	if c.HTTP == "" || c.TakenOverBy != "" {
+		return "", errs.E(errs.Unavailable, "node %s advertises no HTTP listener", id)
+	}
+	return c.HTTP, nil
 }
 
 // loadNodeID returns the node's stable id, kept in the data directory so a
