@@ -7,13 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -182,44 +179,6 @@ func Run(ctx context.Context, o RunOptions) (err error) {
 	<-ctx.Done()
 	fmt.Fprintln(o.Out, "\ncluster: stopping (the front, the nodes letting their calls finish for up to 5 s, then NATS)")
 	return nil
-}
-
-// serveBalancer serves the HTTP front: each request goes to the next node
-// round robin, and to the one after when a node does not answer. It is a
-// stand-in for nginx (docs/deploy.md); WebSocket upgrades pass through.
-func serveBalancer(l Layout) (*http.Server, error) {
-	var targets []*url.URL
-	for _, n := range l.Nodes {
-		targets = append(targets, &url.URL{Scheme: "http", Host: n.HTTP.String()})
-	}
-	var next atomic.Uint64
-	proxies := make([]*httputil.ReverseProxy, len(targets))
-	for i, t := range targets {
-		proxies[i] = httputil.NewSingleHostReverseProxy(t)
-	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := int(next.Add(1))
-		for i := range targets {
-			t := targets[(start+i)%len(targets)]
-			if i < len(targets)-1 {
-				// Skip a node that does not accept connections.
-				c, err := net.DialTimeout("tcp", t.Host, 300*time.Millisecond)
-				if err != nil {
-					continue
-				}
-				c.Close()
-			}
-			proxies[(start+i)%len(targets)].ServeHTTP(w, r)
-			return
-		}
-	})
-	ln, err := net.Listen("tcp", l.FrontHTTP.String())
-	if err != nil {
-		return nil, fmt.Errorf("http front: %w", err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return srv, nil
 }
 
 func printWelcome(w io.Writer, l Layout, dir string) {
