@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/ids"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
@@ -32,6 +34,12 @@ func badRequest(format string, args ...any) error { return errs.E(errs.BadReques
 // Create places an outbound call (POST /communications/calls) and returns
 // the call as the 201 response shows it, in state establishing.
 func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph.Call, error) {
+	return m.create(ctx, c, req, false)
+}
+
+// create is Create; forwarded: another node sent the create here, to the
+// meeting's room's node, and the call joins the room here.
+func (m *Manager) create(ctx context.Context, c Caller, req *graph.Call, forwarded bool) (*graph.Call, error) {
 	if req.TenantID != "" && !strings.EqualFold(req.TenantID, c.TenantID) {
 		return nil, errs.E(errs.Forbidden, "request authorization tenant mismatch")
 	}
@@ -56,6 +64,22 @@ func (m *Manager) Create(ctx context.Context, c Caller, req *graph.Call) (*graph
 		var err error
 		if mt, err = m.findMeeting(ctx, c, req); err != nil {
 			return nil, err
+		}
+		if !forwarded {
+			// One room per meeting: a room mixed on another node gets
+			// the call there (cascade.go).
+			h, err := m.placeRoom(ctx, mt)
+			if err != nil {
+				m.log.Warn("meeting room: cannot tell which node mixes it; opening it here", "meeting", mt.ID, "err", err)
+			}
+			if h != nil {
+				call, err := m.forwardCreate(ctx, h.Node, c, req)
+				if !errors.Is(err, nats.ErrNoResponders) {
+					return call, err
+				}
+				// It went away since it answered: nothing was created there.
+				m.log.Warn("meeting room: its node did not take the bot's call; joining a room here", "meeting", mt.ID, "node", h.Node, "err", err)
+			}
 		}
 		req.Targets = []graph.InvitationParticipantInfo{}
 	}

@@ -68,6 +68,11 @@ type DialIn struct {
 	// the passcode, and the lobby is skipped only when the meeting lets
 	// everyone bypass it (lobbyBypassSettings.scope everyone).
 	Guest bool
+	// Cascade: the caller reached another node, which checked the
+	// passcode and carries them here, the meeting's room's node, on a
+	// leg of its own (cascade.go); they enter the room here, the lobby
+	// as for a caller who dialled in (or a guest, with Guest).
+	Cascade bool
 	// NewLeg builds the caller's leg with the callback its events go to.
 	NewLeg func(id string, ev func(LegEvent)) Leg
 }
@@ -159,7 +164,7 @@ func (d *dialIn) onEvent(ev LegEvent) {
 		d.port.DetectTones(true)
 		first := "welcome"
 		if d.mt != nil {
-			if !d.mt.PasscodeRequired || d.in.Guest {
+			if !d.mt.PasscodeRequired || d.in.Guest || d.in.Cascade {
 				d.mu.Unlock()
 				d.enter()
 				return
@@ -283,8 +288,10 @@ func (d *dialIn) hangUp(reason errs.EndReason) {
 	leg.HangUp(reason)
 }
 
-// enter puts the caller in the meeting's room: in the lobby, or straight
-// in when the meeting lets dial-in callers bypass it.
+// enter puts the caller in the meeting's room: on the node that mixes
+// it, by a cascade leg, when that is another node (cascade.go); here in
+// the lobby, or straight in when the meeting lets dial-in callers bypass
+// it.
 func (d *dialIn) enter() {
 	d.mu.Lock()
 	if d.done {
@@ -295,13 +302,41 @@ func (d *dialIn) enter() {
 	if d.timer != nil {
 		d.timer.Stop()
 	}
+	mt, port := d.mt, d.port
+	d.mu.Unlock()
+	if !d.in.Cascade {
+		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+		h, err := d.m.placeRoom(ctx, mt)
+		cancel()
+		if err != nil {
+			d.m.log.Warn("meeting room: cannot tell which node mixes it; opening it here", "meeting", mt.ID, "err", err)
+		}
+		if h != nil {
+			port.DetectTones(false)
+			if d.cascade(h) {
+				return
+			}
+		}
+	}
+	d.enterHere()
+}
+
+// enterHere puts the caller in the meeting's room on this node, and
+// returns where their leg's events go from then on (nil when the call
+// ended instead).
+func (d *dialIn) enterHere() func(LegEvent) {
+	d.mu.Lock()
+	if d.done {
+		d.mu.Unlock()
+		return nil
+	}
 	mt, leg, port := d.mt, d.leg, d.port
 	d.mu.Unlock()
 	r, err := d.m.room(mt)
 	if err != nil {
 		d.m.log.Warn("dial-in: open the meeting's room", "meeting", mt.ID, "err", err)
 		d.hangUp(errs.MediaFailure)
-		return
+		return nil
 	}
 	port.DetectTones(false)
 	p := &roomMember{pid: ids.New(), leg: leg, joined: true,
@@ -313,12 +348,13 @@ func (d *dialIn) enter() {
 	d.sink.hold()
 	if !r.addPerson(p, !bypass) {
 		d.hangUp(errs.MediaFailure)
-		return
+		return nil
 	}
-	d.sink.retarget(func(ev LegEvent) { r.personEvent(p, ev) })
+	to := func(ev LegEvent) { r.personEvent(p, ev) }
+	d.sink.retarget(to)
 	if bypass {
 		port.Play(voice("joined"), false, nil)
-		return
+		return to
 	}
 	// Under the room's lock, as admit stops what plays on the caller's
 	// line under it: a bot that admits the caller as soon as the roster
@@ -328,7 +364,7 @@ func (d *dialIn) enter() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if part := r.parts[p.pid]; part == nil || !part.IsInLobby {
-		return
+		return to
 	}
 	port.Play(voice("lobby"), false, func(completed bool) {
 		r.events.do(func() {
@@ -341,6 +377,7 @@ func (d *dialIn) enter() {
 			}
 		})
 	})
+	return to
 }
 
 // guestInMeeting reports whether the guest of caller (a join page's pass)

@@ -23,6 +23,10 @@ type Target struct {
 	// with this call: the value of an RFC 3891 Replaces header (an
 	// attended transfer a phone asked for, refer.go).
 	Replaces string
+	// Cascade, when set, is the leg carrying a person on this node into
+	// their meeting's room on another node (cascade.go); the fields
+	// above but FromName are unused.
+	Cascade *Cascade
 }
 
 // LegEventKind says what happened on a leg.

@@ -90,6 +90,11 @@ type Options struct {
 	Clock      clock.Clock
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// SIPAddr, if set, is this node's SIP address (host:port) for other
+	// nodes: a meeting's room claimed here names it, and people who
+	// reach another node are carried to the room by a SIP leg to it
+	// (cascade.go). Read when a room is claimed (SIP listens after Start).
+	SIPAddr func() string
 	// Observer, if set, watches this node's calls (observe.go).
 	Observer Observer
 	// Takeover runs the Manager on behalf of Node, a node that was lost,
@@ -115,6 +120,10 @@ type Manager struct {
 	mu     sync.Mutex
 	actors map[string]*actor
 	rooms  map[string]*room // meetings in progress, by meeting id
+	// roomClaims are the rooms claimed in roomKV for this node and not
+	// open yet (their claim's revision), by meeting id.
+	roomClaims map[string]uint64
+	roomKV     *store.KV // the rooms' claims (cascade.go); nil without a store or in a takeover
 	// watching are the roster watchers of meetings (watch.go), by
 	// meeting id; guarded by watchMu, never held while calling one.
 	watchMu  sync.Mutex
@@ -171,7 +180,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	}
 	m := &Manager{
 		o: o, cfg: o.Config, dir: o.Directory, calls: calls, log: o.Logger, clk: o.Clock,
-		actors: map[string]*actor{}, rooms: map[string]*room{}, apps: map[string]*appMedia{}, perApp: map[string]int{}, pepper: pepper,
+		actors: map[string]*actor{}, rooms: map[string]*room{}, roomClaims: map[string]uint64{}, apps: map[string]*appMedia{}, perApp: map[string]int{}, pepper: pepper,
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_calls_active", Help: "Calls live on this node."}),
 		ended:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_calls_ended_total", Help: "Calls ended, by resultInfo code and subcode."}, []string{"code", "subcode"}),
 		recFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_recordings_failed_total",
@@ -189,6 +198,11 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 			return nil, err
 		}
 		m.limits = newLimits(kv, o.Node, func() int { return m.cfg.Calls.MaxConcurrentPerApp }, o.Logger)
+		if o.Meetings != nil && o.Rooms != nil {
+			if m.roomKV, err = o.Store.Bucket(ctx, RoomsBucket, 0); err != nil {
+				return nil, err
+			}
+		}
 	}
 	frames := func(dir, outcome string, f func(media.AppStats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchboard_media_socket_frames_total",
@@ -500,6 +514,10 @@ type forwardReply struct {
 	Operation *graph.Operation `json:"operation,omitempty"`
 	ErrKind   *errs.Kind       `json:"errKind,omitempty"`
 	ErrMsg    string           `json:"errMsg,omitempty"`
+	// Call is a forwarded create's call; RoomOpen answers a room.ask
+	// (cascade.go).
+	Call     *graph.Call `json:"call,omitempty"`
+	RoomOpen bool        `json:"roomOpen,omitempty"`
 }
 
 func nodeSubject(node string) string { return "sb.node." + node + ".cmd" }
@@ -600,6 +618,12 @@ func (m *Manager) runForwarded(data []byte) forwardReply {
 	var cmd command
 	if err := json.Unmarshal(data, &cmd); err != nil {
 		return fail(errs.E(errs.BadRequest, "malformed forwarded command"))
+	}
+	switch cmd.Op {
+	case opRoomAsk:
+		return m.serveRoomAsk(cmd.Body)
+	case opCreate:
+		return m.serveCreate(cmd.Caller, cmd.Body)
 	}
 	x, ok := lookup(cmd.Op)
 	if !ok {

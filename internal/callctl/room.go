@@ -97,6 +97,8 @@ type room struct {
 
 	lastDominant  time.Time // the last roster told for a dominant-speaker change
 	dominantLater bool      // a later one is due
+
+	claimRev uint64 // the revision of the room's claim in RoomsBucket (cascade.go); 0 without one. Guarded by m.mu.
 }
 
 type roomBot struct {
@@ -132,6 +134,10 @@ func (m *Manager) room(mt *Meeting) (*room, error) {
 	}
 	r.media = rm
 	m.rooms[mt.ID] = r
+	if rev, ok := m.roomClaims[mt.ID]; ok {
+		r.claimRev = rev
+		delete(m.roomClaims, mt.ID)
+	}
 	return r, nil
 }
 
@@ -252,7 +258,9 @@ func (r *room) closeIfEmpty() {
 	if r.m.rooms[r.meeting.ID] == r {
 		delete(r.m.rooms, r.meeting.ID)
 	}
+	rev := r.claimRev
 	r.m.mu.Unlock()
+	r.m.freeClaim(r.meeting.ID, rev)
 	r.m.meetingChanged(r.meeting.ID)
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/switchboard-voice/switchboard/internal/callctl"
+	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/identity"
 	"github.com/switchboard-voice/switchboard/sdk/graph"
 )
@@ -28,6 +29,13 @@ func (d dialers) simulated(t callctl.Target) bool {
 }
 
 func (d dialers) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent)) (callctl.Leg, error) {
+	if t.Cascade != nil {
+		// A leg to another node's meeting room is SIP, whoever it carries.
+		if d.sip == nil {
+			return nil, &callctl.RouteError{Reason: errs.CannotRoute}
+		}
+		return d.sip.Dial(callID, t, ev)
+	}
 	if d.sip == nil || d.simulated(t) {
 		return d.sim.Dial(callID, t, ev)
 	}
@@ -42,4 +50,13 @@ func (d dialers) Resume(callID string, ref callctl.LegRef, state graph.CallState
 		return d.sip.Resume(callID, ref, state, ev)
 	}
 	return nil, fmt.Errorf("no endpoint resumes %s legs", ref.Kind)
+}
+
+// sipAddr is the node's SIP address for other nodes (the cascade legs of
+// meetings, callctl/cascade.go); empty before SIP listens or without SIP.
+func (n *Node) sipAddr() string {
+	if n.SIP == nil || !n.SIP.Addr().IsValid() {
+		return ""
+	}
+	return n.SIP.Addr().String()
 }

@@ -282,7 +282,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 		Conferences: func(_ string, onDominant func(string)) (callctl.Conference, error) {
 			return n.Media.NewConference(media.ConferenceOptions{OnDominant: onDominant})
 		},
-		Meetings: meetingDirectory{n.Meetings}, Observer: observer,
+		Meetings: meetingDirectory{n.Meetings}, Observer: observer, SIPAddr: n.sipAddr,
 		Rooms: func(_ string, onDominant func(string)) (callctl.RoomMedia, error) {
 			c, err := n.Media.NewConference(media.ConferenceOptions{OnDominant: onDominant})
 			if err != nil {

@@ -134,7 +134,20 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	tr := g.callerTrunk(req)
 	var caller *graph.IdentitySet
 	guest := false // the caller holds a guest pass (guest.go)
-	if tr != nil {
+	var cascade *cascadeClaims
+	if h := req.GetHeader(cascadeHeader); h != nil {
+		// Another node carries a person into a meeting mixed here
+		// (cascade.go): its MAC stands for the digest.
+		c, err := g.checkCascade(req, h.Value())
+		if err != nil {
+			if errors.Is(err, errCascade) {
+				g.authFailed(req)
+			}
+			refuse(403, "Forbidden ("+err.Error()+")")
+			return
+		}
+		cascade, caller, guest, tr = c, c.Caller, c.Guest, nil
+	} else if tr != nil {
 		// The caller's number is the From user part, E.164 or as the
 		// trunk writes it (national, "anonymous").
 		f := req.From()
@@ -184,9 +197,9 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	// Or a meeting: a tenant's dial-in number, or a meeting's own URI
 	// (sip:meeting-{conferenceId}@…).
 	dialIn, conferenceID := "", ""
-	if guest {
-		// Only the meeting guestCall checked the Request-URI names: never
-		// a bot's number.
+	if guest || cascade != nil {
+		// Only the meeting guestCall (or checkCascade) checked the
+		// Request-URI names: never a bot's number.
 		ok = false
 	}
 	if !ok {
@@ -301,7 +314,8 @@ func (g *Gateway) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 
 	ctx, cancel := context.WithTimeout(g.runCtx, 10*time.Second)
 	if dialIn != "" || conferenceID != "" {
-		err = g.calls.DialIn(ctx, callctl.DialIn{TenantID: dialIn, Caller: caller, ConferenceID: conferenceID, Guest: guest, NewLeg: l.attach})
+		err = g.calls.DialIn(ctx, callctl.DialIn{TenantID: dialIn, Caller: caller, ConferenceID: conferenceID, Guest: guest,
+			Cascade: cascade != nil, NewLeg: l.attach})
 	} else {
 		_, err = g.calls.Incoming(ctx, callctl.IncomingCall{
 			TenantID: tenantID, AppID: app.ID, Caller: caller,

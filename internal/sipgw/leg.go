@@ -44,7 +44,8 @@ type Leg struct {
 	pstn bool   // the far end is a trunk
 	// from and fromName are what an outgoing leg presents (callctl.Target.From).
 	from, fromName string
-	replaces       string // an outgoing leg's Replaces header (callctl.Target.Replaces)
+	replaces       string           // an outgoing leg's Replaces header (callctl.Target.Replaces)
+	cascade        *callctl.Cascade // an outgoing cascade leg's person and meeting (cascade.go)
 	sdp            localSDP
 	sess           *media.Session
 	rtc            *webrtcgw.Peer // a browser's WebRTC media, relayed to sess (webrtc.go)

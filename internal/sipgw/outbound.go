@@ -76,6 +76,9 @@ func (g *Gateway) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent
 		tr       *trunk
 	)
 	switch {
+	case t.Cascade != nil:
+		// A person's leg into their meeting's room on another node
+		// (cascade.go): straight to that node's SIP address.
 	case t.UserID != "":
 		u, ok := g.dir.User(t.TenantID, t.UserID)
 		if !ok {
@@ -98,7 +101,15 @@ func (g *Gateway) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent
 		dests []destination
 		to    sip.Uri
 	)
-	if tr != nil {
+	if t.Cascade != nil {
+		host, port, err := net.SplitHostPort(t.Cascade.Addr)
+		if err != nil {
+			return nil, &callctl.RouteError{Reason: errs.CannotRoute}
+		}
+		p, _ := strconv.Atoi(port)
+		to = sip.Uri{Scheme: "sip", User: meetingUser(t.Cascade.ConferenceID), Host: host, Port: p}
+		dests = append(dests, destination{uri: to, transport: "UDP", addr: t.Cascade.Addr})
+	} else if tr != nil {
 		host, port, err := net.SplitHostPort(tr.address)
 		if err != nil {
 			return nil, fmt.Errorf("sipgw: trunk %s: address %q: %w", tr.name, tr.address, err)
@@ -154,6 +165,7 @@ func (g *Gateway) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent
 	l.pstn = tr != nil
 	l.from, l.fromName = t.From, t.FromName
 	l.replaces = t.Replaces
+	l.cascade = t.Cascade
 	l.callID = callID
 	l.ev = ev
 	l.logp.Store(l.lg().With("call", callID))
@@ -241,6 +253,9 @@ func (g *Gateway) newBranch(l *Leg, d destination, to sip.Uri, toName string, of
 		// consultation call by this one, or refuses (RFC 3891 §3).
 		req.AppendHeader(sip.NewHeader("Replaces", l.replaces))
 		req.AppendHeader(sip.NewHeader("Require", "replaces"))
+	}
+	if l.cascade != nil {
+		req.AppendHeader(sip.NewHeader(cascadeHeader, g.cascadeToken(l.cascade, dlg.callID)))
 	}
 	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
 	req.SetBody(offer)

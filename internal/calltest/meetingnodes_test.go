@@ -1,0 +1,188 @@
+package calltest_test
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-voice/switchboard/bottest"
+	"github.com/switchboard-voice/switchboard/internal/calltest"
+	"github.com/switchboard-voice/switchboard/internal/config"
+	"github.com/switchboard-voice/switchboard/internal/simulated"
+	"github.com/switchboard-voice/switchboard/sdk/graph"
+)
+
+// Meetings across nodes (callctl/cascade.go): a meeting has one room,
+// mixed on the node that opened it. Two nodes share one NATS; both have
+// the meetings and audio handsets for their simulated users.
+func meetingNodes(t *testing.T, lease time.Duration) (a, b *calltest.Platform, m graph.OnlineMeeting) {
+	t.Helper()
+	a, b = twoNodes(t, lease, func(c *config.Config) {
+		withMeetings(c)
+		c.Simulator.Audio = true
+	})
+	yes := true
+	m = meeting(t, a.Bot("POST", userMeetings(calltest.AliceID), map[string]any{"subject": "Across nodes",
+		"lobbyBypassSettings": map[string]any{"scope": "everyone", "isDialInBypassEnabled": yes}}), 201)
+	return a, b, m
+}
+
+// joinThrough has app join meeting m through node p's Graph API, as a bot
+// behind a load balancer does when its request lands there.
+func joinThrough(t *testing.T, p *calltest.Platform, app string, m graph.OnlineMeeting) graph.Call {
+	t.Helper()
+	u, _ := url.Parse(m.JoinWebURL)
+	path, _ := url.PathUnescape(u.EscapedPath())
+	segs := strings.Split(strings.TrimPrefix(path, "/l/meetup-join/"), "/")
+	r := p.Do(calltest.Req{Method: "POST", Path: calls, Token: p.Token(app, calltest.TenantID), Body: map[string]any{
+		"@odata.type": "#microsoft.graph.call", "callbackUri": p.Hook.URL, "requestedModalities": []string{"audio"},
+		"mediaConfig": map[string]any{"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+		"chatInfo":    map[string]any{"threadId": segs[0], "messageId": segs[1]},
+		"meetingInfo": map[string]any{"@odata.type": "#microsoft.graph.organizerMeetingInfo",
+			"organizer": map[string]any{"user": map[string]any{"id": calltest.AliceID}}},
+	}})
+	if r.StatusCode != 201 {
+		t.Fatalf("join through %s: %s %s", p.URL, r.Status, r.Body)
+	}
+	var call graph.Call
+	r.JSON(t, &call)
+	if call.ID == "" || call.ChatInfo == nil || call.State != graph.StateEstablishing {
+		t.Fatalf("join through %s: %s", p.URL, r.Body)
+	}
+	return call
+}
+
+// dialInThrough has a simulated user dial the meeting's dial-in number on
+// node p and key in its conference id.
+func dialInThrough(t *testing.T, p *calltest.Platform, user string, m graph.OnlineMeeting) *simulated.Leg {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// No keys of the user's own simulation (Bob's "12#"): only the id.
+	l, err := p.Node.Sim.DialIn(ctx, simulated.CallOptions{From: user, To: meetingsToll, Simulation: &config.Simulation{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Keys count once the platform asks for them.
+	waitLeg(t, l, "the dial-in prompt", func(s simulated.LegState) bool { return s.PromptsHeard > 0 })
+	if err := l.PressKeys(m.AudioConferencing.ConferenceID+"#", simulated.DefaultDTMFInterval); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// waitLeg waits for a simulated leg's state to satisfy cond.
+func waitLeg(t *testing.T, l *simulated.Leg, what string, cond func(simulated.LegState) bool) simulated.LegState {
+	t.Helper()
+	timeout := time.NewTimer(20 * time.Second)
+	defer timeout.Stop()
+	poll := time.NewTicker(50 * time.Millisecond) // heard audio changes every frame: looked at, at most, this often
+	defer poll.Stop()
+	for {
+		changed := l.Changed()
+		st := l.State()
+		if cond(st) {
+			return st
+		}
+		if st.State == "ended" {
+			t.Fatalf("waiting for %s: the leg ended: %+v", what, st)
+		}
+		select {
+		case <-changed:
+		case <-poll.C:
+		case <-timeout.C:
+			t.Fatalf("waiting for %s: %+v", what, st)
+		}
+	}
+}
+
+// sayUntilHeard has from say pcm until to has heard it: someone entering
+// a meeting first hears the platform's "you have joined" on their line
+// (on the room's node, for a cascaded caller, where the test cannot see
+// it end), which stands in for the meeting meanwhile.
+func sayUntilHeard(t *testing.T, from, to *simulated.Leg, pcm []int16) {
+	t.Helper()
+	for try := 0; ; try++ {
+		if err := from.Say(pcm); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Duration(len(pcm))*time.Second/8000 + 3*time.Second)
+		for time.Now().Before(deadline) {
+			if bottest.Similarity(to.Heard(), pcm) >= 0.8 {
+				return
+			}
+			select {
+			case <-to.Changed():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		if try == 3 {
+			t.Fatalf("%s never heard %s (similarity %.2f)", to.State().User, from.State().User, bottest.Similarity(to.Heard(), pcm))
+		}
+	}
+}
+
+// A bot joining through the node that does not mix the meeting gets its
+// call created and owned by the node that does, and a caller dialling in
+// there is carried to the room by a SIP leg: one roster, everyone hears
+// everyone, and hanging up on either node is seen by the bots.
+func TestMeetingHasOneRoomAcrossNodes(t *testing.T) {
+	a, b, m := meetingNodes(t, 0)
+
+	first := joinThrough(t, a, calltest.BotID, m)
+	a.Hook.WaitState(t, first.ID, graph.StateEstablished)
+	second := joinThrough(t, b, calltest.Bot2ID, m)
+	a.Hook.WaitState(t, second.ID, graph.StateEstablished)
+	if na, nb := a.Node.Calls.Live(), b.Node.Calls.Live(); na != 2 || nb != 0 {
+		t.Fatalf("live calls: node A %d, node B %d; want both bots' on A, the room's node", na, nb)
+	}
+	waitRoster(t, a, first.ID, "Second bot", "Test bot")
+	waitRoster(t, a, second.ID, "Second bot", "Test bot")
+
+	// Bob dials in on B, Alice on A.
+	bob := dialInThrough(t, b, calltest.BobID, m)
+	waitRoster(t, a, first.ID, "Bob", "Second bot", "Test bot")
+	alice := dialInThrough(t, a, calltest.AliceID, m)
+	waitRoster(t, a, first.ID, "Alice", "Bob", "Second bot", "Test bot")
+	waitRoster(t, a, second.ID, "Alice", "Bob", "Second bot", "Test bot")
+	if n := b.Node.Calls.Live(); n != 0 {
+		t.Errorf("node B runs %d calls", n)
+	}
+	waitLeg(t, alice, "Alice in the meeting", func(s simulated.LegState) bool { return s.PromptsHeard >= 2 && !s.PromptPlaying })
+
+	sayUntilHeard(t, alice, bob, calltest.Pattern(440, 1.5, 71))
+	sayUntilHeard(t, bob, alice, calltest.Pattern(620, 1.5, 72))
+
+	// Bob hangs up on B: his cascade leg on A ends, and the bots see it.
+	bob.HangUpNow()
+	waitRoster(t, a, first.ID, "Alice", "Second bot", "Test bot")
+	waitRoster(t, a, second.ID, "Alice", "Second bot", "Test bot")
+	alice.HangUpNow()
+	waitRoster(t, a, first.ID, "Second bot", "Test bot")
+}
+
+// The room of a meeting whose node is gone is opened afresh by the next
+// join, on the node it reaches.
+func TestMeetingRoomMovesWhenItsNodeIsLost(t *testing.T) {
+	a, b, m := meetingNodes(t, time.Second)
+
+	first := joinThrough(t, b, calltest.BotID, m)
+	a.Hook.WaitState(t, first.ID, graph.StateEstablished)
+	if n := b.Node.Calls.Live(); n != 1 {
+		t.Fatalf("node B runs %d calls, want the bot's", n)
+	}
+	b.Node.Kill()
+
+	second := joinThrough(t, a, calltest.Bot2ID, m)
+	a.Hook.WaitState(t, second.ID, graph.StateEstablished)
+	if n := a.Node.Calls.Live(); n != 1 {
+		t.Fatalf("node A runs %d calls, want the second bot's", n)
+	}
+	waitRoster(t, a, second.ID, "Second bot")
+	// A caller reaching A now joins the room there.
+	alice := dialInThrough(t, a, calltest.AliceID, m)
+	waitRoster(t, a, second.ID, "Alice", "Second bot")
+	alice.HangUpNow()
+}
