@@ -2,7 +2,12 @@ package calltest_test
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -185,4 +190,83 @@ func TestMeetingRoomMovesWhenItsNodeIsLost(t *testing.T) {
 	alice := dialInThrough(t, a, calltest.AliceID, m)
 	waitRoster(t, a, second.ID, "Alice", "Second bot")
 	alice.HangUpNow()
+}
+
+// Only another node can carry a person into a meeting: an INVITE whose
+// X-Switchboard-Cascade header is not MACed with the nodes' secret, or
+// was made for another call, is refused 403 and never reaches the room.
+func TestCascadeHeaderNeedsTheNodesMAC(t *testing.T) {
+	p := calltest.Start(t, calltest.Options{Edit: withMeetings})
+	m := meeting(t, p.Bot("POST", userMeetings(calltest.AliceID), map[string]any{"subject": "Closed"}), 201)
+	cid := m.AudioConferencing.ConferenceID
+	claims := func(callID string) string {
+		data, _ := json.Marshal(map[string]any{"c": cid, "k": callID, "e": time.Now().Add(time.Minute).Unix(),
+			"i": map[string]any{"phone": map[string]any{"id": "+15550199", "displayName": "Mallory"}}})
+		return base64.RawURLEncoding.EncodeToString(data)
+	}
+	mac := func(body string) string { return p.Node.SIP.GuestPasses().Password("cascade|" + body) }
+	for name, header := range map[string]func(callID string) string{
+		"forged MAC":     func(callID string) string { return claims(callID) + ".AAAAAAAAAAAAAAAAAAAAAAAA" },
+		"no MAC":         func(callID string) string { return claims(callID) },
+		"another call's": func(string) string { b := claims("another-call@127.0.0.1"); return b + "." + mac(b) },
+		"another meeting's": func(callID string) string {
+			data, _ := json.Marshal(map[string]any{"c": "999999999", "k": callID, "e": time.Now().Add(time.Minute).Unix()})
+			b := base64.RawURLEncoding.EncodeToString(data)
+			return b + "." + mac(b)
+		},
+	} {
+		if code := rawInvite(t, p.Node.SIP.Addr().String(), "meeting-"+cid, header); code != 403 {
+			t.Errorf("%s: INVITE answered %d, want 403", name, code)
+		}
+	}
+	// The same with the MAC of its own claims is a node's: let in (no
+	// digest asked), which is what makes the refusals above mean something.
+	valid := func(callID string) string { b := claims(callID); return b + "." + mac(b) }
+	if code := rawInvite(t, p.Node.SIP.Addr().String(), "meeting-"+cid, valid); code != 200 {
+		t.Errorf("a node's cascade INVITE answered %d, want 200", code)
+	}
+}
+
+// rawInvite sends one INVITE over UDP with the cascade header header(its
+// Call-ID) and returns the final status it gets.
+func rawInvite(t *testing.T, addr, user string, header func(callID string) string) int {
+	t.Helper()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	to, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	me := conn.LocalAddr().String()
+	callID := fmt.Sprintf("cascade-%d@127.0.0.1", time.Now().UnixNano())
+	sdp := "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+	msg := "INVITE sip:" + user + "@" + addr + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + me + ";branch=z9hG4bK" + strconv.FormatInt(time.Now().UnixNano(), 36) + ";rport\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"From: <sip:mallory@127.0.0.1>;tag=m1\r\n" +
+		"To: <sip:" + user + "@" + addr + ">\r\n" +
+		"Call-ID: " + callID + "\r\n" +
+		"CSeq: 1 INVITE\r\n" +
+		"Contact: <sip:mallory@" + me + ">\r\n" +
+		"X-Switchboard-Cascade: " + header(callID) + "\r\n" +
+		"Content-Type: application/sdp\r\n" +
+		"Content-Length: " + strconv.Itoa(len(sdp)) + "\r\n\r\n" + sdp
+	if _, err := conn.WriteTo([]byte(msg), to); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		n, _, err := conn.ReadFrom(buf)
+		if err != nil {
+			t.Fatalf("no final response: %v", err)
+		}
+		var code int
+		if _, err := fmt.Sscanf(string(buf[:n]), "SIP/2.0 %d", &code); err == nil && code >= 200 {
+			return code
+		}
+	}
 }
