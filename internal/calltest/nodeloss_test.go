@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/switchboard-voice/switchboard/internal/calltest"
 	"github.com/switchboard-voice/switchboard/internal/config"
@@ -107,8 +110,8 @@ func waitEnded(t *testing.T, hook *calltest.Webhook, callID string, timeout time
 // node A, sharing its NATS, notices once the lost node's lease has run
 // out, ends its calls (410/9020), delivers every notification the lost
 // node had accepted but not delivered, in order per call, then the
-// calls' terminated ones, and sends the SIP phone in one of its calls a
-// BYE. A's own call goes on. Restarted afterwards, the lost node resumes
+// calls' terminated ones, sends the SIP phone in one of its calls a BYE
+// and cancels the INVITE of another that still rang. A's own call goes on. Restarted afterwards, the lost node resumes
 // nothing. The lost node is a real switchboard serve process, on the
 // default lease: the test measures the failover time users get.
 func TestNodeLossSIGKILLEndsItsCallsOnAnotherNode(t *testing.T) {
@@ -147,6 +150,13 @@ func TestNodeLossSIGKILLEndsItsCallsOnAnotherNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	hook.WaitState(t, toEve.ID, graph.StateEstablished)
+	// And a second call to Eve, which still rings when B dies.
+	ringing := b.CreateCall(calltest.EveID)
+	ringDlg := eve.nextInvite(t)
+	if err := ringDlg.Respond(180, "Ringing", nil); err != nil {
+		t.Fatal(err)
+	}
+	hook.WaitState(t, ringing.ID, graph.StateRinging)
 
 	// The bot's webhook goes down: a third call's notifications are
 	// accepted by node B (stored in its outbox) and not delivered.
@@ -164,7 +174,7 @@ func TestNodeLossSIGKILLEndsItsCallsOnAnotherNode(t *testing.T) {
 	}
 	hook.SetDown(false)
 
-	for _, c := range []graph.Call{delivered, toEve, queued} {
+	for _, c := range []graph.Call{delivered, toEve, ringing, queued} {
 		ended := waitEnded(t, hook, c.ID, nodeLossWait)
 		if ri := ended.ResultInfo; ri == nil || ri.Code != 410 || ri.Subcode != 9020 {
 			t.Fatalf("call %s ended with %+v, want 410/9020", c.ID, ended.ResultInfo)
@@ -183,6 +193,16 @@ func TestNodeLossSIGKILLEndsItsCallsOnAnotherNode(t *testing.T) {
 	case <-eveDlg.Context().Done(): // the BYE matched Eve's dialog
 	case <-time.After(sipWait):
 		t.Fatal("Eve's dialog did not end")
+	}
+	// The call that rang: node A cancelled B's INVITE (RFC 3261 §9.1, its
+	// Via branch kept in the call's record), and Eve's phone stopped.
+	select {
+	case <-ringDlg.Context().Done():
+		if cause := context.Cause(ringDlg.Context()); !errors.Is(cause, sip.ErrTransactionCanceled) {
+			t.Errorf("the ringing INVITE ended by %v, want a CANCEL", cause)
+		}
+	case <-time.After(sipWait):
+		t.Fatal("Eve's phone still rings: the lost node's INVITE was not cancelled")
 	}
 
 	var got graph.Call

@@ -362,7 +362,12 @@ func (g *Gateway) Start(ctx context.Context) error {
 	g.orphans = nil
 	g.mu.Unlock()
 	for _, o := range orphans {
-		g.goTracked(func() { g.sendRelease(o.callID, o.d) })
+		if o.d != nil {
+			g.goTracked(func() { g.sendRelease(o.callID, o.d) })
+		}
+		for _, r := range o.invites {
+			g.goTracked(func() { g.sendStoredCancel(o.callID, r) })
+		}
 	}
 	return nil
 }
@@ -498,7 +503,8 @@ const resumeSeqMargin = 100
 // Resume fails: a SIP leg's RTP session, and what played on it, cannot
 // outlive the process that held it, so callctl ends the call
 // (errs.ResumeFailed). When ref holds a confirmed dialog (Leg.Ref), the
-// far end is sent a BYE on it first, so that nobody is left in dead air:
+// far end is sent a BYE on it first, so that nobody is left in dead air;
+// when it holds an outgoing leg's unanswered INVITEs, they are cancelled:
 // at once when the gateway serves, else as soon as Start has opened the
 // listeners (a node resumes its calls before it starts SIP). The BYE is
 // sent from a tracked goroutine, bounded by 64*T1. Resume never blocks.
@@ -509,15 +515,19 @@ func (g *Gateway) Resume(callID string, ref callctl.LegRef, state graph.CallStat
 			return nil, fmt.Errorf("sipgw: call %s: a SIP leg cannot be resumed after a restart, and its reference is unreadable: %w", callID, err)
 		}
 	}
+	if r.Dialog == nil && len(r.Invites) > 0 {
+		// An outgoing leg still ringing: its INVITEs are cancelled
+		// (cancelref.go).
+		g.cancelInvites(callID, r.Invites)
+		return nil, fmt.Errorf("sipgw: call %s (%s): a SIP leg cannot be resumed after a restart; its unanswered INVITE (Call-ID %s) is cancelled", callID, state, r.Invites[0].CallID)
+	}
 	if r.Dialog == nil {
 		// No confirmed dialog. An incoming call still ringing (incoming,
 		// redirecting) had only its INVITE server transaction, the one
 		// place a final response can go, and it died with the process:
 		// nothing can be sent, and the caller's INVITE, which has had its
 		// 180, ends on its side (a proxy's Timer C, RFC 3261 §16.6, or the
-		// caller giving up). An outgoing call still ringing cannot be
-		// cancelled either: a CANCEL copies the INVITE's Via branch, which
-		// the reference does not keep.
+		// caller giving up).
 		return nil, fmt.Errorf("sipgw: call %s (%s): a SIP leg cannot be resumed after a restart, and it had no confirmed dialog to release", callID, state)
 	}
 	d, err := r.Dialog.dialog()
@@ -530,10 +540,12 @@ func (g *Gateway) Resume(callID string, ref callctl.LegRef, state graph.CallStat
 }
 
 // orphan is a dialog of a leg that died with an earlier process, waiting
-// for Start to be released.
+// for Start to be released, or the unanswered INVITEs of such a leg,
+// waiting to be cancelled.
 type orphan struct {
-	callID string
-	d      *dialog
+	callID  string
+	d       *dialog
+	invites []*inviteRef
 }
 
 // releaseDialog ends a dialog no leg holds with a BYE: now when the
@@ -547,7 +559,7 @@ func (g *Gateway) releaseDialog(callID string, d *dialog) {
 		g.log.Warn("gateway closing: the dialog of a resumed call is not released", "call", callID, "sip_call_id", d.callID)
 		return
 	case !g.serving:
-		g.orphans = append(g.orphans, orphan{callID, d})
+		g.orphans = append(g.orphans, orphan{callID: callID, d: d})
 		g.mu.Unlock()
 		return
 	}

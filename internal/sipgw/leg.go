@@ -121,19 +121,30 @@ type legRef struct {
 	ID     string     `json:"id"`
 	Dir    string     `json:"direction"`
 	Dialog *dialogRef `json:"dialog,omitempty"`
+	// Invites are an outgoing leg's INVITEs while none is answered, one
+	// per fork still pending: what their CANCELs copy (cancelref.go).
+	Invites []*inviteRef `json:"invites,omitempty"`
 }
 
 // Ref identifies the leg. A SIP leg cannot be resumed after a restart (its
 // RTP dies with the process), but once its dialog is confirmed the
 // reference holds it, so that a restarted node can release the far end
 // with a BYE (Gateway.Resume); callctl stores the reference again when the
-// leg reports LegAnswered. Before that, and once a BYE has ended the
-// dialog, it only names the leg.
+// leg reports LegAnswered. Before that an outgoing leg's reference holds
+// its INVITEs, so that they can be cancelled (callctl stores it when the
+// leg is dialled); an incoming leg's, and one whose dialog a BYE has
+// ended, only names the leg.
 func (l *Leg) Ref() callctl.LegRef {
 	r := legRef{ID: l.id, Dir: l.dir}
 	l.mu.Lock()
 	if l.state == stateEstablished && l.dlg != nil && !l.byeSent {
 		r.Dialog = l.dlg.ref()
+	} else if l.out != nil && l.state < stateEstablished && !l.finished {
+		for _, b := range l.out.branches {
+			if b.invite != nil && !b.final {
+				r.Invites = append(r.Invites, b.invite)
+			}
+		}
 	}
 	l.mu.Unlock()
 	data, _ := json.Marshal(r) // strings and numbers only: it cannot fail

@@ -47,6 +47,7 @@ type branch struct {
 	stopOnce sync.Once
 	final    bool           // guarded by Leg.mu
 	rtc      *webrtcgw.Peer // the WebRTC media offered to a browser's contact (webrtc.go); nil for RTP/AVP
+	invite   *inviteRef     // what a CANCEL from another process copies (cancelref.go); nil over WS
 }
 
 func (b *branch) cancel() { b.stopOnce.Do(func() { close(b.stop) }) }
@@ -193,6 +194,7 @@ func (g *Gateway) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent
 		}
 		b := g.newBranch(l, d, to, t.DisplayName, body)
 		b.rtc = peer
+		b.invite = inviteRefOf(b)
 		l.out.branches = append(l.out.branches, b)
 	}
 	if len(l.out.branches) == 0 {

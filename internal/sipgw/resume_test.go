@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
 
 	"github.com/switchboard-voice/switchboard/internal/callctl"
 	"github.com/switchboard-voice/switchboard/internal/errs"
@@ -119,9 +120,8 @@ func TestResumeReleasesTheDialog(t *testing.T) {
 		pi := p.nextInvite()
 		p.ring(pi)
 		ev.expect(t, callctl.LegRinging)
-		ringing, r := refOf(t, l)
-		if r.Dialog != nil {
-			t.Fatalf("a ringing leg's reference holds a dialog: %+v", r.Dialog)
+		if _, r := refOf(t, l); r.Dialog != nil || len(r.Invites) != 1 {
+			t.Fatalf("a ringing outgoing leg's reference holds dialog %+v and %d INVITEs, want none and one", r.Dialog, len(r.Invites))
 		}
 		p.answer(pi)
 		ev.expect(t, callctl.LegAnswered)
@@ -131,9 +131,10 @@ func TestResumeReleasesTheDialog(t *testing.T) {
 		}
 		crash(a.gw)
 
+		if len(r.Invites) != 0 {
+			t.Errorf("an established leg's reference holds INVITEs to cancel: %+v", r.Invites)
+		}
 		b := newEnv(t, envOptions{})
-		// Nothing can be sent for a call that was still ringing.
-		resume(t, b.gw, "call-ringing", ringing, graph.StateRinging)
 		resume(t, b.gw, "call-out", ref, graph.StateEstablished)
 		bye := p.nextBye()
 		if bye.Source() != b.gw.Addr().String() {
@@ -158,6 +159,61 @@ func TestResumeReleasesTheDialog(t *testing.T) {
 		default:
 		}
 	})
+}
+
+// A node that resumes an outgoing call whose INVITE was still unanswered
+// when the process that sent it died (a restart, or the takeover of a lost
+// node) cancels that INVITE: the phone stops ringing. The CANCEL copies
+// the INVITE as RFC 3261 §9.1 asks, its top Via's branch included, so the
+// phone's INVITE transaction matches it (§9.2), although it comes from
+// another gateway. A node resumes calls before it starts SIP: the CANCEL
+// then waits for Start.
+func TestResumeCancelsARingingOutgoingCall(t *testing.T) {
+	a := newEnv(t, envOptions{})
+	p := newPeer(t, "127.0.0.1", "alice")
+	p.register(a.gw.Addr(), "alice", alicePw, 600)
+	l, ev := a.dial(alice)
+	pi := p.nextInvite()
+	cancels := make(chan *sip.Request, 1)
+	pi.tx.OnCancel(func(r *sip.Request) { cancels <- r })
+	p.ring(pi)
+	ev.expect(t, callctl.LegRinging)
+	ref, r := refOf(t, l)
+	if r.Dialog != nil || len(r.Invites) != 1 {
+		t.Fatalf("a ringing outgoing leg's reference: dialog %+v, %d INVITEs, want one INVITE", r.Dialog, len(r.Invites))
+	}
+	crash(a.gw)
+
+	b := newEnv(t, envOptions{unstarted: true})
+	resume(t, b.gw, "call-ringing", ref, graph.StateRinging)
+	select {
+	case <-cancels:
+		t.Fatal("a CANCEL before the gateway started")
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := b.gw.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var c *sip.Request
+	select {
+	case c = <-cancels:
+	case <-time.After(wait):
+		t.Fatal("the phone got no CANCEL")
+	}
+	if c.Source() != b.gw.Addr().String() {
+		t.Errorf("CANCEL from %s, want the resuming gateway's listener %s", c.Source(), b.gw.Addr())
+	}
+	inv := pi.req
+	cb, _ := c.Via().Params.Get("branch")
+	ib, _ := inv.Via().Params.Get("branch")
+	if c.Recipient.String() != inv.Recipient.String() || callIDOf(c) != callIDOf(inv) || fromTag(c) != fromTag(inv) ||
+		c.CSeq().SeqNo != inv.CSeq().SeqNo || c.CSeq().MethodName != sip.CANCEL || cb != ib || c.To().Address.String() != inv.To().Address.String() {
+		t.Errorf("CANCEL %s\ndoes not match INVITE %s", c.String(), inv.String())
+	}
+	// sipgo called OnCancel for the INVITE's server transaction: it
+	// matched the CANCEL to it, answers the INVITE 487 and stops ringing.
 }
 
 // A reference that does not parse, or whose dialog does not, releases
