@@ -35,6 +35,8 @@ func (s *Session) stopReceiving() {}
 
 func (s *Session) waitReceiver() { <-s.io.done }
 
+func (s *Session) closeSocket() error { return s.conn.Close() }
+
 func (s *Session) poll(*rxBatch, tickTime) {}
 
 func (s *Session) pollReady(*rxBatch, tickTime) {}

@@ -25,12 +25,7 @@ type rawSender struct {
 }
 
 func (s *Session) initSender() {
-	s.snd.fd = -1
-	rc, err := s.conn.SyscallConn()
-	if err != nil {
-		return
-	}
-	rc.Control(func(fd uintptr) { s.snd.fd = int(fd) })
+	s.snd.fd = s.io.fd // startReceiving ran first
 	s.snd.v6 = s.e.o.BindIP.Is6() && !s.e.o.BindIP.Is4In6()
 	s.snd.sa4.Family = syscall.AF_INET
 	s.snd.sa6.Family = syscall.AF_INET6

@@ -395,9 +395,8 @@ func (e *Engine) NewSession(ev func(Event)) (*Session, error) {
 	s.rx.hdr.CSRC = make([]uint32, 0, 15)
 	s.rx.hdr.Extensions = make([]rtp.Extension, 0, 4)
 
-	s.initSender()
-
 	s.startReceiving()
+	s.initSender()
 	e.join(s)
 	return s, nil
 }
@@ -654,7 +653,7 @@ func (s *Session) Close() error {
 	s.shard.rx.remove(s) // before the socket's descriptor can be reused
 	s.shard.mu.Unlock()
 	s.stopReceiving()
-	err := s.conn.Close()
+	err := s.closeSocket()
 	s.waitReceiver()
 
 	// Once the tick and the reader are done with the session (cbMu),
