@@ -112,7 +112,10 @@ func Open(ctx context.Context, o Options) (*Store, error) {
 			return nil, errors.New("store: embedded nats did not become ready in 30s")
 		}
 		s.srv = srv
-		opts = append(opts, nats.InProcessServer(srv))
+		// In process the connection is a net.Pipe, whose write deadlines
+		// cost a timer each: the flusher would set one per flush, and a
+		// server in this process has no network to time out on.
+		opts = append(opts, nats.InProcessServer(srv), nats.FlusherTimeout(0))
 		url = ""
 	}
 	if o.URL != "" {
