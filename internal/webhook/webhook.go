@@ -528,19 +528,21 @@ func (o *Outbox) Enqueue(ctx context.Context, n Notification) error {
 	if reqID == "" {
 		reqID = ids.New()
 	}
+	// The header's values share one array, where Header.Set would
+	// allocate a slice for each. Nats-Msg-Id is what the stream
+	// deduplicates by (jetstream.WithMsgID sets the same header).
+	v := [...]string{n.CallID, n.AppID, n.TenantID, n.URL, strconv.FormatBool(n.Incoming),
+		strconv.FormatInt(time.Now().UnixNano(), 10), reqID}
 	m := &nats.Msg{
 		Subject: o.subject + subjectToken(n.CallID),
-		Header:  nats.Header{},
-		Data:    n.Body,
+		Header: nats.Header{
+			hdrCallID: v[0:1:1], hdrAppID: v[1:2:2], hdrTenantID: v[2:3:3], hdrURL: v[3:4:4],
+			hdrIncoming: v[4:5:5], hdrEnqueued: v[5:6:6], hdrRequestID: v[6:7:7],
+			jetstream.MsgIDHeader: v[6:7:7],
+		},
+		Data: n.Body,
 	}
-	m.Header.Set(hdrCallID, n.CallID)
-	m.Header.Set(hdrAppID, n.AppID)
-	m.Header.Set(hdrTenantID, n.TenantID)
-	m.Header.Set(hdrURL, n.URL)
-	m.Header.Set(hdrIncoming, strconv.FormatBool(n.Incoming))
-	m.Header.Set(hdrEnqueued, strconv.FormatInt(time.Now().UnixNano(), 10))
-	m.Header.Set(hdrRequestID, reqID)
-	if _, err := o.js.PublishMsg(ctx, m, jetstream.WithMsgID(reqID)); err != nil {
+	if _, err := o.js.PublishMsg(ctx, m); err != nil {
 		return errs.Wrap(errs.Unavailable, err, "enqueue notification for call %s", n.CallID)
 	}
 	o.enqueued.Store(true)
