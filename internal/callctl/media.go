@@ -58,6 +58,12 @@ type PromptSource interface {
 	Prefetch(ctx context.Context, ms []graph.MediaInfo)
 }
 
+// cachedPrompts is a PromptSource that can say, without waiting, whether a
+// prompt is ready (prompt.Cache).
+type cachedPrompts interface {
+	Cached(m graph.MediaInfo) (*media.Audio, bool)
+}
+
 // RecordingStore keeps recordings (media/record.Store, adapted).
 type RecordingStore interface {
 	Begin(ctx context.Context, callID, opID string) (Recording, error)
@@ -266,6 +272,23 @@ func (a *actor) pump() {
 		return
 	}
 	src := a.m.o.Prompts
+	if c, ok := src.(cachedPrompts); ok {
+		// Prompts already in the cache (most plays) start now, without a
+		// goroutine and a round trip through the mailbox.
+		audios := make([]*media.Audio, 0, len(j.prompts))
+		for _, p := range j.prompts {
+			au, ok := c.Cached(*p.MediaInfo)
+			if !ok {
+				break
+			}
+			audios = append(audios, au)
+		}
+		if len(audios) == len(j.prompts) {
+			j.audios = audios
+			a.step(j)
+			return
+		}
+	}
 	infos := make([]graph.MediaInfo, len(j.prompts))
 	for i, p := range j.prompts {
 		infos[i] = *p.MediaInfo

@@ -133,6 +133,34 @@ func (c *Cache) Get(ctx context.Context, m graph.MediaInfo) (*media.Audio, error
 	}
 }
 
+// Cached returns the audio of m if it is in the cache (under m's key, as
+// Get finds it) and decoded, without starting a download or waiting: call control plays cached prompts without
+// a goroutine of its own.
+func (c *Cache) Cached(m graph.MediaInfo) (*media.Audio, bool) {
+	key := m.ResourceID
+	if key == "" {
+		key = m.URI
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[key]
+	if c.closed || e == nil {
+		return nil, false
+	}
+	select {
+	case <-e.done:
+	default:
+		return nil, false
+	}
+	if e.err != nil {
+		return nil, false
+	}
+	if e.elem != nil {
+		c.lru.MoveToFront(e.elem)
+	}
+	return e.audio, true
+}
+
 // Prefetch starts downloading every prompt of ms that is neither cached nor
 // downloading (preFetchMedia of
 // https://learn.microsoft.com/graph/api/resources/servicehostedmediaconfig)

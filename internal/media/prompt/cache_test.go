@@ -454,3 +454,36 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Cached answers only for a prompt already fetched and decoded, by the key
+// Get uses, and never fetches.
+func TestCached(t *testing.T) {
+	ps := newPromptServer(t)
+	u := ps.put("/a.wav", toneWAV(1000))
+	c := newCache(t, loopbackClient(t, 0), 64<<20, nil)
+	m := graph.MediaInfo{URI: u, ResourceID: "welcome"}
+	if _, ok := c.Cached(m); ok {
+		t.Fatal("Cached before any Get")
+	}
+	if _, ok := c.Cached(graph.MediaInfo{URI: ps.URL + "/missing.wav"}); ok {
+		t.Fatal("Cached of a missing prompt")
+	}
+	if n := ps.total.Load(); n != 0 {
+		t.Fatalf("Cached fetched: %d requests", n)
+	}
+	a, err := c.Get(ctxT(t), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []graph.MediaInfo{m, {ResourceID: "welcome"}} {
+		if b, ok := c.Cached(k); !ok || b != a {
+			t.Fatalf("Cached(%+v) = %p, %v; want the cached %p", k, b, ok, a)
+		}
+	}
+	if _, err := c.Get(ctxT(t), graph.MediaInfo{URI: ps.URL + "/missing.wav"}); err == nil {
+		t.Fatal("missing prompt fetched")
+	}
+	if _, ok := c.Cached(graph.MediaInfo{URI: ps.URL + "/missing.wav"}); ok {
+		t.Fatal("a failed fetch is Cached")
+	}
+}
