@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -164,6 +165,30 @@ func TestMeetingHasOneRoomAcrossNodes(t *testing.T) {
 	bob.HangUpNow()
 	waitRoster(t, a, first.ID, "Alice", "Second bot", "Test bot")
 	waitRoster(t, a, second.ID, "Alice", "Second bot", "Test bot")
+
+	// Carol dials in on B too; the second bot removes her through B (the
+	// command goes to A, which owns its call and mixes the room): A hangs
+	// up her cascade leg, and B hangs her up.
+	carol := dialInThrough(t, b, calltest.CarolID, m)
+	waitRoster(t, a, second.ID, "Alice", "Carol", "Second bot", "Test bot")
+	r := b.Do(calltest.Req{Method: "GET", Path: calls + "/" + second.ID + "/participants", Token: b.Token(calltest.Bot2ID, calltest.TenantID)})
+	var ps struct{ Value []graph.Participant }
+	r.JSON(t, &ps)
+	pid := ""
+	for _, p := range ps.Value {
+		if _, id := p.Info.Identity.Primary(); id.DisplayName == "Carol" {
+			pid = p.ID
+		}
+	}
+	if pid == "" {
+		t.Fatalf("no Carol in the roster: %s", r.Body)
+	}
+	if r := b.Do(calltest.Req{Method: "DELETE", Path: calls + "/" + second.ID + "/participants/" + pid, Token: b.Token(calltest.Bot2ID, calltest.TenantID)}); r.StatusCode != 204 {
+		t.Fatalf("remove Carol: %s %s", r.Status, r.Body)
+	}
+	waitLeg(t, carol, "Carol hung up", func(s simulated.LegState) bool { return s.State == "ended" })
+	waitLastRoster(t, a, first.ID, "Alice", "Second bot", "Test bot")
+
 	alice.HangUpNow()
 	waitRoster(t, a, first.ID, "Second bot", "Test bot")
 }
@@ -269,4 +294,19 @@ func rawInvite(t *testing.T, addr, user string, header func(callID string) strin
 			return code
 		}
 	}
+}
+
+// waitLastRoster waits until the latest roster notification of callID
+// names want (waitRoster takes any, which a roster seen before satisfies).
+func waitLastRoster(t *testing.T, p *calltest.Platform, callID string, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	p.Hook.Wait(t, callID, 30*time.Second, fmt.Sprintf("latest roster %v", want), func(ns []calltest.Notification) bool {
+		for i := len(ns) - 1; i >= 0; i-- {
+			if ns[i].ResourceURL == "/communications/calls/"+callID+"/participants" {
+				return slices.Equal(rosterNames(t, ns[i]), want)
+			}
+		}
+		return false
+	})
 }
