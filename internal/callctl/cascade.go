@@ -320,6 +320,9 @@ func (c *cascadeLink) onRoom(ev LegEvent) {
 		if x != nil && y != nil {
 			c.unbridge = media.Bridge(x, y)
 		}
+		if port != nil {
+			port.DetectTones(true) // passed on by onPerson
+		}
 	case LegEnded:
 		if !c.answered {
 			d.m.log.Warn("meeting room: its node refused the caller; opening it here", "meeting", d.mt.ID, "code", ev.Reason.Code, "reason", ev.Reason.Message)
@@ -339,6 +342,20 @@ func (c *cascadeLink) onPerson(ev LegEvent) {
 		return
 	}
 	if refuseRefer(ev) || c.ended {
+		return
+	}
+	if ev.Kind == LegTone {
+		// The bridge carries audio only: a key the person pressed (RFC
+		// 4733, or in-band found here) goes on as RFC 4733 on the cascade
+		// leg, which the room's node reports to its bots.
+		c.d.mu.Lock()
+		out := c.out
+		c.d.mu.Unlock()
+		if out != nil && c.answered {
+			if err := out.SendTones([]graph.Tone{ev.Tone}, 0, func() {}); err != nil {
+				c.d.m.log.Debug("meeting room: pass a key on to the room's node", "err", err)
+			}
+		}
 		return
 	}
 	if ev.Kind == LegEnded {

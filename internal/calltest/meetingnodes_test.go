@@ -171,6 +171,24 @@ func TestMeetingHasOneRoomAcrossNodes(t *testing.T) {
 	// up her cascade leg, and B hangs her up.
 	carol := dialInThrough(t, b, calltest.CarolID, m)
 	waitRoster(t, a, second.ID, "Alice", "Carol", "Second bot", "Test bot")
+	// A key she presses reaches the bot on the room's node.
+	if r := a.Bot("POST", calls+"/"+first.ID+"/subscribeToTone", map[string]any{}); r.StatusCode/100 != 2 {
+		t.Fatalf("subscribeToTone: %s %s", r.Status, r.Body)
+	}
+	if err := carol.PressKeys("5", simulated.DefaultDTMFInterval); err != nil {
+		t.Fatal(err)
+	}
+	a.Hook.Wait(t, first.ID, 20*time.Second, "Carol's key", func(ns []calltest.Notification) bool {
+		for _, n := range ns {
+			if n.ResourceURL != "/communications/calls/"+first.ID {
+				continue
+			}
+			if c := n.Call(t); c.ToneInfo != nil && c.ToneInfo.Tone == graph.Tone("tone5") {
+				return true
+			}
+		}
+		return false
+	})
 	r := b.Do(calltest.Req{Method: "GET", Path: calls + "/" + second.ID + "/participants", Token: b.Token(calltest.Bot2ID, calltest.TenantID)})
 	var ps struct{ Value []graph.Participant }
 	r.JSON(t, &ps)
