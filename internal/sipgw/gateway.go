@@ -101,6 +101,7 @@ type Gateway struct {
 	wsLimit *wsLimiter               // per source address: SIP over WebSocket connections (wslimit.go)
 	am      *abuseMetrics
 	rtc     *webrtcgw.Gateway // nil: WebRTC offers are refused
+	relays  relayTable        // dialogs relayed between this node's browsers and other nodes (flow.go)
 
 	// RFC 3261 timers of the gateway's own dialog layer (2xx retransmission
 	// of answers, the wait for their ACK). Fields, not package settings, so
@@ -608,6 +609,9 @@ func (g *Gateway) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 				g.respond(tx, req, code, phrase, hdrs...)
 			}
 			return
+		}
+		if g.relay(req, tx) {
+			return // for a browser of this node, or from one (flow.go)
 		}
 		h(req, tx)
 	}

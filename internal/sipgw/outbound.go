@@ -58,6 +58,10 @@ type destination struct {
 	transport string
 	addr      string
 	route     []string // Route header values: a binding's Path (RFC 3327 §5.3)
+	// webrtc: the contact is a browser's (registered over WebSocket),
+	// which takes WebRTC media only, whatever the transport of the next
+	// hop (another node relaying to the browser's connection: flow.go).
+	webrtc bool
 }
 
 // Dial starts calling t and returns at once; the INVITEs go out from the
@@ -145,16 +149,20 @@ func (g *Gateway) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent
 				// the node's HTTPS listener, which sipgo serves as WS.
 				transport = "WS"
 			}
-			if len(b.Path) > 0 {
+			browser := strings.EqualFold(b.Transport, "WS") || strings.EqualFold(b.Transport, "WSS")
+			if len(b.Path) > 0 && !g.ownFlow(b.Path[0]) {
 				// Registered through a proxy that asked to stay on the
-				// way (Kamailio in front of several nodes): the INVITE
-				// goes to the Path's first hop, which routes it on.
+				// way (Kamailio in front of several nodes), or a browser
+				// whose WebSocket is on another node: the INVITE goes to
+				// the Path's first hop, which routes it on.
 				if d, ok := viaPath(uri, b.Path); ok {
+					d.webrtc = browser
 					dests = append(dests, d)
 					continue
 				}
 			}
-			dests = append(dests, destination{uri: uri, transport: transport, addr: g.reachable(transport, b.Source, uri)})
+			dests = append(dests, destination{uri: uri, transport: transport, addr: g.reachable(transport, b.Source, uri),
+				webrtc: strings.EqualFold(transport, "WS")})
 		}
 		if len(dests) == 0 {
 			return nil, &callctl.RouteError{Reason: errs.NoEndpoints}
@@ -184,7 +192,7 @@ func (g *Gateway) Dial(callID string, t callctl.Target, ev func(callctl.LegEvent
 	offer := l.sdp.offer()
 	for _, d := range dests {
 		body, peer := offer, (*webrtcgw.Peer)(nil)
-		if strings.EqualFold(d.transport, "WS") {
+		if d.webrtc {
 			// A browser's contact: it takes WebRTC media only.
 			if peer, err = g.offerWebRTC(sess.LocalAddr()); err != nil {
 				l.lg().Info("no WebRTC offer for a browser's contact", "contact", d.uri.String(), "err", err)
@@ -543,7 +551,9 @@ func outcome(status int, phrase string) errs.EndReason {
 		return errs.RemoteDeclined
 	case 404, 604:
 		return errs.RemoteNotFound
-	case 480, 0:
+	case 480, 430, 0:
+		// 430: the node holding a browser's WebSocket found it closed
+		// (RFC 5626 §5.3, flow.go).
 		return errs.Unreachable
 	case 408:
 		return errs.NoAnswer

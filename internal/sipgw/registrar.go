@@ -44,7 +44,9 @@ type binding struct {
 	// Path is the proxies the REGISTER came through that asked to stay on
 	// the way to this contact (RFC 3327), first the one nearest to us:
 	// requests to the contact carry it as their Route set, so a node
-	// reaches a phone through the Kamailio it registered through.
+	// reaches a phone through the Kamailio it registered through. A
+	// browser's is the node holding its WebSocket, with a flow token
+	// (flow.go).
 	Path []string `json:"path,omitempty"`
 }
 
@@ -174,6 +176,14 @@ func (g *Gateway) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 	}
 
 	path := pathOf(req)
+	shown := path
+	if t := strings.ToUpper(req.Transport()); len(path) == 0 && (t == "WS" || t == "WSS") {
+		// A browser: only this node holds its connection, so the others
+		// reach it through this node, which relays to the connection the
+		// token names (flow.go). The Path is the node's business, not the
+		// browser's: it is not shown.
+		path = []string{g.flowRoute("TCP", g.flowToken(req.Source()))}
+	}
 	callID, cseq := callIDOf(req), req.CSeq().SeqNo
 	ctx, cancel := context.WithTimeout(g.runCtx, 5*time.Second)
 	defer cancel()
@@ -234,12 +244,12 @@ func (g *Gateway) onRegister(req *sip.Request, tx sip.ServerTransaction) {
 		c.Params.Add("expires", strconv.Itoa(int(b.Expires.Sub(now).Round(time.Second)/time.Second)))
 		res.AppendHeader(c)
 	}
-	if len(path) > 0 && supports(req, "path") {
+	if len(shown) > 0 && supports(req, "path") {
 		// RFC 3327 §5.3: the UA learns the path its contacts are reached
 		// by. To one that does not say it supports Path it is not shown,
 		// though it is kept and used all the same (Kamailio's registrar
 		// path_mode 0): the proxy asked for it.
-		for _, p := range path {
+		for _, p := range shown {
 			res.AppendHeader(sip.NewHeader("Path", p))
 		}
 	}
