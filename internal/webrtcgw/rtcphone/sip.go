@@ -278,6 +278,14 @@ func (in *Incoming) Answer(ctx context.Context) (*Media, error) {
 // Done is closed when the incoming call's dialog ends.
 func (in *Incoming) Done() <-chan struct{} { return in.session.Context().Done() }
 
+// HangUp ends an answered incoming call with a BYE, sent along the
+// dialog's route set (its Record-Route), and waits for its answer.
+func (in *Incoming) HangUp(ctx context.Context) error {
+	err := in.session.Bye(ctx)
+	_ = in.session.Close()
+	return err
+}
+
 func tagged() sip.HeaderParams {
 	p := sip.NewParams()
 	p.Add("tag", sip.GenerateTagN(8))
