@@ -87,6 +87,23 @@ func TestBotCallsBrowserPhoneOnAnotherNode(t *testing.T) {
 	}
 	m.Close()
 
+	// The bot gives up while the phone rings: a's CANCEL reaches b, which
+	// cancels the INVITE it relayed, and the phone stops ringing.
+	ringing := a.CreateCall(calltest.EveID)
+	inR, err := ph.Ringing(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := a.Bot("DELETE", calls+"/"+ringing.ID, nil); r.StatusCode != 204 {
+		t.Fatalf("hang up a ringing call: %s", r.Status)
+	}
+	select {
+	case <-inR.Done():
+	case <-ctx.Done():
+		t.Fatal("the phone still rings after the bot hung up")
+	}
+	a.Hook.WaitState(t, ringing.ID, graph.StateTerminated)
+
 	// A second call: the phone hangs up, and its BYE (over its WebSocket,
 	// routed by b's Record-Route) ends the call on a.
 	call2 := a.CreateCall(calltest.EveID)

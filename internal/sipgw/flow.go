@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"net/netip"
 	"strings"
 	"sync"
@@ -51,6 +52,10 @@ const flowParam = "sb-flow"
 
 // maxRelayDialogs bounds the dialogs a node relays for its browsers.
 const maxRelayDialogs = 4096
+
+// flowProbe is how often a relay waiting for a browser's answer looks
+// at its connection.
+const flowProbe = time.Second
 
 // relayInviteTimeout bounds a relayed INVITE waiting for its final
 // response (RFC 3261 §16.6 Timer C is 3 minutes at least); the calling node
@@ -203,7 +208,7 @@ func (g *Gateway) relay(req *sip.Request, tx sip.ServerTransaction) bool {
 		fwd.PrependHeader(g.via(d.transport))
 		fwd.SetTransport(d.transport)
 		fwd.SetDestination(d.upstream)
-		g.forward(req, fwd, tx, callID, nil)
+		g.forward(req, fwd, tx, callID, "", nil)
 		return true
 	}
 	// Towards the browser, over its connection if it is still open: never
@@ -235,7 +240,7 @@ func (g *Gateway) relay(req *sip.Request, tx sip.ServerTransaction) bool {
 	}
 	fwd.SetTransport("WS")
 	fwd.SetDestination(flow)
-	g.forward(req, fwd, tx, callID, created)
+	g.forward(req, fwd, tx, callID, flow, created)
 	return true
 }
 
@@ -250,10 +255,14 @@ func (g *Gateway) flowOpen(addr string) bool {
 }
 
 // forward sends fwd, the relayed copy of req, and relays its responses
-// back on tx until the final one. An ACK is written as it is. created is
-// the dialog entry an initial INVITE added: it goes unless a 2xx
-// confirms it. A BYE answered ends the dialog's entry.
-func (g *Gateway) forward(req, fwd *sip.Request, tx sip.ServerTransaction, callID string, created *relayDialog) {
+// back on tx until the final one. An ACK is written as it is. flow is the
+// browser's connection when fwd goes to it: while it waits, the
+// connection is looked at every flowProbe, and its closing (a write can
+// succeed on a connection the browser has just closed) answers 430 at
+// once rather than after the transaction's timeout. created is the dialog
+// entry an initial INVITE added: it goes unless a 2xx confirms it. A BYE
+// answered ends the dialog's entry.
+func (g *Gateway) forward(req, fwd *sip.Request, tx sip.ServerTransaction, callID, flow string, created *relayDialog) {
 	if req.IsAck() {
 		if err := g.write(fwd); err != nil {
 			g.log.Debug("sip relay: ACK", "call-id", callID, "err", err)
@@ -285,6 +294,12 @@ func (g *Gateway) forward(req, fwd *sip.Request, tx sip.ServerTransaction, callI
 		// already; the browser's INVITE is cancelled in turn.
 		tx.OnCancel(func(*sip.Request) { once.Do(func() { close(cancelled) }) })
 	}
+	var probe <-chan time.Time
+	if flow != "" {
+		tk := time.NewTicker(flowProbe)
+		defer tk.Stop()
+		probe = tk.C
+	}
 	final := func(code int) {
 		if created != nil && (code < 200 || code >= 300) {
 			g.relays.remove(callID)
@@ -313,12 +328,25 @@ func (g *Gateway) forward(req, fwd *sip.Request, tx sip.ServerTransaction, callI
 		case <-cancelled:
 			cancelled = nil
 			g.goTracked(func() { g.cancelRelayed(fwd, callID) })
+		case <-probe:
+			if g.flowOpen(flow) {
+				continue
+			}
+			final(0)
+			if !req.IsInvite() || cancelled != nil {
+				g.respond(tx, req, 430, "Flow Failed")
+			}
+			return
 		case <-ctl.Done():
 			final(0)
-			if req.IsInvite() && cancelled == nil {
-				return // cancelled: the 487 went
+			switch {
+			case req.IsInvite() && cancelled == nil:
+				// cancelled: the 487 went
+			case flow != "" && errors.Is(ctl.Err(), sip.ErrTransactionTransport):
+				g.respond(tx, req, 430, "Flow Failed")
+			default:
+				g.respond(tx, req, 408, "Request Timeout")
 			}
-			g.respond(tx, req, 408, "Request Timeout")
 			return
 		case <-ctx.Done():
 			final(0)
