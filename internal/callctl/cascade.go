@@ -324,8 +324,8 @@ func (c *cascadeLink) onRoom(ev LegEvent) {
 			port.DetectTones(true) // passed on by onPerson
 		}
 	case LegEnded:
-		if !c.answered {
-			d.m.log.Warn("meeting room: its node refused the caller; opening it here", "meeting", d.mt.ID, "code", ev.Reason.Code, "reason", ev.Reason.Message)
+		if !c.answered && unreached(ev.Reason) {
+			d.m.log.Warn("meeting room: its node did not take the caller; opening it here", "meeting", d.mt.ID, "code", ev.Reason.Code, "reason", ev.Reason.Message)
 			c.ended = true
 			c.local = d.enterHere()
 			return
@@ -333,6 +333,15 @@ func (c *cascadeLink) onRoom(ev LegEvent) {
 		c.end()
 		d.hangUp(ev.Reason)
 	}
+}
+
+// unreached reports whether a cascade leg that ended unanswered never
+// reached the room (no answer, unreachable, the node failing or
+// draining: 408, 480, 5xx), so the person is better in a room here than
+// nowhere; a refusal (a guest pass already in the meeting: 403) ends
+// their call instead.
+func unreached(r errs.EndReason) bool {
+	return r.Code == 408 || r.Code == 480 || r.Code >= 500
 }
 
 // onPerson follows the person's leg once it is cascaded.
