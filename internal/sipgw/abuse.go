@@ -85,8 +85,8 @@ func (g *Gateway) screen(req *sip.Request) bool {
 	if !ok || g.trunkFrom(src) != nil || proxied && g.isProxy(src) {
 		return true // a trunk, or a proxy's own request (its OPTIONS probes)
 	}
-	if toTag(req) != "" && g.dialog(req) != nil {
-		return true
+	if toTag(req) != "" && (g.dialog(req) != nil || g.relays.has(callIDOf(req))) {
+		return true // in a call of this node, or one it relays for a browser (flow.go)
 	}
 	switch v, _ := g.sources.Allow(src); v {
 	case abuse.Banned:

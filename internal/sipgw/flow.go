@@ -161,6 +161,7 @@ func (g *Gateway) relay(req *sip.Request, tx sip.ServerTransaction) bool {
 	flow, ok := g.checkFlow(token)
 	if !ok {
 		g.log.Info("sip relay: a Route with a flow token this node did not issue", "method", req.Method, "source", req.Source())
+		g.authFailed(req) // a forged token is a guessed credential
 		if !req.IsAck() {
 			g.respond(tx, req, 403, "Forbidden (flow token)")
 		}
@@ -377,6 +378,11 @@ func (g *Gateway) cancelRelayed(inv *sip.Request, callID string) {
 	if _, err := g.do(ctx, c); err != nil {
 		g.log.Debug("sip relay: CANCEL", "call-id", callID, "err", err)
 	}
+}
+
+func (t *relayTable) has(callID string) bool {
+	_, ok := t.get(callID)
+	return ok
 }
 
 func (t *relayTable) get(callID string) (relayDialog, bool) {
