@@ -2,6 +2,7 @@ package calltest_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -133,4 +134,70 @@ func TestBotCallsBrowserPhoneOnAnotherNode(t *testing.T) {
 	if end.ResultInfo.Code != 480 || end.ResultInfo.Subcode != 10076 {
 		t.Fatalf("a call to a browser whose WebSocket closed ended with %+v, want 480/10076 (unreachable)", end.ResultInfo)
 	}
+}
+
+// The /phone page in a real Chromium signs in on node b; a bot calls eve
+// through node a. The page rings and answers, hears the bot's prompt from
+// a's WebRTC peer, and its microphone is in the bot's recording; its hold
+// and resume (re-INVITEs from the browser) and its hang-up cross b's
+// relay to a.
+func TestChromiumPhonePageOnAnotherNode(t *testing.T) {
+	natsAddr := freeAddr(t)
+	a := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) { c.NATS.Listen = natsAddr }})
+	b := calltest.Start(t, calltest.Options{Hook: a.Hook, WeakHook: a.WeakHook, Edit: func(c *config.Config) {
+		c.NATS.URL = "nats://" + natsAddr
+		c.HTTP.PublicURL = a.URL
+	}})
+	page := calltest.StartChromium(t, b.URL+"/phone", calltest.Pattern(700, 30, 4))
+	page.Until(20*time.Second, "the page", `document.readyState === 'complete' && window.SipUA && document.activeElement.id === 'user'`)
+	page.Eval(fmt.Sprintf(`document.getElementById('user').value = 'eve'; document.getElementById('password').value = %q;
+document.getElementById('signin-button').click()`, calltest.EvePassword))
+	page.Until(10*time.Second, "eve signed in on node b", `!document.getElementById('phone').hidden && document.getElementById('status').textContent.startsWith('Signed in as eve@')`)
+
+	out := a.CreateCall(calltest.EveID)
+	page.Until(20*time.Second, "the incoming call", `!document.getElementById('incoming').hidden && document.activeElement.id === 'answer'`)
+	page.Eval(`document.getElementById('answer').click()`)
+	a.Hook.WaitState(t, out.ID, graph.StateEstablished)
+	page.Until(20*time.Second, "the answered call", `document.getElementById('status').textContent.startsWith('In a call with')`)
+
+	page.Eval(`(() => {
+  window.heard = [];
+  const ac = new AudioContext(), an = ac.createAnalyser();
+  an.fftSize = 2048;
+  ac.createMediaStreamSource(document.getElementById('remote-audio').srcObject).connect(an);
+  const bins = new Float32Array(an.frequencyBinCount);
+  setInterval(() => {
+    an.getFloatFrequencyData(bins);
+    let best = 0;
+    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+    if (bins[best] > -50) window.heard.push(Math.round(best * ac.sampleRate / an.fftSize));
+  }, 100);
+})()`)
+	c := calls + "/" + out.ID
+	base := wavServer(t, map[string][]byte{"/tone.wav": calltest.WAV(tone(1200, 3*time.Second), 8000)})
+	op := opDone(t, a, out.ID, a.Bot("POST", c+"/playPrompt", prompts(base+"/tone.wav")))
+	if op.Status != graph.OperationCompleted {
+		t.Fatalf("playPrompt: %+v %+v", op, op.ResultInfo)
+	}
+	page.Until(5*time.Second, "the bot's 1200 Hz prompt heard", `window.heard.some(f => f > 1150 && f < 1250)`)
+	op = opDone(t, a, out.ID, a.Bot("POST", c+"/recordResponse", map[string]any{
+		"maxRecordDurationInSeconds": 4, "initialSilenceTimeoutInSeconds": 5, "maxSilenceTimeoutInSeconds": 5, "playBeep": false}))
+	if op.Status != graph.OperationCompleted {
+		t.Fatalf("recordResponse: %+v %+v", op, op.ResultInfo)
+	}
+	if level := framesToneLevel(download(t, a, op), 700); level < 0.6 {
+		t.Fatalf("the recording is not the page's microphone: 700 Hz is %.2f of its energy", level)
+	}
+
+	page.Eval(`document.getElementById('hold').click()`)
+	page.Until(10*time.Second, "on hold", `document.getElementById('hold').getAttribute('aria-pressed') === 'true' && document.getElementById('status').textContent.startsWith('On hold')`)
+	page.Eval(`document.getElementById('hold').click()`)
+	page.Until(10*time.Second, "resumed", `document.getElementById('hold').getAttribute('aria-pressed') === 'false' && document.getElementById('status').textContent.startsWith('In a call')`)
+
+	page.Eval(`document.getElementById('hangup').click()`)
+	end := a.Hook.WaitState(t, out.ID, graph.StateTerminated).Call(t)
+	if end.ResultInfo.Code != 200 {
+		t.Fatalf("the page's hang-up ended the call with %+v", end.ResultInfo)
+	}
+	page.Until(5*time.Second, "the call ended", `document.getElementById('status').textContent.startsWith('Call ended')`)
 }
