@@ -138,9 +138,9 @@ func TestBotCallsBrowserPhoneOnAnotherNode(t *testing.T) {
 
 // The /phone page in a real Chromium signs in on node b; a bot calls eve
 // through node a. The page rings and answers, hears the bot's prompt from
-// a's WebRTC peer, and its microphone is in the bot's recording; its hold
-// and resume (re-INVITEs from the browser) and its hang-up cross b's
-// relay to a.
+// a's WebRTC peer, and its microphone is in the bot's recording; a key
+// sent as SIP INFO, its hold and resume (re-INVITEs from the browser) and
+// its hang-up cross b's relay to a.
 func TestChromiumPhonePageOnAnotherNode(t *testing.T) {
 	natsAddr := freeAddr(t)
 	a := calltest.Start(t, calltest.Options{Edit: func(c *config.Config) { c.NATS.Listen = natsAddr }})
@@ -188,6 +188,22 @@ document.getElementById('signin-button').click()`, calltest.EvePassword))
 	if level := framesToneLevel(download(t, a, op), 700); level < 0.6 {
 		t.Fatalf("the recording is not the page's microphone: 700 Hz is %.2f of its energy", level)
 	}
+
+	// A key as SIP INFO, from the browser through b to a.
+	if r := a.Bot("POST", c+"/subscribeToTone", map[string]string{}); r.StatusCode != 200 {
+		t.Fatalf("subscribeToTone: %s", r.Status)
+	}
+	page.Eval(`document.getElementById('dtmf-mode').value = 'info'; document.querySelector('#keypad [data-key="9"]').click()`)
+	a.Hook.Wait(t, out.ID, 10*time.Second, "the page's key 9 as SIP INFO", func(ns []calltest.Notification) bool {
+		for _, n := range ns {
+			if n.ResourceURL == "/communications/calls/"+out.ID {
+				if ci := n.Call(t); ci.ToneInfo != nil && ci.ToneInfo.Tone == "tone9" {
+					return true
+				}
+			}
+		}
+		return false
+	})
 
 	page.Eval(`document.getElementById('hold').click()`)
 	page.Until(10*time.Second, "on hold", `document.getElementById('hold').getAttribute('aria-pressed') === 'true' && document.getElementById('status').textContent.startsWith('On hold')`)
