@@ -193,8 +193,9 @@ func (m *Manager) askRoom(ctx context.Context, node, meetingID string) (bool, er
 
 // The node-to-node operations besides a call's commands.
 const (
-	opRoomAsk = "room.ask"
-	opCreate  = "create"
+	opRoomAsk    = "room.ask"
+	opRoomRoster = "room.roster"
+	opCreate     = "create"
 )
 
 // serveRoomAsk answers whether a meeting's room is open (or being opened)
@@ -207,6 +208,49 @@ func (m *Manager) serveRoomAsk(body []byte) forwardReply {
 	_, pending := m.roomClaims[q.Meeting]
 	r := m.rooms[q.Meeting]
 	return forwardReply{RoomOpen: pending || (r != nil && !m.closing)}
+}
+
+// remoteRoster asks the node that mixes the meeting for its roster (the
+// join page of a guest whose page is on another node); nil when no other
+// node has the room open or it cannot be asked.
+func (m *Manager) remoteRoster(meetingID string) []graph.Participant {
+	if m.roomKV == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), askTimeout)
+	defer cancel()
+	data, _, err := m.roomKV.Get(ctx, roomKey(meetingID))
+	if err != nil {
+		return nil
+	}
+	var c roomClaim
+	if json.Unmarshal(data, &c) != nil || c.Node == "" || c.Node == m.o.Node {
+		return nil
+	}
+	body, _ := json.Marshal(roomAsk{Meeting: meetingID})
+	req, _ := json.Marshal(command{Op: opRoomRoster, Body: body})
+	msg, err := m.o.Store.Conn().RequestWithContext(ctx, nodeSubject(c.Node), req)
+	if err != nil {
+		return nil
+	}
+	var r forwardReply
+	if json.Unmarshal(msg.Data, &r) != nil {
+		return nil
+	}
+	return r.Roster
+}
+
+// serveRoomRoster answers remoteRoster.
+func (m *Manager) serveRoomRoster(body []byte) forwardReply {
+	var q roomAsk
+	_ = json.Unmarshal(body, &q)
+	m.mu.Lock()
+	r := m.rooms[q.Meeting]
+	m.mu.Unlock()
+	if r == nil {
+		return forwardReply{}
+	}
+	return forwardReply{Roster: r.rosterNow()}
 }
 
 // forwardCreate has node, the room's node, create a bot's meeting call:

@@ -126,13 +126,14 @@ type Manager struct {
 	roomKV     *store.KV // the rooms' claims (cascade.go); nil without a store or in a takeover
 	// watching are the roster watchers of meetings (watch.go), by
 	// meeting id; guarded by watchMu, never held while calling one.
-	watchMu  sync.Mutex
-	watching map[string]map[*meetingWatch]struct{}
-	apps     map[string]*appMedia // app-hosted media of this node's calls, by call id
-	perApp   map[string]int       // live calls per app|tenant on this node
-	closing  bool
-	wg       sync.WaitGroup // the actors
-	sub      *nats.Subscription
+	watchMu   sync.Mutex
+	watching  map[string]map[*meetingWatch]struct{}
+	watchSubs map[string]*nats.Subscription // the room's node's changes, for meetings watched here
+	apps      map[string]*appMedia          // app-hosted media of this node's calls, by call id
+	perApp    map[string]int                // live calls per app|tenant on this node
+	closing   bool
+	wg        sync.WaitGroup // the actors
+	sub       *nats.Subscription
 
 	// bg tracks the work actors start off their goroutine (prompt and
 	// hold music fetches, recordings being stored, prefetches); bgCtx is
@@ -180,7 +181,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 	}
 	m := &Manager{
 		o: o, cfg: o.Config, dir: o.Directory, calls: calls, log: o.Logger, clk: o.Clock,
-		actors: map[string]*actor{}, rooms: map[string]*room{}, roomClaims: map[string]uint64{}, apps: map[string]*appMedia{}, perApp: map[string]int{}, pepper: pepper,
+		actors: map[string]*actor{}, rooms: map[string]*room{}, roomClaims: map[string]uint64{}, watchSubs: map[string]*nats.Subscription{}, apps: map[string]*appMedia{}, perApp: map[string]int{}, pepper: pepper,
 		active: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchboard_calls_active", Help: "Calls live on this node."}),
 		ended:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_calls_ended_total", Help: "Calls ended, by resultInfo code and subcode."}, []string{"code", "subcode"}),
 		recFailed: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_recordings_failed_total",
@@ -516,8 +517,9 @@ type forwardReply struct {
 	ErrMsg    string           `json:"errMsg,omitempty"`
 	// Call is a forwarded create's call; RoomOpen answers a room.ask
 	// (cascade.go).
-	Call     *graph.Call `json:"call,omitempty"`
-	RoomOpen bool        `json:"roomOpen,omitempty"`
+	Call     *graph.Call         `json:"call,omitempty"`
+	RoomOpen bool                `json:"roomOpen,omitempty"`
+	Roster   []graph.Participant `json:"roster,omitempty"` // a room.roster's answer
 }
 
 func nodeSubject(node string) string { return "sb.node." + node + ".cmd" }
@@ -622,6 +624,8 @@ func (m *Manager) runForwarded(data []byte) forwardReply {
 	switch cmd.Op {
 	case opRoomAsk:
 		return m.serveRoomAsk(cmd.Body)
+	case opRoomRoster:
+		return m.serveRoomRoster(cmd.Body)
 	case opCreate:
 		return m.serveCreate(cmd.Caller, cmd.Body)
 	}

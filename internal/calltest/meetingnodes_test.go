@@ -147,9 +147,32 @@ func TestMeetingHasOneRoomAcrossNodes(t *testing.T) {
 	waitRoster(t, a, first.ID, "Second bot", "Test bot")
 	waitRoster(t, a, second.ID, "Second bot", "Test bot")
 
+	// A join page on B follows the room on A: woken by A's changes, it
+	// reads A's roster.
+	woke := make(chan struct{}, 1)
+	stop := b.Node.Calls.WatchMeeting(m.ID, func() {
+		select {
+		case woke <- struct{}{}:
+		default:
+		}
+	})
+	defer stop()
+
 	// Bob dials in on B, Alice on A.
 	bob := dialInThrough(t, b, calltest.BobID, m)
 	waitRoster(t, a, first.ID, "Bob", "Second bot", "Test bot")
+	for names := []string(nil); !slices.Contains(names, "Bob"); {
+		select {
+		case <-woke:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("node B's watch of the meeting was not woken with Bob in it; its roster: %v", names)
+		}
+		names = names[:0]
+		for _, p := range b.Node.Calls.MeetingRoster(m.ID) {
+			_, id := p.Info.Identity.Primary()
+			names = append(names, id.DisplayName)
+		}
+	}
 	alice := dialInThrough(t, a, calltest.AliceID, m)
 	waitRoster(t, a, first.ID, "Alice", "Bob", "Second bot", "Test bot")
 	waitRoster(t, a, second.ID, "Alice", "Bob", "Second bot", "Test bot")
