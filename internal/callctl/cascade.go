@@ -121,6 +121,9 @@ func (m *Manager) placeRoom(ctx context.Context, mt *Meeting) (*roomClaim, error
 		}
 		rev, err = m.roomKV.Update(ctx, key, mine, rev)
 		if err == nil {
+			if c.Node != "" && c.Node != m.o.Node {
+				m.roomTakeovers.Inc()
+			}
 			m.claimed(mt.ID, rev)
 			return nil, nil
 		}
@@ -354,6 +357,7 @@ func (c *cascadeLink) onRoom(ev LegEvent) {
 			return
 		}
 		c.answered = true
+		d.m.cascades.WithLabelValues("bridged").Inc()
 		d.mu.Lock()
 		person, out, port := d.leg, c.out, d.port
 		d.mu.Unlock()
@@ -371,8 +375,12 @@ func (c *cascadeLink) onRoom(ev LegEvent) {
 		if !c.answered && unreached(ev.Reason) {
 			d.m.log.Warn("meeting room: its node did not take the caller; opening it here", "meeting", d.mt.ID, "code", ev.Reason.Code, "reason", ev.Reason.Message)
 			c.ended = true
+			d.m.cascades.WithLabelValues("local").Inc()
 			c.local = d.enterHere()
 			return
+		}
+		if !c.answered {
+			d.m.cascades.WithLabelValues("ended").Inc()
 		}
 		c.end()
 		d.hangUp(ev.Reason)

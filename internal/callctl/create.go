@@ -73,6 +73,7 @@ func (m *Manager) create(ctx context.Context, c Caller, req *graph.Call, forward
 				m.log.Warn("meeting room: cannot tell which node mixes it; opening it here", "meeting", mt.ID, "err", err)
 			}
 			if h != nil {
+				m.joinsForwarded.Inc()
 				call, err := m.forwardCreate(ctx, h.Node, c, req)
 				if !errors.Is(err, nats.ErrNoResponders) {
 					return call, err

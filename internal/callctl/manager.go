@@ -146,6 +146,10 @@ type Manager struct {
 	ended     *prometheus.CounterVec
 	echoDelay prometheus.Histogram
 	recFailed prometheus.Counter
+	// Meetings across nodes (cascade.go).
+	joinsForwarded prometheus.Counter
+	cascades       *prometheus.CounterVec
+	roomTakeovers  prometheus.Counter
 	// appDone sums the frame counters of app ports that closed (under mu).
 	appDone media.AppStats
 
@@ -192,6 +196,13 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 			// multiples of it, so jitter does not move it between buckets.
 			Buckets: []float64{.005, .015, .025, .035, .045, .055, .065, .085, .105, .155, .205, .305}}),
 	}
+	m.joinsForwarded = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_meeting_joins_forwarded_total",
+		Help: "Bots' meeting joins this node forwarded to the node that mixes the meeting, which made the call."})
+	m.cascades = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_meeting_cascades_total",
+		Help: "People who reached this node carried to their meeting's room on another node by a SIP leg: bridged (in the room), local (the room's node was not reached: a room here), ended (refused there)."},
+		[]string{"outcome"})
+	m.roomTakeovers = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_meeting_room_takeovers_total",
+		Help: "Meeting rooms this node opened afresh because the node that held them was gone or had closed them."})
 	m.bgCtx, m.bgCancel = context.WithCancel(context.Background())
 	if o.Store != nil && !o.Takeover {
 		kv, err := o.Store.Bucket(ctx, LimitsBucket, 0)
@@ -212,7 +223,7 @@ func New(ctx context.Context, o Options) (*Manager, error) {
 			func() float64 { return float64(f(m.appFrames())) })
 	}
 	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{m.active, m.ended, m.echoDelay, m.recFailed,
+		for _, c := range []prometheus.Collector{m.active, m.ended, m.echoDelay, m.recFailed, m.joinsForwarded, m.cascades, m.roomTakeovers,
 			frames("toBot", "sent", func(s media.AppStats) uint64 { return s.Sent }),
 			frames("toBot", "dropped", func(s media.AppStats) uint64 { return s.Dropped }),
 			frames("fromBot", "received", func(s media.AppStats) uint64 { return s.Received }),

@@ -232,6 +232,14 @@ func TestMeetingHasOneRoomAcrossNodes(t *testing.T) {
 
 	alice.HangUpNow()
 	waitRoster(t, a, first.ID, "Second bot", "Test bot")
+
+	// B counted what it sent on to A.
+	metrics := string(b.Do(calltest.Req{Method: "GET", Path: "/metrics"}).Body)
+	for _, want := range []string{"switchboard_meeting_joins_forwarded_total 1", `switchboard_meeting_cascades_total{outcome="bridged"} 2`} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("node B's metrics lack %q", want)
+		}
+	}
 }
 
 // The room of a meeting whose node is gone is opened afresh by the next
@@ -256,6 +264,9 @@ func TestMeetingRoomMovesWhenItsNodeIsLost(t *testing.T) {
 	alice := dialInThrough(t, a, calltest.AliceID, m)
 	waitRoster(t, a, second.ID, "Alice", "Second bot")
 	alice.HangUpNow()
+	if metrics := string(a.Do(calltest.Req{Method: "GET", Path: "/metrics"}).Body); !strings.Contains(metrics, "switchboard_meeting_room_takeovers_total 1") {
+		t.Error("node A did not count the room it took over")
+	}
 }
 
 // Only another node can carry a person into a meeting: an INVITE whose
