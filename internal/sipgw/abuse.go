@@ -25,9 +25,10 @@ import (
 //     requests are dropped unanswered, right password or not, so a guesser
 //     learns nothing more.
 //
-// ACK and CANCEL, requests in a dialog the gateway holds, and requests
-// from a trunk's allowFrom addresses are never limited: a trunk (or a
-// proxy in front of the node) carries many callers from one address. The
+// ACK and CANCEL, requests in a dialog the gateway holds, requests from a
+// trunk's allowFrom addresses and another node's cascade INVITEs (their
+// MAC checked) are never limited: a trunk, a proxy in front of the node or
+// another node carries many callers from one address. The
 // table of sources is bounded (internal/abuse): a flood from many
 // addresses costs a fixed amount of memory.
 //
@@ -84,6 +85,11 @@ func (g *Gateway) screen(req *sip.Request) bool {
 	src, proxied, ok := g.origin(req)
 	if !ok || g.trunkFrom(src) != nil || proxied && g.isProxy(src) {
 		return true // a trunk, or a proxy's own request (its OPTIONS probes)
+	}
+	if h := req.GetHeader(cascadeHeader); h != nil && req.IsInvite() {
+		if _, err := g.checkCascade(req, h.Value()); err == nil {
+			return true // another node carrying a person to a meeting mixed here (cascade.go): many from one address
+		}
 	}
 	if toTag(req) != "" && (g.dialog(req) != nil || g.relays.has(callIDOf(req))) {
 		return true // in a call of this node, or one it relays for a browser (flow.go)
