@@ -126,13 +126,19 @@ func TestBotCallsBrowserPhoneOnAnotherNode(t *testing.T) {
 	}
 
 	// The phone's WebSocket closes (the tab is gone), its binding not yet
-	// expired: b answers a's INVITE 430 (Flow Failed), and the bot's call
-	// ends with the callee unreachable.
+	// expired: b answers a's INVITE 430 (Flow Failed), the bot's call ends
+	// with the callee unreachable, and a drops the binding.
 	ph.Close()
 	call3 := a.CreateCall(calltest.EveID)
 	end := a.Hook.WaitState(t, call3.ID, graph.StateTerminated).Call(t)
 	if end.ResultInfo.Code != 480 || end.ResultInfo.Subcode != 10076 {
 		t.Fatalf("a call to a browser whose WebSocket closed ended with %+v, want 480/10076 (unreachable)", end.ResultInfo)
+	}
+	// Node a has dropped that binding: the next call finds no endpoint.
+	call4 := a.CreateCall(calltest.EveID)
+	end = a.Hook.WaitState(t, call4.ID, graph.StateTerminated).Call(t)
+	if end.ResultInfo.Code != 480 || end.ResultInfo.Subcode != 10037 {
+		t.Fatalf("a call after the flow failed ended with %+v, want 480/10037 (no endpoint): the binding is still there", end.ResultInfo)
 	}
 }
 

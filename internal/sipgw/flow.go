@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,8 +38,9 @@ import (
 //     connection, and the responses back: a transaction of its own each
 //     way (an INVITE's CANCEL included), and ACKs for 2xx as they come.
 //     What the browser sends in that dialog comes back over the
-//     connection with the same Route and is relayed to the Contact of the
-//     INVITE the node relayed, never to an address the browser chose.
+//     connection with the same Route and is relayed to the node that sent
+//     the INVITE (its address, its Contact's port), never to an address
+//     the browser chose.
 //   - The node itself calls its own browsers over their connections, as
 //     before (ownFlow).
 //
@@ -66,7 +68,7 @@ const relayInviteTimeout = 3 * time.Minute
 // the node that called it.
 type relayDialog struct {
 	flow      string // the browser's connection: its remote address over WS
-	upstream  string // the calling node's Contact in the INVITE: host:port
+	upstream  string // the calling node: the INVITE's source address, its Contact's port
 	transport string // and its transport
 }
 
@@ -232,8 +234,16 @@ func (g *Gateway) relay(req *sip.Request, tx sip.ServerTransaction) bool {
 		}
 		fwd.PrependHeader(sip.NewHeader("Record-Route", g.flowRoute("TCP", token)))
 		fwd.PrependHeader(sip.NewHeader("Record-Route", g.flowRoute("WS", token)))
+		// The browser's requests go to the calling node's Contact port
+		// at the address the INVITE came from: whoever holds a token
+		// cannot point them at a third party.
 		tr := transportOf(ct.Address, "UDP")
-		created = &relayDialog{flow: flow, upstream: hostPort(ct.Address, tr), transport: tr}
+		host := ct.Address.Host
+		if src, ok := sourceOf(req); ok {
+			host = src.String()
+		}
+		up := hostPort(sip.Uri{Host: host, Port: ct.Address.Port}, tr)
+		created = &relayDialog{flow: flow, upstream: up, transport: tr}
 		if !g.relays.add(callID, *created, g.flowOpen) {
 			g.respond(tx, req, 503, "Service Unavailable (too many relayed dialogs)", sip.NewHeader("Retry-After", "5"))
 			return true
@@ -425,4 +435,32 @@ func (t *relayTable) len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.m)
+}
+
+// forgetFlow drops the binding a branch reached through another node's
+// flow when that node answered 430 (RFC 5626 §5.3): the browser's
+// WebSocket is gone, and later calls need not try it until the browser
+// registers again. Only the binding with that very Path goes: the browser
+// may have registered anew, with the same Contact and a new flow,
+// meanwhile.
+func (b *branch) forgetFlow() {
+	routes := b.req.GetHeaders("Route")
+	if len(routes) == 0 {
+		return
+	}
+	first := routes[0].Value()
+	if u, ok := routeURI(first); !ok || !u.UriParams.Has(flowParam) {
+		return
+	}
+	g := b.l.g
+	user, key := b.req.To().Address.User, contactKey(b.req.Recipient)
+	ctx, cancel := context.WithTimeout(g.runCtx, 5*time.Second)
+	defer cancel()
+	if _, err := g.updateAOR(ctx, user, func(r *aorRecord) {
+		r.Bindings = slices.DeleteFunc(r.Bindings, func(x binding) bool {
+			return len(x.Path) > 0 && x.Path[0] == first && contactKeyOf(x.Contact) == key
+		})
+	}); err != nil {
+		b.l.lg().Info("the binding of a failed flow stays", "user", user, "err", err)
+	}
 }

@@ -322,6 +322,9 @@ func (b *branch) run() {
 				l.branchAnswered(b, tx, res)
 				return
 			default:
+				if res.StatusCode == 430 {
+					b.forgetFlow() // first, so the next call finds the binding gone
+				}
 				l.branchFailed(b, res.StatusCode, printable(res.Reason, 64))
 				return
 			}
