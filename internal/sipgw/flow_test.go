@@ -2,6 +2,7 @@ package sipgw
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -89,5 +90,38 @@ func TestRelayRefusals(t *testing.T) {
 	}
 	if n := e.gw.relays.len(); n != 0 {
 		t.Errorf("%d relayed dialogs left", n)
+	}
+}
+
+// The relayed dialogs are bounded: a full table makes room by dropping
+// the dialogs whose connections have closed, and refuses a new one when
+// every connection is open.
+func TestRelayTableBound(t *testing.T) {
+	var tab relayTable
+	open := func(flow string) bool { return flow != "closed" }
+	for i := range maxRelayDialogs {
+		flow := "open"
+		if i%2 == 0 {
+			flow = "closed"
+		}
+		if !tab.add(strconv.Itoa(i), relayDialog{flow: flow}, open) {
+			t.Fatalf("add %d of %d refused", i, maxRelayDialogs)
+		}
+	}
+	if !tab.add("one more", relayDialog{flow: "open"}, open) {
+		t.Fatal("a full table with closed flows refused a dialog")
+	}
+	if n := tab.len(); n != maxRelayDialogs/2+1 {
+		t.Fatalf("%d dialogs after the sweep, want %d", n, maxRelayDialogs/2+1)
+	}
+	for i := tab.len(); i < maxRelayDialogs; i++ {
+		tab.add("x"+strconv.Itoa(i), relayDialog{flow: "open"}, open)
+	}
+	if tab.add("too many", relayDialog{flow: "open"}, open) {
+		t.Fatal("a table full of open flows took one more")
+	}
+	tab.remove("1")
+	if tab.has("1") || !tab.add("after a remove", relayDialog{flow: "open"}, open) {
+		t.Fatal("a removed dialog's room was not given back")
 	}
 }
