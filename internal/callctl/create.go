@@ -65,22 +65,24 @@ func (m *Manager) create(ctx context.Context, c Caller, req *graph.Call, forward
 		if mt, err = m.findMeeting(ctx, c, req); err != nil {
 			return nil, err
 		}
-		if !forwarded {
-			// One room per meeting: a room mixed on another node gets
-			// the call there (cascade.go).
-			h, err := m.placeRoom(ctx, mt)
-			if err != nil {
-				m.log.Warn("meeting room: cannot tell which node mixes it; opening it here", "meeting", mt.ID, "err", err)
+		// One room per meeting: a room mixed on another node gets the
+		// call there (cascade.go). A create forwarded here joins here
+		// (no second hop), claiming the room if it closed meanwhile.
+		h, err := m.placeRoom(ctx, mt)
+		if err != nil {
+			m.log.Warn("meeting room: cannot tell which node mixes it; opening it here", "meeting", mt.ID, "err", err)
+		}
+		switch {
+		case h != nil && forwarded:
+			m.log.Warn("meeting room: moved to another node while a join was forwarded here; joining a room here", "meeting", mt.ID, "node", h.Node)
+		case h != nil:
+			m.joinsForwarded.Inc()
+			call, err := m.forwardCreate(ctx, h.Node, c, req)
+			if !errors.Is(err, nats.ErrNoResponders) {
+				return call, err
 			}
-			if h != nil {
-				m.joinsForwarded.Inc()
-				call, err := m.forwardCreate(ctx, h.Node, c, req)
-				if !errors.Is(err, nats.ErrNoResponders) {
-					return call, err
-				}
-				// It went away since it answered: nothing was created there.
-				m.log.Warn("meeting room: its node did not take the bot's call; joining a room here", "meeting", mt.ID, "node", h.Node, "err", err)
-			}
+			// It went away since it answered: nothing was created there.
+			m.log.Warn("meeting room: its node did not take the bot's call; joining a room here", "meeting", mt.ID, "node", h.Node, "err", err)
 		}
 		req.Targets = []graph.InvitationParticipantInfo{}
 	}

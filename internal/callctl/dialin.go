@@ -304,18 +304,21 @@ func (d *dialIn) enter() {
 	}
 	mt, port := d.mt, d.port
 	d.mu.Unlock()
-	if !d.in.Cascade {
-		ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
-		h, err := d.m.placeRoom(ctx, mt)
-		cancel()
-		if err != nil {
-			d.m.log.Warn("meeting room: cannot tell which node mixes it; opening it here", "meeting", mt.ID, "err", err)
-		}
-		if h != nil {
-			port.DetectTones(false)
-			if d.cascade(h) {
-				return
-			}
+	// A caller another node carried here (Cascade) enters here, claiming
+	// the room if it closed meanwhile; anyone else goes to the node that
+	// mixes the meeting.
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
+	h, err := d.m.placeRoom(ctx, mt)
+	cancel()
+	switch {
+	case err != nil:
+		d.m.log.Warn("meeting room: cannot tell which node mixes it; opening it here", "meeting", mt.ID, "err", err)
+	case h != nil && d.in.Cascade:
+		d.m.log.Warn("meeting room: moved to another node while a caller was carried here; entering a room here", "meeting", mt.ID, "node", h.Node)
+	case h != nil:
+		port.DetectTones(false)
+		if d.cascade(h) {
+			return
 		}
 	}
 	d.enterHere()
