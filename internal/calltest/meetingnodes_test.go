@@ -362,3 +362,43 @@ func waitLastRoster(t *testing.T, p *calltest.Platform, callID string, want ...s
 		return false
 	})
 }
+
+// A caller cascaded from another node waits in the lobby of the room's
+// node like anyone, and a bot's admit, sent through either node, lets
+// them in there.
+func TestMeetingLobbyAcrossNodes(t *testing.T) {
+	a, b, _ := meetingNodes(t, 0)
+	m := meeting(t, a.Bot("POST", userMeetings(calltest.AliceID), map[string]any{"subject": "Lobby"}), 201)
+	call := joinThrough(t, a, calltest.BotID, m)
+	a.Hook.WaitState(t, call.ID, graph.StateEstablished)
+
+	bob := dialInThrough(t, b, calltest.BobID, m)
+	lobby := func(in bool) string {
+		var pid string
+		a.Hook.Wait(t, call.ID, 20*time.Second, fmt.Sprintf("Bob in the lobby: %v", in), func(ns []calltest.Notification) bool {
+			for i := len(ns) - 1; i >= 0; i-- {
+				if ns[i].ResourceURL != "/communications/calls/"+call.ID+"/participants" {
+					continue
+				}
+				var ps []graph.Participant
+				_ = json.Unmarshal(ns[i].ResourceData, &ps)
+				for _, p := range ps {
+					if _, id := p.Info.Identity.Primary(); id.DisplayName == "Bob" && p.IsInLobby == in {
+						pid = p.ID
+						return true
+					}
+				}
+				return false
+			}
+			return false
+		})
+		return pid
+	}
+	pid := lobby(true)
+	if r := b.Bot("POST", calls+"/"+call.ID+"/participants/"+pid+"/admit", nil); r.StatusCode != 204 {
+		t.Fatalf("admit through B: %s %s", r.Status, r.Body)
+	}
+	lobby(false)
+	bob.HangUpNow()
+	waitLastRoster(t, a, call.ID, "Test bot")
+}
