@@ -338,14 +338,14 @@ type cascadeLink struct {
 	answered bool
 	unbridge func()
 	ended    bool
-	// local, once the room's node refused the cascade leg, takes the
-	// person's events: they are in a room on this node.
+	// local, once the cascade leg failed to reach the room (unreached),
+	// takes the person's events: they are in a room on this node.
 	local func(LegEvent)
 }
 
 // onRoom follows the cascade leg: answered, the two legs' media are
-// bridged; ended, the person is hung up (or, if it never answered, the
-// person enters a room on this node instead).
+// bridged; ended, the person is hung up (or, when it never reached the
+// room, the person enters a room on this node instead).
 func (c *cascadeLink) onRoom(ev LegEvent) {
 	if refuseRefer(ev) || c.ended {
 		return
@@ -399,7 +399,7 @@ func unreached(r errs.EndReason) bool {
 // onPerson follows the person's leg once it is cascaded.
 func (c *cascadeLink) onPerson(ev LegEvent) {
 	if c.local != nil {
-		c.local(ev) // the room's node refused: the caller is in a room here
+		c.local(ev) // the room was not reached: the caller is in a room here
 		return
 	}
 	if refuseRefer(ev) || c.ended {
