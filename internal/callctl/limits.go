@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/switchboard-voice/switchboard/internal/errs"
 	"github.com/switchboard-voice/switchboard/internal/store"
@@ -51,6 +52,7 @@ type limitKey struct {
 	stored  int          // own as last written (or read, when dirty is false)
 	waiting []chan error // creates waiting for the next write
 	busy    bool         // a writer runs for the key
+	timer   *time.Timer  // a release waiting to be written (release)
 	// What the last read or write of the key showed.
 	loaded bool
 	rev    uint64
@@ -115,7 +117,14 @@ func (l *limits) acquire(ctx context.Context, name string) error {
 	}
 }
 
-// release counts one call fewer; written in the background.
+// releaseDelay is how long a release waits to be written on its own: a
+// create's write within it carries it (most do under load), so a call
+// costs one write of its key, not two. A count a release has not lowered
+// yet is high, never low: it can only refuse a call early, for that long.
+const releaseDelay = 250 * time.Millisecond
+
+// release counts one call fewer; written in the background, with the next
+// create's write or after releaseDelay.
 func (l *limits) release(name string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -123,7 +132,20 @@ func (l *limits) release(name string) {
 	if k.own > 0 {
 		k.own--
 	}
-	l.kick(k)
+	if k.busy || k.timer != nil {
+		return // the writer, or the armed timer, writes it
+	}
+	var t *time.Timer
+	t = time.AfterFunc(releaseDelay, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if k.timer != t {
+			return // a write came first, or wait took over
+		}
+		k.timer = nil
+		l.kick(k)
+	})
+	k.timer = t
 }
 
 // adopt counts a resumed call (a restart) without asking: its share was
@@ -154,11 +176,26 @@ func (l *limits) sync(ctx context.Context) error {
 	return nil
 }
 
-// wait waits for the writers (Shutdown and Stop).
-func (l *limits) wait() { l.wg.Wait() }
+// wait writes the releases still delayed and waits for the writers
+// (Shutdown and Stop).
+func (l *limits) wait() {
+	l.mu.Lock()
+	for _, k := range l.keys {
+		if k.timer != nil {
+			l.kick(k)
+		}
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+}
 
-// kick starts k's writer unless it runs. l.mu is held.
+// kick starts k's writer unless it runs; a delayed release is written by
+// it. l.mu is held.
 func (l *limits) kick(k *limitKey) {
+	if k.timer != nil {
+		k.timer.Stop()
+		k.timer = nil
+	}
 	if k.busy {
 		return
 	}

@@ -216,3 +216,51 @@ func BenchmarkLimitsAcquire(b *testing.B) {
 	}
 	l.wait()
 }
+
+// Calls coming and going at a steady rate cost one write each: a release
+// waits for the next create's write (or releaseDelay), which carries it.
+// A release with no create after it is still written, after releaseDelay.
+func TestLimitsReleasesRideOnCreates(t *testing.T) {
+	st := openLimits(t)
+	ctx := context.Background()
+	kv, err := st.Bucket(ctx, LimitsBucket, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := newLimits(kv, "a", func() int { return 100 }, slog.New(slog.DiscardHandler))
+	key := limitKeyName("app", "tenant")
+	revision := func() uint64 {
+		_, rev, err := kv.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+	if err := l.acquire(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	first := revision()
+	const turns = 20
+	for range turns { // a call ends, another starts
+		l.release(key)
+		if err := l.acquire(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if writes := revision() - first; writes > turns+1 {
+		t.Fatalf("%d writes for %d calls ending and %d starting: releases were not carried by creates", writes, turns, turns)
+	}
+	if c := storedCounts(t, kv, key); c["a"] != 1 {
+		t.Fatalf("stored %v, want a=1", c)
+	}
+	// The last call ends, and nothing follows: written on its own.
+	l.release(key)
+	deadline := time.Now().Add(10 * releaseDelay)
+	for storedCounts(t, kv, key)["a"] != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the last release not written within %v: %v", 10*releaseDelay, storedCounts(t, kv, key))
+		}
+		time.Sleep(releaseDelay / 10)
+	}
+	l.wait()
+}

@@ -78,10 +78,16 @@ const (
 	// audio per JetStream message.
 	chunkBytes = media.SampleRate
 	// uploaders publish the node's recordings, each recording on one;
-	// uploaderQueue bounds the chunks waiting for each: 4 × 128 seconds
-	// of audio, 4 MB, shared by every recording.
+	// uploaderQueue bounds the chunks waiting for each, and batchMax those
+	// it publishes at once (run): 4 × 128 seconds of audio, 4 MB, shared
+	// by every recording.
 	uploaders     = 4
-	uploaderQueue = 128
+	uploaderQueue = 64
+	// batchWait is how long an uploader lets chunks gather before it
+	// publishes them together: recordings' seconds reach the store up to
+	// 0.1 s later.
+	batchWait = 100 * time.Millisecond
+	batchMax  = 64
 	// abortWait bounds how long Abort waits for the store to discard a
 	// partial upload before giving up on it.
 	abortWait = 5 * time.Second
@@ -125,7 +131,10 @@ type Store struct {
 	upWG      sync.WaitGroup
 
 	// publish and purge reach the bucket's stream; benchmarks replace them.
+	// async publishes chunks without waiting (publishAll); nil: they go
+	// through publish, one at a time.
 	publish func(ctx context.Context, m *nats.Msg) error
+	async   jetstream.JetStream
 	purge   func(ctx context.Context, subject string) error
 
 	mu     sync.Mutex
@@ -178,6 +187,7 @@ func NewStore(ctx context.Context, st *store.Store, publicURL string, retention 
 		return nil, fmt.Errorf("record: object store %s: %w", BucketName, err)
 	}
 	js := st.JetStream()
+	s.async = js
 	s.publish = func(ctx context.Context, m *nats.Msg) error {
 		_, err := js.PublishMsg(ctx, m)
 		return err
@@ -260,13 +270,14 @@ type Recording struct {
 	truncated atomic.Bool
 
 	// Owned by the uploader until done is closed.
-	digest    hash.Hash
-	size      uint64
-	chunks    uint32
-	uploadErr error         // the first publish that failed; later chunks are skipped
-	done      chan struct{} // closed when the uploader has finished (saved, failed or purged)
-	putErr    error         // set before done is closed
-	failed    chan error    // the upload's error, if it failed while recording; closed with done
+	digest      hash.Hash
+	size        uint64
+	chunks      uint32
+	uploadErr   error         // the first publish that failed; later chunks are skipped
+	failHandled bool          // the failure was purged and reported
+	done        chan struct{} // closed when the uploader has finished (saved, failed or purged)
+	putErr      error         // set before done is closed
+	failed      chan error    // the upload's error, if it failed while recording; closed with done
 }
 
 // chunk is one object chunk being filled or on its way to the store.
@@ -518,6 +529,12 @@ var errAborted = errors.New("record: recording aborted")
 type uploader struct {
 	s    *Store
 	jobs chan upJob
+
+	// The batch being published; the uploader's own.
+	batch  []upJob
+	msgs   []*nats.Msg
+	owners []*Recording
+	errs   []error
 }
 
 // upJob is a chunk to publish (after silence bytes of silence), or with
@@ -554,38 +571,109 @@ func (u *uploader) send(ctx context.Context, j upJob) error {
 
 // run publishes until the store closes; jobs left then belong to
 // recordings Close has aborted.
+//
+// Chunks are published in batches: once a job arrives, the uploader lets
+// others gather for up to batchWait (less when a recording ends, which
+// someone waits for), publishes every chunk of the batch without waiting,
+// and then waits for their acknowledgements (publishAll). A publish and its
+// acknowledgement cost several hand-offs between goroutines in the client
+// and the server; a batch costs them once. Recordings started at random
+// times fill their chunks at random times, so without the wait batches
+// would hold one chunk.
 func (u *uploader) run() {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
 	for {
+		var j upJob
 		select {
-		case j := <-u.jobs:
-			u.do(j)
+		case j = <-u.jobs:
 		case <-u.s.quit:
 			return
 		}
+		u.batch = append(u.batch[:0], j)
+		if !j.final && u.s.async != nil { // one at a time: nothing to gain
+			t.Reset(batchWait)
+		gather:
+			for len(u.batch) < batchMax {
+				select {
+				case j := <-u.jobs:
+					u.batch = append(u.batch, j)
+					if j.final {
+						break gather
+					}
+				case <-t.C:
+					break gather
+				case <-u.s.quit:
+					t.Stop()
+					return
+				}
+			}
+			t.Stop()
+		}
+		u.do(u.batch)
+		clear(u.batch)
 	}
 }
 
-func (u *uploader) do(j upJob) {
-	r := j.r
-	if j.c != nil {
-		defer u.s.putChunk(j.c)
+// do publishes the chunks of a batch of jobs, in order, then ends the
+// recordings whose last job is in it.
+func (u *uploader) do(batch []upJob) {
+	// Every chunk of the batch, as messages; a recording that has failed
+	// or was aborted publishes nothing more.
+	u.msgs, u.owners = u.msgs[:0], u.owners[:0]
+	add := func(r *Recording, b []byte) {
+		r.digest.Write(b)
+		m := nats.NewMsg(r.subject)
+		m.Data = b
+		u.msgs = append(u.msgs, m)
+		u.owners = append(u.owners, r)
+		r.size += uint64(len(b))
+		r.chunks++
 	}
-	aborted := r.state.Load() == stateAborted
-	if r.uploadErr == nil && !aborted {
-		for rest := j.silence; rest > 0 && r.uploadErr == nil; {
+	for _, j := range batch {
+		r := j.r
+		if r.uploadErr != nil || r.state.Load() == stateAborted {
+			continue
+		}
+		for rest := j.silence; rest > 0; {
 			n := min(rest, chunkBytes)
-			r.uploadErr = r.publishChunk(silenceChunk[:n])
+			add(r, silenceChunk[:n])
 			rest -= n
 		}
-		if j.c != nil && j.c.n > 0 && r.uploadErr == nil {
-			r.uploadErr = r.publishChunk(j.c.b[:j.c.n])
+		if j.c != nil && j.c.n > 0 {
+			add(r, j.c.b[:j.c.n])
 		}
-		if r.uploadErr != nil {
-			r.purge()
-			if r.state.Load() != stateAborted {
-				r.log.Error("recording upload failed", "err", r.uploadErr)
-				r.failed <- r.uploadErr
+	}
+	if len(u.msgs) > 0 {
+		u.errs = append(u.errs[:0], make([]error, len(u.msgs))...)
+		u.s.publishAll(u.msgs, u.owners, u.errs)
+		for i, err := range u.errs {
+			if r := u.owners[i]; err != nil && r.uploadErr == nil {
+				r.uploadErr = fmt.Errorf("publish recording chunk: %w", err)
 			}
+		}
+		clear(u.msgs)
+		clear(u.owners)
+	}
+	for _, j := range batch {
+		if j.c != nil {
+			u.s.putChunk(j.c) // published: the client has copied it
+		}
+		u.settle(j)
+	}
+}
+
+// settle reports a failed upload once and ends the recording on its last
+// job.
+func (u *uploader) settle(j upJob) {
+	r := j.r
+	aborted := r.state.Load() == stateAborted
+	if r.uploadErr != nil && !r.failHandled {
+		r.failHandled = true
+		if !aborted {
+			r.purge()
+			r.log.Error("recording upload failed", "err", r.uploadErr)
+			r.failed <- r.uploadErr
 		}
 	}
 	if !j.final {
@@ -594,7 +682,7 @@ func (u *uploader) do(j upJob) {
 	switch {
 	case aborted || r.state.Load() == stateAborted:
 		if r.uploadErr == nil {
-			r.purge()
+			r.purge() // what was published (a failed upload purged already)
 		}
 		r.putErr = errAborted
 	case r.uploadErr != nil:
@@ -609,25 +697,57 @@ func (u *uploader) do(j upJob) {
 	close(r.done)
 }
 
+// publishAll publishes ms in order and sets errs[i] to the outcome of
+// ms[i], the chunks of owners[i]. With JetStream it sends them all, then
+// waits for the acknowledgements (at most publishTimeout, or until the
+// recording's context ends: an abort cuts its wait short); otherwise (the
+// tests' stalled store, the benchmarks' null one) it publishes them one
+// after the other.
+func (s *Store) publishAll(ms []*nats.Msg, owners []*Recording, errs []error) {
+	if s.async == nil {
+		for i, m := range ms {
+			ctx, cancel := context.WithTimeout(owners[i].ctx, publishTimeout)
+			errs[i] = s.publish(ctx, m)
+			cancel()
+		}
+		return
+	}
+	futs := make([]jetstream.PubAckFuture, len(ms))
+	for i, m := range ms {
+		futs[i], errs[i] = s.async.PublishMsgAsync(m)
+	}
+	deadline := time.NewTimer(publishTimeout)
+	defer deadline.Stop()
+	for i, f := range futs {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			errs[i] = err
+		case <-owners[i].ctx.Done():
+			errs[i] = owners[i].ctx.Err()
+		case <-deadline.C:
+			for k := i; k < len(futs); k++ {
+				if futs[k] != nil && errs[k] == nil {
+					select {
+					case <-futs[k].Ok():
+					default:
+						errs[k] = context.DeadlineExceeded
+					}
+				}
+			}
+			return
+		}
+	}
+}
+
 // silenceChunk is a second of µ-law silence.
 var silenceChunk = func() (b [chunkBytes]byte) {
 	g711.EncodeUlaw(b[:], make([]int16, chunkBytes))
 	return b
 }()
-
-func (r *Recording) publishChunk(b []byte) error {
-	ctx, cancel := context.WithTimeout(r.ctx, publishTimeout)
-	defer cancel()
-	r.digest.Write(b)
-	m := nats.NewMsg(r.subject)
-	m.Data = b
-	if err := r.s.publish(ctx, m); err != nil {
-		return fmt.Errorf("publish recording chunk: %w", err)
-	}
-	r.size += uint64(len(b))
-	r.chunks++
-	return nil
-}
 
 // purge removes the chunks published so far (Abort, or a failed upload).
 func (r *Recording) purge() {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -454,6 +455,7 @@ func TestFinishTwice(t *testing.T) {
 func stall(s *Store) (release func()) {
 	gate := make(chan struct{})
 	publish := s.publish
+	s.async = nil // chunks go through publish
 	s.publish = func(ctx context.Context, m *nats.Msg) error {
 		select {
 		case <-gate:
@@ -705,7 +707,7 @@ func stalledRecording(tb testing.TB) *Recording {
 	}
 	r.max = math.MaxInt64
 	second := make([]int16, media.SampleRate)
-	for range uploaderQueue + 2 {
+	for range uploaderQueue + batchMax + 2 {
 		r.Write(second)
 	}
 	if r.Dropped() == 0 {
@@ -731,5 +733,102 @@ func TestWriteDoesNotAllocate(t *testing.T) {
 	// Stalled: the queue is full and every full chunk is dropped.
 	if n := testing.AllocsPerRun(200, func() { r.Write(frame) }); n != 0 {
 		t.Errorf("Write allocates %.1f times per frame", n)
+	}
+}
+
+// TestManyRecordingsInBatches records 24 calls at once, six on each
+// uploader, each its own tone, their seconds interleaved as the media
+// clock writes them: the uploaders publish them in batches, and every
+// recording comes back whole, in order, with its own tone.
+func TestManyRecordingsInBatches(t *testing.T) {
+	e := newEnv(t, t.TempDir())
+	const n, secs = 24, 3
+	recs := make([]*Recording, n)
+	frames := make([][][]int16, n)
+	for i := range recs {
+		r, err := e.rs.Begin(ctxT(t), fmt.Sprintf("call-%d", i), "op")
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs[i] = r
+		frames[i] = toneFrames(float64(400+100*i), 0.5, secs)
+	}
+	for k := range frames[0] {
+		for i, r := range recs {
+			for len(r.up.jobs) == cap(r.up.jobs) {
+				runtime.Gosched()
+			}
+			r.Write(frames[i][k])
+		}
+	}
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i, r := range recs {
+		wg.Go(func() {
+			if _, _, err := r.Finish(ctxT(t)); err != nil {
+				t.Errorf("recording %d: %v", i, err)
+			}
+			ids[i] = r.id
+		})
+	}
+	wg.Wait()
+	for i, id := range ids {
+		got, err := e.rs.Read(ctxT(t), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != secs*media.SampleRate {
+			t.Fatalf("recording %d: %d samples, want %d", i, len(got), secs*media.SampleRate)
+		}
+		for s := range secs {
+			sec := got[s*media.SampleRate : (s+1)*media.SampleRate]
+			if a := goertzel(sec, float64(400+100*i)); a < 0.45*32767 {
+				t.Fatalf("recording %d, second %d: its tone at %.0f", i, s, a)
+			}
+		}
+	}
+}
+
+// TestBatchWithARefusedRecording fills a bounded bucket: the recordings
+// whose chunks the store refuses fail (Failed, then Finish), once each,
+// and every one that fitted is saved.
+func TestBatchWithARefusedRecording(t *testing.T) {
+	st := openStore(t, t.TempDir())
+	rs, err := NewStore(ctxT(t), st, "http://127.0.0.1:1/", time.Hour, 6*chunkBytes+4096, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.Close)
+	second := make([]int16, media.SampleRate)
+	var recs []*Recording
+	for i := range 4 { // 2 s each: two fit, the others do not
+		r, err := rs.Begin(ctxT(t), fmt.Sprintf("call-%d", i), "op")
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, r)
+	}
+	for range 2 {
+		for _, r := range recs {
+			r.Write(second)
+		}
+	}
+	saved, failed := 0, 0
+	for i, r := range recs {
+		_, _, err := r.Finish(ctxT(t))
+		switch {
+		case err == nil:
+			saved++
+		case errs.KindOf(err) == errs.Unavailable:
+			failed++
+			if e, ok := <-r.Failed(); ok && e == nil {
+				t.Errorf("recording %d: Failed gave nil", i)
+			}
+		default:
+			t.Fatalf("recording %d: %v", i, err)
+		}
+	}
+	if saved < 1 || failed < 1 || saved+failed != len(recs) {
+		t.Fatalf("saved %d, failed %d of %d: want some of each", saved, failed, len(recs))
 	}
 }
