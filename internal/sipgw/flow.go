@@ -22,19 +22,18 @@ import (
 //   - A REGISTER over WebSocket is stored with a Path (RFC 3327) naming
 //     the node's SIP address over TCP (sip.listen, which the other nodes
 //     reach; TCP as a WebRTC offer is larger than UDP takes, RFC 3261
-//     §18.1.1) and
-//     a flow token: the connection's address and its MAC under a key the
-//     nodes derive from their shared secret (the guest passes' key with a
-//     purpose of its own), so a forged Route cannot make a node relay to
-//     a connection of its choosing.
+//     §18.1.1) and a flow token: the connection's address and its MAC
+//     under a key the nodes derive from their shared secret (the guest
+//     passes' key with a purpose of its own), so a forged Route cannot
+//     make a node relay to a connection of its choosing.
 //   - Another node calls the browser as it calls a phone behind Kamailio:
 //     the INVITE goes to the Path with the Path as its Route set
 //     (outbound.go), with a WebRTC offer, as the binding's transport is WS;
 //     the media then flows between the browser and that node directly.
 //   - The edge node, finding itself with a flow token as the top Route,
 //     takes its Route off, record-routes (twice: its WebSocket address
-//     towards the browser, its SIP address towards the node, as RFC 7118
-//     §5 proxies do between transports), and relays the request over the
+//     towards the browser, its SIP address towards the node, as a proxy
+//     between transports does, RFC 5658 §4), and relays the request over the
 //     connection, and the responses back: a transaction of its own each
 //     way (an INVITE's CANCEL included), and ACKs for 2xx as they come.
 //     What the browser sends in that dialog comes back over the
@@ -42,11 +41,13 @@ import (
 //     the INVITE (its address, its Contact's port), never to an address
 //     the browser chose.
 //   - The node itself calls its own browsers over their connections, as
-//     before (ownFlow).
+//     before (ownFlow). A calling node told 430 drops the binding
+//     (forgetFlow).
 //
 // The relay runs on sipgo's goroutine for each request and holds a map
-// entry per relayed dialog (relayDialogs), bounded; nothing survives the
-// node, as nothing can: the connections die with it.
+// entry per relayed dialog (Gateway.relays), bounded; nothing survives the
+// node, as nothing can: the connections die with it. A draining node
+// relays on: its browsers have no other way until their WebSockets move.
 
 // flowParam is the URI parameter carrying a flow token in our Path and
 // Record-Route values.
@@ -323,7 +324,7 @@ func (g *Gateway) forward(req, fwd *sip.Request, tx sip.ServerTransaction, callI
 		select {
 		case res := <-ctl.Responses():
 			if res.StatusCode == 100 && req.IsInvite() {
-				continue // ours went already (RFC 3261 §16.7 step 3)
+				continue // ours went already (RFC 3261 §16.7 step 5)
 			}
 			out := res.Clone()
 			out.RemoveHeader("Via") // ours (§16.7 step 3)
