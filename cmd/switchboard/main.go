@@ -128,6 +128,11 @@ func serve(args []string) error {
 	if dev {
 		printDev(cfg)
 	}
+	if v, set := os.LookupEnv("GOMAXPROCS"); set {
+		log.Debug("go runtime: GOMAXPROCS from the environment", "GOMAXPROCS", v)
+	} else if cfg.Runtime.AdaptiveProcs {
+		go adaptProcs(ctx, log)
+	}
 	select {
 	case <-ctx.Done():
 	case <-node.Lost():

@@ -65,6 +65,12 @@ type Runtime struct {
 	// MemoryLimit is a soft limit on the process's memory in bytes
 	// (GOMEMLIMIT); 0: none.
 	MemoryLimit int64 `yaml:"memoryLimit"`
+	// AdaptiveProcs runs the node on one P (GOMAXPROCS 1) while it needs
+	// less than 70 % of a core, and on all of them above: at light load
+	// Go's waking of idle Ps for every hand-off between goroutines costs
+	// more than the second P gives (docs/benchmarks.md). The GOMAXPROCS
+	// environment variable, when set, wins.
+	AdaptiveProcs bool `yaml:"adaptiveProcs"`
 }
 
 // Console configures /console, the operators' live view of calls. With no
@@ -505,7 +511,7 @@ func Default() Config {
 		Outbound:      Outbound{},
 		Simulator:     Simulator{Audio: true},
 		Log:           Log{Level: "info", Format: "text"},
-		Runtime:       Runtime{GCPercent: 30},
+		Runtime:       Runtime{GCPercent: 30, AdaptiveProcs: true},
 	}
 }
 

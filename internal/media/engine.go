@@ -410,7 +410,15 @@ func (e *Engine) countLate(n uint64) {
 	}
 }
 
-// Stats returns the engine's counters.
+// Recent returns RecentTicks and RecentLateTicks of Stats without
+// walking the sessions: what admission control asks before every new call.
+func (e *Engine) Recent() (ticks, late uint64) {
+	sec := e.second()
+	return e.recentTicks.sum(sec), e.recentLate.sum(sec)
+}
+
+// Stats returns the engine's counters. It visits every session (its
+// packet counts) under its shard's lock.
 func (e *Engine) Stats() EngineStats {
 	st := EngineStats{
 		Ticks:           e.ticks.Load(),
