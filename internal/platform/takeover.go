@@ -70,7 +70,7 @@ func (n *Node) watchNodes(ctx context.Context, kv *store.KV, lease time.Duration
 		case <-t.C:
 		}
 		lctx, cancel := context.WithTimeout(ctx, lease)
-		keys, err := kv.Keys(lctx)
+		keys, err := kv.Listed(lctx) // a deleted claim's Get fails below
 		if err != nil {
 			cancel()
 			continue // the store is out of reach: nobody is judged meanwhile

@@ -15,6 +15,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -210,6 +211,8 @@ func (s *Store) Close() {
 type KV struct {
 	kv        jetstream.KeyValue
 	markerTTL time.Duration
+	js        jetstream.JetStream
+	bucket    string
 }
 
 // MarkerTTL is how long a deleted key's marker stays in its bucket. A
@@ -237,7 +240,7 @@ func (s *Store) Bucket(ctx context.Context, name string, ttl time.Duration) (*KV
 		})
 		cancel()
 		if err == nil {
-			b := &KV{kv: kv, markerTTL: MarkerTTL}
+			b := &KV{kv: kv, markerTTL: MarkerTTL, js: s.js, bucket: name}
 			if s.replicas > 1 {
 				err = s.serving(ctx, b, deadline)
 			}
@@ -390,6 +393,28 @@ func (b *KV) Delete(ctx context.Context, key string) error {
 }
 
 // Keys lists the bucket's keys.
+// Listed returns the keys that have a message in the bucket: its live keys
+// and those deleted less than MarkerTTL ago (their delete markers), which
+// a Get then finds gone. It is one request to the stream, where Keys
+// creates and removes a consumer: what a poller that reads each key anyway
+// should use.
+func (b *KV) Listed(ctx context.Context) ([]string, error) {
+	prefix := "$KV." + b.bucket + "."
+	st, err := b.js.Stream(ctx, "KV_"+b.bucket)
+	if err != nil {
+		return nil, fmt.Errorf("store: keys: %w", err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return nil, fmt.Errorf("store: keys: %w", err)
+	}
+	keys := make([]string, 0, len(info.State.Subjects))
+	for subj := range info.State.Subjects {
+		keys = append(keys, strings.TrimPrefix(subj, prefix))
+	}
+	return keys, nil
+}
+
 func (b *KV) Keys(ctx context.Context) ([]string, error) {
 	keys, err := b.kv.Keys(ctx)
 	if errors.Is(err, jetstream.ErrNoKeysFound) {

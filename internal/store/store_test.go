@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -323,5 +324,57 @@ func TestReplicatedKVCompareAndSet(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// Listed names the live keys and those just deleted, with one request and
+// no consumer, where Keys creates one each time.
+func TestListedKeys(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Options{DataDir: t.TempDir(), Name: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	b, err := s.Bucket(ctx, "nodes", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys, err := b.Listed(ctx); err != nil || len(keys) != 0 {
+		t.Fatalf("empty bucket: %v, %v", keys, err)
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		if _, err := b.Put(ctx, k, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Put(ctx, "a", []byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := b.Listed(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	if !slices.Equal(keys, []string{"a", "b", "c"}) {
+		t.Fatalf("listed %v, want a, b and the deleted c", keys)
+	}
+	if _, _, err := b.Get(ctx, "c"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the deleted key: %v", err)
+	}
+	stream, err := s.js.Stream(ctx, "KV_nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Consumers != 0 {
+		t.Fatalf("%d consumers on the bucket after Listed", info.State.Consumers)
 	}
 }
