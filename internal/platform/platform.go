@@ -241,7 +241,7 @@ func Start(ctx context.Context, cfg *config.Config, o Options) (n *Node, err err
 				}
 				return n.Calls.Live()
 			},
-			Media: func() (uint64, uint64) { return n.Media.Recent() },
+			Media:               func() (uint64, uint64) { return n.Media.Recent() },
 			NotificationBacklog: n.Outbox.Queued,
 		}, reg)
 	if err != nil {
