@@ -129,7 +129,9 @@ func (g *Gateway) ownFlow(path string) bool {
 	return ok && u.UriParams.Has(flowParam) && g.isSelf(u)
 }
 
-// routeURI is the URI of a Route, Record-Route or Path value.
+// routeURI is the URI of a Route, Record-Route or Path value: a
+// name-addr's URI, parameters (transport, lr) included, is inside the <>;
+// a bare one ends at the first ';' (RFC 3261 §20.10).
 func routeURI(v string) (sip.Uri, bool) {
 	v = strings.TrimSpace(v)
 	if strings.HasPrefix(v, "<") {

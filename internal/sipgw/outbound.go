@@ -624,18 +624,8 @@ func printable(s string, n int) string {
 // its URI says otherwise). The proxy's record-routing then puts it in the
 // dialog's route set too.
 func viaPath(contact sip.Uri, path []string) (destination, bool) {
-	// A name-addr's URI, parameters (transport, lr) included, is inside
-	// the <>; a bare one ends at the first ';' (RFC 3261 §20.10).
-	v := strings.TrimSpace(path[0])
-	if strings.HasPrefix(v, "<") {
-		if end := strings.IndexByte(v, '>'); end > 0 {
-			v = v[1:end]
-		}
-	} else {
-		v = strings.SplitN(v, ";", 2)[0]
-	}
-	var first sip.Uri
-	if err := sip.ParseUri(v, &first); err != nil {
+	first, ok := routeURI(path[0])
+	if !ok {
 		return destination{}, false
 	}
 	transport := transportOf(first, "UDP")
