@@ -373,18 +373,9 @@ func (g *Gateway) forward(req, fwd *sip.Request, tx sip.ServerTransaction, callI
 }
 
 // cancelRelayed cancels a relayed INVITE (RFC 3261 §16.10): a CANCEL of
-// our own, with the Via of the INVITE we sent.
+// our own, built from the INVITE we sent (§9.1).
 func (g *Gateway) cancelRelayed(inv *sip.Request, callID string) {
-	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
-	c.AppendHeader(sip.HeaderClone(inv.Via()))
-	mf := sip.MaxForwardsHeader(70)
-	c.AppendHeader(&mf)
-	c.AppendHeader(sip.HeaderClone(inv.From()))
-	c.AppendHeader(sip.HeaderClone(inv.To()))
-	c.AppendHeader(sip.HeaderClone(inv.CallID()))
-	c.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
-	c.SetBody(nil)
-	c.SetTransport(inv.Transport())
+	c := cancelOf(inv)
 	c.SetDestination(inv.Destination())
 	ctx, cancel := context.WithTimeout(g.runCtx, 64*g.t1)
 	defer cancel()

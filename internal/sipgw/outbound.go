@@ -348,9 +348,10 @@ func (b *branch) run() {
 	}
 }
 
-// sendCancel cancels the branch's INVITE (RFC 3261 §9.1).
-func (b *branch) sendCancel() {
-	g, inv := b.l.g, b.req
+// cancelOf is the CANCEL of an INVITE we sent (RFC 3261 §9.1): its
+// Request-URI, top Via, From, To, Call-ID and Route set, the CSeq number
+// with the method CANCEL; over the INVITE's transport.
+func cancelOf(inv *sip.Request) *sip.Request {
 	c := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
 	c.AppendHeader(sip.HeaderClone(inv.Via()))
 	mf := sip.MaxForwardsHeader(70)
@@ -364,6 +365,13 @@ func (b *branch) sendCancel() {
 	}
 	c.SetBody(nil)
 	c.SetTransport(inv.Transport())
+	return c
+}
+
+// sendCancel cancels the branch's INVITE (RFC 3261 §9.1).
+func (b *branch) sendCancel() {
+	g, inv := b.l.g, b.req
+	c := cancelOf(inv)
 	c.SetDestination(b.addr)
 	ctx, cancel := context.WithTimeout(g.runCtx, 64*g.t1)
 	defer cancel()
