@@ -166,19 +166,7 @@ document.getElementById('signin-button').click()`, calltest.EvePassword))
 	a.Hook.WaitState(t, out.ID, graph.StateEstablished)
 	page.Until(20*time.Second, "the answered call", `document.getElementById('status').textContent.startsWith('In a call with')`)
 
-	page.Eval(`(() => {
-  window.heard = [];
-  const ac = new AudioContext(), an = ac.createAnalyser();
-  an.fftSize = 2048;
-  ac.createMediaStreamSource(document.getElementById('remote-audio').srcObject).connect(an);
-  const bins = new Float32Array(an.frequencyBinCount);
-  setInterval(() => {
-    an.getFloatFrequencyData(bins);
-    let best = 0;
-    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
-    if (bins[best] > -50) window.heard.push(Math.round(best * ac.sampleRate / an.fftSize));
-  }, 100);
-})()`)
+	page.Eval(listenRemoteAudio)
 	c := calls + "/" + out.ID
 	base := wavServer(t, map[string][]byte{"/tone.wav": calltest.WAV(tone(1200, 3*time.Second), 8000)})
 	op := opDone(t, a, out.ID, a.Bot("POST", c+"/playPrompt", prompts(base+"/tone.wav")))

@@ -164,19 +164,7 @@ func TestChromiumJoinPage(t *testing.T) {
 	// What the page plays: the loudest frequency, every 100 ms, of the
 	// remote audio element's stream when it is loud enough.
 	page.Until(10*time.Second, "the call's audio", `!!document.getElementById('remote-audio').srcObject`)
-	page.Eval(`(() => {
-  window.heard = [];
-  const ac = new AudioContext(), an = ac.createAnalyser();
-  an.fftSize = 2048;
-  ac.createMediaStreamSource(document.getElementById('remote-audio').srcObject).connect(an);
-  const bins = new Float32Array(an.frequencyBinCount);
-  setInterval(() => {
-    an.getFloatFrequencyData(bins);
-    let best = 0;
-    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
-    if (bins[best] > -50) window.heard.push(Math.round(best * ac.sampleRate / an.fftSize));
-  }, 100);
-})()`)
+	page.Eval(listenRemoteAudio)
 	page.Until(10*time.Second, "the lobby's prompt heard", `window.heard.length >= 5`)
 	ps := mb.waitRosterOf(ctx, t, call, "the guest in the lobby", func(ps []graph.Participant) bool {
 		g := guestIn(ps, "Zoe Guest")
@@ -460,3 +448,20 @@ func TestGuestPassProtocol(t *testing.T) {
 		t.Error("30 passes in a row from one address were all minted")
 	}
 }
+
+// listenRemoteAudio makes a page note, every 100 ms, the loudest frequency
+// of its remote-audio element's stream when it is loud enough, in
+// window.heard.
+const listenRemoteAudio = `(() => {
+  window.heard = [];
+  const ac = new AudioContext(), an = ac.createAnalyser();
+  an.fftSize = 2048;
+  ac.createMediaStreamSource(document.getElementById('remote-audio').srcObject).connect(an);
+  const bins = new Float32Array(an.frequencyBinCount);
+  setInterval(() => {
+    an.getFloatFrequencyData(bins);
+    let best = 0;
+    for (let i = 1; i < bins.length; i++) if (bins[i] > bins[best]) best = i;
+    if (bins[best] > -50) window.heard.push(Math.round(best * ac.sampleRate / an.fftSize));
+  }, 100);
+})()`
